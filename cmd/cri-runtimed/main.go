@@ -1,0 +1,93 @@
+// Command cri-runtimed is the CRI v1 node runtime daemon. With no
+// subcommand it serves CRI on its socket; `config default` prints the
+// default configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/version"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("cri-runtimed", flag.ContinueOnError)
+	configPath := fs.String("config", config.DefaultPath, "path of the TOML configuration file")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	klog.InitFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: cri-runtimed [flags]            serve CRI v1 (default)
+       cri-runtimed config default    print the default configuration
+       cri-runtimed version           print the version
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVersion {
+		printVersion()
+		return 0
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" {
+			explicit = true
+		}
+	})
+
+	switch rest := fs.Args(); {
+	case len(rest) == 0 || rest[0] == "serve":
+		cfg, err := config.Load(*configPath, explicit)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)
+			return 1
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := serve(ctx, cfg); err != nil {
+			klog.ErrorS(err, "cri-runtimed failed")
+			klog.Flush()
+			fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)
+			return 1
+		}
+		klog.Flush()
+		return 0
+	case rest[0] == "config" && len(rest) == 2 && rest[1] == "default":
+		b, err := config.Default().Encode()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)
+			return 1
+		}
+		os.Stdout.Write(b)
+		return 0
+	case rest[0] == "version":
+		printVersion()
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "cri-runtimed: unknown command %q\n", rest)
+		fs.Usage()
+		return 2
+	}
+}
+
+func printVersion() {
+	fmt.Printf("cri-runtimed %s (revision %s)\n", version.Version, version.Revision)
+}

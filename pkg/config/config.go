@@ -1,0 +1,200 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// DefaultPath is where the daemon looks for its config when --config is not given.
+const DefaultPath = "/etc/cri-runtimed/config.toml"
+
+// Config is the daemon configuration.
+type Config struct {
+	// Root holds persistent state: meta.db, content/, snapshots/.
+	Root string `toml:"root" comment:"Persistent state: meta.db, content/ and snapshots/."`
+	// State holds volatile state: the socket, shim sockets, netns pins.
+	State string `toml:"state" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
+
+	GRPC  GRPC  `toml:"grpc"`
+	Image Image `toml:"image"`
+}
+
+// GRPC configures the CRI endpoint.
+type GRPC struct {
+	Address string `toml:"address" comment:"Unix socket serving CRI v1."`
+	// Mode is the socket's file mode, as an octal string.
+	Mode string `toml:"mode" comment:"File mode of the socket (octal)."`
+	// Group, when set, owns the socket so its members can talk CRI.
+	Group string `toml:"group" comment:"Group owning the socket; empty keeps root's."`
+	// MaxRecvMessageSize and MaxSendMessageSize bound one gRPC message.
+	MaxRecvMessageSize int `toml:"max_recv_message_size" comment:"Largest gRPC message accepted, in bytes."`
+	MaxSendMessageSize int `toml:"max_send_message_size" comment:"Largest gRPC message sent, in bytes."`
+}
+
+// Image configures pulls, the content store and the snapshotter.
+type Image struct {
+	Snapshotter            string   `toml:"snapshotter" comment:"overlayfs (default) or native; overlayfs falls back to native when the filesystem cannot mount overlay."`
+	RegistryConfigPath     string   `toml:"registry_config_path" comment:"Directory of <host>/hosts.toml files, containerd's certs.d format."`
+	MaxConcurrentDownloads int      `toml:"max_concurrent_downloads" comment:"Layers downloaded at once per pull."`
+	PullProgressTimeout    Duration `toml:"pull_progress_timeout" comment:"A pull that receives no byte for this long is cancelled."`
+	MaxManifestSize        int64    `toml:"max_manifest_size" comment:"Largest manifest, index or image config accepted, in bytes."`
+	RegistryRetries        int      `toml:"registry_retries" comment:"Attempts per registry host on 5xx and connection errors."`
+	// StaleIngestAge bounds how long a partial download is kept for resume.
+	StaleIngestAge Duration `toml:"stale_ingest_age" comment:"Partial downloads older than this are deleted at start."`
+}
+
+// Duration is a time.Duration written as "5m" in TOML.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the configuration used when no file exists.
+func Default() *Config {
+	return &Config{
+		Root:  "/var/lib/cri-runtimed",
+		State: "/run/cri-runtimed",
+		GRPC: GRPC{
+			Address:            "/run/cri-runtimed/cri-runtimed.sock",
+			Mode:               "0660",
+			MaxRecvMessageSize: 16 << 20,
+			MaxSendMessageSize: 16 << 20,
+		},
+		Image: Image{
+			Snapshotter:            "overlayfs",
+			RegistryConfigPath:     "/etc/cri-runtimed/certs.d",
+			MaxConcurrentDownloads: 3,
+			PullProgressTimeout:    Duration(5 * time.Minute),
+			MaxManifestSize:        4 << 20,
+			RegistryRetries:        3,
+			StaleIngestAge:         Duration(24 * time.Hour),
+		},
+	}
+}
+
+// Load reads path over the defaults. A missing file at the default path
+// is not an error (the defaults are used); a missing file that was asked
+// for explicitly is.
+func Load(path string, explicit bool) (*Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !explicit {
+			return cfg, cfg.Validate()
+		}
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if err := Decode(data, cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Decode parses TOML into cfg, refusing unknown keys so a typo is not
+// silently ignored.
+func Decode(data []byte, cfg *Config) error {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		var sm *toml.StrictMissingError
+		if errors.As(err, &sm) {
+			return fmt.Errorf("unknown key(s):\n%s", sm.String())
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return fmt.Errorf("line %d column %d: %s", row, col, de.Error())
+		}
+		return err
+	}
+	return nil
+}
+
+// Validate checks values that TOML types cannot.
+func (c *Config) Validate() error {
+	var errs []string
+	abs := func(key, v string) {
+		if !filepath.IsAbs(v) {
+			errs = append(errs, fmt.Sprintf("%s: %q must be an absolute path", key, v))
+		}
+	}
+	abs("root", c.Root)
+	abs("state", c.State)
+	abs("grpc.address", c.GRPC.Address)
+	abs("image.registry_config_path", c.Image.RegistryConfigPath)
+	if _, err := c.GRPC.FileMode(); err != nil {
+		errs = append(errs, fmt.Sprintf("grpc.mode: %v", err))
+	}
+	switch c.Image.Snapshotter {
+	case "overlayfs", "native":
+	default:
+		errs = append(errs, fmt.Sprintf("image.snapshotter: %q is not one of overlayfs, native", c.Image.Snapshotter))
+	}
+	if c.Image.MaxConcurrentDownloads < 1 {
+		errs = append(errs, "image.max_concurrent_downloads: must be at least 1")
+	}
+	if c.Image.PullProgressTimeout <= 0 {
+		errs = append(errs, "image.pull_progress_timeout: must be positive")
+	}
+	if c.Image.MaxManifestSize < 1024 {
+		errs = append(errs, "image.max_manifest_size: must be at least 1024")
+	}
+	if c.Image.RegistryRetries < 1 {
+		errs = append(errs, "image.registry_retries: must be at least 1")
+	}
+	if c.GRPC.MaxRecvMessageSize < 1<<20 || c.GRPC.MaxSendMessageSize < 1<<20 {
+		errs = append(errs, "grpc.max_recv_message_size/max_send_message_size: must be at least 1048576")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// FileMode parses Mode.
+func (g GRPC) FileMode() (os.FileMode, error) {
+	var m uint32
+	if _, err := fmt.Sscanf(g.Mode, "%o", &m); err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal file mode", g.Mode)
+	}
+	return os.FileMode(m), nil
+}
+
+// Encode writes cfg as commented TOML.
+func (c *Config) Encode() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# cri-runtimed configuration. Every key is shown with its default.\n")
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(true)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Paths derived from Root and State.
+func (c *Config) MetaDBPath() string      { return filepath.Join(c.Root, "meta.db") }
+func (c *Config) ContentDir() string      { return filepath.Join(c.Root, "content") }
+func (c *Config) SnapshotDir(name string) string {
+	return filepath.Join(c.Root, "snapshots", name)
+}

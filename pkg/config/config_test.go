@@ -1,0 +1,82 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultRoundTrip(t *testing.T) {
+	def := Default()
+	data, err := def.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"root", "state", "address", "snapshotter", "registry_config_path", "max_concurrent_downloads", "pull_progress_timeout = '5m0s'"} {
+		if !strings.Contains(string(data), key) {
+			t.Errorf("default config lacks %q:\n%s", key, data)
+		}
+	}
+	got := &Config{}
+	if err := Decode(data, got); err != nil {
+		t.Fatalf("decode default: %v", err)
+	}
+	if *got != *def {
+		t.Fatalf("round trip changed config:\n%+v\n%+v", got, def)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name     string
+		body     string
+		explicit bool
+		missing  bool
+		wantErr  string
+		check    func(*Config) bool
+	}{
+		{name: "override", body: "root = \"/x\"\n[image]\nmax_concurrent_downloads = 7\npull_progress_timeout = \"30s\"\n",
+			check: func(c *Config) bool {
+				return c.Root == "/x" && c.Image.MaxConcurrentDownloads == 7 && time.Duration(c.Image.PullProgressTimeout) == 30*time.Second && c.State == "/run/cri-runtimed"
+			}},
+		{name: "unknown key", body: "[image]\nsnapshoter = \"overlayfs\"\n", wantErr: "snapshoter"},
+		{name: "bad snapshotter", body: "[image]\nsnapshotter = \"zfs\"\n", wantErr: "image.snapshotter"},
+		{name: "relative root", body: "root = \"var\"\n", wantErr: "root"},
+		{name: "bad duration", body: "[image]\npull_progress_timeout = \"soon\"\n", wantErr: "line 2"},
+		{name: "bad mode", body: "[grpc]\nmode = \"rw\"\n", wantErr: "grpc.mode"},
+		{name: "syntax", body: "root = \n", wantErr: "line 1"},
+		{name: "missing default path", missing: true, check: func(c *Config) bool { return c.Root == "/var/lib/cri-runtimed" }},
+		{name: "missing explicit", missing: true, explicit: true, wantErr: "read config"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "absent.toml")
+			if !tc.missing {
+				path = write(strings.ReplaceAll(tc.name, " ", "_")+".toml", tc.body)
+			}
+			cfg, err := Load(path, tc.explicit)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.check(cfg) {
+				t.Fatalf("unexpected config %+v", cfg)
+			}
+		})
+	}
+}

@@ -1,0 +1,262 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+var (
+	// ErrNotFound means no local image matches.
+	ErrNotFound = errors.New("image not found")
+	// ErrPullStuck means a download received no bytes for the progress timeout.
+	ErrPullStuck = errors.New("pull made no progress")
+	// ErrInvalidImage means the registry served something that is not a
+	// usable image (bad manifest, config, layer count or diff ID).
+	ErrInvalidImage = errors.New("invalid image")
+)
+
+// Service owns the images of the node.
+type Service struct {
+	db       *meta.DB
+	content  *content.Store
+	snap     snapshot.Snapshotter
+	registry *registry.Client
+
+	platform        ocispec.Platform
+	maxDownloads    int
+	progressTimeout time.Duration
+	maxManifestSize int64
+
+	blobs   flights // downloads shared by concurrent pulls, by digest
+	unpacks flights // layer unpacks shared by concurrent pulls, by chain ID
+
+	// leases protects what pulls in progress are using from GC; the
+	// sweep holds leaseMu so a pull cannot take a lease on something
+	// being deleted.
+	leaseMu sync.Mutex
+	leases  map[string]int
+}
+
+// Option sets an optional Service setting.
+type Option func(*Service)
+
+// WithPlatform sets the platform picked from multi-arch images.
+func WithPlatform(p ocispec.Platform) Option { return func(s *Service) { s.platform = p } }
+
+// WithMaxConcurrentDownloads bounds the layers downloaded at once per pull.
+func WithMaxConcurrentDownloads(n int) Option { return func(s *Service) { s.maxDownloads = n } }
+
+// WithProgressTimeout cancels a download that receives nothing for d.
+func WithProgressTimeout(d time.Duration) Option {
+	return func(s *Service) { s.progressTimeout = d }
+}
+
+// WithMaxManifestSize bounds manifests and image configs.
+func WithMaxManifestSize(n int64) Option { return func(s *Service) { s.maxManifestSize = n } }
+
+// New returns the image service.
+func New(db *meta.DB, cs *content.Store, snap snapshot.Snapshotter, reg *registry.Client, opts ...Option) *Service {
+	s := &Service{
+		db:              db,
+		content:         cs,
+		snap:            snap,
+		registry:        reg,
+		platform:        ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH},
+		maxDownloads:    3,
+		progressTimeout: 5 * time.Minute,
+		maxManifestSize: 4 << 20,
+		leases:          map[string]int{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Snapshotter is the snapshotter images are unpacked with.
+func (s *Service) Snapshotter() snapshot.Snapshotter { return s.snap }
+
+// List returns every image.
+func (s *Service) List(ctx context.Context) ([]meta.Image, error) {
+	return s.db.ListImages()
+}
+
+// Get finds the image named by an image ID (full, or with its sha256:
+// prefix), a tag reference or a digest reference, or by a unique prefix of
+// an image ID of at least 12 characters.
+func (s *Service) Get(ctx context.Context, name string) (meta.Image, error) {
+	img, _, err := s.lookup(name)
+	return img, err
+}
+
+type matchKind int
+
+const (
+	matchID matchKind = iota
+	matchTag
+	matchDigest
+)
+
+func (s *Service) lookup(name string) (meta.Image, matchKind, error) {
+	if name == "" {
+		return meta.Image{}, 0, fmt.Errorf("%w: empty image name", reference.ErrInvalid)
+	}
+	if id, ok := reference.LooksLikeImageID(name); ok {
+		img, err := s.db.GetImage(id)
+		if err == nil {
+			return img, matchID, nil
+		}
+		if !errors.Is(err, meta.ErrNotFound) {
+			return meta.Image{}, 0, err
+		}
+	}
+	imgs, err := s.db.ListImages()
+	if err != nil {
+		return meta.Image{}, 0, err
+	}
+	ref, perr := reference.Parse(name)
+	if perr == nil {
+		full := ref.String()
+		for _, img := range imgs {
+			if ref.Digest() != "" {
+				for _, d := range img.RepoDigests {
+					if d == full {
+						return img, matchDigest, nil
+					}
+				}
+				continue
+			}
+			for _, t := range img.RepoTags {
+				if t == full {
+					return img, matchTag, nil
+				}
+			}
+		}
+	}
+	if hex := strings.TrimPrefix(name, "sha256:"); len(hex) >= 12 && isHex(hex) {
+		var found []meta.Image
+		for _, img := range imgs {
+			if strings.HasPrefix(img.ID.Encoded(), hex) {
+				found = append(found, img)
+			}
+		}
+		if len(found) == 1 {
+			return found[0], matchID, nil
+		}
+		if len(found) > 1 {
+			return meta.Image{}, 0, fmt.Errorf("%w: image ID prefix %q is ambiguous", reference.ErrInvalid, name)
+		}
+	}
+	if perr != nil {
+		if _, ok := reference.LooksLikeImageID(name); !ok {
+			return meta.Image{}, 0, perr
+		}
+	}
+	return meta.Image{}, 0, fmt.Errorf("%w: %s", ErrNotFound, name)
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Config reads the image's OCI config from the content store.
+func (s *Service) Config(ctx context.Context, img meta.Image) (ocispec.Image, error) {
+	var cfg ocispec.Image
+	b, err := s.content.ReadAll(ctx, img.ID, s.maxManifestSize)
+	if err != nil {
+		return cfg, fmt.Errorf("read config of image %s: %w", img.ID, err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("decode config of image %s: %w", img.ID, err)
+	}
+	return cfg, nil
+}
+
+// Remove deletes the image named by name. Naming it by one of several
+// tags only removes that tag; naming it by ID, digest or its last tag
+// removes the image, and GC then frees what no other image uses. An
+// unknown image is not an error, as kubelet expects.
+func (s *Service) Remove(ctx context.Context, name string) error {
+	img, kind, err := s.lookup(name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if kind == matchTag && len(img.RepoTags) > 1 {
+		ref, _ := reference.Parse(name)
+		err := s.db.UpdateImage(img.ID, func(i *meta.Image) error {
+			out := i.RepoTags[:0]
+			for _, t := range i.RepoTags {
+				if t != ref.String() {
+					out = append(out, t)
+				}
+			}
+			i.RepoTags = out
+			return nil
+		})
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			return fmt.Errorf("untag %s: %w", name, err)
+		}
+		klog.V(2).InfoS("Untagged image", "image", img.ID, "tag", ref.String())
+		return nil
+	}
+	if err := s.db.DeleteImage(img.ID); err != nil {
+		return fmt.Errorf("remove image %s: %w", img.ID, err)
+	}
+	klog.V(2).InfoS("Removed image", "image", img.ID, "tags", img.RepoTags)
+	if err := s.GC(ctx); err != nil {
+		// The record is gone; leftovers are collected by the next GC.
+		klog.ErrorS(err, "Garbage collection after image removal failed", "image", img.ID)
+	}
+	return nil
+}
+
+// FsUsage reports the bytes and inodes the images use on disk: committed
+// snapshots plus the content store, and the directory they live in.
+func (s *Service) FsUsage(ctx context.Context) (mountpoint string, bytes, inodes int64, err error) {
+	err = s.snap.Walk(ctx, func(info snapshot.Info) error {
+		if info.Kind != snapshot.KindCommitted {
+			return nil
+		}
+		u, err := s.snap.Usage(ctx, info.Key)
+		if err != nil {
+			if errors.Is(err, snapshot.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		bytes += u.Size
+		inodes += u.Inodes
+		return nil
+	})
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("snapshot usage: %w", err)
+	}
+	cb, ci, err := s.content.Usage(ctx)
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("content usage: %w", err)
+	}
+	return s.snap.Root(), bytes + cb, inodes + ci, nil
+}

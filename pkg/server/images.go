@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// streamBatch is how many images one StreamImages message carries; small
+// enough to stay far below the gRPC message limit.
+const streamBatch = 200
+
+// PullImage pulls an image and returns its ID, the same value Image.Id and
+// ContainerStatus.ImageId carry.
+func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
+	name := req.GetImage().GetImage()
+	if name == "" {
+		return nil, fmt.Errorf("%w: image.image is empty", errInvalid)
+	}
+	creds, err := credentials(req.GetAuth())
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.images.Pull(ctx, name, creds)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PullImageResponse{ImageRef: img.ID.String()}, nil
+}
+
+func credentials(auth *runtimeapi.AuthConfig) (registry.Credentials, error) {
+	if auth == nil {
+		return registry.Credentials{}, nil
+	}
+	c := registry.Credentials{
+		Username:      auth.GetUsername(),
+		Password:      auth.GetPassword(),
+		IdentityToken: auth.GetIdentityToken(),
+		RegistryToken: auth.GetRegistryToken(),
+	}
+	if a := auth.GetAuth(); a != "" {
+		raw, err := base64.StdEncoding.DecodeString(a)
+		if err != nil {
+			return c, fmt.Errorf("%w: auth.auth is not base64: %v", errInvalid, err)
+		}
+		user, pass, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return c, fmt.Errorf("%w: auth.auth must encode user:password", errInvalid)
+		}
+		c.Username, c.Password = user, pass
+	}
+	return c, nil
+}
+
+// ListImages lists images, optionally only the one the filter names.
+func (s *Server) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
+	imgs, err := s.listImages(ctx, req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ListImagesResponse{Images: imgs}, nil
+}
+
+// StreamImages sends the same list as ListImages in batches, for nodes
+// whose list outgrows one gRPC message.
+func (s *Server) StreamImages(req *runtimeapi.StreamImagesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamImagesResponse]) error {
+	imgs, err := s.listImages(stream.Context(), req.GetFilter())
+	if err != nil {
+		return err
+	}
+	for len(imgs) > 0 {
+		n := min(streamBatch, len(imgs))
+		if err := stream.Send(&runtimeapi.StreamImagesResponse{Images: imgs[:n]}); err != nil {
+			return err
+		}
+		imgs = imgs[n:]
+	}
+	return nil
+}
+
+func (s *Server) listImages(ctx context.Context, filter *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {
+	if name := filter.GetImage().GetImage(); name != "" {
+		img, err := s.images.Get(ctx, name)
+		if errors.Is(err, image.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []*runtimeapi.Image{s.toCRIImage(ctx, img)}, nil
+	}
+	imgs, err := s.images.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*runtimeapi.Image, 0, len(imgs))
+	for _, img := range imgs {
+		out = append(out, s.toCRIImage(ctx, img))
+	}
+	return out, nil
+}
+
+// ImageStatus returns the image, or an empty response when it is not here.
+func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
+	name := req.GetImage().GetImage()
+	if name == "" {
+		return nil, fmt.Errorf("%w: image.image is empty", errInvalid)
+	}
+	img, err := s.images.Get(ctx, name)
+	if errors.Is(err, image.ErrNotFound) {
+		return &runtimeapi.ImageStatusResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp := &runtimeapi.ImageStatusResponse{Image: s.toCRIImage(ctx, img)}
+	if req.GetVerbose() {
+		info, err := s.imageInfo(ctx, img)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = info
+	}
+	return resp, nil
+}
+
+func (s *Server) imageInfo(ctx context.Context, img meta.Image) (map[string]string, error) {
+	cfg, err := s.images.Config(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	info := struct {
+		ImageSpec   any      `json:"imageSpec"`
+		ChainIDs    []string `json:"chainIDs"`
+		Manifest    string   `json:"manifest"`
+		Snapshotter string   `json:"snapshotter"`
+	}{ImageSpec: cfg, Manifest: img.Manifest.String(), Snapshotter: img.Snapshotter}
+	for _, c := range img.ChainIDs {
+		info.ChainIDs = append(info.ChainIDs, c.String())
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"info": string(b)}, nil
+}
+
+func (s *Server) toCRIImage(ctx context.Context, img meta.Image) *runtimeapi.Image {
+	out := &runtimeapi.Image{
+		Id:          img.ID.String(),
+		RepoTags:    img.RepoTags,
+		RepoDigests: img.RepoDigests,
+		Size:        uint64(img.Size),
+		Spec:        &runtimeapi.ImageSpec{Image: img.ID.String()},
+		Pinned:      img.Pinned,
+	}
+	cfg, err := s.images.Config(ctx, img)
+	if err != nil {
+		klog.ErrorS(err, "Reading image config", "image", img.ID)
+		return out
+	}
+	out.Uid, out.Username = imageUser(cfg.Config.User)
+	return out
+}
+
+// imageUser reads the config's User the way kubelet expects it: a numeric
+// user is a UID, anything else a username; the group part is dropped.
+func imageUser(user string) (*runtimeapi.Int64Value, string) {
+	user, _, _ = strings.Cut(user, ":")
+	if user == "" {
+		return nil, ""
+	}
+	if uid, err := strconv.ParseInt(user, 10, 64); err == nil {
+		return &runtimeapi.Int64Value{Value: uid}, ""
+	}
+	return nil, user
+}
+
+// RemoveImage removes an image or one of its tags; unknown images succeed.
+func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageRequest) (*runtimeapi.RemoveImageResponse, error) {
+	name := req.GetImage().GetImage()
+	if name == "" {
+		return nil, fmt.Errorf("%w: image.image is empty", errInvalid)
+	}
+	if err := s.images.Remove(ctx, name); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.RemoveImageResponse{}, nil
+}
+
+// ImageFsInfo reports the image filesystem's usage.
+func (s *Server) ImageFsInfo(ctx context.Context, req *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
+	mountpoint, bytes, inodes, err := s.images.FsUsage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ImageFsInfoResponse{ImageFilesystems: []*runtimeapi.FilesystemUsage{{
+		Timestamp:  time.Now().UnixNano(),
+		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: mountpoint},
+		UsedBytes:  &runtimeapi.UInt64Value{Value: uint64(bytes)},
+		InodesUsed: &runtimeapi.UInt64Value{Value: uint64(inodes)},
+	}}}, nil
+}

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+)
+
+// Server implements CRI v1. RuntimeService RPCs this daemon does not have
+// yet answer Unimplemented through the embedded type.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	cfg    *config.Config
+	images *image.Service
+}
+
+// New returns a CRI server over the given services.
+func New(cfg *config.Config, images *image.Service) *Server {
+	return &Server{cfg: cfg, images: images}
+}
+
+// Register adds both CRI services to g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}
+
+// Interceptors return the unary and stream interceptors every RPC goes
+// through: errors mapped to gRPC codes, panics turned into Internal errors
+// instead of killing the daemon (containers would survive, but every
+// in-flight RPC would fail), and per-request logs at V(5).
+func Interceptors() (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		defer func() {
+			if r := recover(); r != nil {
+				klog.ErrorS(nil, "Panic in CRI handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
+			}
+			err = toStatus(err)
+			if err != nil {
+				klog.V(3).InfoS("CRI request failed", "method", info.FullMethod, "err", err, "duration", time.Since(start))
+			} else {
+				klog.V(5).InfoS("CRI request", "method", info.FullMethod, "duration", time.Since(start))
+			}
+		}()
+		return handler(ctx, req)
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				klog.ErrorS(nil, "Panic in CRI stream handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
+			}
+			err = toStatus(err)
+		}()
+		return handler(srv, ss)
+	}
+	return unary, stream
+}

@@ -1,0 +1,81 @@
+package meta
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+func openTest(t *testing.T) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := Open(path, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	_, path := openTest(t)
+	start := time.Now()
+	// bbolt's flock is per open file description, so a second Open in the
+	// same process contends like a second daemon would.
+	_, err := Open(path, 200*time.Millisecond)
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("second open took %v", time.Since(start))
+	}
+}
+
+func TestSaveImageMovesTags(t *testing.T) {
+	db, _ := openTest(t)
+	a := digest.FromString("a")
+	b := digest.FromString("b")
+	if _, err := db.SaveImage(Image{ID: a, RepoTags: []string{"x:1", "x:2"}, RepoDigests: []string{"x@" + a.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	// Same ID again with another tag: merged.
+	if _, err := db.SaveImage(Image{ID: a, RepoTags: []string{"x:3"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.GetImage(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.RepoTags, []string{"x:1", "x:2", "x:3"}) || len(got.RepoDigests) != 1 {
+		t.Fatalf("merge: %+v", got)
+	}
+	// x:2 moves to b.
+	untagged, err := db.SaveImage(Image{ID: b, RepoTags: []string{"x:2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(untagged, []digest.Digest{a}) {
+		t.Fatalf("untagged = %v", untagged)
+	}
+	got, _ = db.GetImage(a)
+	if !slices.Equal(got.RepoTags, []string{"x:1", "x:3"}) {
+		t.Fatalf("a tags after move: %v", got.RepoTags)
+	}
+	list, err := db.ListImages()
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list = %v, %v", list, err)
+	}
+	if err := db.DeleteImage(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GetImage(a); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	if err := db.DeleteImage(a); err != nil {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
