@@ -193,8 +193,8 @@ func (c *Config) Encode() ([]byte, error) {
 }
 
 // Paths derived from Root and State.
-func (c *Config) MetaDBPath() string      { return filepath.Join(c.Root, "meta.db") }
-func (c *Config) ContentDir() string      { return filepath.Join(c.Root, "content") }
+func (c *Config) MetaDBPath() string { return filepath.Join(c.Root, "meta.db") }
+func (c *Config) ContentDir() string { return filepath.Join(c.Root, "content") }
 func (c *Config) SnapshotDir(name string) string {
 	return filepath.Join(c.Root, "snapshots", name)
 }

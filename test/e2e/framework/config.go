@@ -1,0 +1,91 @@
+//go:build e2e
+
+package framework
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// Config is the daemon's TOML config as nested maps, so tests can set any
+// key, including ones this framework does not know about yet.
+type Config map[string]any
+
+// DefaultConfig is the config every test daemon starts from: all state
+// under dir.
+func DefaultConfig(dir string) Config {
+	return Config{
+		"root":  filepath.Join(dir, "root"),
+		"state": filepath.Join(dir, "state"),
+		"grpc": map[string]any{
+			"address": filepath.Join(dir, "state", "cri-runtimed.sock"),
+		},
+		"image": map[string]any{
+			"snapshotter":              "overlayfs",
+			"registry_config_path":     filepath.Join(dir, "certs.d"),
+			"max_concurrent_downloads": 3,
+			"pull_progress_timeout":    "5m",
+		},
+	}
+}
+
+// Set assigns a dotted key ("image.snapshotter"), creating tables on the
+// way.
+func (c Config) Set(key string, value any) {
+	parts := strings.Split(key, ".")
+	m := map[string]any(c)
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[parts[len(parts)-1]] = value
+}
+
+// Get reads a dotted key; ok is false if it is not set.
+func (c Config) Get(key string) (value any, ok bool) {
+	parts := strings.Split(key, ".")
+	var cur any = map[string]any(c)
+	for _, p := range parts {
+		m, isMap := cur.(map[string]any)
+		if !isMap {
+			return nil, false
+		}
+		if cur, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// String reads a dotted key that holds a string ("" if unset).
+func (c Config) String(key string) string {
+	v, _ := c.Get(key)
+	s, _ := v.(string)
+	return s
+}
+
+// WriteConfig writes DefaultConfig(dir) with overrides applied (dotted
+// key -> value) to path. It is the one place the daemon's config file is
+// produced, so a test needing a new key passes it here.
+func WriteConfig(path, dir string, overrides map[string]any) (Config, error) {
+	cfg := DefaultConfig(dir)
+	for k, v := range overrides {
+		cfg.Set(k, v)
+	}
+	data, err := toml.Marshal(map[string]any(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
