@@ -8,17 +8,21 @@ BIN         := bin/cri-runtimed
 PKG         := github.com/cri-runtimed/cri-runtimed
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
 REVISION    ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
-LDFLAGS     := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Revision=$(REVISION)
+LDFLAGS     := -s -w -extldflags=-static -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Revision=$(REVISION)
 CONFIG      ?= /etc/cri-runtimed/config.toml
 E2E_TIMEOUT ?= 45m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 
 # Debian packages the daemon and its tests use. Checked with dpkg first so
 # the target is quick when everything is there.
-DEB_PACKAGES := runc crun containernetworking-plugins docker-registry busybox-static \
+DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-registry busybox-static \
 	iptables iproute2 skopeo ca-certificates
 
-export CGO_ENABLED ?= 0
+# The built-in pause runs from a C constructor, so the daemon is a cgo
+# binary; it is linked statically because it also runs inside the pause
+# container's empty rootfs.
+export CGO_ENABLED := 1
+BUILD_TAGS  := netgo,osusergo
 
 .PHONY: all deps build test unit e2e lint run install clean
 
@@ -33,7 +37,7 @@ deps:
 	fi
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cri-runtimed
+	$(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cri-runtimed
 
 unit:
 	$(GO) vet ./...

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	_ "github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
 	"os"
 	"os/signal"
 	"syscall"

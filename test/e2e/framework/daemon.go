@@ -94,7 +94,10 @@ func DaemonBinary() (string, error) {
 			return
 		}
 		built.path = filepath.Join(built.dir, "cri-runtimed")
-		cmd := exec.Command("go", "build", "-o", built.path, "./cmd/cri-runtimed")
+		// Built as `make build` does: static, because the binary is also
+		// the pause process inside an empty rootfs.
+		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", "-extldflags=-static", "-o", built.path, "./cmd/cri-runtimed")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build ./cmd/cri-runtimed: %v\n%s", err, out)
