@@ -22,8 +22,37 @@ type Config struct {
 	// State holds volatile state: the socket, shim sockets, netns pins.
 	State string `toml:"state" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
 
-	GRPC  GRPC  `toml:"grpc"`
-	Image Image `toml:"image"`
+	GRPC    GRPC    `toml:"grpc"`
+	Image   Image   `toml:"image"`
+	Runtime Runtime `toml:"runtime"`
+}
+
+// Runtime configures pods and containers.
+type Runtime struct {
+	// DefaultHandler is used when a pod names no runtime handler.
+	DefaultHandler string `toml:"default_handler" comment:"Runtime handler used when a pod names none."`
+	// SandboxImage, when set, runs pods with that image's entrypoint as the
+	// sandbox process instead of the built-in pause.
+	SandboxImage string `toml:"sandbox_image" comment:"Empty: pods use the built-in pause (no image pull). Set to an image to run it as the sandbox instead."`
+	// CgroupDriver is cgroupfs, or systemd when systemd runs the node.
+	CgroupDriver string `toml:"cgroup_driver" comment:"cgroupfs or systemd; empty picks systemd when systemd runs the node."`
+	// DefaultCgroupParent holds pods whose config names no cgroup parent.
+	DefaultCgroupParent string `toml:"default_cgroup_parent" comment:"Cgroup parent of pods whose config names none (crictl)."`
+	// MaxExecSyncOutput bounds what ExecSync keeps of each stream.
+	MaxExecSyncOutput int `toml:"max_exec_sync_output" comment:"Bytes of stdout and of stderr ExecSync returns; the rest is discarded."`
+	// MaxContainerLogLineSize splits longer lines into partial log records.
+	MaxContainerLogLineSize int `toml:"max_container_log_line_size" comment:"Longer lines are split into partial (P) CRI log records."`
+	// Handlers maps runtime handler names to OCI runtimes.
+	Handlers map[string]Handler `toml:"handlers" comment:"OCI runtimes by runtime handler name."`
+}
+
+// Handler is one OCI runtime.
+type Handler struct {
+	// Binary is the runtime's path, or a name looked up in PATH.
+	Binary string `toml:"binary"`
+	// Root is the runtime's --root state directory; empty means
+	// <state>/runtime/<handler>.
+	Root string `toml:"root,omitempty"`
 }
 
 // GRPC configures the CRI endpoint.
@@ -85,6 +114,16 @@ func Default() *Config {
 			MaxManifestSize:        4 << 20,
 			RegistryRetries:        3,
 			StaleIngestAge:         Duration(24 * time.Hour),
+		},
+		Runtime: Runtime{
+			DefaultHandler:          "runc",
+			DefaultCgroupParent:     "/cri-runtimed",
+			MaxExecSyncOutput:       16 << 20,
+			MaxContainerLogLineSize: 16 << 10,
+			Handlers: map[string]Handler{
+				"runc": {Binary: "runc"},
+				"crun": {Binary: "crun"},
+			},
 		},
 	}
 }
@@ -165,6 +204,31 @@ func (c *Config) Validate() error {
 	if c.GRPC.MaxRecvMessageSize < 1<<20 || c.GRPC.MaxSendMessageSize < 1<<20 {
 		errs = append(errs, "grpc.max_recv_message_size/max_send_message_size: must be at least 1048576")
 	}
+	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {
+		errs = append(errs, fmt.Sprintf("runtime.default_handler: %q is not in runtime.handlers", c.Runtime.DefaultHandler))
+	}
+	for name, h := range c.Runtime.Handlers {
+		if h.Binary == "" {
+			errs = append(errs, fmt.Sprintf("runtime.handlers.%s.binary: empty", name))
+		}
+		if h.Root != "" && !filepath.IsAbs(h.Root) {
+			errs = append(errs, fmt.Sprintf("runtime.handlers.%s.root: %q must be an absolute path", name, h.Root))
+		}
+	}
+	switch c.Runtime.CgroupDriver {
+	case "", "cgroupfs", "systemd":
+	default:
+		errs = append(errs, fmt.Sprintf("runtime.cgroup_driver: %q is not one of cgroupfs, systemd", c.Runtime.CgroupDriver))
+	}
+	if !filepath.IsAbs(c.Runtime.DefaultCgroupParent) {
+		errs = append(errs, fmt.Sprintf("runtime.default_cgroup_parent: %q must be an absolute cgroup path", c.Runtime.DefaultCgroupParent))
+	}
+	if c.Runtime.MaxExecSyncOutput < 1024 {
+		errs = append(errs, "runtime.max_exec_sync_output: must be at least 1024")
+	}
+	if c.Runtime.MaxContainerLogLineSize < 256 {
+		errs = append(errs, "runtime.max_container_log_line_size: must be at least 256")
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
@@ -190,6 +254,14 @@ func (c *Config) Encode() ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// HandlerRoot is the --root directory of a runtime handler.
+func (c *Config) HandlerRoot(name string) string {
+	if h := c.Runtime.Handlers[name]; h.Root != "" {
+		return h.Root
+	}
+	return filepath.Join(c.State, "runtime", name)
 }
 
 // Paths derived from Root and State.

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestDefaultRoundTrip(t *testing.T) {
 	if err := Decode(data, got); err != nil {
 		t.Fatalf("decode default: %v", err)
 	}
-	if *got != *def {
+	if !reflect.DeepEqual(got, def) {
 		t.Fatalf("round trip changed config:\n%+v\n%+v", got, def)
 	}
 }

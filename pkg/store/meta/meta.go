@@ -44,6 +44,10 @@ func Open(path string, lockTimeout time.Duration) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("initialise metadata database %s: %w", path, err)
 	}
+	if err := db.initRecords(); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("initialise metadata database %s: %w", path, err)
+	}
 	return db, nil
 }
 

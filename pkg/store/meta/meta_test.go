@@ -79,3 +79,39 @@ func TestSaveImageMovesTags(t *testing.T) {
 		t.Fatalf("delete twice: %v", err)
 	}
 }
+
+func TestSandboxAndContainerRecords(t *testing.T) {
+	db, path := openTest(t)
+	if err := db.PutSandbox(Sandbox{ID: "s1", Name: "pod", State: SandboxCreating}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutSandbox(Sandbox{ID: "s1", Name: "pod", State: SandboxReady, Pid: 42}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutContainer(Container{ID: "c1", SandboxID: "s1", State: ContainerRunning, StartedAt: time.Unix(5, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sbs, err := db.ListSandboxes()
+	if err != nil || len(sbs) != 1 || sbs[0].State != SandboxReady || sbs[0].Pid != 42 {
+		t.Fatalf("sandboxes after reopen: %+v %v", sbs, err)
+	}
+	ctrs, err := db.ListContainers()
+	if err != nil || len(ctrs) != 1 || !ctrs[0].StartedAt.Equal(time.Unix(5, 0)) {
+		t.Fatalf("containers after reopen: %+v %v", ctrs, err)
+	}
+	if err := db.DeleteContainer("c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteSandbox("s1"); err != nil {
+		t.Fatal(err)
+	}
+	if sbs, _ := db.ListSandboxes(); len(sbs) != 0 {
+		t.Fatalf("left %v", sbs)
+	}
+}
