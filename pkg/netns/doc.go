@@ -12,10 +12,11 @@
 // Entering a namespace changes the state of one OS thread, not of a
 // goroutine, and the Go scheduler moves goroutines between threads. Every
 // operation that enters a namespace therefore runs on a goroutine of its own
-// with its thread locked, and lets that goroutine end while still locked:
-// the Go runtime then terminates the thread instead of putting it back in
-// the pool, so no other goroutine can ever run in the wrong namespace. The
-// caller's own thread never changes namespace.
+// with its thread locked, and switches the thread back to the namespace it
+// came from before unlocking it. If switching back fails the thread stays
+// locked as the goroutine ends and the Go runtime discards it, so no other
+// goroutine can ever run in the wrong namespace. The caller's own thread
+// never changes namespace.
 //
 // Removal is idempotent: a pin that is already gone, or a file that was
 // never mounted (a crash between creating the file and mounting it), is

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// options are the command-line flags.
+type options struct {
+	endpoint       string
+	image          string
+	pods           int
+	parallel       []int
+	runtimeHandler string
+	hostNetwork    bool
+	cgroupParent   string
+	namespace      string
+	command        []string
+	stopTimeout    int64
+	rpcTimeout     time.Duration
+	daemonPID      int
+	daemonName     string
+	jsonPath       string
+	logRoot        string
+	cleanupOnly    bool
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("cri-bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: cri-bench [flags]\n\nRuns pods through their whole CRI lifecycle and reports latencies and memory.\n\n")
+		fs.PrintDefaults()
+	}
+	var parallel, command string
+	fs.StringVar(&o.endpoint, "endpoint", "unix:///run/cri-runtimed/cri-runtimed.sock", "CRI endpoint (unix://path or a socket path)")
+	fs.StringVar(&o.image, "image", "docker.io/library/busybox:latest", "container image; pulled if ImageStatus does not know it")
+	fs.IntVar(&o.pods, "pods", 20, "pods per parallelism level (each with one container)")
+	fs.StringVar(&parallel, "parallel", "1,4", "comma-separated parallelism levels, run one after the other")
+	fs.StringVar(&o.runtimeHandler, "runtime-handler", "", "RunPodSandbox runtime_handler (\"\" is the runtime's default)")
+	fs.BoolVar(&o.hostNetwork, "host-network", false, "run pods in the node's network namespace: no CNI, no pod IP")
+	fs.BoolVar(&o.hostNetwork, "pod-cidr-free", false, "alias of --host-network (for runtimes or nodes without a pod CIDR)")
+	fs.StringVar(&o.cgroupParent, "cgroup-parent", "", "pod cgroup_parent (\"\" lets the runtime choose)")
+	fs.StringVar(&o.namespace, "namespace", "cri-bench", "pod metadata namespace")
+	fs.StringVar(&command, "command", "sleep 3600", "container command (split on spaces)")
+	fs.Int64Var(&o.stopTimeout, "stop-timeout", 0, "StopContainer timeout in seconds (0: kill at once)")
+	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 2*time.Minute, "deadline of each CRI call")
+	fs.IntVar(&o.daemonPID, "daemon-pid", 0, "PID of the runtime daemon (default: --daemon-name, else the owner of the endpoint socket)")
+	fs.StringVar(&o.daemonName, "daemon-name", "", "comm name of the runtime daemon, e.g. containerd or cri-runtimed")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
+	fs.StringVar(&o.logRoot, "log-root", "", "directory for the pods' log directories (default: a new temporary directory, removed at exit)")
+	fs.BoolVar(&o.cleanupOnly, "cleanup-only", false, "remove every pod and container an earlier cri-bench run left behind, then exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, p := range strings.Split(parallel, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--parallel: %q is not a positive integer", p)
+		}
+		o.parallel = append(o.parallel, n)
+	}
+	if o.pods < 1 {
+		return nil, errors.New("--pods must be at least 1")
+	}
+	if o.command = strings.Fields(command); len(o.command) == 0 {
+		return nil, errors.New("--command is empty")
+	}
+	if !strings.Contains(o.endpoint, "://") {
+		o.endpoint = "unix://" + o.endpoint
+	}
+	if !strings.HasPrefix(o.endpoint, "unix://") {
+		return nil, fmt.Errorf("--endpoint %s: only unix:// endpoints are supported (memory is read from the local /proc)", o.endpoint)
+	}
+	return o, nil
+}
+
+// socketPath is the filesystem path of a unix:// endpoint.
+func (o *options) socketPath() string { return strings.TrimPrefix(o.endpoint, "unix://") }
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cri-bench:", err)
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "cri-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o *options) error {
+	// The first Ctrl-C stops issuing new work; what was created is then
+	// removed with a fresh context. A second one exits at once, leaving
+	// --cleanup-only to finish the job.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "cri-bench: interrupted, cleaning up (interrupt again to exit now)")
+		stop()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "cri-bench: exiting without cleanup; run with --cleanup-only to remove what is left")
+		os.Exit(130)
+	}()
+
+	conn, err := grpc.NewClient(o.endpoint,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", o.endpoint, err)
+	}
+	defer conn.Close()
+	b := &bench{
+		o:       o,
+		rt:      runtimeapi.NewRuntimeServiceClient(conn),
+		img:     runtimeapi.NewImageServiceClient(conn),
+		created: newTracker(),
+	}
+
+	if o.cleanupOnly {
+		return b.cleanup(map[string]string{labelOwner: ownerValue})
+	}
+
+	rctx, cancel := b.rpcCtx()
+	ver, err := b.rt.Version(rctx, &runtimeapi.VersionRequest{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("CRI Version call on %s: %w", o.endpoint, err)
+	}
+	report := &Report{
+		Endpoint:       o.endpoint,
+		RuntimeName:    ver.GetRuntimeName(),
+		RuntimeVersion: ver.GetRuntimeVersion(),
+		RuntimeHandler: o.runtimeHandler,
+		Image:          o.image,
+		HostNetwork:    o.hostNetwork,
+		Started:        time.Now().UTC(),
+	}
+	report.DaemonPID, err = findDaemon(o.daemonPID, o.daemonName, o.socketPath())
+	if err != nil {
+		if o.daemonPID > 0 || o.daemonName != "" {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "cri-bench: daemon process not found (%v); daemon memory is not reported\n", err)
+	}
+	if report.DaemonPID > 0 {
+		if st, err := readStat(report.DaemonPID); err == nil {
+			report.DaemonComm = st.Comm
+		}
+	}
+	b.daemonPID = report.DaemonPID
+
+	if err := b.prepare(ctx, report); err != nil {
+		return err
+	}
+	defer b.removeLogRoot()
+
+	var runErr error
+	for _, p := range o.parallel {
+		fmt.Fprintf(os.Stderr, "cri-bench: %d pods, parallel %d\n", o.pods, p)
+		level, err := b.runLevel(ctx, p)
+		if err != nil {
+			if ctx.Err() == nil {
+				runErr = fmt.Errorf("parallel %d: %w", p, err)
+			}
+			break
+		}
+		report.Levels = append(report.Levels, level)
+	}
+	// Whatever went wrong, remove what this run created before reporting.
+	if err := b.cleanup(map[string]string{labelRun: b.runID}); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	if runErr == nil && ctx.Err() != nil {
+		runErr = errors.New("interrupted")
+	}
+	if len(report.Levels) > 0 {
+		report.WriteTable(os.Stdout)
+		if o.jsonPath != "" {
+			data, err := json.MarshalIndent(report, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(o.jsonPath, append(data, '\n'), 0o644); err != nil {
+				return fmt.Errorf("write --json: %w", err)
+			}
+		}
+	}
+	return runErr
+}
