@@ -1,0 +1,63 @@
+//go:build e2e
+
+// Command pushimages pushes the benchmark's images to a local registry:
+// library/busybox:latest (Debian's static busybox, Cmd ["sh"]) and
+// pause:3.6, a pause stand-in made of the same busybox layer whose
+// entrypoint sleeps forever. Nothing can be pulled from the internet on
+// the benchmark machines, and containerd needs its sandbox image from a
+// registry, so both are built here with the end-to-end tests' image
+// builder (test/e2e/images) and pushed with its registry client
+// (test/e2e/registry). Those packages carry the e2e build tag, hence this
+// one too: go run -tags e2e ./test/bench/pushimages --registry URL.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/images"
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/registry"
+)
+
+// PauseCommand is the pause stand-in's entrypoint. Busybox's sleep takes
+// whole seconds; 2^31-1 of them is forever for a benchmark and fits every
+// time_t.
+var PauseCommand = []string{"/bin/sleep", "2147483647"}
+
+func main() {
+	url := flag.String("registry", "http://127.0.0.1:5055", "base URL of the registry")
+	flag.Parse()
+	if err := push(*url); err != nil {
+		fmt.Fprintln(os.Stderr, "pushimages:", err)
+		os.Exit(1)
+	}
+}
+
+func push(url string) error {
+	busybox, err := images.Busybox()
+	if err != nil {
+		return fmt.Errorf("build busybox: %w", err)
+	}
+	pause, err := images.Busybox(images.WithEntrypoint(PauseCommand...), images.WithCmd())
+	if err != nil {
+		return fmt.Errorf("build pause: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, p := range []struct {
+		repo, tag string
+		img       *images.Image
+	}{
+		{"library/busybox", "latest", busybox},
+		{"pause", "3.6", pause},
+	} {
+		if err := registry.Push(ctx, url, p.repo, p.tag, p.img); err != nil {
+			return fmt.Errorf("push %s:%s: %w", p.repo, p.tag, err)
+		}
+		fmt.Printf("pushed %s/%s:%s %s\n", url, p.repo, p.tag, p.img.Digest())
+	}
+	return nil
+}
