@@ -1,0 +1,350 @@
+package shim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/rpc"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/reaper"
+	ociruntime "github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/runtime"
+)
+
+// Memory tuning of the shim process: it is multiplied by pods and mostly
+// idle, so it trades a little CPU for a small heap.
+const (
+	gcPercent   = 25
+	memoryLimit = 24 << 20
+	maxProcs    = 2
+	// readyTimeout bounds how long the intermediate process waits for the
+	// shim to serve.
+	readyTimeout = 30 * time.Second
+	// replyFlush lets the reply to Shutdown reach the client before exit.
+	replyFlush = 200 * time.Millisecond
+	// settleTrim is when the binary's pages are trimmed a second time.
+	settleTrim = 5 * time.Second
+)
+
+type options struct {
+	stateDir    string
+	podID       string
+	runtime     string
+	runtimeRoot string
+	daemonize   bool
+	readyFD     int
+	maxLine     int
+}
+
+// Main runs the shim; args are the arguments after `shim`. It returns the
+// process exit code.
+func Main(args []string) int {
+	fs := flag.NewFlagSet("shim", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the socket, log and container records")
+	fs.StringVar(&o.podID, "pod-id", "", "pod sandbox id (for logs)")
+	fs.StringVar(&o.runtime, "runtime", "runc", "OCI runtime binary")
+	fs.StringVar(&o.runtimeRoot, "runtime-root", "/run/cri-runtimed/runc", "OCI runtime --root")
+	fs.BoolVar(&o.daemonize, "daemonize", false, "start the shim detached and print its pid once it serves")
+	fs.IntVar(&o.readyFD, "ready-fd", -1, "fd to report readiness on (set by --daemonize)")
+	fs.IntVar(&o.maxLine, "max-log-line-size", 0, "largest CRI log record content; longer lines are split")
+	klog.InitFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.stateDir == "" {
+		fmt.Fprintln(os.Stderr, "shim: --state-dir is required")
+		return 2
+	}
+	if o.daemonize {
+		return daemonize()
+	}
+	ready := func(msg string) {}
+	if o.readyFD >= 0 {
+		f := os.NewFile(uintptr(o.readyFD), "ready")
+		ready = func(msg string) {
+			fmt.Fprintln(f, msg)
+			f.Close()
+		}
+	}
+	if err := serve(o, ready); err != nil {
+		ready("error: " + err.Error())
+		klog.ErrorS(err, "Shim failed")
+		klog.Flush()
+		return 1
+	}
+	klog.Flush()
+	return 0
+}
+
+// daemonize re-executes the shim in a new session with stdio on /dev/null
+// and waits until it reports that it serves. This intermediate process then
+// exits, so the shim is reparented away from the daemon and never dies or
+// becomes a zombie with it.
+func daemonize() int {
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "shim: %v\n", err)
+		return 1
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "shim: %v\n", err)
+		return 1
+	}
+	argv := make([]string, 0, len(os.Args)+2)
+	for _, a := range os.Args {
+		if a != "--daemonize" && a != "-daemonize" {
+			argv = append(argv, a)
+		}
+	}
+	argv = append(argv, "--ready-fd", "3")
+	p, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{
+		Dir:   "/",
+		Env:   os.Environ(),
+		Files: []*os.File{devnull, devnull, devnull, w},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	devnull.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "shim: start: %v\n", err)
+		return 1
+	}
+	pid := p.Pid
+	_ = p.Release()
+	_ = r.SetReadDeadline(time.Now().Add(readyTimeout))
+	line, err := bufio.NewReader(r).ReadString('\n')
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ok":
+		fmt.Println(pid)
+		return 0
+	case line != "":
+		fmt.Fprintf(os.Stderr, "shim: %s\n", strings.TrimPrefix(line, "error: "))
+	case errors.Is(err, io.EOF):
+		fmt.Fprintln(os.Stderr, "shim: exited during startup (see shim.log)")
+	default:
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		fmt.Fprintf(os.Stderr, "shim: not ready: %v\n", err)
+	}
+	return 1
+}
+
+func serve(o options, ready func(string)) error {
+	dir, err := filepath.Abs(o.stateDir)
+	if err != nil {
+		return err
+	}
+	if err := checkSocketPath(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if err := redirectOutput(filepath.Join(dir, logName)); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become subreaper: %w", err)
+	}
+	debug.SetGCPercent(gcPercent)
+	debug.SetMemoryLimit(memoryLimit)
+	runtime.GOMAXPROCS(min(maxProcs, runtime.GOMAXPROCS(0)))
+	// The session has no terminal, but a foreground debug run must not be
+	// stopped by ^C meant for someone else.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+
+	sock := filepath.Join(dir, socketName)
+	if conn, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("a shim already serves %s", sock)
+	}
+	_ = os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer os.Remove(sock)
+	defer ln.Close()
+	pidFile := filepath.Join(dir, pidName)
+	if err := writeFileAtomic(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		return err
+	}
+	defer os.Remove(pidFile)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	rp := reaper.New()
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { defer bg.Done(); rp.Run(ctx) }()
+
+	stopCh := make(chan bool, 1)
+	s := &server{
+		ctx:        ctx,
+		dir:        dir,
+		podID:      o.podID,
+		maxLine:    o.maxLine,
+		rt:         &ociruntime.Runtime{Binary: o.runtime, Root: o.runtimeRoot, Reaper: rp},
+		reaper:     rp,
+		events:     newEventLog(),
+		containers: map[string]*container{},
+		stop: func(force bool) {
+			select {
+			case stopCh <- force:
+			default:
+			}
+		},
+	}
+	conns := &connSet{m: map[net.Conn]struct{}{}}
+	// Teardown order: cancel ends long-polls and watchers, so the
+	// connections' pending calls finish and closeAll does not wait on
+	// them; the reaper stops last.
+	defer func() {
+		klog.InfoS("Shim stopping")
+		defer klog.InfoS("Shim stopped")
+		cancel()
+		ln.Close()
+		conns.closeAll()
+		s.wg.Wait()
+		bg.Wait()
+	}()
+	s.reload(ctx)
+
+	rs := rpc.NewServer()
+	if err := rs.RegisterName("Shim", &service{s: s}); err != nil {
+		return fmt.Errorf("register service: %w", err)
+	}
+	bg.Add(1)
+	go func() { defer bg.Done(); conns.serve(ln, rs) }()
+
+	gone, err := watchRemoval(dir)
+	if err != nil {
+		klog.ErrorS(err, "Cannot watch the state dir; the shim will only stop on Shutdown")
+	} else {
+		defer gone.close()
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	klog.InfoS("Shim serving", "pod", o.podID, "stateDir", dir, "pid", os.Getpid(), "containers", s.count())
+	ready("ok")
+	TrimBinaryPages()
+	// Startup work that follows the first trim (first GC cycles, gob type
+	// registration of the first calls) faults part of the binary back in;
+	// a second trim once the shim settled drops that too.
+	settle := time.NewTimer(settleTrim)
+	defer settle.Stop()
+
+	for {
+		var goneCh <-chan struct{}
+		if gone != nil {
+			goneCh = gone.done
+		}
+		select {
+		case <-settle.C:
+			TrimBinaryPages()
+		case force := <-stopCh:
+			klog.InfoS("Shutdown requested", "force", force)
+			if force {
+				dctx, dcancel := shutdownCtx()
+				s.deleteAll(dctx)
+				dcancel()
+			}
+			time.Sleep(replyFlush)
+			return nil
+		case <-goneCh:
+			klog.InfoS("State dir removed; deleting containers and exiting")
+			dctx, dcancel := shutdownCtx()
+			s.deleteAll(dctx)
+			dcancel()
+			return nil
+		case <-sigs:
+			if n := s.count(); n > 0 {
+				klog.InfoS("Ignoring SIGTERM while containers exist", "containers", n)
+				continue
+			}
+			klog.InfoS("SIGTERM with no containers; exiting")
+			return nil
+		}
+	}
+}
+
+// redirectOutput points stdout and stderr (klog, panics) at the shim log.
+func redirectOutput(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("open shim log: %w", err)
+	}
+	defer f.Close()
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
+			return fmt.Errorf("redirect fd %d to shim log: %w", fd, err)
+		}
+	}
+	return nil
+}
+
+// connSet tracks the RPC connections so that they are closed, and their
+// goroutines end, when the shim stops.
+type connSet struct {
+	mu     sync.Mutex
+	m      map[net.Conn]struct{}
+	wg     sync.WaitGroup
+	closed bool
+}
+
+func (cs *connSet) serve(ln net.Listener, rs *rpc.Server) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				klog.ErrorS(err, "Accept")
+			}
+			return
+		}
+		cs.mu.Lock()
+		if cs.closed {
+			cs.mu.Unlock()
+			conn.Close()
+			return
+		}
+		cs.m[conn] = struct{}{}
+		cs.wg.Add(1)
+		cs.mu.Unlock()
+		go func() { // ends when the client or closeAll closes conn
+			defer cs.wg.Done()
+			rs.ServeConn(conn)
+			cs.mu.Lock()
+			delete(cs.m, conn)
+			cs.mu.Unlock()
+		}()
+	}
+}
+
+func (cs *connSet) closeAll() {
+	cs.mu.Lock()
+	cs.closed = true
+	for c := range cs.m {
+		c.Close()
+	}
+	cs.mu.Unlock()
+	cs.wg.Wait()
+}

@@ -1,0 +1,140 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+)
+
+// reload restores the container records of a previous shim process from
+// the state dir. Containers that were running then are no longer our
+// children: their exit status cannot be observed, only the fact that they
+// exited, which is recorded with ReasonUnknown.
+func (s *server) reload(ctx context.Context) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		klog.ErrorS(err, "Read state dir")
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(s.dir, e.Name())
+		rec, err := loadRecord(dir)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				klog.ErrorS(err, "Skipping unreadable container record", "dir", dir)
+			}
+			continue
+		}
+		c := &container{id: rec.State.ID, dir: dir, rec: *rec, exited: make(chan struct{}), oom: oomFile(rec.CgroupsPath), oomAt: -1}
+		if c.id != e.Name() {
+			klog.ErrorS(nil, "Container record does not match its directory", "dir", dir, "id", c.id)
+			continue
+		}
+		s.containers[c.id] = c
+		st := rec.State
+		switch {
+		case st.Status == StatusExited:
+			close(c.exited)
+		case st.Pid == 0:
+			// The previous shim died during create.
+			s.cleanupRuntime(c)
+			s.recordLost(c, startErrorExitCode, ReasonCreateError, "the shim stopped while the container was being created")
+		default:
+			rs, err := s.rt.State(ctx, c.id)
+			if err != nil || rs.Pid != st.Pid || (rs.Status != "running" && rs.Status != "created") {
+				s.recordLost(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
+				continue
+			}
+			if rs.Status == "running" && st.Status == StatusCreated {
+				c.mu.Lock()
+				c.rec.State.Status = StatusRunning
+				c.mu.Unlock()
+			}
+			s.wg.Add(1)
+			go s.watchOrphan(c, st.Pid)
+		}
+		klog.InfoS("Reloaded container", "id", c.id, "status", c.state().Status)
+	}
+}
+
+// recordLost records an exit whose status is unknown.
+func (s *server) recordLost(c *container, code int, reason, msg string) {
+	c.mu.Lock()
+	c.rec.State = exitedState(c.rec.State, code, reason, msg)
+	if err := c.persistLocked(); err != nil {
+		klog.ErrorS(err, "Persist lost exit", "id", c.id)
+	}
+	st := c.rec.State
+	close(c.exited)
+	c.mu.Unlock()
+	s.events.publish(c.id, EventExited, st)
+}
+
+// watchOrphan waits, through a pidfd, for a container process that is not
+// our child to exit.
+func (s *server) watchOrphan(c *container, pid int) {
+	defer s.wg.Done()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		s.recordLost(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
+		return
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		klog.ErrorS(err, "pidfd nonblock", "id", c.id)
+		return
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	stop := context.AfterFunc(s.ctx, func() { f.Close() })
+	defer stop()
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd becomes readable when the process exits.
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(fds, 0)
+		return n > 0
+	})
+	if err != nil || s.ctx.Err() != nil {
+		return
+	}
+	s.recordLost(c, lostExitCode, ReasonUnknown, "the container exited after a shim restart; its exit status is not observable")
+}
+
+// removalWatch reports when the state dir itself is removed.
+type removalWatch struct {
+	f    *os.File
+	done chan struct{}
+}
+
+func watchRemoval(dir string) (*removalWatch, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE_SELF); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	}
+	w := &removalWatch{f: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
+	go func() { // ends on the first event or when close closes f
+		buf := make([]byte, 4096)
+		if n, err := w.f.Read(buf); err == nil && n > 0 {
+			close(w.done)
+		}
+	}()
+	return w, nil
+}
+
+func (w *removalWatch) close() { w.f.Close() }

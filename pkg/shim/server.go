@@ -1,0 +1,541 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/reaper"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/runtime"
+)
+
+const (
+	// exitIOGrace is how long an exit waits for the output pumps to drain
+	// before it is recorded.
+	exitIOGrace = 2 * time.Second
+	// deleteWait bounds how long Delete waits for a killed container.
+	deleteWait = 10 * time.Second
+	// runtimeTimeout bounds one runtime invocation.
+	runtimeTimeout = time.Minute
+	// startErrorExitCode is reported for containers that never ran.
+	startErrorExitCode = 128
+	// lostExitCode is reported when the exit status could not be observed.
+	lostExitCode = 255
+)
+
+// server holds the shim's containers. Its goroutines are owned by ctx:
+// cancelling it stops exit watchers, and wg waits for them.
+type server struct {
+	ctx     context.Context
+	wg      sync.WaitGroup
+	dir     string
+	podID   string
+	maxLine int
+	rt      *runtime.Runtime
+	reaper  *reaper.Reaper
+	events  *eventLog
+	stop    func(force bool) // asks Main to exit
+
+	mu         sync.Mutex
+	containers map[string]*container
+}
+
+// container is one container of the pod. rec and the channels are guarded
+// by mu; opMu serialises lifecycle operations (create, start, delete,
+// update) so runtime calls happen without holding mu.
+type container struct {
+	id  string
+	dir string
+
+	opMu sync.Mutex
+
+	mu     sync.Mutex
+	rec    record
+	io     *containerIO
+	oom    string // oom_kill counter file
+	oomAt  int64  // its value at create
+	exited chan struct{}
+	// startDone is non-nil while a start is in flight: the exit watcher
+	// waits for it, so a start failure decides the reason of the exit.
+	startDone chan struct{}
+	startErr  error
+}
+
+func (c *container) state() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.State
+}
+
+func (c *container) runtimeLog() string { return filepath.Join(c.dir, "runtime.log") }
+
+// persistLocked writes the record; c.mu must be held.
+func (c *container) persistLocked() error {
+	return saveRecord(c.dir, &c.rec)
+}
+
+func (s *server) get(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return c, nil
+}
+
+func validID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsAny(id, "/\\\x00") || id == "." || id == ".." || strings.HasPrefix(id, ".") {
+		return fmt.Errorf("invalid container id %q", id)
+	}
+	return nil
+}
+
+func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
+	if err := validID(req.ID); err != nil {
+		return State{}, err
+	}
+	if !filepath.IsAbs(req.Bundle) {
+		return State{}, fmt.Errorf("bundle path %q is not absolute", req.Bundle)
+	}
+	c := &container{id: req.ID, dir: filepath.Join(s.dir, req.ID), exited: make(chan struct{})}
+	c.rec = record{
+		State:       State{ID: req.ID, Status: StatusCreated, CreatedAt: time.Now()},
+		Bundle:      req.Bundle,
+		LogPath:     req.LogPath,
+		Stdin:       req.Stdin,
+		StdinOnce:   req.StdinOnce,
+		Terminal:    req.Terminal,
+		CgroupsPath: bundleCgroupsPath(req.Bundle),
+	}
+	c.oom = oomFile(c.rec.CgroupsPath)
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	s.mu.Lock()
+	if _, ok := s.containers[req.ID]; ok {
+		s.mu.Unlock()
+		return State{}, fmt.Errorf("%w: %s", ErrAlreadyExists, req.ID)
+	}
+	s.containers[req.ID] = c
+	s.mu.Unlock()
+
+	// The record exists before the runtime creates anything (pid 0 marks
+	// a create in flight), so a shim crash mid-create is recognisable.
+	if err := os.Mkdir(c.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		s.forget(c)
+		return State{}, fmt.Errorf("create %s: %w", req.ID, err)
+	}
+	c.mu.Lock()
+	err := c.persistLocked()
+	c.mu.Unlock()
+	if err != nil {
+		s.forget(c)
+		os.RemoveAll(c.dir)
+		return State{}, fmt.Errorf("create %s: %w", req.ID, err)
+	}
+
+	pid, cio, err := s.runtimeCreate(ctx, c, req)
+	if err != nil {
+		c.mu.Lock()
+		c.rec.State = exitedState(c.rec.State, startErrorExitCode, ReasonCreateError, runtimeMessage(err))
+		perr := c.persistLocked()
+		st := c.rec.State
+		close(c.exited)
+		c.mu.Unlock()
+		if perr != nil {
+			klog.ErrorS(perr, "Persist create failure", "id", req.ID)
+		}
+		s.events.publish(req.ID, EventExited, st)
+		klog.InfoS("Create failed", "id", req.ID, "err", err)
+		return State{}, fmt.Errorf("create %s: %w", req.ID, err)
+	}
+
+	exitCh := s.reaper.Subscribe(pid)
+	c.mu.Lock()
+	c.io = cio
+	c.oomAt = oomKills(c.oom)
+	c.rec.State.Pid = pid
+	err = c.persistLocked()
+	st := c.rec.State
+	c.mu.Unlock()
+	cio.start()
+	s.wg.Add(1)
+	go s.watch(c, pid, exitCh)
+	if err != nil {
+		// The container exists; a missing pid in the record only costs
+		// recovery after a shim crash, so report but keep going.
+		klog.ErrorS(err, "Persist created container", "id", req.ID)
+	}
+	s.events.publish(req.ID, EventCreated, st)
+	klog.InfoS("Created container", "id", req.ID, "pid", pid)
+	return st, nil
+}
+
+// runtimeCreate sets up stdio and runs the runtime's create.
+func (s *server) runtimeCreate(ctx context.Context, c *container, req CreateRequest) (int, *containerIO, error) {
+	log, err := openLog(req.LogPath, s.maxLine)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
+	defer cancel()
+	pidFile := filepath.Join(c.dir, "init.pid")
+	var cio *containerIO
+	if req.Terminal {
+		cs, err := newConsoleSocket()
+		if err != nil {
+			log.Close()
+			return 0, nil, err
+		}
+		defer cs.close()
+		type result struct {
+			f   *os.File
+			err error
+		}
+		got := make(chan result, 1)
+		go func() { // ends when the runtime connects or cs is closed
+			f, err := cs.receive(runtimeTimeout)
+			got <- result{f, err}
+		}()
+		err = s.rt.Create(ctx, c.runtimeLog(), c.id, req.Bundle, pidFile, cs.path(), runtime.Stdio{})
+		if err != nil {
+			cs.ln.Close()
+			if r := <-got; r.f != nil {
+				r.f.Close()
+			}
+			log.Close()
+			s.cleanupRuntime(c)
+			return 0, nil, err
+		}
+		r := <-got
+		if r.err != nil {
+			log.Close()
+			s.cleanupRuntime(c)
+			return 0, nil, r.err
+		}
+		cio = newTTYIO(log, r.f, req.Stdin)
+	} else {
+		var child runtime.Stdio
+		cio, child, err = newPipeIO(log, req.Stdin)
+		if err != nil {
+			log.Close()
+			return 0, nil, err
+		}
+		err = s.rt.Create(ctx, c.runtimeLog(), c.id, req.Bundle, pidFile, "", child)
+		closeStdio(child)
+		if err != nil {
+			cio.closeAll()
+			s.cleanupRuntime(c)
+			return 0, nil, err
+		}
+	}
+	pid, err := readPidFile(pidFile)
+	if err != nil {
+		cio.closeAll()
+		s.cleanupRuntime(c)
+		return 0, nil, fmt.Errorf("read init pid: %w", err)
+	}
+	return pid, cio, nil
+}
+
+// cleanupRuntime removes whatever a failed create left in the runtime.
+func (s *server) cleanupRuntime(c *container) {
+	ctx, cancel := context.WithTimeout(s.ctx, runtimeTimeout)
+	defer cancel()
+	if err := s.rt.Delete(ctx, c.runtimeLog(), c.id, true); err != nil && !runtime.IsNotExist(err) {
+		klog.V(2).InfoS("Cleanup after failed create", "id", c.id, "err", err)
+	}
+}
+
+func (s *server) forget(c *container) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.containers[c.id] == c {
+		delete(s.containers, c.id)
+	}
+}
+
+// runtimeMessage extracts the runtime's own message for State.Message.
+func runtimeMessage(err error) string {
+	var re *runtime.Error
+	if errors.As(err, &re) {
+		return re.Message
+	}
+	return err.Error()
+}
+
+func exitedState(st State, code int, reason, msg string) State {
+	st.Status = StatusExited
+	st.ExitCode = int32(code)
+	st.FinishedAt = time.Now()
+	st.Reason = reason
+	st.Message = msg
+	return st
+}
+
+func (s *server) start(ctx context.Context, id string) (State, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return State{}, err
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.Lock()
+	if c.rec.State.Status != StatusCreated {
+		st := c.rec.State.Status
+		c.mu.Unlock()
+		return State{}, fmt.Errorf("start %s: container is %s, not created", id, st)
+	}
+	done := make(chan struct{})
+	c.startDone = done
+	c.mu.Unlock()
+
+	rctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
+	defer cancel()
+	startedAt := time.Now()
+	err = s.rt.Start(rctx, c.runtimeLog(), id)
+
+	c.mu.Lock()
+	c.startErr = err
+	c.startDone = nil
+	close(done)
+	var perr error
+	if err == nil {
+		c.rec.State.StartedAt = startedAt
+		if c.rec.State.Status == StatusCreated {
+			c.rec.State.Status = StatusRunning
+		}
+		perr = c.persistLocked()
+	}
+	st := c.rec.State
+	c.mu.Unlock()
+
+	if err != nil {
+		// The init may still wait for its start signal; make sure it is
+		// gone so the exit, with the start error as reason, is recorded.
+		if kerr := s.rt.Kill(rctx, c.runtimeLog(), id, syscall.SIGKILL, false); kerr != nil {
+			klog.V(2).InfoS("Kill after failed start", "id", id, "err", kerr)
+		}
+		t := time.NewTimer(deleteWait)
+		defer t.Stop()
+		select {
+		case <-c.exited:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		return State{}, fmt.Errorf("start %s: %w", id, err)
+	}
+	if perr != nil {
+		klog.ErrorS(perr, "Persist started container", "id", id)
+	}
+	s.events.publish(id, EventStarted, st)
+	klog.InfoS("Started container", "id", id)
+	return st, nil
+}
+
+// watch records the exit of a container's init. The exit is persisted
+// before it becomes visible through State, Wait or Events.
+func (s *server) watch(c *container, pid int, ch <-chan reaper.Exit) {
+	defer s.wg.Done()
+	var e reaper.Exit
+	select {
+	case e = <-ch:
+	case <-s.ctx.Done():
+		s.reaper.Unsubscribe(pid, ch)
+		return
+	}
+	c.mu.Lock()
+	gate := c.startDone
+	c.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	c.io.wait(exitIOGrace)
+
+	c.mu.Lock()
+	st := c.rec.State
+	st.Status = StatusExited
+	st.ExitCode = int32(e.Status)
+	st.FinishedAt = e.Time
+	switch {
+	case c.startErr != nil:
+		st.ExitCode = startErrorExitCode
+		st.Reason, st.Message = ReasonStartError, runtimeMessage(c.startErr)
+	case e.Signal == syscall.SIGKILL && c.oomAt >= 0 && oomKills(c.oom) > c.oomAt:
+		st.OOMKilled = true
+		st.Reason = ReasonOOMKilled
+	case e.Status == 0:
+		st.Reason = ReasonCompleted
+	default:
+		st.Reason = ReasonError
+	}
+	c.rec.State = st
+	if err := c.persistLocked(); err != nil {
+		klog.ErrorS(err, "Persist exit", "id", c.id)
+	}
+	close(c.exited)
+	c.mu.Unlock()
+	s.events.publish(c.id, EventExited, st)
+	klog.InfoS("Container exited", "id", c.id, "exitCode", st.ExitCode, "reason", st.Reason)
+}
+
+func (s *server) kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	if c.state().Status == StatusExited {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
+	defer cancel()
+	err = s.rt.Kill(ctx, c.runtimeLog(), id, sig, all)
+	if err != nil && (runtime.IsNotRunning(err) || c.state().Status == StatusExited) {
+		return nil // it exited meanwhile; its exit is being recorded
+	}
+	if err != nil {
+		return fmt.Errorf("kill %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *server) wait(ctx context.Context, id string, maxWait time.Duration) (WaitReply, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return WaitReply{}, err
+	}
+	t := time.NewTimer(maxWait)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+		return WaitReply{State: c.state(), Done: true}, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return WaitReply{State: c.state()}, nil
+}
+
+func (s *server) delete(ctx context.Context, id string) (State, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return State{}, err
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
+	defer cancel()
+	if c.state().Status != StatusExited {
+		if err := s.rt.Delete(rctx, c.runtimeLog(), id, true); err != nil && !runtime.IsNotExist(err) {
+			return State{}, fmt.Errorf("delete %s: %w", id, err)
+		}
+		t := time.NewTimer(deleteWait)
+		defer t.Stop()
+		select {
+		case <-c.exited:
+		case <-t.C:
+			return State{}, fmt.Errorf("delete %s: container did not exit after kill", id)
+		case <-ctx.Done():
+			return State{}, fmt.Errorf("delete %s: %w", id, ctx.Err())
+		}
+	}
+	if err := s.rt.Delete(rctx, c.runtimeLog(), id, false); err != nil && !runtime.IsNotExist(err) {
+		if ferr := s.rt.Delete(rctx, c.runtimeLog(), id, true); ferr != nil && !runtime.IsNotExist(ferr) {
+			return State{}, fmt.Errorf("delete %s: %w", id, errors.Join(err, ferr))
+		}
+	}
+	c.mu.Lock()
+	c.io.closeAll()
+	st := c.rec.State
+	c.mu.Unlock()
+	if err := os.RemoveAll(c.dir); err != nil {
+		return State{}, fmt.Errorf("delete %s: remove record: %w", id, err)
+	}
+	s.forget(c)
+	s.events.publish(id, EventDeleted, st)
+	klog.InfoS("Deleted container", "id", id)
+	return st, nil
+}
+
+func (s *server) list() []State {
+	s.mu.Lock()
+	cs := make([]*container, 0, len(s.containers))
+	for _, c := range s.containers {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	out := make([]State, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.state())
+	}
+	slices.SortFunc(out, func(a, b State) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out
+}
+
+func (s *server) reopenLog(id string) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	cio := c.io
+	c.mu.Unlock()
+	if cio == nil || cio.log == nil {
+		return nil
+	}
+	if err := cio.log.Reopen(); err != nil {
+		return fmt.Errorf("reopen log of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *server) update(ctx context.Context, id string, resources []byte) error {
+	c, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	if c.state().Status == StatusExited {
+		return fmt.Errorf("update %s: %w", id, ErrNotRunning)
+	}
+	f, err := os.CreateTemp(c.dir, "update-*.json")
+	if err != nil {
+		return fmt.Errorf("update %s: %w", id, err)
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write(resources)
+	if cerr := f.Close(); werr != nil || cerr != nil {
+		return fmt.Errorf("update %s: write resources: %w", id, errors.Join(werr, cerr))
+	}
+	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
+	defer cancel()
+	if err := s.rt.Update(ctx, c.runtimeLog(), id, f.Name()); err != nil {
+		return fmt.Errorf("update %s: %w", id, err)
+	}
+	return nil
+}
+
+// deleteAll force-deletes every container (forced shutdown, state dir
+// removed).
+func (s *server) deleteAll(ctx context.Context) {
+	for _, st := range s.list() {
+		if _, err := s.delete(ctx, st.ID); err != nil {
+			klog.ErrorS(err, "Delete container at shutdown", "id", st.ID)
+		}
+	}
+}
+
+func (s *server) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.containers)
+}
