@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
@@ -24,6 +25,10 @@ func main() {
 }
 
 func run(args []string) int {
+	// The shim is a hidden mode with its own flags, started by the daemon.
+	if len(args) > 0 && args[0] == "shim" {
+		return shim.Main(args[1:])
+	}
 	fs := flag.NewFlagSet("cri-runtimed", flag.ContinueOnError)
 	configPath := fs.String("config", config.DefaultPath, "path of the TOML configuration file")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -91,4 +96,14 @@ Flags:
 
 func printVersion() {
 	fmt.Printf("cri-runtimed %s (revision %s)\n", version.Version, version.Revision)
+}
+
+// klogVerbosity is the -v level the daemon runs with, handed to shims.
+func klogVerbosity() klog.Level {
+	for v := klog.Level(10); v > 0; v-- {
+		if klog.V(v).Enabled() {
+			return v
+		}
+	}
+	return 0
 }

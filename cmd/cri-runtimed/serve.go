@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,9 +18,13 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/server"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
@@ -68,6 +74,12 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if err := recoverState(ctx, cfg, cs, snap, images); err != nil {
 		return err
 	}
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images)
+	if err != nil {
+		return err
+	}
+	defer pods.Close()
+	defer ctrs.Close()
 
 	lis, err := listen(cfg.GRPC)
 	if err != nil {
@@ -80,7 +92,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageSize),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMessageSize),
 	)
-	server.New(cfg, images).Register(g)
+	server.New(cfg, images, pods, ctrs).Register(g)
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
@@ -103,6 +115,104 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	os.Remove(cfg.GRPC.Address)
 	klog.InfoS("Stopped")
 	return nil
+}
+
+// runtimeControllers builds the pod and container controllers and
+// reconnects them to the pods and containers that outlived the last run.
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service) (*podsandbox.Controller, *container.Controller, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("find own binary: %w", err)
+	}
+	handlers := map[string]podsandbox.Handler{}
+	for name, h := range cfg.Runtime.Handlers {
+		bin, err := exec.LookPath(h.Binary)
+		if err != nil {
+			klog.InfoS("OCI runtime of handler not found; pods naming it will fail", "handler", name, "binary", h.Binary, "err", err)
+			bin = h.Binary
+		}
+		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name)}
+	}
+	driver := oci.CgroupFS
+	if cfg.Runtime.CgroupDriver == "systemd" {
+		driver = oci.CgroupSystemd
+	}
+	minOOM := ownOOMScoreAdj()
+	shimBin := self
+	if img, err := shim.NewImage(self); err == nil {
+		// Never closed: the path must stay valid while the daemon runs.
+		shimBin = img.Path()
+	} else {
+		klog.InfoS("Starting shims from the binary on disk", "reason", err)
+	}
+	pods := podsandbox.New(podsandbox.Options{
+		StateDir:            filepath.Join(cfg.State, "pods"),
+		NetNSDir:            filepath.Join(cfg.State, "netns"),
+		Binary:              self,
+		ShimBinary:          shimBin,
+		Handlers:            handlers,
+		DefaultHandler:      cfg.Runtime.DefaultHandler,
+		DefaultCgroupParent: cfg.Runtime.DefaultCgroupParent,
+		CgroupDriver:        driver,
+		MinOOMScoreAdj:      minOOM,
+		ShimLogLevel:        int(klogVerbosity()),
+	}, db)
+	ctrs := container.New(container.Options{
+		CgroupDriver:   driver,
+		MinOOMScoreAdj: minOOM,
+		MaxExecOutput:  cfg.Runtime.MaxExecSyncOutput,
+	}, db, images, func(id string) (container.Sandbox, error) {
+		pod, err := pods.Get(id)
+		if err != nil || pod.ID() != id {
+			return nil, fmt.Errorf("pod %s: %w", id, podsandbox.ErrNotFound)
+		}
+		return pod, nil
+	})
+	pods.SetEventHandler(func(pod *podsandbox.Pod, ev shim.Event) { ctrs.HandleEvent(pod, ev) })
+	if err := pods.Recover(ctx); err != nil {
+		pods.Close()
+		ctrs.Close()
+		return nil, nil, fmt.Errorf("recover pods: %w", err)
+	}
+	if err := ctrs.Recover(ctx); err != nil {
+		pods.Close()
+		ctrs.Close()
+		return nil, nil, fmt.Errorf("recover containers: %w", err)
+	}
+	return pods, ctrs, nil
+}
+
+// ownOOMScoreAdj is the lowest oom_score_adj the daemon may give its
+// children: without CAP_SYS_RESOURCE it cannot go below its own, and
+// runc fails with an opaque error when asked to.
+func ownOOMScoreAdj() int {
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	if hasCapSysResource() {
+		return -1000
+	}
+	return v
+}
+
+// hasCapSysResource reads the effective capability set from /proc.
+func hasCapSysResource() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<24) != 0
+		}
+	}
+	return false
 }
 
 func openSnapshotter(ctx context.Context, cfg *config.Config, db *meta.DB) (snapshot.Snapshotter, error) {

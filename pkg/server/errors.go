@@ -7,9 +7,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
@@ -31,10 +34,19 @@ func toStatus(err error) error {
 
 func codeOf(err error) codes.Code {
 	switch {
-	case errors.Is(err, errInvalid), errors.Is(err, reference.ErrInvalid):
+	case errors.Is(err, errInvalid), errors.Is(err, reference.ErrInvalid),
+		errors.Is(err, podsandbox.ErrInvalid), errors.Is(err, container.ErrInvalid), errors.Is(err, oci.ErrInvalid),
+		errors.Is(err, podsandbox.ErrAmbiguous), errors.Is(err, container.ErrAmbiguous):
 		return codes.InvalidArgument
-	case errors.Is(err, image.ErrNotFound), errors.Is(err, meta.ErrNotFound), errors.Is(err, registry.ErrNotFound):
+	case errors.Is(err, podsandbox.ErrAlreadyExists), errors.Is(err, container.ErrAlreadyExists):
+		return codes.AlreadyExists
+	case errors.Is(err, image.ErrNotFound), errors.Is(err, meta.ErrNotFound), errors.Is(err, registry.ErrNotFound),
+		errors.Is(err, podsandbox.ErrNotFound), errors.Is(err, container.ErrNotFound):
 		return codes.NotFound
+	case errors.Is(err, podsandbox.ErrNotReady), errors.Is(err, container.ErrState), errors.Is(err, container.ErrNotRunning):
+		return codes.FailedPrecondition
+	case errors.Is(err, container.ErrExecTimeout):
+		return codes.DeadlineExceeded
 	case errors.Is(err, registry.ErrUnauthorized):
 		return codes.PermissionDenied
 	case errors.Is(err, image.ErrPullStuck):

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -35,6 +36,10 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			},
 		}},
 	}
+	for _, name := range s.handlerNames() {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	}
+	resp.Features = &runtimeapi.RuntimeFeatures{}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)
 		if err != nil {
@@ -43,4 +48,18 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		resp.Info = map[string]string{"config": string(cfg)}
 	}
 	return resp, nil
+}
+
+// handlerNames lists the configured runtime handlers, the default one
+// first and also under the empty name kubelet uses for it.
+func (s *Server) handlerNames() []string {
+	names := []string{"", s.cfg.Runtime.DefaultHandler}
+	var rest []string
+	for n := range s.cfg.Runtime.Handlers {
+		if n != s.cfg.Runtime.DefaultHandler {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
+	return append(names, rest...)
 }

@@ -12,7 +12,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 )
 
 // Server implements CRI v1. RuntimeService RPCs this daemon does not have
@@ -23,11 +25,13 @@ type Server struct {
 
 	cfg    *config.Config
 	images *image.Service
+	pods   *podsandbox.Controller
+	ctrs   *container.Controller
 }
 
 // New returns a CRI server over the given services.
-func New(cfg *config.Config, images *image.Service) *Server {
-	return &Server{cfg: cfg, images: images}
+func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller) *Server {
+	return &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs}
 }
 
 // Register adds both CRI services to g.

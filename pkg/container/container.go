@@ -1,0 +1,72 @@
+package container
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// Container is one container. Lifecycle operations on it are serialized
+// by op; mu guards its record.
+type Container struct {
+	op  sync.Mutex
+	mu  sync.Mutex
+	rec meta.Container
+	cfg *runtimeapi.ContainerConfig
+	pod Sandbox
+	// spec caches the bundle's config.json.
+	spec *specs.Spec
+}
+
+// ID is the container's 64-hex-character ID.
+func (c *Container) ID() string { return c.rec.ID }
+
+// Config is the CRI config the container was created with.
+func (c *Container) Config() *runtimeapi.ContainerConfig { return c.cfg }
+
+// Record returns a copy of the container's record.
+func (c *Container) Record() meta.Container {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec
+}
+
+// Pod is the container's pod.
+func (c *Container) Pod() Sandbox { return c.pod }
+
+func newID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Spec is the container's OCI spec as written to its bundle, read once
+// and cached; nil if it cannot be read.
+func (c *Container) Spec() *specs.Spec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.spec == nil {
+		if s, err := oci.Load(c.pod.BundleDir(c.rec.ID)); err == nil {
+			c.spec = s
+		}
+	}
+	return c.spec
+}
+
+// User is the user the container's process runs as.
+func (c *Container) User() *specs.User {
+	if s := c.Spec(); s != nil && s.Process != nil {
+		return &s.Process.User
+	}
+	return nil
+}

@@ -1,0 +1,641 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// ErrExecTimeout: an ExecSync command ran past its timeout and was killed.
+var ErrExecTimeout = errors.New("exec timed out")
+
+// Sandbox is what a container needs of its pod.
+type Sandbox interface {
+	ID() string
+	Config() *runtimeapi.PodSandboxConfig
+	Ready() bool
+	Shim() *shim.Client
+	Info() oci.SandboxInfo
+	BundleDir(containerID string) string
+	// ForceDelete kills and deletes a container through the OCI runtime
+	// directly, for when the shim is gone.
+	ForceDelete(ctx context.Context, containerID string)
+}
+
+// Options configure the controller.
+type Options struct {
+	CgroupDriver   oci.CgroupDriver
+	MinOOMScoreAdj int
+	MaxExecOutput  int
+}
+
+// Controller owns every container of the node.
+type Controller struct {
+	opts      Options
+	db        *meta.DB
+	images    *image.Service
+	snap      snapshot.Snapshotter
+	names     *registrar.Registrar
+	creations *registrar.Creations[string]
+	pod       func(id string) (Sandbox, error)
+
+	mu   sync.RWMutex
+	ctrs map[string]*Container
+}
+
+// New returns a controller; pod finds a pod by exact ID.
+func New(opts Options, db *meta.DB, images *image.Service, pod func(id string) (Sandbox, error)) *Controller {
+	c := &Controller{
+		opts:   opts,
+		db:     db,
+		images: images,
+		snap:   images.Snapshotter(),
+		names:  registrar.New(),
+		pod:    pod,
+		ctrs:   map[string]*Container{},
+	}
+	c.creations = registrar.NewCreations[string](5*time.Minute, registrar.WithExpire(func(name, id string) {
+		klog.InfoS("Removing container abandoned by a timed-out request", "container", id, "name", name)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Remove(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			klog.ErrorS(err, "Removing abandoned container", "container", id)
+		}
+	}))
+	return c
+}
+
+// Close stops background work.
+func (c *Controller) Close() { c.creations.Close() }
+
+// Name is kubelet's unique container name.
+func Name(m *runtimeapi.ContainerMetadata, pod *runtimeapi.PodSandboxMetadata) string {
+	return strings.Join([]string{m.GetName(), pod.GetName(), pod.GetNamespace(), pod.GetUid(), strconv.FormatUint(uint64(m.GetAttempt()), 10)}, "_")
+}
+
+func validate(cfg *runtimeapi.ContainerConfig) error {
+	switch {
+	case cfg == nil:
+		return fmt.Errorf("%w: config is empty", ErrInvalid)
+	case cfg.GetMetadata() == nil:
+		return fmt.Errorf("%w: config.metadata is empty", ErrInvalid)
+	case cfg.GetMetadata().GetName() == "":
+		return fmt.Errorf("%w: config.metadata.name is empty", ErrInvalid)
+	case cfg.GetImage().GetImage() == "":
+		return fmt.Errorf("%w: config.image.image is empty", ErrInvalid)
+	}
+	if strings.ContainsAny(cfg.GetLogPath(), "\x00") || filepath.IsAbs(cfg.GetLogPath()) || strings.HasPrefix(filepath.Clean("/"+cfg.GetLogPath()), "/..") {
+		return fmt.Errorf("%w: config.log_path %q must be relative to the pod's log directory", ErrInvalid, cfg.GetLogPath())
+	}
+	for i, m := range cfg.GetMounts() {
+		if !filepath.IsAbs(m.GetContainerPath()) {
+			return fmt.Errorf("%w: config.mounts[%d].container_path %q is not absolute", ErrInvalid, i, m.GetContainerPath())
+		}
+		if m.GetHostPath() != "" && !filepath.IsAbs(m.GetHostPath()) {
+			return fmt.Errorf("%w: config.mounts[%d].host_path %q is not absolute", ErrInvalid, i, m.GetHostPath())
+		}
+	}
+	return nil
+}
+
+// Create creates a container in a ready pod; a retry of a request that
+// timed out gets the container the first request made.
+func (c *Controller) Create(ctx context.Context, pod Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
+	if err := validate(cfg); err != nil {
+		return "", err
+	}
+	if !pod.Ready() {
+		return "", fmt.Errorf("%w: cannot create container %q in pod sandbox %s", errNotReady, cfg.GetMetadata().GetName(), pod.ID())
+	}
+	name := Name(cfg.GetMetadata(), pod.Config().GetMetadata())
+	id, _, err := c.creations.Do(ctx, name, func(ctx context.Context) (string, error) {
+		return c.create(ctx, name, pod, cfg)
+	})
+	return id, err
+}
+
+var errNotReady = fmt.Errorf("%w: pod sandbox is not ready", ErrState)
+
+func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *runtimeapi.ContainerConfig) (id string, retErr error) {
+	img, err := c.images.Get(ctx, cfg.GetImage().GetImage())
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", cfg.GetImage().GetImage(), err)
+	}
+	imgCfg, err := c.images.Config(ctx, img)
+	if err != nil {
+		return "", err
+	}
+	id = newID()
+	if err := c.names.Reserve(name, id); err != nil {
+		var re *registrar.ReservedError
+		if errors.As(err, &re) {
+			return "", fmt.Errorf("%w: container %q is container %s", ErrAlreadyExists, name, re.ID)
+		}
+		return "", err
+	}
+	start := time.Now()
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		c.names.Release(name)
+		return "", fmt.Errorf("encode container config: %w", err)
+	}
+	imageRef := img.ID.String()
+	if len(img.RepoDigests) > 0 {
+		imageRef = img.RepoDigests[0]
+	}
+	rec := meta.Container{
+		ID:          id,
+		SandboxID:   pod.ID(),
+		Name:        name,
+		Config:      raw,
+		ImageID:     img.ID.String(),
+		ImageRef:    imageRef,
+		ImageName:   cfg.GetImage().GetImage(),
+		SnapshotKey: id,
+		State:       meta.ContainerCreating,
+		CreatedAt:   time.Now().UTC(),
+	}
+	if dir, p := pod.Config().GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {
+		rec.LogPath = filepath.Join(dir, p)
+	}
+	if err := c.db.PutContainer(rec); err != nil {
+		c.names.Release(name)
+		return "", fmt.Errorf("save container record: %w", err)
+	}
+	ctr := &Container{rec: rec, cfg: cfg, pod: pod}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := c.teardown(cctx, ctr); err != nil {
+				klog.ErrorS(err, "Cleaning up failed container", "container", id)
+			}
+			c.names.Release(name)
+		}
+	}()
+
+	bundle := pod.BundleDir(id)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o711); err != nil {
+		return "", fmt.Errorf("create bundle: %w", err)
+	}
+	mounts, err := c.snap.Prepare(ctx, id, img.TopChainID().String())
+	if err != nil {
+		return "", fmt.Errorf("prepare rootfs: %w", err)
+	}
+	if err := snapshot.MountAll(mounts, rootfs); err != nil {
+		return "", fmt.Errorf("mount rootfs: %w", err)
+	}
+	if err := createHostPaths(cfg); err != nil {
+		return "", err
+	}
+	if rec.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(rec.LogPath), 0o755); err != nil {
+			return "", fmt.Errorf("create log directory: %w", err)
+		}
+	}
+	podCfg := pod.Config()
+	info := pod.Info()
+	if ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
+		// kubectl debug: share the PID namespace of another container.
+		target, err := c.Get(ns.GetTargetId())
+		if err != nil {
+			return "", fmt.Errorf("%w: namespace_options.target_id %q: %v", ErrInvalid, ns.GetTargetId(), err)
+		}
+		trec := target.Record()
+		if trec.State != meta.ContainerRunning || trec.Pid == 0 {
+			return "", fmt.Errorf("%w: namespace_options.target_id %s is not running", ErrState, trec.ID)
+		}
+		info.PIDMode = runtimeapi.NamespaceMode_TARGET
+		info.TargetPid = trec.Pid
+	}
+	oom := int(cfg.GetLinux().GetResources().GetOomScoreAdj())
+	spec, err := oci.ContainerSpec(id, cfg, podCfg, imgCfg.Config, info, rootfs,
+		oci.WithRootfs(rootfs),
+		oci.WithOOMScoreAdj(max(oom, c.opts.MinOOMScoreAdj)),
+		oci.WithCgroupsPath(oci.CgroupsPath(c.opts.CgroupDriver, info.CgroupParent, id)),
+	)
+	if err != nil {
+		return "", err
+	}
+	if err := oci.Save(spec, bundle); err != nil {
+		return "", err
+	}
+	cl := pod.Shim()
+	if cl == nil {
+		return "", fmt.Errorf("%w: the pod's shim is gone", errNotReady)
+	}
+	st, err := cl.Create(ctx, shim.CreateRequest{
+		ID:        id,
+		Bundle:    bundle,
+		Stdin:     cfg.GetStdin(),
+		StdinOnce: cfg.GetStdinOnce(),
+		Terminal:  cfg.GetTty(),
+		LogPath:   rec.LogPath,
+	})
+	if err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
+	ctr.rec.State = meta.ContainerCreated
+	ctr.rec.Pid = st.Pid
+	if err := c.db.PutContainer(ctr.rec); err != nil {
+		return "", fmt.Errorf("save container record: %w", err)
+	}
+	c.mu.Lock()
+	c.ctrs[id] = ctr
+	c.mu.Unlock()
+	klog.V(2).InfoS("Container created", "container", id, "name", name, "pod", pod.ID(), "duration", time.Since(start))
+	return id, nil
+}
+
+// createHostPaths creates bind-mount sources kubelet names that do not
+// exist yet, as kubelet expects of a runtime.
+func createHostPaths(cfg *runtimeapi.ContainerConfig) error {
+	for i, m := range cfg.GetMounts() {
+		if m.GetHostPath() == "" {
+			continue
+		}
+		if _, err := os.Stat(m.GetHostPath()); os.IsNotExist(err) {
+			if err := os.MkdirAll(m.GetHostPath(), 0o755); err != nil {
+				return fmt.Errorf("config.mounts[%d]: create host path %s: %w", i, m.GetHostPath(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// Start starts a created container. A start that fails leaves the
+// container exited with the runtime's reason.
+func (c *Controller) Start(ctx context.Context, id string) error {
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	ctr.op.Lock()
+	defer ctr.op.Unlock()
+	rec := ctr.Record()
+	if rec.State != meta.ContainerCreated {
+		return fmt.Errorf("%w: container %s is %s, not created", ErrState, rec.ID, rec.State)
+	}
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
+	}
+	st, err := cl.Start(ctx, rec.ID)
+	if err != nil {
+		// The shim records why; reflect it.
+		if st2, serr := cl.State(ctx, rec.ID); serr == nil {
+			c.apply(ctr, st2)
+		}
+		return fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
+	c.apply(ctr, st)
+	if st.Status == shim.StatusExited && st.Reason != "" {
+		return fmt.Errorf("start container %s: %s: %s", rec.ID, st.Reason, st.Message)
+	}
+	klog.V(2).InfoS("Container started", "container", rec.ID, "pid", st.Pid)
+	return nil
+}
+
+// apply records a state the shim reported.
+func (c *Controller) apply(ctr *Container, st shim.State) {
+	ctr.mu.Lock()
+	defer ctr.mu.Unlock()
+	r := &ctr.rec
+	before := *r
+	switch st.Status {
+	case shim.StatusCreated:
+		r.State = meta.ContainerCreated
+	case shim.StatusRunning:
+		r.State = meta.ContainerRunning
+	case shim.StatusExited:
+		r.State = meta.ContainerExited
+		r.ExitCode = st.ExitCode
+		r.FinishedAt = st.FinishedAt
+		r.Reason, r.Message = exitReason(st)
+	default:
+		return
+	}
+	if st.Pid != 0 {
+		r.Pid = st.Pid
+	}
+	if !st.StartedAt.IsZero() {
+		r.StartedAt = st.StartedAt
+	}
+	if before.State == r.State && before.ExitCode == r.ExitCode && before.Pid == r.Pid && before.StartedAt.Equal(r.StartedAt) {
+		return
+	}
+	if err := c.db.PutContainer(*r); err != nil {
+		klog.ErrorS(err, "Saving container state", "container", r.ID)
+	}
+}
+
+func exitReason(st shim.State) (string, string) {
+	switch {
+	case st.OOMKilled:
+		return "OOMKilled", st.Message
+	case st.Reason != "":
+		return st.Reason, st.Message
+	case st.ExitCode == 0:
+		return "Completed", st.Message
+	}
+	return "Error", st.Message
+}
+
+// Stop stops a running container: the image's stop signal (SIGTERM by
+// default), then SIGKILL after timeout seconds. Stopping a container
+// that does not run succeeds.
+func (c *Controller) Stop(ctx context.Context, id string, timeout int64) error {
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	ctr.op.Lock()
+	defer ctr.op.Unlock()
+	return c.stop(ctx, ctr, timeout)
+}
+
+func (c *Controller) stop(ctx context.Context, ctr *Container, timeout int64) error {
+	rec := ctr.Record()
+	if rec.State != meta.ContainerRunning {
+		return nil
+	}
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		ctr.pod.ForceDelete(ctx, rec.ID)
+		c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 137, FinishedAt: time.Now(), Reason: "Error", Message: "the pod's shim is gone"})
+		return nil
+	}
+	if timeout > 0 {
+		sig := c.stopSignal(ctx, rec)
+		if err := cl.Kill(ctx, rec.ID, sig, false); err != nil && !errors.Is(err, shim.ErrNotFound) {
+			return fmt.Errorf("signal container %s: %w", rec.ID, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second)
+		st, err := cl.Wait(wctx, rec.ID)
+		cancel()
+		if err == nil {
+			c.apply(ctr, st)
+			klog.V(2).InfoS("Container stopped", "container", rec.ID, "exitCode", st.ExitCode)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if err := cl.Kill(ctx, rec.ID, syscall.SIGKILL, true); err != nil && !errors.Is(err, shim.ErrNotFound) {
+		return fmt.Errorf("kill container %s: %w", rec.ID, err)
+	}
+	st, err := cl.Wait(ctx, rec.ID)
+	if err != nil {
+		return fmt.Errorf("wait for container %s: %w", rec.ID, err)
+	}
+	c.apply(ctr, st)
+	klog.V(2).InfoS("Container killed", "container", rec.ID, "exitCode", st.ExitCode)
+	return nil
+}
+
+// stopSignal is the image's StopSignal, else SIGTERM.
+func (c *Controller) stopSignal(ctx context.Context, rec meta.Container) syscall.Signal {
+	img, err := c.images.Get(ctx, rec.ImageID)
+	if err != nil {
+		return syscall.SIGTERM
+	}
+	cfg, err := c.images.Config(ctx, img)
+	if err != nil || cfg.Config.StopSignal == "" {
+		return syscall.SIGTERM
+	}
+	return parseSignal(cfg.Config.StopSignal)
+}
+
+func parseSignal(s string) syscall.Signal {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n)
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig
+	}
+	return syscall.SIGTERM
+}
+
+// Remove deletes a container, stopping it first if it runs. Removing an
+// unknown container is NotFound for the caller to treat as done.
+func (c *Controller) Remove(ctx context.Context, id string) error {
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	ctr.op.Lock()
+	defer ctr.op.Unlock()
+	if err := c.stop(ctx, ctr, 0); err != nil {
+		return err
+	}
+	if err := c.teardown(ctx, ctr); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.ctrs, ctr.rec.ID)
+	c.mu.Unlock()
+	c.names.Release(ctr.rec.Name)
+	klog.V(2).InfoS("Container removed", "container", ctr.rec.ID)
+	// The container may have held the last reference to a removed image's
+	// layers.
+	if err := c.images.GC(ctx); err != nil {
+		klog.ErrorS(err, "Garbage collection after container removal")
+	}
+	return nil
+}
+
+// teardown releases the container's resources, each step idempotent,
+// and deletes the record last.
+func (c *Controller) teardown(ctx context.Context, ctr *Container) error {
+	id := ctr.rec.ID
+	if cl := ctr.pod.Shim(); cl != nil {
+		if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
+			return fmt.Errorf("delete container %s: %w", id, err)
+		}
+	} else {
+		ctr.pod.ForceDelete(ctx, id)
+	}
+	bundle := ctr.pod.BundleDir(id)
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := snapshot.UnmountAll(rootfs); err != nil {
+		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	}
+	if err := c.snap.Remove(ctx, ctr.rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		return fmt.Errorf("remove rootfs snapshot of %s: %w", id, err)
+	}
+	if err := os.RemoveAll(bundle); err != nil {
+		return fmt.Errorf("remove bundle of %s: %w", id, err)
+	}
+	if err := c.db.DeleteContainer(id); err != nil {
+		return fmt.Errorf("delete container record: %w", err)
+	}
+	return nil
+}
+
+// Get returns the container with this ID or unique ID prefix.
+func (c *Controller) Get(idOrPrefix string) (*Container, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if ctr, ok := c.ctrs[idOrPrefix]; ok {
+		return ctr, nil
+	}
+	if idOrPrefix == "" {
+		return nil, fmt.Errorf("%w: empty ID", ErrNotFound)
+	}
+	var found *Container
+	for id, ctr := range c.ctrs {
+		if strings.HasPrefix(id, idOrPrefix) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: %q", ErrAmbiguous, idOrPrefix)
+			}
+			found = ctr
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrPrefix)
+	}
+	return found, nil
+}
+
+// List returns every container, oldest first.
+func (c *Controller) List() []*Container {
+	c.mu.RLock()
+	out := make([]*Container, 0, len(c.ctrs))
+	for _, ctr := range c.ctrs {
+		out = append(out, ctr)
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.CreatedAt.Before(out[j].rec.CreatedAt) })
+	return out
+}
+
+// ListByPod returns the containers of one pod.
+func (c *Controller) ListByPod(podID string) []*Container {
+	var out []*Container
+	for _, ctr := range c.List() {
+		if ctr.rec.SandboxID == podID {
+			out = append(out, ctr)
+		}
+	}
+	return out
+}
+
+// ExecSyncResult is the outcome of a command run to completion.
+type ExecSyncResult struct {
+	Stdout, Stderr []byte
+	ExitCode       int32
+}
+
+// ExecSync runs cmd in a running container and returns its output, each
+// stream capped; past timeout (0: none) the command is killed and
+// ErrExecTimeout returned.
+func (c *Controller) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (ExecSyncResult, error) {
+	if len(cmd) == 0 {
+		return ExecSyncResult{}, fmt.Errorf("%w: cmd is empty", ErrInvalid)
+	}
+	ctr, err := c.Get(id)
+	if err != nil {
+		return ExecSyncResult{}, err
+	}
+	rec := ctr.Record()
+	if rec.State != meta.ContainerRunning {
+		return ExecSyncResult{}, fmt.Errorf("%w: container %s is %s", ErrNotRunning, rec.ID, rec.State)
+	}
+	proc, err := c.execProcess(ctr, cmd, false)
+	if err != nil {
+		return ExecSyncResult{}, err
+	}
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		return ExecSyncResult{}, fmt.Errorf("%w: the pod's shim is gone", ErrNotRunning)
+	}
+	res, err := cl.ExecSync(ctx, shim.ExecSyncRequest{ID: rec.ID, Process: proc, Timeout: timeout, MaxOutput: c.opts.MaxExecOutput})
+	if err != nil {
+		if errors.Is(err, shim.ErrNotRunning) {
+			return ExecSyncResult{}, fmt.Errorf("%w: container %s", ErrNotRunning, rec.ID)
+		}
+		return ExecSyncResult{}, fmt.Errorf("exec in container %s: %w", rec.ID, err)
+	}
+	out := ExecSyncResult{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}
+	if res.TimedOut {
+		return out, fmt.Errorf("%w: command %q in container %s did not finish within %v and was killed", ErrExecTimeout, strings.Join(cmd, " "), rec.ID, timeout)
+	}
+	return out, nil
+}
+
+// execProcess derives an exec's process from the container's own: same
+// user, environment, working directory, capabilities and limits.
+func (c *Controller) execProcess(ctr *Container, cmd []string, tty bool) ([]byte, error) {
+	spec, err := oci.Load(ctr.pod.BundleDir(ctr.rec.ID))
+	if err != nil {
+		return nil, fmt.Errorf("read container spec: %w", err)
+	}
+	if spec.Process == nil {
+		return nil, fmt.Errorf("container %s has no process in its spec", ctr.rec.ID)
+	}
+	p := *spec.Process
+	p.Args = cmd
+	p.Terminal = tty
+	p.ConsoleSize = nil
+	if tty && !hasEnv(p.Env, "TERM") {
+		p.Env = append(append([]string(nil), p.Env...), "TERM=xterm")
+	}
+	return json.Marshal(&p)
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// ReopenLog makes the shim reopen the container's log file after kubelet
+// rotated it.
+func (c *Controller) ReopenLog(ctx context.Context, id string) error {
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	rec := ctr.Record()
+	if rec.State != meta.ContainerRunning {
+		return fmt.Errorf("%w: container %s is %s", ErrNotRunning, rec.ID, rec.State)
+	}
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		return fmt.Errorf("%w: the pod's shim is gone", ErrNotRunning)
+	}
+	return cl.ReopenLog(ctx, rec.ID)
+}
+
+var _ = specs.Spec{}

@@ -1,0 +1,499 @@
+package podsandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
+	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// Keys of meta.Sandbox.Extra.
+const (
+	extraHostname = "hostname"
+	// extraOwnCgroup marks a cgroup parent the daemon chose (and removes).
+	extraOwnCgroup = "ownCgroup"
+)
+
+// sandboxOOMScoreAdj is what kubelet asks for sandboxes; it is clamped to
+// what the daemon itself may set.
+const sandboxOOMScoreAdj = -998
+
+// Handler is one OCI runtime a pod can name.
+type Handler struct {
+	Binary string // path or name in PATH
+	Root   string // runtime --root
+}
+
+// Options configure the controller.
+type Options struct {
+	// StateDir holds per-pod directories (shim state, bundles, pod files).
+	StateDir string
+	// NetNSDir holds the network namespace pins.
+	NetNSDir string
+	// Binary is the daemon's own executable, mounted as the pause.
+	Binary string
+	// ShimBinary is what shims are started from (Binary when empty).
+	ShimBinary          string
+	Handlers            map[string]Handler
+	DefaultHandler      string
+	DefaultCgroupParent string
+	CgroupDriver        oci.CgroupDriver
+	// MinOOMScoreAdj is the lowest oom_score_adj the daemon may set
+	// (its own, lacking CAP_SYS_RESOURCE).
+	MinOOMScoreAdj int
+	// ShimLogLevel is passed to shims (klog -v).
+	ShimLogLevel int
+}
+
+// EventHandler receives the shim events of containers other than the pod's
+// sandbox process; the container controller registers it.
+type EventHandler func(pod *Pod, ev shim.Event)
+
+// Controller owns every pod sandbox of the node.
+type Controller struct {
+	opts      Options
+	db        *meta.DB
+	names     *registrar.Registrar
+	creations *registrar.Creations[string]
+
+	mu      sync.RWMutex
+	pods    map[string]*Pod
+	onEvent EventHandler
+
+	// monitors follow each pod's shim; stopped by Close.
+	monitorCtx  context.Context
+	stopMonitor context.CancelFunc
+	monitors    sync.WaitGroup
+}
+
+// New returns a controller; call Recover before serving.
+func New(opts Options, db *meta.DB) *Controller {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Controller{
+		opts:        opts,
+		db:          db,
+		names:       registrar.New(),
+		pods:        map[string]*Pod{},
+		monitorCtx:  ctx,
+		stopMonitor: cancel,
+	}
+	c.creations = registrar.NewCreations[string](5*time.Minute, registrar.WithExpire(func(name, id string) {
+		// kubelet never came back for a pod whose creation it timed out on.
+		klog.InfoS("Removing pod sandbox abandoned by a timed-out request", "pod", id, "name", name)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := c.Remove(ctx, id); err != nil {
+			klog.ErrorS(err, "Removing abandoned pod sandbox", "pod", id)
+		}
+	}))
+	return c
+}
+
+// SetEventHandler registers the receiver of container events.
+func (c *Controller) SetEventHandler(fn EventHandler) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onEvent = fn
+}
+
+// Close stops the shim monitors; pods and their shims keep running.
+func (c *Controller) Close() {
+	c.stopMonitor()
+	c.monitors.Wait()
+	c.creations.Close()
+}
+
+// NewID returns a random 64-hex-character ID.
+func NewID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Name is kubelet's unique pod name: name_namespace_uid_attempt.
+func Name(m *runtimeapi.PodSandboxMetadata) string {
+	return strings.Join([]string{m.GetName(), m.GetNamespace(), m.GetUid(), strconv.FormatUint(uint64(m.GetAttempt()), 10)}, "_")
+}
+
+func validate(cfg *runtimeapi.PodSandboxConfig) error {
+	if cfg == nil {
+		return fmt.Errorf("%w: config is empty", ErrInvalid)
+	}
+	m := cfg.GetMetadata()
+	switch {
+	case m == nil:
+		return fmt.Errorf("%w: config.metadata is empty", ErrInvalid)
+	case m.Name == "":
+		return fmt.Errorf("%w: config.metadata.name is empty", ErrInvalid)
+	case m.Namespace == "":
+		return fmt.Errorf("%w: config.metadata.namespace is empty", ErrInvalid)
+	case m.Uid == "":
+		return fmt.Errorf("%w: config.metadata.uid is empty", ErrInvalid)
+	}
+	for _, s := range []string{m.Name, m.Namespace, m.Uid} {
+		if strings.ContainsAny(s, "/_\x00") && s == m.Name {
+			// Names with "_" would make Name ambiguous; kubelet never sends
+			// them, and "/" could not be a file name.
+			if strings.ContainsAny(s, "/\x00") {
+				return fmt.Errorf("%w: config.metadata.name %q contains '/'", ErrInvalid, s)
+			}
+		}
+	}
+	if d := cfg.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
+		return fmt.Errorf("%w: config.log_directory %q is not absolute", ErrInvalid, d)
+	}
+	return nil
+}
+
+// Run creates and starts a pod sandbox and returns its ID. A retry of a
+// request that timed out gets the pod the first request made.
+func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error) {
+	if err := validate(cfg); err != nil {
+		return "", err
+	}
+	if handler == "" {
+		handler = c.opts.DefaultHandler
+	}
+	h, ok := c.opts.Handlers[handler]
+	if !ok {
+		return "", fmt.Errorf("%w: runtime handler %q is not configured", ErrInvalid, handler)
+	}
+	name := Name(cfg.GetMetadata())
+	id, _, err := c.creations.Do(ctx, name, func(ctx context.Context) (string, error) {
+		return c.run(ctx, name, cfg, handler, h)
+	})
+	return id, err
+}
+
+func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handlerName string, h Handler) (id string, retErr error) {
+	id = NewID()
+	if err := c.names.Reserve(name, id); err != nil {
+		var re *registrar.ReservedError
+		if errors.As(err, &re) {
+			return "", fmt.Errorf("%w: pod %q is pod sandbox %s", ErrAlreadyExists, name, re.ID)
+		}
+		return "", err
+	}
+	start := time.Now()
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		c.names.Release(name)
+		return "", fmt.Errorf("encode pod config: %w", err)
+	}
+	rec := meta.Sandbox{
+		ID:             id,
+		Name:           name,
+		Config:         raw,
+		RuntimeHandler: handlerName,
+		State:          meta.SandboxCreating,
+		CreatedAt:      time.Now().UTC(),
+		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
+	}
+	if rec.CgroupParent == "" {
+		rec.CgroupParent = filepath.Join(c.opts.DefaultCgroupParent, id)
+		rec.Extra = map[string]string{extraOwnCgroup: "true"}
+	}
+	// The record exists before any resource: a crash from here on is
+	// cleaned up by Recover.
+	if err := c.db.PutSandbox(rec); err != nil {
+		c.names.Release(name)
+		return "", fmt.Errorf("save pod record: %w", err)
+	}
+	pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(id), handler: h}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := c.teardown(cctx, pod); err != nil {
+				klog.ErrorS(err, "Cleaning up failed pod sandbox", "pod", id)
+			}
+			c.names.Release(name)
+		}
+	}()
+	if err := os.MkdirAll(pod.dir, 0o711); err != nil {
+		return "", fmt.Errorf("create pod directory: %w", err)
+	}
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE {
+		ns, err := netns.Create(ctx, c.opts.NetNSDir, id)
+		if err != nil {
+			return "", fmt.Errorf("create network namespace: %w", err)
+		}
+		pod.rec.NetNSPath = ns.Path()
+		if err := c.db.PutSandbox(pod.rec); err != nil {
+			return "", fmt.Errorf("save pod record: %w", err)
+		}
+	}
+	hostname := cfg.GetHostname()
+	if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
+		if hn, err := os.Hostname(); err == nil {
+			hostname = hn
+		}
+	}
+	pod.hostname = hostname
+	if pod.rec.Extra == nil {
+		pod.rec.Extra = map[string]string{}
+	}
+	pod.rec.Extra[extraHostname] = hostname
+	if err := writePodFiles(filesIn(pod.dir), hostname, cfg); err != nil {
+		return "", err
+	}
+
+	shimBin := c.opts.ShimBinary
+	if shimBin == "" {
+		shimBin = c.opts.Binary
+	}
+	client, err := shim.Spawn(ctx, shim.SpawnOptions{
+		Binary:      shimBin,
+		PodID:       id,
+		StateDir:    pod.shimDir(),
+		Runtime:     h.Binary,
+		RuntimeRoot: h.Root,
+		LogLevel:    c.opts.ShimLogLevel,
+	})
+	if err != nil {
+		return "", fmt.Errorf("start shim: %w", err)
+	}
+	pod.shim = client
+
+	bundle := pod.bundleDir(id)
+	if err := os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
+		return "", fmt.Errorf("create sandbox bundle: %w", err)
+	}
+	spec, err := oci.SandboxSpec(id, cfg, pod.info(),
+		oci.WithRootfs(filepath.Join(bundle, "rootfs")),
+		oci.WithRootfsReadonly(),
+		oci.WithProcessArgs(pause.ContainerPath, pause.Arg),
+		oci.WithOOMScoreAdj(max(sandboxOOMScoreAdj, c.opts.MinOOMScoreAdj)),
+		oci.WithCgroupsPath(oci.CgroupsPath(c.opts.CgroupDriver, pod.rec.CgroupParent, id)),
+		withPauseBinary(c.opts.Binary),
+	)
+	if err != nil {
+		return "", err
+	}
+	if err := oci.Save(spec, bundle); err != nil {
+		return "", err
+	}
+	if _, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle}); err != nil {
+		return "", fmt.Errorf("create sandbox container: %w", err)
+	}
+	st, err := client.Start(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("start sandbox container: %w", err)
+	}
+	if st.Status != shim.StatusRunning {
+		return "", fmt.Errorf("sandbox container exited at start (code %d): %s", st.ExitCode, st.Message)
+	}
+	pod.rec.Pid = st.Pid
+	pod.rec.State = meta.SandboxReady
+	if err := c.db.PutSandbox(pod.rec); err != nil {
+		return "", fmt.Errorf("save pod record: %w", err)
+	}
+	c.mu.Lock()
+	c.pods[id] = pod
+	c.mu.Unlock()
+	c.monitor(pod, 0)
+	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "pid", st.Pid, "duration", time.Since(start))
+	return id, nil
+}
+
+func withPauseBinary(binary string) oci.SpecOpt {
+	return func(s *specs.Spec) error {
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: pause.ContainerPath,
+			Type:        "bind",
+			Source:      binary,
+			Options:     []string{"rbind", "ro", "nosuid", "nodev"},
+		})
+		return nil
+	}
+}
+
+// Get returns the pod with this ID or unique ID prefix.
+func (c *Controller) Get(idOrPrefix string) (*Pod, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if p, ok := c.pods[idOrPrefix]; ok {
+		return p, nil
+	}
+	if idOrPrefix == "" {
+		return nil, fmt.Errorf("%w: empty ID", ErrNotFound)
+	}
+	var found *Pod
+	for id, p := range c.pods {
+		if strings.HasPrefix(id, idOrPrefix) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: %q", ErrAmbiguous, idOrPrefix)
+			}
+			found = p
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrPrefix)
+	}
+	return found, nil
+}
+
+// List returns every pod, oldest first.
+func (c *Controller) List() []*Pod {
+	c.mu.RLock()
+	out := make([]*Pod, 0, len(c.pods))
+	for _, p := range c.pods {
+		out = append(out, p)
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.CreatedAt.Before(out[j].rec.CreatedAt) })
+	return out
+}
+
+// Stop stops the sandbox process; the caller stops the pod's containers
+// first. Stopping a stopped pod succeeds.
+func (c *Controller) Stop(ctx context.Context, id string) error {
+	pod, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	pod.op.Lock()
+	defer pod.op.Unlock()
+	return c.stop(ctx, pod)
+}
+
+func (c *Controller) stop(ctx context.Context, pod *Pod) error {
+	id := pod.ID()
+	if cl := pod.Shim(); cl != nil {
+		if err := cl.Kill(ctx, id, syscall.SIGKILL, false); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
+			return fmt.Errorf("stop sandbox container: %w", err)
+		}
+		if _, err := cl.Wait(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
+			return fmt.Errorf("wait for sandbox container: %w", err)
+		}
+	}
+	return c.setState(pod, meta.SandboxNotReady)
+}
+
+// setState persists a state change of the pod.
+func (c *Controller) setState(pod *Pod, state meta.SandboxState) error {
+	pod.mu.Lock()
+	defer pod.mu.Unlock()
+	if pod.rec.State == state {
+		return nil
+	}
+	pod.rec.State = state
+	if err := c.db.PutSandbox(pod.rec); err != nil {
+		return fmt.Errorf("save pod record: %w", err)
+	}
+	klog.V(2).InfoS("Pod sandbox state changed", "pod", pod.rec.ID, "state", state)
+	return nil
+}
+
+// Remove stops and deletes the pod and everything it holds; the caller
+// removes the pod's containers first. Removing an unknown pod is NotFound
+// for the caller to map (kubelet treats it as done).
+func (c *Controller) Remove(ctx context.Context, id string) error {
+	pod, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	pod.op.Lock()
+	defer pod.op.Unlock()
+	if err := c.stop(ctx, pod); err != nil {
+		return err
+	}
+	if err := c.teardown(ctx, pod); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.pods, pod.ID())
+	c.mu.Unlock()
+	c.names.Release(pod.rec.Name)
+	klog.V(2).InfoS("Pod sandbox removed", "pod", pod.ID())
+	return nil
+}
+
+// teardown releases every resource of the pod, each step idempotent, and
+// deletes its record last so a crash half-way is finished by Recover.
+func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
+	var errs []error
+	id := pod.ID()
+	cl := pod.Shim()
+	if cl == nil {
+		if d, err := shim.Dial(ctx, pod.shimDir()); err == nil {
+			cl = d
+		}
+	}
+	if cl != nil {
+		if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
+			errs = append(errs, fmt.Errorf("delete sandbox container: %w", err))
+		}
+		if err := cl.Shutdown(ctx); err != nil && !errors.Is(err, shim.ErrShimGone) {
+			errs = append(errs, fmt.Errorf("shut down shim: %w", err))
+		}
+		cl.Close()
+		pod.setShim(nil)
+	} else {
+		// The shim is gone: make sure nothing of the pod still runs.
+		forceDelete(ctx, pod.handler, id)
+	}
+	if pod.rec.NetNSPath != "" {
+		if err := netns.Remove(pod.rec.NetNSPath); err != nil {
+			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
+		}
+	} else if p := filepath.Join(c.opts.NetNSDir, id); fileExists(p) {
+		// Created, but the crash came before its path was recorded.
+		if err := netns.Remove(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
+		}
+	}
+	f := filesIn(pod.dir)
+	if err := unmountAll(f.Shm); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountAll(filepath.Join(pod.bundleDir(id), "rootfs")); err != nil {
+		errs = append(errs, err)
+	}
+	if pod.rec.Extra[extraOwnCgroup] == "true" && c.opts.CgroupDriver == oci.CgroupFS {
+		if err := removeCgroup(pod.rec.CgroupParent); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := os.RemoveAll(pod.dir); err != nil {
+		return fmt.Errorf("remove pod directory: %w", err)
+	}
+	if err := c.db.DeleteSandbox(id); err != nil {
+		return fmt.Errorf("delete pod record: %w", err)
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func (c *Controller) podDir(id string) string { return filepath.Join(c.opts.StateDir, id) }

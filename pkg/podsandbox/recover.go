@@ -1,0 +1,195 @@
+package podsandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// Recover rebuilds the controller's state after a start of the daemon:
+// pods whose creation was cut off are torn down, the others reconnect to
+// their shims (a pod whose shim died is marked not ready), and network
+// namespace pins and pod directories that no record owns are removed.
+func (c *Controller) Recover(ctx context.Context) error {
+	recs, err := c.db.ListSandboxes()
+	if err != nil {
+		return fmt.Errorf("list pod records: %w", err)
+	}
+	known := map[string]bool{}
+	for _, rec := range recs {
+		known[rec.ID] = true
+		cfg := &runtimeapi.PodSandboxConfig{}
+		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
+			klog.ErrorS(err, "Pod record has an unreadable config; removing it", "pod", rec.ID)
+		}
+		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.opts.Handlers[rec.RuntimeHandler], hostname: rec.Extra[extraHostname]}
+		if rec.State == meta.SandboxCreating || cfg.GetMetadata() == nil {
+			klog.InfoS("Removing pod sandbox whose creation was interrupted", "pod", rec.ID)
+			if err := c.teardown(ctx, pod); err != nil {
+				return fmt.Errorf("clean up interrupted pod %s: %w", rec.ID, err)
+			}
+			continue
+		}
+		if err := c.names.Reserve(rec.Name, rec.ID); err != nil {
+			return fmt.Errorf("pod %s: %w", rec.ID, err)
+		}
+		var after uint64
+		cl, err := shim.Dial(ctx, pod.shimDir())
+		switch {
+		case err == nil:
+			pod.shim = cl
+			st, err := cl.State(ctx, rec.ID)
+			if err != nil || st.Status != shim.StatusRunning {
+				pod.rec.State = meta.SandboxNotReady
+			}
+		default:
+			klog.InfoS("Shim of pod is gone; marking the pod not ready", "pod", rec.ID, "err", err)
+			forceDelete(ctx, pod.handler, rec.ID)
+			pod.rec.State = meta.SandboxNotReady
+		}
+		if err := c.db.PutSandbox(pod.rec); err != nil {
+			return fmt.Errorf("save pod record: %w", err)
+		}
+		c.mu.Lock()
+		c.pods[rec.ID] = pod
+		c.mu.Unlock()
+		if pod.shim != nil {
+			c.monitor(pod, after)
+		}
+	}
+	c.removeOrphans(known)
+	return nil
+}
+
+// removeOrphans deletes netns pins and pod directories without a record:
+// what a crash between creating them and writing the record would leave
+// if the record write itself had been lost.
+func (c *Controller) removeOrphans(known map[string]bool) {
+	if pins, err := netns.List(c.opts.NetNSDir); err == nil {
+		for _, p := range pins {
+			if !known[filepath.Base(p)] {
+				klog.InfoS("Removing orphan network namespace pin", "path", p)
+				if err := netns.Remove(p); err != nil {
+					klog.ErrorS(err, "Removing orphan network namespace pin", "path", p)
+				}
+			}
+		}
+	}
+	entries, err := os.ReadDir(c.opts.StateDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || known[e.Name()] || len(e.Name()) != 64 {
+			continue
+		}
+		pod := &Pod{rec: meta.Sandbox{ID: e.Name()}, dir: c.podDir(e.Name()), handler: c.opts.Handlers[c.opts.DefaultHandler], cfg: &runtimeapi.PodSandboxConfig{}}
+		klog.InfoS("Removing orphan pod directory", "dir", pod.dir)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := c.teardown(ctx, pod); err != nil {
+			klog.ErrorS(err, "Removing orphan pod directory", "dir", pod.dir)
+		}
+		cancel()
+	}
+}
+
+// monitor follows the pod's shim events until the shim goes away or the
+// controller closes. The sandbox's own exit makes the pod not ready; other
+// events go to the container controller. A shim that dies is reported as
+// the exit of everything it ran.
+func (c *Controller) monitor(pod *Pod, after uint64) {
+	cl := pod.Shim()
+	if cl == nil {
+		return
+	}
+	c.monitors.Add(1)
+	go func() {
+		defer c.monitors.Done()
+		for {
+			evs, err := cl.Events(c.monitorCtx, after)
+			if c.monitorCtx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if errors.Is(err, shim.ErrShimGone) {
+					c.shimDied(pod, cl)
+					return
+				}
+				klog.V(3).InfoS("Shim events", "pod", pod.ID(), "err", err)
+				select {
+				case <-c.monitorCtx.Done():
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				continue
+			}
+			for _, ev := range evs {
+				after = max(after, ev.Seq)
+				if ev.ID == pod.ID() {
+					if ev.Type == shim.EventExited {
+						if err := c.setState(pod, meta.SandboxNotReady); err != nil {
+							klog.ErrorS(err, "Recording sandbox exit", "pod", pod.ID())
+						}
+					}
+					continue
+				}
+				c.mu.RLock()
+				fn := c.onEvent
+				c.mu.RUnlock()
+				if fn != nil {
+					fn(pod, ev)
+				}
+			}
+		}
+	}()
+}
+
+// shimDied handles a shim that is gone while the daemon runs: the pod
+// becomes not ready, its containers are reported exited, and whatever
+// processes remain are killed so nothing runs unsupervised.
+func (c *Controller) shimDied(pod *Pod, cl *shim.Client) {
+	if pod.Shim() != cl {
+		return // replaced or removed on purpose
+	}
+	klog.InfoS("Shim of pod died", "pod", pod.ID())
+	pod.setShim(nil)
+	cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	forceDelete(ctx, pod.handler, pod.ID())
+	if err := c.setState(pod, meta.SandboxNotReady); err != nil {
+		klog.ErrorS(err, "Recording shim death", "pod", pod.ID())
+	}
+	c.mu.RLock()
+	fn := c.onEvent
+	c.mu.RUnlock()
+	if fn != nil {
+		fn(pod, shim.Event{Type: shim.EventShimDied})
+	}
+}
+
+// forceDelete removes a container from the OCI runtime directly, for when
+// its shim is gone: kill every process of it and delete its state.
+func forceDelete(ctx context.Context, h Handler, id string) {
+	if h.Binary == "" {
+		return
+	}
+	args := []string{}
+	if h.Root != "" {
+		args = append(args, "--root", h.Root)
+	}
+	_ = exec.CommandContext(ctx, h.Binary, append(args, "kill", "--all", id, "KILL")...).Run()
+	_ = exec.CommandContext(ctx, h.Binary, append(args, "delete", "--force", id)...).Run()
+}

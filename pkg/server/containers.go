@@ -1,0 +1,227 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// CreateContainer creates a container in a ready pod.
+func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	if req.GetPodSandboxId() == "" {
+		return nil, fmt.Errorf("%w: pod_sandbox_id is empty", errInvalid)
+	}
+	pod, err := s.pods.Get(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.ctrs.Create(ctx, pod, req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+}
+
+// StartContainer starts a created container.
+func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	if err := s.ctrs.Start(ctx, req.GetContainerId()); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// StopContainer stops a container; unknown containers succeed, as kubelet
+// retries stops of containers already gone.
+func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	if req.GetTimeout() < 0 {
+		return nil, fmt.Errorf("%w: timeout %d is negative", errInvalid, req.GetTimeout())
+	}
+	err := s.ctrs.Stop(ctx, req.GetContainerId(), req.GetTimeout())
+	if err != nil && !errors.Is(err, container.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+// RemoveContainer removes a container; unknown containers succeed.
+func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	err := s.ctrs.Remove(ctx, req.GetContainerId())
+	if err != nil && !errors.Is(err, container.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+// ListContainers lists containers matching the filter.
+func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	return &runtimeapi.ListContainersResponse{Containers: s.listContainers(req.GetFilter())}, nil
+}
+
+// StreamContainers streams the same list in batches.
+func (s *Server) StreamContainers(req *runtimeapi.StreamContainersRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainersResponse]) error {
+	items := s.listContainers(req.GetFilter())
+	for len(items) > 0 {
+		n := min(streamBatch, len(items))
+		if err := stream.Send(&runtimeapi.StreamContainersResponse{Containers: items[:n]}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
+	var ctrs []*container.Container
+	switch {
+	case f.GetId() != "":
+		if ctr, err := s.ctrs.Get(f.GetId()); err == nil {
+			ctrs = []*container.Container{ctr}
+		}
+	case f.GetPodSandboxId() != "":
+		pod, err := s.pods.Get(f.GetPodSandboxId())
+		if err != nil {
+			return nil
+		}
+		ctrs = s.ctrs.ListByPod(pod.ID())
+	default:
+		ctrs = s.ctrs.List()
+	}
+	out := make([]*runtimeapi.Container, 0, len(ctrs))
+	for _, ctr := range ctrs {
+		rec := ctr.Record()
+		cfg := ctr.Config()
+		state := containerState(rec.State)
+		if f.GetPodSandboxId() != "" && f.GetId() != "" && ctr.Pod().ID() != rec.SandboxID {
+			continue
+		}
+		if f.GetState() != nil && f.GetState().GetState() != state {
+			continue
+		}
+		if !labelsMatch(cfg.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		out = append(out, &runtimeapi.Container{
+			Id:           rec.ID,
+			PodSandboxId: rec.SandboxID,
+			Metadata:     cfg.GetMetadata(),
+			Image:        imageSpec(rec, cfg),
+			ImageRef:     rec.ImageRef,
+			ImageId:      rec.ImageID,
+			State:        state,
+			CreatedAt:    rec.CreatedAt.UnixNano(),
+			Labels:       cfg.GetLabels(),
+			Annotations:  cfg.GetAnnotations(),
+		})
+	}
+	return out
+}
+
+func imageSpec(rec meta.Container, cfg *runtimeapi.ContainerConfig) *runtimeapi.ImageSpec {
+	return &runtimeapi.ImageSpec{
+		Image:              rec.ImageID,
+		Annotations:        cfg.GetImage().GetAnnotations(),
+		UserSpecifiedImage: cfg.GetImage().GetUserSpecifiedImage(),
+		RuntimeHandler:     cfg.GetImage().GetRuntimeHandler(),
+	}
+}
+
+func containerState(s meta.ContainerState) runtimeapi.ContainerState {
+	switch s {
+	case meta.ContainerCreated:
+		return runtimeapi.ContainerState_CONTAINER_CREATED
+	case meta.ContainerRunning:
+		return runtimeapi.ContainerState_CONTAINER_RUNNING
+	case meta.ContainerExited:
+		return runtimeapi.ContainerState_CONTAINER_EXITED
+	}
+	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// ContainerStatus reports one container.
+func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	ctr, err := s.ctrs.Get(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	rec := ctr.Record()
+	cfg := ctr.Config()
+	st := &runtimeapi.ContainerStatus{
+		Id:          rec.ID,
+		Metadata:    cfg.GetMetadata(),
+		State:       containerState(rec.State),
+		CreatedAt:   unixNano(rec.CreatedAt),
+		StartedAt:   unixNano(rec.StartedAt),
+		FinishedAt:  unixNano(rec.FinishedAt),
+		ExitCode:    rec.ExitCode,
+		Image:       imageSpec(rec, cfg),
+		ImageRef:    rec.ImageRef,
+		ImageId:     rec.ImageID,
+		Reason:      rec.Reason,
+		Message:     rec.Message,
+		Labels:      cfg.GetLabels(),
+		Annotations: cfg.GetAnnotations(),
+		Mounts:      cfg.GetMounts(),
+		LogPath:     rec.LogPath,
+	}
+	if u := ctr.User(); u != nil {
+		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID)}}
+		for _, g := range u.AdditionalGids {
+			st.User.Linux.SupplementalGroups = append(st.User.Linux.SupplementalGroups, int64(g))
+		}
+	}
+	if r := cfg.GetLinux().GetResources(); r != nil {
+		st.Resources = &runtimeapi.ContainerResources{Linux: r}
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: st}
+	if req.GetVerbose() {
+		info := struct {
+			Pid         int                         `json:"pid"`
+			SandboxID   string                      `json:"sandboxID"`
+			SnapshotKey string                      `json:"snapshotKey"`
+			State       meta.ContainerState         `json:"state"`
+			Config      *runtimeapi.ContainerConfig `json:"config"`
+			RuntimeSpec any                         `json:"runtimeSpec,omitempty"`
+		}{Pid: rec.Pid, SandboxID: rec.SandboxID, SnapshotKey: rec.SnapshotKey, State: rec.State, Config: cfg, RuntimeSpec: ctr.Spec()}
+		b, err := json.Marshal(info)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+// ReopenContainerLog makes the shim reopen the log after kubelet rotated it.
+func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	if err := s.ctrs.ReopenLog(ctx, req.GetContainerId()); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// ExecSync runs a command to completion in a running container.
+func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if req.GetTimeout() < 0 {
+		return nil, fmt.Errorf("%w: timeout %d is negative", errInvalid, req.GetTimeout())
+	}
+	res, err := s.ctrs.ExecSync(ctx, req.GetContainerId(), req.GetCmd(), time.Duration(req.GetTimeout())*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
+}

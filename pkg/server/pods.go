@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// RunPodSandbox creates and starts a pod sandbox.
+func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	id, err := s.pods.Run(ctx, req.GetConfig(), req.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// StopPodSandbox kills the pod's containers and its sandbox process.
+// Unknown pods succeed: kubelet retries stops of pods already gone.
+func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	pod, err := s.pods.Get(req.GetPodSandboxId())
+	if errors.Is(err, podsandbox.ErrNotFound) {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
+		if err := s.ctrs.Stop(ctx, ctr.ID(), 0); err != nil && !errors.Is(err, container.ErrNotFound) {
+			return nil, fmt.Errorf("stop container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
+		}
+	}
+	if err := s.pods.Stop(ctx, pod.ID()); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// RemovePodSandbox removes the pod and its containers, stopping them if
+// needed. Unknown pods succeed.
+func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	pod, err := s.pods.Get(req.GetPodSandboxId())
+	if errors.Is(err, podsandbox.ErrNotFound) {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
+		if err := s.ctrs.Remove(ctx, ctr.ID()); err != nil && !errors.Is(err, container.ErrNotFound) {
+			return nil, fmt.Errorf("remove container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
+		}
+	}
+	if err := s.pods.Remove(ctx, pod.ID()); err != nil && !errors.Is(err, podsandbox.ErrNotFound) {
+		return nil, err
+	}
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// PodSandboxStatus reports one pod.
+func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	pod, err := s.pods.Get(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	rec := pod.Record()
+	cfg := pod.Config()
+	st := &runtimeapi.PodSandboxStatus{
+		Id:             rec.ID,
+		Metadata:       cfg.GetMetadata(),
+		State:          podState(pod),
+		CreatedAt:      rec.CreatedAt.UnixNano(),
+		Network:        &runtimeapi.PodSandboxNetworkStatus{},
+		Linux:          &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: namespaceOptions(cfg)}},
+		Labels:         cfg.GetLabels(),
+		Annotations:    cfg.GetAnnotations(),
+		RuntimeHandler: rec.RuntimeHandler,
+	}
+	if len(rec.IPs) > 0 {
+		st.Network.Ip = rec.IPs[0]
+		for _, ip := range rec.IPs[1:] {
+			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
+		}
+	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
+	if req.GetVerbose() {
+		info := struct {
+			Pid            int                          `json:"pid"`
+			NetNSPath      string                       `json:"netNamespacePath,omitempty"`
+			RuntimeHandler string                       `json:"runtimeHandler"`
+			CgroupParent   string                       `json:"cgroupParent"`
+			State          meta.SandboxState            `json:"state"`
+			Config         *runtimeapi.PodSandboxConfig `json:"config"`
+		}{rec.Pid, rec.NetNSPath, rec.RuntimeHandler, rec.CgroupParent, rec.State, cfg}
+		b, err := json.Marshal(info)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+func podState(pod *podsandbox.Pod) runtimeapi.PodSandboxState {
+	if pod.Ready() {
+		return runtimeapi.PodSandboxState_SANDBOX_READY
+	}
+	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
+}
+
+func namespaceOptions(cfg *runtimeapi.PodSandboxConfig) *runtimeapi.NamespaceOption {
+	if o := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); o != nil {
+		return o
+	}
+	return &runtimeapi.NamespaceOption{}
+}
+
+// ListPodSandbox lists pods matching the filter.
+func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
+	return &runtimeapi.ListPodSandboxResponse{Items: s.listPods(req.GetFilter())}, nil
+}
+
+// StreamPodSandboxes streams the same list in batches.
+func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
+	items := s.listPods(req.GetFilter())
+	for len(items) > 0 {
+		n := min(streamBatch, len(items))
+		if err := stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: items[:n]}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+func (s *Server) listPods(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
+	var pods []*podsandbox.Pod
+	if id := f.GetId(); id != "" {
+		if pod, err := s.pods.Get(id); err == nil {
+			pods = []*podsandbox.Pod{pod}
+		}
+	} else {
+		pods = s.pods.List()
+	}
+	out := make([]*runtimeapi.PodSandbox, 0, len(pods))
+	for _, pod := range pods {
+		cfg := pod.Config()
+		state := podState(pod)
+		if f.GetState() != nil && f.GetState().GetState() != state {
+			continue
+		}
+		if !labelsMatch(cfg.GetLabels(), f.GetLabelSelector()) {
+			continue
+		}
+		rec := pod.Record()
+		out = append(out, &runtimeapi.PodSandbox{
+			Id:             rec.ID,
+			Metadata:       cfg.GetMetadata(),
+			State:          state,
+			CreatedAt:      rec.CreatedAt.UnixNano(),
+			Labels:         cfg.GetLabels(),
+			Annotations:    cfg.GetAnnotations(),
+			RuntimeHandler: rec.RuntimeHandler,
+		})
+	}
+	return out
+}
+
+func labelsMatch(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
