@@ -20,6 +20,7 @@ import (
 
 // options are the command-line flags.
 type options struct {
+	settle         time.Duration
 	endpoint       string
 	image          string
 	pods           int
@@ -62,6 +63,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.daemonName, "daemon-name", "", "comm name of the runtime daemon, e.g. containerd or cri-runtimed")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.logRoot, "log-root", "", "directory for the pods' log directories (default: a new temporary directory, removed at exit)")
+	fs.DurationVar(&o.settle, "settle", 0, "wait this long after all pods run before sampling memory (steady-state RSS rather than start-up RSS)")
 	fs.BoolVar(&o.cleanupOnly, "cleanup-only", false, "remove every pod and container an earlier cri-bench run left behind, then exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

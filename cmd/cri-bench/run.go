@@ -225,6 +225,13 @@ func (b *bench) runLevel(ctx context.Context, parallel int) (*Level, error) {
 		return nil, err
 	}
 
+	if b.o.settle > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(b.o.settle):
+		}
+	}
 	b.sample(level, pods)
 
 	start = time.Now()

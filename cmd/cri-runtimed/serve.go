@@ -74,7 +74,19 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if err := recoverState(ctx, cfg, cs, snap, images); err != nil {
 		return err
 	}
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images)
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	shimBin := self
+	if img, err := shim.NewImage(self); err == nil {
+		// Open until the daemon exits: its path is how shims are started.
+		defer img.Close()
+		shimBin = img.Path()
+	} else {
+		klog.InfoS("Starting shims from the binary on disk", "reason", err)
+	}
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin)
 	if err != nil {
 		return err
 	}
@@ -119,11 +131,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service) (*podsandbox.Controller, *container.Controller, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, nil, fmt.Errorf("find own binary: %w", err)
-	}
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -138,13 +146,6 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		driver = oci.CgroupSystemd
 	}
 	minOOM := ownOOMScoreAdj()
-	shimBin := self
-	if img, err := shim.NewImage(self); err == nil {
-		// Never closed: the path must stay valid while the daemon runs.
-		shimBin = img.Path()
-	} else {
-		klog.InfoS("Starting shims from the binary on disk", "reason", err)
-	}
 	pods := podsandbox.New(podsandbox.Options{
 		StateDir:            filepath.Join(cfg.State, "pods"),
 		NetNSDir:            filepath.Join(cfg.State, "netns"),

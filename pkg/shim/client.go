@@ -291,6 +291,8 @@ func (c *Client) shutdown(ctx context.Context, force bool) error {
 	if err := c.call(ctx, "Shutdown", ShutdownRequest{Force: force}, &Empty{}); err != nil {
 		return err
 	}
+	// The shim exits once its clients hung up.
+	c.rpc.Close()
 	// The shim is not our child: poll until its pid is gone.
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()

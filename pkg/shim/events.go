@@ -16,13 +16,19 @@ type eventLog struct {
 	events  []Event
 	seq     uint64
 	changed chan struct{} // closed and replaced on every append
+	// done ends every long-poll at once when the shim stops, so that
+	// the connections' pending calls finish and clients can hang up.
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+func (l *eventLog) close() { l.closeOnce.Do(func() { close(l.done) }) }
 
 func newEventLog() *eventLog {
 	// Seq starts at the wall clock in nanoseconds so that numbers keep
 	// growing across a shim restart, when the history itself is lost: a
 	// client polling with the last Seq it saw still gets the new events.
-	return &eventLog{seq: uint64(time.Now().UnixNano()), changed: make(chan struct{})}
+	return &eventLog{seq: uint64(time.Now().UnixNano()), changed: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (l *eventLog) publish(id string, t EventType, st State) {
@@ -59,6 +65,8 @@ func (l *eventLog) wait(ctx context.Context, after uint64, maxWait time.Duration
 		case <-t.C:
 			return nil
 		case <-ctx.Done():
+			return nil
+		case <-l.done:
 			return nil
 		}
 	}

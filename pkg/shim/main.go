@@ -32,14 +32,19 @@ import (
 const (
 	gcPercent   = 25
 	memoryLimit = 24 << 20
-	maxProcs    = 2
+	// One P: the shim waits on pipes and runc, it never computes.
+	maxProcs = 1
 	// readyTimeout bounds how long the intermediate process waits for the
 	// shim to serve.
 	readyTimeout = 30 * time.Second
-	// replyFlush lets the reply to Shutdown reach the client before exit.
-	replyFlush = 200 * time.Millisecond
-	// settleTrim is when the binary's pages are trimmed a second time.
-	settleTrim = 5 * time.Second
+	// replyFlush bounds the wait for clients to hang up after Shutdown, so
+	// the reply reaches them before the process exits.
+	replyFlush = time.Second
+	// trimCheck is how often the shim looks whether work (RPCs, runc
+	// invocations, GC) faulted binary pages back in, to drop them again.
+	trimCheck = 2 * time.Second
+	// trimGrowth is the RSS growth, in pages, that triggers a trim.
+	trimGrowth = 128
 )
 
 type options struct {
@@ -247,11 +252,12 @@ func serve(o options, ready func(string)) error {
 	klog.InfoS("Shim serving", "pod", o.podID, "stateDir", dir, "pid", os.Getpid(), "containers", s.count())
 	ready("ok")
 	TrimBinaryPages()
-	// Startup work that follows the first trim (first GC cycles, gob type
-	// registration of the first calls) faults part of the binary back in;
-	// a second trim once the shim settled drops that too.
-	settle := time.NewTimer(settleTrim)
+	// Work after the first trim (GC cycles, gob types of the first calls,
+	// container starts) faults binary pages back in; they are dropped again
+	// once the shim is quiet and its RSS grew.
+	settle := time.NewTicker(trimCheck)
 	defer settle.Stop()
+	trimmedAt := residentPages()
 
 	for {
 		var goneCh <-chan struct{}
@@ -260,7 +266,10 @@ func serve(o options, ready func(string)) error {
 		}
 		select {
 		case <-settle.C:
-			TrimBinaryPages()
+			if residentPages() > trimmedAt+trimGrowth {
+				TrimBinaryPages()
+				trimmedAt = residentPages()
+			}
 		case force := <-stopCh:
 			klog.InfoS("Shutdown requested", "force", force)
 			if force {
@@ -268,7 +277,8 @@ func serve(o options, ready func(string)) error {
 				s.deleteAll(dctx)
 				dcancel()
 			}
-			time.Sleep(replyFlush)
+			s.events.close()
+			conns.waitIdle(replyFlush)
 			return nil
 		case <-goneCh:
 			klog.InfoS("State dir removed; deleting containers and exiting")
@@ -337,6 +347,35 @@ func (cs *connSet) serve(ln net.Listener, rs *rpc.Server) {
 			cs.mu.Unlock()
 		}()
 	}
+}
+
+// waitIdle waits until every client hung up (the client closes its
+// connection once Shutdown answered), or d passed.
+func (cs *connSet) waitIdle(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		cs.mu.Lock()
+		n := len(cs.m)
+		cs.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// residentPages reads the process's resident set size, in pages.
+func residentPages() int {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
 }
 
 func (cs *connSet) closeAll() {
