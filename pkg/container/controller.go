@@ -106,7 +106,7 @@ func validate(cfg *runtimeapi.ContainerConfig) error {
 	case cfg.GetImage().GetImage() == "":
 		return fmt.Errorf("%w: config.image.image is empty", ErrInvalid)
 	}
-	if strings.ContainsAny(cfg.GetLogPath(), "\x00") || filepath.IsAbs(cfg.GetLogPath()) || strings.HasPrefix(filepath.Clean("/"+cfg.GetLogPath()), "/..") {
+	if p := cfg.GetLogPath(); p != "" && (!filepath.IsLocal(p) || strings.ContainsRune(p, 0)) {
 		return fmt.Errorf("%w: config.log_path %q must be relative to the pod's log directory", ErrInvalid, cfg.GetLogPath())
 	}
 	for i, m := range cfg.GetMounts() {

@@ -153,13 +153,10 @@ func validate(cfg *runtimeapi.PodSandboxConfig) error {
 	case m.Uid == "":
 		return fmt.Errorf("%w: config.metadata.uid is empty", ErrInvalid)
 	}
-	for _, s := range []string{m.Name, m.Namespace, m.Uid} {
-		if strings.ContainsAny(s, "/_\x00") && s == m.Name {
-			// Names with "_" would make Name ambiguous; kubelet never sends
-			// them, and "/" could not be a file name.
-			if strings.ContainsAny(s, "/\x00") {
-				return fmt.Errorf("%w: config.metadata.name %q contains '/'", ErrInvalid, s)
-			}
+	for field, v := range map[string]string{"name": m.Name, "namespace": m.Namespace, "uid": m.Uid} {
+		// These make up file and cgroup names: no separators.
+		if strings.ContainsAny(v, "/\x00") {
+			return fmt.Errorf("%w: config.metadata.%s %q contains '/'", ErrInvalid, field, v)
 		}
 	}
 	if d := cfg.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
