@@ -146,7 +146,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		driver = oci.CgroupSystemd
 	}
 	minOOM := ownOOMScoreAdj()
-	pods := podsandbox.New(podsandbox.Options{
+	podOpts := podsandbox.Options{
 		StateDir:            filepath.Join(cfg.State, "pods"),
 		NetNSDir:            filepath.Join(cfg.State, "netns"),
 		Binary:              self,
@@ -157,7 +157,11 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		CgroupDriver:        driver,
 		MinOOMScoreAdj:      minOOM,
 		ShimLogLevel:        int(klogVerbosity()),
-	}, db)
+	}
+	if cfg.Runtime.SandboxImage != "" {
+		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images}
+	}
+	pods := podsandbox.New(podOpts, db)
 	ctrs := container.New(container.Options{
 		CgroupDriver:   driver,
 		MinOOMScoreAdj: minOOM,

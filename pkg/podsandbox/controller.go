@@ -64,6 +64,19 @@ type Options struct {
 	MinOOMScoreAdj int
 	// ShimLogLevel is passed to shims (klog -v).
 	ShimLogLevel int
+	// SandboxImage, when set, supplies the sandbox process instead of
+	// the built-in pause.
+	SandboxImage SandboxImage
+}
+
+// SandboxImage runs the sandbox process from an image; the image side
+// lives in another package, since pods know nothing of images.
+type SandboxImage interface {
+	// Mount mounts the image's root filesystem for sandbox id at rootfs
+	// and returns the process arguments.
+	Mount(ctx context.Context, id, rootfs string) ([]string, error)
+	// Unmount undoes Mount; it is idempotent.
+	Unmount(ctx context.Context, id, rootfs string) error
 }
 
 // EventHandler receives the shim events of containers other than the pod's
@@ -277,17 +290,25 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	pod.shim = client
 
 	bundle := pod.bundleDir(id)
-	if err := os.MkdirAll(filepath.Join(bundle, "rootfs"), 0o755); err != nil {
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
 		return "", fmt.Errorf("create sandbox bundle: %w", err)
 	}
-	spec, err := oci.SandboxSpec(id, cfg, pod.info(),
-		oci.WithRootfs(filepath.Join(bundle, "rootfs")),
-		oci.WithRootfsReadonly(),
-		oci.WithProcessArgs(pause.ContainerPath, pause.Arg),
+	opts := []oci.SpecOpt{
+		oci.WithRootfs(rootfs),
 		oci.WithOOMScoreAdj(max(sandboxOOMScoreAdj, c.opts.MinOOMScoreAdj)),
 		oci.WithCgroupsPath(oci.CgroupsPath(c.opts.CgroupDriver, pod.rec.CgroupParent, id)),
-		withPauseBinary(c.opts.Binary),
-	)
+	}
+	if c.opts.SandboxImage != nil {
+		args, err := c.opts.SandboxImage.Mount(ctx, id, rootfs)
+		if err != nil {
+			return "", err
+		}
+		opts = append(opts, oci.WithProcessArgs(args...))
+	} else {
+		opts = append(opts, oci.WithRootfsReadonly(), oci.WithProcessArgs(pause.ContainerPath, pause.Arg), withPauseBinary(c.opts.Binary))
+	}
+	spec, err := oci.SandboxSpec(id, cfg, pod.info(), opts...)
 	if err != nil {
 		return "", err
 	}
@@ -468,7 +489,12 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 	if err := unmountAll(f.Shm); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountAll(filepath.Join(pod.bundleDir(id), "rootfs")); err != nil {
+	rootfs := filepath.Join(pod.bundleDir(id), "rootfs")
+	if c.opts.SandboxImage != nil {
+		if err := c.opts.SandboxImage.Unmount(ctx, id, rootfs); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := unmountAll(rootfs); err != nil {
 		errs = append(errs, err)
 	}
 	if pod.rec.Extra[extraOwnCgroup] == "true" && c.opts.CgroupDriver == oci.CgroupFS {
