@@ -63,6 +63,27 @@ type Controller struct {
 
 	mu   sync.RWMutex
 	ctrs map[string]*Container
+	hook EventHook
+}
+
+// EventHook receives each lifecycle transition of a container, in order
+// for that container, after the change is recorded.
+type EventHook func(runtimeapi.ContainerEventType, *Container)
+
+// SetEventHook registers the receiver of lifecycle events.
+func (c *Controller) SetEventHook(fn EventHook) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hook = fn
+}
+
+func (c *Controller) emit(t runtimeapi.ContainerEventType, ctr *Container) {
+	c.mu.RLock()
+	fn := c.hook
+	c.mu.RUnlock()
+	if fn != nil {
+		fn(t, ctr)
+	}
 }
 
 // New returns a controller; pod finds a pod by exact ID.
@@ -266,6 +287,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	c.mu.Lock()
 	c.ctrs[id] = ctr
 	c.mu.Unlock()
+	c.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctr)
 	klog.V(2).InfoS("Container created", "container", id, "name", name, "pod", pod.ID(), "duration", time.Since(start))
 	return id, nil
 }
@@ -321,6 +343,14 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 
 // apply records a state the shim reported.
 func (c *Controller) apply(ctr *Container, st shim.State) {
+	if ev, changed := c.record(ctr, st); changed {
+		c.emit(ev, ctr)
+	}
+}
+
+// record updates and persists the container's record; it reports the
+// event of a state change, if there was one.
+func (c *Controller) record(ctr *Container, st shim.State) (runtimeapi.ContainerEventType, bool) {
 	ctr.mu.Lock()
 	defer ctr.mu.Unlock()
 	r := &ctr.rec
@@ -336,7 +366,7 @@ func (c *Controller) apply(ctr *Container, st shim.State) {
 		r.FinishedAt = st.FinishedAt
 		r.Reason, r.Message = exitReason(st)
 	default:
-		return
+		return 0, false
 	}
 	if st.Pid != 0 {
 		r.Pid = st.Pid
@@ -345,11 +375,21 @@ func (c *Controller) apply(ctr *Container, st shim.State) {
 		r.StartedAt = st.StartedAt
 	}
 	if before.State == r.State && before.ExitCode == r.ExitCode && before.Pid == r.Pid && before.StartedAt.Equal(r.StartedAt) {
-		return
+		return 0, false
 	}
 	if err := c.db.PutContainer(*r); err != nil {
 		klog.ErrorS(err, "Saving container state", "container", r.ID)
 	}
+	if before.State == r.State {
+		return 0, false
+	}
+	switch r.State {
+	case meta.ContainerRunning:
+		return runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, true
+	case meta.ContainerExited:
+		return runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, true
+	}
+	return 0, false
 }
 
 func exitReason(st shim.State) (string, string) {
@@ -463,6 +503,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	delete(c.ctrs, ctr.rec.ID)
 	c.mu.Unlock()
 	c.names.Release(ctr.rec.Name)
+	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, ctr)
 	klog.V(2).InfoS("Container removed", "container", ctr.rec.ID)
 	// The container may have held the last reference to a removed image's
 	// layers.

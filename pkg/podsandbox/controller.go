@@ -93,6 +93,7 @@ type Controller struct {
 	mu      sync.RWMutex
 	pods    map[string]*Pod
 	onEvent EventHandler
+	hook    LifecycleHook
 
 	// monitors follow each pod's shim; stopped by Close.
 	monitorCtx  context.Context
@@ -121,6 +122,26 @@ func New(opts Options, db *meta.DB) *Controller {
 		}
 	}))
 	return c
+}
+
+// LifecycleHook receives each lifecycle transition of a pod sandbox, in
+// order for that pod, after the change is recorded.
+type LifecycleHook func(runtimeapi.ContainerEventType, *Pod)
+
+// SetLifecycleHook registers the receiver of pod lifecycle events.
+func (c *Controller) SetLifecycleHook(fn LifecycleHook) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hook = fn
+}
+
+func (c *Controller) emit(t runtimeapi.ContainerEventType, pod *Pod) {
+	c.mu.RLock()
+	fn := c.hook
+	c.mu.RUnlock()
+	if fn != nil {
+		fn(t, pod)
+	}
 }
 
 // SetEventHandler registers the receiver of container events.
@@ -333,6 +354,8 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	c.mu.Lock()
 	c.pods[id] = pod
 	c.mu.Unlock()
+	c.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, pod)
+	c.emit(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, pod)
 	c.monitor(pod, 0)
 	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "pid", st.Pid, "duration", time.Since(start))
 	return id, nil
@@ -415,15 +438,20 @@ func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 // setState persists a state change of the pod.
 func (c *Controller) setState(pod *Pod, state meta.SandboxState) error {
 	pod.mu.Lock()
-	defer pod.mu.Unlock()
 	if pod.rec.State == state {
+		pod.mu.Unlock()
 		return nil
 	}
 	pod.rec.State = state
-	if err := c.db.PutSandbox(pod.rec); err != nil {
+	err := c.db.PutSandbox(pod.rec)
+	pod.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("save pod record: %w", err)
 	}
-	klog.V(2).InfoS("Pod sandbox state changed", "pod", pod.rec.ID, "state", state)
+	klog.V(2).InfoS("Pod sandbox state changed", "pod", pod.ID(), "state", state)
+	if state == meta.SandboxNotReady {
+		c.emit(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, pod)
+	}
 	return nil
 }
 
@@ -447,6 +475,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	delete(c.pods, pod.ID())
 	c.mu.Unlock()
 	c.names.Release(pod.rec.Name)
+	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, pod)
 	klog.V(2).InfoS("Pod sandbox removed", "pod", pod.ID())
 	return nil
 }

@@ -158,6 +158,27 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(ctr)}
+	if req.GetVerbose() {
+		rec := ctr.Record()
+		info := struct {
+			Pid         int                         `json:"pid"`
+			SandboxID   string                      `json:"sandboxID"`
+			SnapshotKey string                      `json:"snapshotKey"`
+			State       meta.ContainerState         `json:"state"`
+			Config      *runtimeapi.ContainerConfig `json:"config"`
+			RuntimeSpec any                         `json:"runtimeSpec,omitempty"`
+		}{Pid: rec.Pid, SandboxID: rec.SandboxID, SnapshotKey: rec.SnapshotKey, State: rec.State, Config: ctr.Config(), RuntimeSpec: ctr.Spec()}
+		b, err := json.Marshal(info)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+func containerStatus(ctr *container.Container) *runtimeapi.ContainerStatus {
 	rec := ctr.Record()
 	cfg := ctr.Config()
 	st := &runtimeapi.ContainerStatus{
@@ -187,23 +208,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if r := cfg.GetLinux().GetResources(); r != nil {
 		st.Resources = &runtimeapi.ContainerResources{Linux: r}
 	}
-	resp := &runtimeapi.ContainerStatusResponse{Status: st}
-	if req.GetVerbose() {
-		info := struct {
-			Pid         int                         `json:"pid"`
-			SandboxID   string                      `json:"sandboxID"`
-			SnapshotKey string                      `json:"snapshotKey"`
-			State       meta.ContainerState         `json:"state"`
-			Config      *runtimeapi.ContainerConfig `json:"config"`
-			RuntimeSpec any                         `json:"runtimeSpec,omitempty"`
-		}{Pid: rec.Pid, SandboxID: rec.SandboxID, SnapshotKey: rec.SnapshotKey, State: rec.State, Config: cfg, RuntimeSpec: ctr.Spec()}
-		b, err := json.Marshal(info)
-		if err != nil {
-			return nil, err
-		}
-		resp.Info = map[string]string{"info": string(b)}
-	}
-	return resp, nil
+	return st
 }
 
 // ReopenContainerLog makes the shim reopen the log after kubelet rotated it.

@@ -71,6 +71,27 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(pod)}
+	if req.GetVerbose() {
+		rec := pod.Record()
+		info := struct {
+			Pid            int                          `json:"pid"`
+			NetNSPath      string                       `json:"netNamespacePath,omitempty"`
+			RuntimeHandler string                       `json:"runtimeHandler"`
+			CgroupParent   string                       `json:"cgroupParent"`
+			State          meta.SandboxState            `json:"state"`
+			Config         *runtimeapi.PodSandboxConfig `json:"config"`
+		}{rec.Pid, rec.NetNSPath, rec.RuntimeHandler, rec.CgroupParent, rec.State, pod.Config()}
+		b, err := json.Marshal(info)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": string(b)}
+	}
+	return resp, nil
+}
+
+func podStatus(pod *podsandbox.Pod) *runtimeapi.PodSandboxStatus {
 	rec := pod.Record()
 	cfg := pod.Config()
 	st := &runtimeapi.PodSandboxStatus{
@@ -90,23 +111,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
 		}
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: st}
-	if req.GetVerbose() {
-		info := struct {
-			Pid            int                          `json:"pid"`
-			NetNSPath      string                       `json:"netNamespacePath,omitempty"`
-			RuntimeHandler string                       `json:"runtimeHandler"`
-			CgroupParent   string                       `json:"cgroupParent"`
-			State          meta.SandboxState            `json:"state"`
-			Config         *runtimeapi.PodSandboxConfig `json:"config"`
-		}{rec.Pid, rec.NetNSPath, rec.RuntimeHandler, rec.CgroupParent, rec.State, cfg}
-		b, err := json.Marshal(info)
-		if err != nil {
-			return nil, err
-		}
-		resp.Info = map[string]string{"info": string(b)}
-	}
-	return resp, nil
+	return st
 }
 
 func podState(pod *podsandbox.Pod) runtimeapi.PodSandboxState {

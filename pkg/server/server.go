@@ -13,6 +13,7 @@ import (
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/events"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 )
@@ -27,11 +28,15 @@ type Server struct {
 	images *image.Service
 	pods   *podsandbox.Controller
 	ctrs   *container.Controller
+	events events.Queue[*runtimeapi.ContainerEventResponse]
 }
 
 // New returns a CRI server over the given services.
 func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller) *Server {
-	return &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs}
+	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs}
+	pods.SetLifecycleHook(s.podEvent)
+	ctrs.SetEventHook(s.containerEvent)
+	return s
 }
 
 // Register adds both CRI services to g.
