@@ -80,17 +80,21 @@ func (s *Server) StreamContainers(req *runtimeapi.StreamContainersRequest, strea
 
 func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
 	var ctrs []*container.Container
+	podID := ""
+	if f.GetPodSandboxId() != "" {
+		pod, err := s.pods.Get(f.GetPodSandboxId())
+		if err != nil {
+			return nil
+		}
+		podID = pod.ID()
+	}
 	switch {
 	case f.GetId() != "":
 		if ctr, err := s.ctrs.Get(f.GetId()); err == nil {
 			ctrs = []*container.Container{ctr}
 		}
-	case f.GetPodSandboxId() != "":
-		pod, err := s.pods.Get(f.GetPodSandboxId())
-		if err != nil {
-			return nil
-		}
-		ctrs = s.ctrs.ListByPod(pod.ID())
+	case podID != "":
+		ctrs = s.ctrs.ListByPod(podID)
 	default:
 		ctrs = s.ctrs.List()
 	}
@@ -99,7 +103,7 @@ func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Con
 		rec := ctr.Record()
 		cfg := ctr.Config()
 		state := containerState(rec.State)
-		if f.GetPodSandboxId() != "" && f.GetId() != "" && ctr.Pod().ID() != rec.SandboxID {
+		if podID != "" && rec.SandboxID != podID {
 			continue
 		}
 		if f.GetState() != nil && f.GetState().GetState() != state {

@@ -68,9 +68,6 @@ func Spawn(ctx context.Context, opts SpawnOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn shim: %w", err)
 	}
-	if err := checkSocketPath(dir); err != nil {
-		return nil, fmt.Errorf("spawn shim: %w", err)
-	}
 	if c, err := Dial(ctx, dir); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("spawn shim in %s: a shim already serves there: %w", dir, ErrAlreadyExists)
@@ -107,19 +104,16 @@ func Spawn(ctx context.Context, opts SpawnOptions) (*Client, error) {
 	return c, nil
 }
 
-func checkSocketPath(dir string) error {
-	// sun_path is 108 bytes including the terminating NUL.
-	if p := filepath.Join(dir, socketName); len(p) > 107 {
-		return fmt.Errorf("socket path %s is longer than 107 bytes", p)
-	}
-	return nil
-}
-
 // Dial connects to the shim serving stateDir, e.g. after a daemon restart.
 // It returns ErrShimGone if nobody answers.
 func Dial(ctx context.Context, stateDir string) (*Client, error) {
+	sock, release, err := socketPath(stateDir, socketName)
+	if err != nil {
+		return nil, fmt.Errorf("dial shim in %s: %w: %w", stateDir, ErrShimGone, err)
+	}
+	defer release()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", filepath.Join(stateDir, socketName))
+	conn, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("dial shim: %w", ctx.Err())

@@ -157,9 +157,6 @@ func serve(o options, ready func(string)) error {
 	if err != nil {
 		return err
 	}
-	if err := checkSocketPath(dir); err != nil {
-		return err
-	}
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -176,17 +173,23 @@ func serve(o options, ready func(string)) error {
 	// stopped by ^C meant for someone else.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
 
-	sock := filepath.Join(dir, socketName)
+	sock, release, err := socketPath(dir, socketName)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if conn, err := net.DialTimeout("unix", sock, time.Second); err == nil {
 		conn.Close()
-		return fmt.Errorf("a shim already serves %s", sock)
+		return fmt.Errorf("a shim already serves %s", filepath.Join(dir, socketName))
 	}
-	_ = os.Remove(sock)
+	_ = os.Remove(filepath.Join(dir, socketName))
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	defer os.Remove(sock)
+	// Go's listener unlinks its socket file on Close by the bound name;
+	// remove it by its real path too.
+	defer os.Remove(filepath.Join(dir, socketName))
 	defer ln.Close()
 	pidFile := filepath.Join(dir, pidName)
 	if err := writeFileAtomic(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
