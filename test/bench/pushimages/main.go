@@ -45,6 +45,10 @@ func push(url string) error {
 	if err != nil {
 		return fmt.Errorf("build pause: %w", err)
 	}
+	multi, err := multiLayer()
+	if err != nil {
+		return fmt.Errorf("build multilayer: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, p := range []struct {
@@ -53,6 +57,7 @@ func push(url string) error {
 	}{
 		{"library/busybox", "latest", busybox},
 		{"pause", "3.6", pause},
+		{"library/multilayer", "latest", multi},
 	} {
 		if err := registry.Push(ctx, url, p.repo, p.tag, p.img); err != nil {
 			return fmt.Errorf("push %s:%s: %w", p.repo, p.tag, err)
@@ -60,4 +65,27 @@ func push(url string) error {
 		fmt.Printf("pushed %s/%s:%s %s\n", url, p.repo, p.tag, p.img.Digest())
 	}
 	return nil
+}
+
+// multiLayer is the pull benchmark's image: the busybox base, three 8 MiB
+// layers of incompressible data and a layer of 2000 small files, so that
+// both bandwidth and per-file unpack cost show.
+func multiLayer() (*images.Image, error) {
+	var layers []images.Layer
+	for i := range 3 {
+		l, err := images.RandomLayer(fmt.Sprintf("data/blob%d", i), 8<<20, uint64(i+1))
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, l)
+	}
+	b := images.NewLayer().Dir("files", 0o755)
+	for i := range 2000 {
+		b = b.File(fmt.Sprintf("files/f%04d", i), []byte(fmt.Sprintf("file %d\n", i)), 0o644)
+	}
+	small, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	return images.Busybox(images.WithLayers(append(layers, small)...))
 }
