@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
@@ -28,6 +29,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
@@ -86,12 +88,44 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	} else {
 		klog.InfoS("Starting shims from the binary on disk", "reason", err)
 	}
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin)
+	network, err := cni.New(ctx, cni.Options{
+		ConfDir:       cfg.CNI.ConfDir,
+		BinDirs:       cfg.CNI.BinDirs,
+		CacheDir:      cfg.CNICacheDir(),
+		PluginTimeout: time.Duration(cfg.CNI.PluginTimeout),
+	})
+	if err != nil {
+		return fmt.Errorf("cni: %w", err)
+	}
+	defer network.Close()
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network)
 	if err != nil {
 		return err
 	}
 	defer pods.Close()
 	defer ctrs.Close()
+
+	cri := server.New(cfg, images, pods, ctrs, network)
+	streams, err := streaming.New(streaming.Config{
+		Addr:            cfg.Streaming.Address,
+		TLSCertFile:     cfg.Streaming.TLSCertFile,
+		TLSKeyFile:      cfg.Streaming.TLSKeyFile,
+		IdleTimeout:     time.Duration(cfg.Streaming.IdleTimeout),
+		CreationTimeout: time.Duration(cfg.Streaming.CreationTimeout),
+	}, cri.StreamRuntime())
+	if err != nil {
+		return err
+	}
+	// Deferred after the controllers' Close, so it runs before them: open
+	// streams end while their containers' shims are still reachable.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := streams.Close(sctx); err != nil {
+			klog.ErrorS(err, "Stopping the streaming server")
+		}
+	}()
+	cri.SetStreaming(streams)
 
 	lis, err := listen(cfg.GRPC)
 	if err != nil {
@@ -104,7 +138,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageSize),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMessageSize),
 	)
-	server.New(cfg, images, pods, ctrs).Register(g)
+	cri.Register(g)
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
@@ -131,7 +165,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string) (*podsandbox.Controller, *container.Controller, error) {
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -157,6 +191,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		CgroupDriver:        driver,
 		MinOOMScoreAdj:      minOOM,
 		ShimLogLevel:        int(klogVerbosity()),
+		Network:             network,
 	}
 	if cfg.Runtime.SandboxImage != "" {
 		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +27,29 @@ type Config struct {
 	GRPC    GRPC    `toml:"grpc"`
 	Image   Image   `toml:"image"`
 	Runtime Runtime `toml:"runtime"`
+	CNI     CNI     `toml:"cni"`
+	// Streaming is the exec, attach and port-forward server.
+	Streaming Streaming `toml:"streaming"`
+}
+
+// Streaming configures the server whose URLs the Exec, Attach and
+// PortForward RPCs return.
+type Streaming struct {
+	Address string `toml:"address" comment:"host:port of the exec/attach/port-forward server; port 0 picks a free port. Kubelet (on this node) connects to the URLs it hands out."`
+	// TLSCertFile and TLSKeyFile, both set, serve https.
+	TLSCertFile string `toml:"tls_cert_file" comment:"PEM certificate for https; empty serves plain http (fine on loopback)."`
+	TLSKeyFile  string `toml:"tls_key_file" comment:"PEM private key of tls_cert_file."`
+	// IdleTimeout closes streams without traffic for that long.
+	IdleTimeout Duration `toml:"stream_idle_timeout" comment:"A stream connection without traffic for this long is closed."`
+	// CreationTimeout bounds how long a client may take to open its streams.
+	CreationTimeout Duration `toml:"stream_creation_timeout" comment:"How long a client may take to open the streams of a SPDY connection."`
+}
+
+// CNI configures pod networking.
+type CNI struct {
+	ConfDir       string   `toml:"conf_dir" comment:"Directory of CNI network configs; the first by file name is used."`
+	BinDirs       []string `toml:"bin_dirs" comment:"Directories searched, in order, for CNI plugin binaries."`
+	PluginTimeout Duration `toml:"plugin_timeout" comment:"A CNI plugin call running longer is killed and the pod operation fails."`
 }
 
 // Runtime configures pods and containers.
@@ -114,6 +139,16 @@ func Default() *Config {
 			MaxManifestSize:        4 << 20,
 			RegistryRetries:        3,
 			StaleIngestAge:         Duration(24 * time.Hour),
+		},
+		Streaming: Streaming{
+			Address:         "127.0.0.1:0",
+			IdleTimeout:     Duration(4 * time.Hour),
+			CreationTimeout: Duration(30 * time.Second),
+		},
+		CNI: CNI{
+			ConfDir:       "/etc/cni/net.d",
+			BinDirs:       []string{"/opt/cni/bin", "/usr/lib/cni"},
+			PluginTimeout: Duration(time.Minute),
 		},
 		Runtime: Runtime{
 			DefaultHandler:          "runc",
@@ -215,6 +250,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Sprintf("runtime.handlers.%s.root: %q must be an absolute path", name, h.Root))
 		}
 	}
+	abs("cni.conf_dir", c.CNI.ConfDir)
+	for i, d := range c.CNI.BinDirs {
+		abs(fmt.Sprintf("cni.bin_dirs[%d]", i), d)
+	}
+	if c.CNI.PluginTimeout <= 0 {
+		errs = append(errs, "cni.plugin_timeout: must be positive")
+	}
 	switch c.Runtime.CgroupDriver {
 	case "", "cgroupfs", "systemd":
 	default:
@@ -229,10 +271,30 @@ func (c *Config) Validate() error {
 	if c.Runtime.MaxContainerLogLineSize < 256 {
 		errs = append(errs, "runtime.max_container_log_line_size: must be at least 256")
 	}
+	errs = append(errs, c.Streaming.validate()...)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+func (s Streaming) validate() []string {
+	var errs []string
+	if _, port, err := net.SplitHostPort(s.Address); err != nil {
+		errs = append(errs, fmt.Sprintf("streaming.address: %q is not host:port: %v", s.Address, err))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		errs = append(errs, fmt.Sprintf("streaming.address: %q has no valid port", s.Address))
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		errs = append(errs, "streaming.tls_cert_file and streaming.tls_key_file: set both or neither")
+	}
+	if s.IdleTimeout <= 0 {
+		errs = append(errs, "streaming.stream_idle_timeout: must be positive")
+	}
+	if s.CreationTimeout <= 0 {
+		errs = append(errs, "streaming.stream_creation_timeout: must be positive")
+	}
+	return errs
 }
 
 // FileMode parses Mode.
@@ -267,6 +329,9 @@ func (c *Config) HandlerRoot(name string) string {
 // Paths derived from Root and State.
 func (c *Config) MetaDBPath() string { return filepath.Join(c.Root, "meta.db") }
 func (c *Config) ContentDir() string { return filepath.Join(c.Root, "content") }
+
+// CNICacheDir keeps CNI results so that DEL works after a restart.
+func (c *Config) CNICacheDir() string { return filepath.Join(c.Root, "cni", "cache") }
 func (c *Config) SnapshotDir(name string) string {
 	return filepath.Join(c.Root, "snapshots", name)
 }

@@ -20,9 +20,14 @@ import (
 // is gone with it.
 func (c *Controller) HandleEvent(pod Sandbox, ev shim.Event) {
 	if ev.Type == shim.EventShimDied {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		for _, ctr := range c.ListByPod(pod.ID()) {
 			rec := ctr.Record()
 			if rec.State == meta.ContainerRunning || rec.State == meta.ContainerCreated {
+				// Nothing supervises its processes any more: kill them, so
+				// that "exited" is true.
+				pod.ForceDelete(ctx, rec.ID)
 				c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 137, FinishedAt: time.Now().UTC(),
 					Reason: "ShimDied", Message: "the pod's shim process died; the container was killed"})
 			}
@@ -101,6 +106,7 @@ func (c *Controller) refresh(ctx context.Context, ctr *Container) {
 			return
 		}
 	}
+	ctr.pod.ForceDelete(ctx, rec.ID)
 	c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 137, FinishedAt: time.Now().UTC(),
-		Reason: "ShimDied", Message: "the pod's shim was gone when the daemon restarted"})
+		Reason: "ShimDied", Message: "the pod's shim was gone when the daemon restarted; the container was killed"})
 }

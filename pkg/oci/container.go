@@ -112,6 +112,29 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 	}
 	s.Process.Capabilities = caps
 
+	// Seccomp, AppArmor and SELinux. The seccomp profile's
+	// capability-conditional rules follow the final bounding set, so
+	// add_capabilities: [SYS_ADMIN] also allows mount(2).
+	podSC := sandboxCfg.GetLinux().GetSecurityContext()
+	secRef, err := containerSeccompRef(sc, podSC)
+	if err != nil {
+		return nil, err
+	}
+	if s.Linux.Seccomp, err = h.seccompFor(secRef, caps.Bounding, privileged); err != nil {
+		return nil, err
+	}
+	aaRef, err := containerAppArmorRef(sc)
+	if err != nil {
+		return nil, err
+	}
+	if s.Process.ApparmorProfile, err = h.apparmorFor(aaRef, privileged); err != nil {
+		return nil, err
+	}
+	if s.Process.SelinuxLabel, s.Linux.MountLabel, err = h.selinuxLabels("linux.security_context.selinux_options",
+		sc.GetSelinuxOptions(), podSC.GetSelinuxOptions(), privileged); err != nil {
+		return nil, err
+	}
+
 	// Namespaces.
 	ns, err := containerNamespaces(sc.GetNamespaceOptions(), info)
 	if err != nil {
@@ -172,7 +195,7 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 	}
 
 	// Resources and devices.
-	res, err := linuxResources("linux.resources", cfg.GetLinux().GetResources())
+	res, err := linuxResources("linux.resources", cfg.GetLinux().GetResources(), h.cgroupV2())
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,10 @@ func fakeHost(devs map[string]specs.LinuxDevice, dirs map[string][]string) hostI
 			}
 			return n, nil
 		},
+		// Profiles are real files in t.TempDir; the host is a cgroup v2
+		// host without AppArmor or SELinux unless a test says otherwise.
+		readProfile: readProfileFile,
+		cgroup2:     func() bool { return true },
 	}
 }
 

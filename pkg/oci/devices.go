@@ -28,11 +28,26 @@ type hostIO struct {
 	statDevice func(hostPath string) (specs.LinuxDevice, bool, error)
 	// readDir lists a host directory for device directories such as /dev/snd.
 	readDir func(dir string) ([]string, error)
+	// readProfile reads a Localhost seccomp profile from the node.
+	readProfile func(path string) ([]byte, error)
+	// apparmor, selinux and cgroup2 report host features; nil means off.
+	apparmor, selinux, cgroup2 func() bool
 }
 
 func realHostIO() hostIO {
-	return hostIO{statDevice: statDevice, readDir: readDirNames}
+	return hostIO{
+		statDevice:  statDevice,
+		readDir:     readDirNames,
+		readProfile: readProfileFile,
+		apparmor:    AppArmorEnabled,
+		selinux:     SELinuxEnabled,
+		cgroup2:     CgroupV2,
+	}
 }
+
+func (h hostIO) apparmorEnabled() bool { return h.apparmor != nil && h.apparmor() }
+func (h hostIO) selinuxEnabled() bool  { return h.selinux != nil && h.selinux() }
+func (h hostIO) cgroupV2() bool        { return h.cgroup2 != nil && h.cgroup2() }
 
 // statDevice stats p. isDir is true for a directory; a file that is
 // neither a directory nor a device node gives errNotDevice.

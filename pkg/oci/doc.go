@@ -7,8 +7,20 @@
 // (SandboxInfo). The result is a *specs.Spec that runc can run once Save has
 // written it as a bundle's config.json.
 //
-// Everything here is a pure function of its inputs with two deliberate
-// exceptions, both reads:
+// Security settings follow the CRI security context: capabilities (with
+// "ALL" and ambient capabilities), privileged mode, read-only rootfs,
+// no_new_privs, masked and read-only paths, seccomp (RuntimeDefault is the
+// profile embedded by package seccomp, resolved against the container's
+// final capability set; Localhost reads a profile file from the node;
+// Unconfined and unset mean no filter; the pod's profile is the default
+// for its containers), AppArmor (only when the kernel has it enabled;
+// a Localhost profile on a node without AppArmor is refused), SELinux
+// labels (only when SELinux is enabled) and namespaced sysctls.
+// ResourcesFromCRI and ValidateResources apply the same resource rules to
+// UpdateContainerResources.
+//
+// Everything here is a pure function of its inputs with these deliberate
+// exceptions, all reads:
 //
 //   - ResolveUser reads /etc/passwd and /etc/group of the container rootfs.
 //     The rootfs is hostile (it came from an image), so the files are opened
@@ -19,6 +31,10 @@
 //   - ContainerSpec stats the host device nodes named in CRI devices (and,
 //     for privileged containers, lists host /dev) to learn their type and
 //     major/minor numbers.
+//   - ContainerSpec and SandboxSpec read a Localhost seccomp profile (a
+//     regular file of at most 4 MiB at the absolute path kubelet names).
+//   - AppArmorEnabled, SELinuxEnabled and CgroupV2 look at /sys once per
+//     process.
 //
 // What callers still own: creating host paths that kubelet names in mounts
 // (kubelet creates most; a missing host path makes runc fail), checking that

@@ -9,11 +9,36 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
+// ValidateResources checks the resources of an UpdateContainerResources
+// request (or any LinuxContainerResources) without building anything;
+// errors wrap ErrInvalid and name the field below "linux".
+func ValidateResources(r *runtimeapi.LinuxContainerResources) error {
+	_, err := ResourcesFromCRI(r)
+	return err
+}
+
+// ResourcesFromCRI converts LinuxContainerResources into the OCI form
+// runc update applies to a running container, with the same rules
+// ContainerSpec applies at creation. oom_score_adj is checked for range
+// but is not a cgroup resource and is not part of the result. "unified"
+// is accepted only on a cgroup v2 host.
+func ResourcesFromCRI(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
+	res, err := linuxResources("linux", r, CgroupV2())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := oomScoreAdj("linux.oom_score_adj", r.GetOomScoreAdj()); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // linuxResources converts LinuxContainerResources. Zero means "not set"
 // for every numeric field, as in CRI; negative values and combinations the
 // kernel would reject are ErrInvalid errors naming the field (prefix is the
-// path of r in the request, e.g. "linux.resources").
-func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
+// path of r in the request, e.g. "linux.resources"). cgroup2 says whether
+// "unified" can be applied on this host.
+func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cgroup2 bool) (*specs.LinuxResources, error) {
 	out := &specs.LinuxResources{}
 	if r == nil {
 		return out, nil
@@ -29,6 +54,8 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources) (*spec
 		s := uint64(v)
 		cpu.Shares, cpuSet = &s, true
 	}
+	// A quota without a period is fine: the kernel's period (100ms)
+	// applies.
 	if v := r.GetCpuPeriod(); v != 0 {
 		if v < minCPUPeriod || v > maxCPUPeriod {
 			return nil, invalid(f("cpu_period"), "%d outside [%d, %d] microseconds", v, minCPUPeriod, maxCPUPeriod)
@@ -66,10 +93,19 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources) (*spec
 	if limit < 0 {
 		return nil, invalid(f("memory_limit_in_bytes"), "%d is negative", limit)
 	}
-	if swap < 0 {
-		return nil, invalid(f("memory_swap_limit_in_bytes"), "%d is negative", swap)
+	if swap < -1 {
+		return nil, invalid(f("memory_swap_limit_in_bytes"), "%d is negative (only -1, unlimited swap, is allowed)", swap)
 	}
 	switch {
+	case swap == -1:
+		// Unlimited swap, which kubelet asks for with swap behaviour
+		// UnlimitedSwap.
+		m := &specs.LinuxMemory{Swap: &swap}
+		if limit != 0 {
+			l := limit
+			m.Limit = &l
+		}
+		out.Memory = m
 	case limit == 0 && swap != 0:
 		return nil, invalid(f("memory_swap_limit_in_bytes"), "set without memory_limit_in_bytes")
 	case swap != 0 && swap < limit:
@@ -86,25 +122,54 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources) (*spec
 		out.Memory = &specs.LinuxMemory{Limit: &l, Swap: &s}
 	}
 
+	seenPage := map[string]int{}
 	for i, h := range r.GetHugepageLimits() {
-		if h.GetPageSize() == "" {
-			return nil, invalid(fmt.Sprintf("%s[%d].page_size", f("hugepage_limits"), i), "empty")
+		field := fmt.Sprintf("%s[%d].page_size", f("hugepage_limits"), i)
+		ps := h.GetPageSize()
+		if ps == "" {
+			return nil, invalid(field, "empty")
 		}
-		out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
+		if !validPageSize(ps) {
+			return nil, invalid(field, "%q is not a page size such as \"2MB\" or \"1GB\"", ps)
+		}
+		if j, dup := seenPage[ps]; dup {
+			return nil, invalid(field, "%q is also the page size of hugepage_limits[%d]", ps, j)
+		}
+		seenPage[ps] = i
+		out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: ps, Limit: h.GetLimit()})
 	}
 
 	if len(r.GetUnified()) > 0 {
+		if !cgroup2 {
+			return nil, invalid(f("unified"), "cgroup v2 settings given but this node does not run the unified cgroup v2 hierarchy")
+		}
 		out.Unified = make(map[string]string, len(r.GetUnified()))
 		for k, v := range r.GetUnified() {
-			// Keys are cgroup v2 file names; a path would let a request
-			// write outside the container's cgroup.
-			if k == "" || strings.ContainsAny(k, "/\x00") || k == "." || k == ".." {
+			// Keys are cgroup v2 file names ("memory.high"); a path would
+			// let a request write outside the container's cgroup.
+			if k == "" || strings.ContainsAny(k, "/\x00") || !strings.Contains(k, ".") || strings.HasPrefix(k, ".") {
 				return nil, invalid(f("unified"), "key %q is not a cgroup file name", k)
+			}
+			if strings.ContainsRune(v, 0) {
+				return nil, invalid(fmt.Sprintf("%s[%q]", f("unified"), k), "value contains a NUL byte")
 			}
 			out.Unified[k] = v
 		}
 	}
 	return out, nil
+}
+
+// validPageSize checks the size format of the kernel's hugetlb cgroup
+// files (hugetlb.2MB.limit_in_bytes): a positive integer and KB, MB, GB,
+// TB or PB.
+func validPageSize(s string) bool {
+	for _, unit := range []string{"KB", "MB", "GB", "TB", "PB"} {
+		if n, ok := strings.CutSuffix(s, unit); ok {
+			v, err := strconv.ParseUint(n, 10, 32)
+			return err == nil && v > 0 && n[0] != '0'
+		}
+	}
+	return false
 }
 
 // validCPUList checks the kernel's list format: "0-3,5,7-8".

@@ -45,7 +45,15 @@ type SandboxInfo struct {
 // "/pause" with a read-only rootfs "rootfs" unless options say otherwise;
 // it has no capabilities and no_new_privs, since it only holds the pod's
 // namespaces.
+//
+// The pod's seccomp profile applies to the pause process too (resolved
+// for a process without capabilities), and so do its AppArmor and SELinux
+// settings.
 func SandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info SandboxInfo, opts ...SpecOpt) (*specs.Spec, error) {
+	return realHostIO().sandboxSpec(id, cfg, info, opts...)
+}
+
+func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info SandboxInfo, opts ...SpecOpt) (*specs.Spec, error) {
 	if id == "" {
 		return nil, invalid("sandbox id", "empty")
 	}
@@ -125,7 +133,26 @@ func SandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info SandboxInfo, 
 	}
 	s.Linux.Resources.Devices = defaultDeviceRules()
 
-	res, err := sandboxResources(linux)
+	secRef, err := sandboxSeccompRef(sc)
+	if err != nil {
+		return nil, err
+	}
+	if s.Linux.Seccomp, err = h.seccompFor(secRef, nil, privileged); err != nil {
+		return nil, err
+	}
+	aaRef, err := fromSecurityProfile("linux.security_context.apparmor", sc.GetApparmor())
+	if err != nil {
+		return nil, err
+	}
+	if s.Process.ApparmorProfile, err = h.apparmorFor(aaRef, privileged); err != nil {
+		return nil, err
+	}
+	if s.Process.SelinuxLabel, s.Linux.MountLabel, err = h.selinuxLabels("linux.security_context.selinux_options",
+		sc.GetSelinuxOptions(), nil, privileged); err != nil {
+		return nil, err
+	}
+
+	res, err := sandboxResources(linux, h.cgroupV2())
 	if err != nil {
 		return nil, err
 	}
@@ -155,12 +182,12 @@ func SandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info SandboxInfo, 
 // sandboxResources sizes the pause cgroup from the pod's resources plus
 // the runtime class overhead. Limits only add up when the pod has one: an
 // overhead alone does not limit an otherwise unlimited pod.
-func sandboxResources(linux *runtimeapi.LinuxPodSandboxConfig) (*specs.LinuxResources, error) {
-	pod, err := linuxResources("linux.resources", linux.GetResources())
+func sandboxResources(linux *runtimeapi.LinuxPodSandboxConfig, cgroup2 bool) (*specs.LinuxResources, error) {
+	pod, err := linuxResources("linux.resources", linux.GetResources(), cgroup2)
 	if err != nil {
 		return nil, err
 	}
-	over, err := linuxResources("linux.overhead", linux.GetOverhead())
+	over, err := linuxResources("linux.overhead", linux.GetOverhead(), cgroup2)
 	if err != nil {
 		return nil, err
 	}
@@ -183,14 +210,11 @@ func sandboxResources(linux *runtimeapi.LinuxPodSandboxConfig) (*specs.LinuxReso
 	return out, nil
 }
 
-// isIPCSysctl reports the kernel.* sysctls the IPC namespace isolates.
+// isIPCSysctl reports the sysctls the IPC namespace isolates: the
+// kernel.shm*, kernel.msg* and kernel.sem families and POSIX mqueues.
 func isIPCSysctl(k string) bool {
-	switch k {
-	case "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
-		"kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced":
-		return true
-	}
-	return strings.HasPrefix(k, "fs.mqueue.")
+	return strings.HasPrefix(k, "kernel.shm") || strings.HasPrefix(k, "kernel.msg") ||
+		k == "kernel.sem" || strings.HasPrefix(k, "fs.mqueue.")
 }
 
 // normalizeSysctl accepts kubelet's slash-separated form
@@ -212,8 +236,11 @@ func normalizeSysctl(name string) string {
 	}, name)
 }
 
-// validSysctls keeps only sysctls the pod's own namespaces isolate: any
-// other would change the host for every pod.
+// validSysctls keeps only the sysctls Kubernetes calls namespaced:
+// kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* (IPC namespace) and
+// net.* (network namespace). Any other would change the host for every
+// pod, and a namespaced one is refused when the pod shares that namespace
+// with the host.
 func validSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]string, error) {
 	if len(in) == 0 {
 		return nil, nil
@@ -222,6 +249,12 @@ func validSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]strin
 	for raw, v := range in {
 		k := normalizeSysctl(raw)
 		field := fmt.Sprintf("linux.sysctls[%q]", raw)
+		if k == "" || strings.ContainsAny(k, "\x00\n ") || strings.Contains(k, "..") || strings.HasSuffix(k, ".") {
+			return nil, invalid(field, "not a sysctl name")
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, invalid(field, "value contains a NUL byte")
+		}
 		switch {
 		case strings.HasPrefix(k, "net."):
 			if hostNet {
@@ -231,12 +264,8 @@ func validSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]strin
 			if hostIPC {
 				return nil, invalid(field, "IPC sysctls cannot be set for a host-IPC pod")
 			}
-		case k == "kernel.hostname", k == "kernel.domainname":
-			if hostNet {
-				return nil, invalid(field, "UTS sysctls cannot be set for a host-network pod")
-			}
 		default:
-			return nil, invalid(field, "not a namespaced sysctl")
+			return nil, invalid(field, "not a namespaced sysctl (allowed: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*)")
 		}
 		out[k] = v
 	}

@@ -144,6 +144,11 @@ func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*sp
 	var ambient []string
 	for i, a := range c.GetAddAmbientCapabilities() {
 		n := normalizeCap(a)
+		if n == "ALL" {
+			// Ambient capabilities are named one by one: every
+			// capability surviving execve for any user is root.
+			return nil, invalid(fmt.Sprintf(prefix+".add_ambient_capabilities[%d]", i), "\"ALL\" is not allowed for ambient capabilities")
+		}
 		if !slices.Contains(known, n) {
 			return nil, invalid(fmt.Sprintf(prefix+".add_ambient_capabilities[%d]", i), "unknown capability %q", a)
 		}
@@ -163,8 +168,10 @@ func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*sp
 		}
 		set = slices.DeleteFunc(slices.Clone(set), func(s string) bool { return slices.Contains(drop, s) })
 	}
-	// An ambient capability only survives execve when it is also
-	// permitted and inheritable.
+	// The kernel keeps an ambient capability only while it is also
+	// permitted and inheritable (and it must be in the bounding set to be
+	// permitted after execve), so it is added to every set, even past a
+	// drop of the same capability.
 	for _, a := range ambient {
 		if !slices.Contains(set, a) {
 			set = append(set, a)

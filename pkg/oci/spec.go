@@ -151,6 +151,20 @@ func WithApparmorProfile(profile string) SpecOpt {
 	}
 }
 
+// WithRunAsNonRoot refuses a spec whose process runs as uid 0: the
+// runAsNonRoot check done on the uid the user lookup resolved (an image
+// USER given as a name included), for callers that learn runAsNonRoot
+// outside the CRI config. ResolveUser's UserRequest.NonRoot does the same
+// with a more precise message.
+func WithRunAsNonRoot() SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Process.User.UID == 0 {
+			return invalid("run_as_non_root", "container must run as a non-root user, but its user resolves to uid 0")
+		}
+		return nil
+	}
+}
+
 // WithPidsLimit caps the number of tasks in the container's cgroup; kubelet
 // enforces its pod pids limit at the pod level, so this is the daemon's own
 // per-container knob. limit <= 0 means unlimited.

@@ -38,6 +38,11 @@ type UserRequest struct {
 	// Strict is supplemental_groups_policy Strict: do not add the groups
 	// /etc/group in the image lists the user in.
 	Strict bool
+	// NonRoot is the pod's runAsNonRoot: resolving to uid 0 is an error.
+	// CRI v1 carries no such field (kubelet checks what it can itself);
+	// it is checked here on the resolved uid, which also covers an image
+	// USER given as a name, and an image without a USER.
+	NonRoot bool
 }
 
 // ResolveUser resolves req against rootfs's /etc/passwd and /etc/group.
@@ -100,6 +105,19 @@ func ResolveUser(rootfs string, req UserRequest) (u specs.User, home string, err
 			return u, "", invalid(userField, "user %q not found in the image's /etc/passwd", userPart)
 		}
 		uid, gid, name, home = e.Uid, e.Gid, e.Name, e.Home
+	}
+
+	if req.NonRoot && uid == 0 {
+		var why string
+		switch {
+		case userField != "image config User":
+			why = fmt.Sprintf("%s %q resolves to uid 0", userField, userPart)
+		case req.Image == "":
+			why = "the image sets no USER, so it runs as root"
+		default:
+			why = fmt.Sprintf("the image USER %q resolves to uid 0", req.Image)
+		}
+		return u, "", invalid("run_as_non_root", "container must run as a non-root user, but %s", why)
 	}
 
 	if groupPart != "" {

@@ -20,6 +20,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
@@ -67,6 +68,8 @@ type Options struct {
 	// SandboxImage, when set, supplies the sandbox process instead of
 	// the built-in pause.
 	SandboxImage SandboxImage
+	// Network attaches pods that do not use the host's network.
+	Network *cni.Manager
 }
 
 // SandboxImage runs the sandbox process from an image; the image side
@@ -277,6 +280,19 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		if err := c.db.PutSandbox(pod.rec); err != nil {
 			return "", fmt.Errorf("save pod record: %w", err)
 		}
+		if c.opts.Network != nil {
+			// A failed ADD already ran DEL; teardown's DEL is a no-op then.
+			res, err := c.opts.Network.Setup(ctx, cniPod(pod.rec, cfg))
+			if err != nil {
+				return "", fmt.Errorf("set up pod network: %w", err)
+			}
+			for _, ip := range res.IPs {
+				pod.rec.IPs = append(pod.rec.IPs, ip.String())
+			}
+			if err := c.db.PutSandbox(pod.rec); err != nil {
+				return "", fmt.Errorf("save pod record: %w", err)
+			}
+		}
 	}
 	hostname := cfg.GetHostname()
 	if nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE {
@@ -424,6 +440,11 @@ func (c *Controller) Stop(ctx context.Context, id string) error {
 
 func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 	id := pod.ID()
+	// The network goes first and a failure keeps the netns, so that a
+	// retry can still release the IP and the host ports.
+	if err := c.teardownNetwork(ctx, pod.Record(), pod.cfg); err != nil {
+		return err
+	}
 	if cl := pod.Shim(); cl != nil {
 		if err := cl.Kill(ctx, id, syscall.SIGKILL, false); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
 			return fmt.Errorf("stop sandbox container: %w", err)
@@ -486,6 +507,9 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 	var errs []error
 	id := pod.ID()
 	cl := pod.Shim()
+	// Detached first, so the monitor sees a shim going away on purpose
+	// rather than one that died.
+	pod.setShim(nil)
 	if cl == nil {
 		if d, err := shim.Dial(ctx, pod.shimDir()); err == nil {
 			cl = d
@@ -499,10 +523,12 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 			errs = append(errs, fmt.Errorf("shut down shim: %w", err))
 		}
 		cl.Close()
-		pod.setShim(nil)
 	} else {
 		// The shim is gone: make sure nothing of the pod still runs.
 		forceDelete(ctx, pod.handler, id)
+	}
+	if err := c.teardownNetwork(ctx, pod.rec, pod.cfg); err != nil {
+		return err
 	}
 	if pod.rec.NetNSPath != "" {
 		if err := netns.Remove(pod.rec.NetNSPath); err != nil {
@@ -549,3 +575,53 @@ func fileExists(p string) bool {
 }
 
 func (c *Controller) podDir(id string) string { return filepath.Join(c.opts.StateDir, id) }
+
+// teardownNetwork runs CNI DEL for a pod on the pod network. DEL is
+// idempotent and works from the result cached at ADD, so it is safe after
+// a crash at any point of the pod's creation.
+func (c *Controller) teardownNetwork(ctx context.Context, rec meta.Sandbox, cfg *runtimeapi.PodSandboxConfig) error {
+	if c.opts.Network == nil || cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE {
+		return nil
+	}
+	netnsPath := rec.NetNSPath
+	if netnsPath == "" {
+		netnsPath = filepath.Join(c.opts.NetNSDir, rec.ID)
+	}
+	if !fileExists(netnsPath) {
+		netnsPath = ""
+	}
+	r := rec
+	r.NetNSPath = netnsPath
+	if err := c.opts.Network.Teardown(ctx, cniPod(r, cfg)); err != nil {
+		return fmt.Errorf("tear down pod network: %w", err)
+	}
+	return nil
+}
+
+// cniPod is what CNI needs to know of a pod.
+func cniPod(rec meta.Sandbox, cfg *runtimeapi.PodSandboxConfig) cni.Pod {
+	p := cni.Pod{
+		ID:           rec.ID,
+		Name:         cfg.GetMetadata().GetName(),
+		Namespace:    cfg.GetMetadata().GetNamespace(),
+		UID:          cfg.GetMetadata().GetUid(),
+		NetNS:        rec.NetNSPath,
+		Annotations:  cfg.GetAnnotations(),
+		CgroupParent: rec.CgroupParent,
+	}
+	for _, pm := range cfg.GetPortMappings() {
+		if pm.GetHostPort() <= 0 {
+			continue
+		}
+		p.PortMappings = append(p.PortMappings, cni.PortMapping{
+			HostPort:      pm.GetHostPort(),
+			ContainerPort: pm.GetContainerPort(),
+			Protocol:      strings.ToLower(pm.GetProtocol().String()),
+			HostIP:        pm.GetHostIp(),
+		})
+	}
+	if d := cfg.GetDnsConfig(); d != nil {
+		p.DNS = &cni.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
+	}
+	return p
+}

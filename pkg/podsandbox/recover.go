@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
@@ -70,7 +71,31 @@ func (c *Controller) Recover(ctx context.Context) error {
 		}
 	}
 	c.removeOrphans(known)
+	c.releaseOrphanNetworks(ctx, known)
 	return nil
+}
+
+// releaseOrphanNetworks runs CNI DEL for attachments no pod record claims:
+// a crash after ADD whose record write was lost would otherwise keep the
+// IP reserved forever.
+func (c *Controller) releaseOrphanNetworks(ctx context.Context, known map[string]bool) {
+	if c.opts.Network == nil {
+		return
+	}
+	ids, err := c.opts.Network.Attached()
+	if err != nil {
+		klog.ErrorS(err, "Listing cached CNI attachments")
+		return
+	}
+	for _, id := range ids {
+		if known[id] {
+			continue
+		}
+		klog.InfoS("Releasing the network of a pod that no longer exists", "pod", id)
+		if err := c.opts.Network.Teardown(ctx, cni.Pod{ID: id}); err != nil {
+			klog.ErrorS(err, "Releasing orphan pod network", "pod", id)
+		}
+	}
 }
 
 // removeOrphans deletes netns pins and pod directories without a record:

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
@@ -37,6 +38,8 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, errInvalid), errors.Is(err, reference.ErrInvalid),
 		errors.Is(err, podsandbox.ErrInvalid), errors.Is(err, container.ErrInvalid), errors.Is(err, oci.ErrInvalid),
 		errors.Is(err, podsandbox.ErrAmbiguous), errors.Is(err, container.ErrAmbiguous):
+		return codes.InvalidArgument
+	case errors.Is(err, cni.ErrInvalidArgument):
 		return codes.InvalidArgument
 	case errors.Is(err, podsandbox.ErrAlreadyExists), errors.Is(err, container.ErrAlreadyExists):
 		return codes.AlreadyExists

@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
@@ -22,18 +25,23 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 	}, nil
 }
 
-// Status reports the runtime ready and the network not (yet) ready: pod
-// networking does not exist until CNI support lands.
+// Status reports the runtime ready, and the network ready once a valid
+// CNI config is loaded (kubelet keeps the node NotReady until then).
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	network := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+	if err := s.net.Status(); err != nil {
+		network.Status = false
+		network.Reason = "NetworkPluginNotReady"
+		network.Message = "cri-runtimed: network plugin is not ready: " + err.Error()
+		var nr *cni.NotReadyError
+		if errors.As(err, &nr) && nr.Reason != "" {
+			network.Reason = nr.Reason
+		}
+	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 			{Type: runtimeapi.RuntimeReady, Status: true},
-			{
-				Type:    runtimeapi.NetworkReady,
-				Status:  false,
-				Reason:  "NetworkPluginNotReady",
-				Message: "cri-runtimed: pod networking (CNI) is not implemented yet",
-			},
+			network,
 		}},
 	}
 	for _, name := range s.handlerNames() {
@@ -46,6 +54,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			return nil, err
 		}
 		resp.Info = map[string]string{"config": string(cfg)}
+		debugInfo(resp.Info)
 	}
 	return resp, nil
 }
@@ -62,4 +71,15 @@ func (s *Server) handlerNames() []string {
 	}
 	sort.Strings(rest)
 	return append(names, rest...)
+}
+
+// UpdateRuntimeConfig takes the node's pod CIDR for CNI configs that ask
+// for it.
+func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	if cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr(); cidr != "" {
+		if err := s.net.UpdatePodCIDR(cidr); err != nil {
+			return nil, fmt.Errorf("%w: runtime_config.network_config.pod_cidr: %v", errInvalid, err)
+		}
+	}
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }

@@ -11,11 +11,13 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/events"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
 )
 
 // Server implements CRI v1. RuntimeService RPCs this daemon does not have
@@ -28,12 +30,14 @@ type Server struct {
 	images *image.Service
 	pods   *podsandbox.Controller
 	ctrs   *container.Controller
+	stream *streaming.Server // set by SetStreaming
+	net    *cni.Manager
 	events events.Queue[*runtimeapi.ContainerEventResponse]
 }
 
 // New returns a CRI server over the given services.
-func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller) *Server {
-	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs}
+func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network *cni.Manager) *Server {
+	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs, net: network}
 	pods.SetLifecycleHook(s.podEvent)
 	ctrs.SetEventHook(s.containerEvent)
 	return s

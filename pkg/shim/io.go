@@ -25,10 +25,16 @@ const pumpBuffer = 32 << 10
 // its output (pipes or the pty master), the write end of its stdin, the CRI
 // log writer and the attach fan-outs.
 type containerIO struct {
-	log     *crilog.Writer // nil without a log path
-	stdout  fanout.Fanout
-	stderr  fanout.Fanout
-	stdin   *os.File // nil without stdin
+	log    *crilog.Writer // nil without a log path
+	stdout fanout.Fanout
+	stderr fanout.Fanout
+	stdin  *os.File // nil without stdin
+	// stdinMu serializes attachers' writes to stdin and its closing by
+	// stdin_once; stdinClosed records that.
+	stdinMu     sync.Mutex
+	stdinClosed bool
+	// tty: stdin and the single output are the same pty master.
+	tty     bool
 	outputs []*os.File
 	pumps   sync.WaitGroup
 	done    chan struct{} // closed when all pumps saw EOF
@@ -76,7 +82,7 @@ func newPipeIO(log *crilog.Writer, stdin bool) (*containerIO, runtime.Stdio, err
 // newTTYIO wraps the pty master received from the runtime. Output is
 // reported as stdout, as kubelet expects for TTY containers.
 func newTTYIO(log *crilog.Writer, master *os.File, stdin bool) *containerIO {
-	cio := &containerIO{log: log, done: make(chan struct{}), outputs: []*os.File{master}}
+	cio := &containerIO{log: log, done: make(chan struct{}), outputs: []*os.File{master}, tty: true}
 	if stdin {
 		cio.stdin = master
 	}

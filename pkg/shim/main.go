@@ -240,7 +240,7 @@ func serve(o options, ready func(string)) error {
 		return fmt.Errorf("register service: %w", err)
 	}
 	bg.Add(1)
-	go func() { defer bg.Done(); conns.serve(ln, rs) }()
+	go func() { defer bg.Done(); conns.serve(ln, rs, s.serveStream) }()
 
 	gone, err := watchRemoval(dir)
 	if err != nil {
@@ -324,7 +324,10 @@ type connSet struct {
 	closed bool
 }
 
-func (cs *connSet) serve(ln net.Listener, rs *rpc.Server) {
+// serve accepts connections until ln is closed. A connection whose first
+// byte is streamMagic carries an exec or attach stream (see stream.go) and
+// goes to stream; any other is a net/rpc client.
+func (cs *connSet) serve(ln net.Listener, rs *rpc.Server, stream func(net.Conn, *bufio.Reader)) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -344,13 +347,26 @@ func (cs *connSet) serve(ln net.Listener, rs *rpc.Server) {
 		cs.mu.Unlock()
 		go func() { // ends when the client or closeAll closes conn
 			defer cs.wg.Done()
-			rs.ServeConn(conn)
+			br := bufio.NewReaderSize(conn, 4096)
+			if b, err := br.Peek(1); err == nil && b[0] == streamMagic {
+				stream(conn, br)
+			} else {
+				rs.ServeConn(bufferedConn{Reader: br, Conn: conn})
+			}
 			cs.mu.Lock()
 			delete(cs.m, conn)
 			cs.mu.Unlock()
 		}()
 	}
 }
+
+// bufferedConn is a connection whose first bytes were peeked into Reader.
+type bufferedConn struct {
+	*bufio.Reader
+	net.Conn
+}
+
+func (c bufferedConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
 
 // waitIdle waits until every client hung up (the client closes its
 // connection once Shutdown answered), or d passed.

@@ -23,10 +23,12 @@ static void on_child(int sig) {
 
 // drop_startup_pages unmaps the read-only pages of the binary that libc's
 // start-up touched (the kernel maps them in 64 KiB fault-around chunks).
-// They are clean file pages: whatever the loop below needs faults back in.
+// Only clean file pages are dropped: a mapping with any page copied on
+// write (RELRO after relocation) shows Anonymous > 0 in smaps and is kept,
+// since dropping it would bring back unrelocated bytes.
 static void drop_startup_pages(void) {
-	static char buf[16384];
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	static char buf[65536];
+	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		return;
 	}
@@ -36,17 +38,26 @@ static void drop_startup_pages(void) {
 	}
 	close(fd);
 	buf[len] = 0;
+	unsigned long lo = 0, hi = 0;
+	int candidate = 0;
 	for (char *line = buf; line && *line; ) {
 		char *next = strchr(line, '\n');
 		if (next) {
 			*next++ = 0;
 		}
 		char *end;
-		unsigned long lo = strtoul(line, &end, 16);
-		unsigned long hi = (*end == '-') ? strtoul(end + 1, &end, 16) : 0;
-		// Only private read-only file mappings: "r--p" or "r-xp" with a path.
-		if (hi > lo && end[0] == ' ' && end[1] == 'r' && end[2] == '-' && end[4] == 'p' && strchr(end, '/')) {
-			madvise((void *)lo, hi - lo, MADV_DONTNEED);
+		unsigned long a = strtoul(line, &end, 16);
+		if (end != line && *end == '-') {
+			unsigned long b = strtoul(end + 1, &end, 16);
+			// A new mapping: "r--p" or "r-xp" backed by a file.
+			candidate = b > a && end[0] == ' ' && end[1] == 'r' && end[2] == '-' && end[4] == 'p' && strchr(end, '/') != NULL;
+			lo = a;
+			hi = b;
+		} else if (candidate && strncmp(line, "Anonymous:", 10) == 0) {
+			if (strtoul(line + 10, NULL, 10) == 0) {
+				madvise((void *)lo, hi - lo, MADV_DONTNEED);
+			}
+			candidate = 0;
 		}
 		line = next;
 	}

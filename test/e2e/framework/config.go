@@ -24,6 +24,11 @@ func DefaultConfig(dir string) Config {
 		"grpc": map[string]any{
 			"address": filepath.Join(dir, "state", "cri-runtimed.sock"),
 		},
+		// Never the host's /etc/cni/net.d: pods get a network only from
+		// a test network (NewTestNetwork).
+		"cni": map[string]any{
+			"conf_dir": filepath.Join(dir, "net.d"),
+		},
 		"image": map[string]any{
 			"snapshotter":              "overlayfs",
 			"registry_config_path":     filepath.Join(dir, "certs.d"),

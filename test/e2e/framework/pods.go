@@ -67,7 +67,8 @@ func NewPodEnv(t testing.TB, opts ...Option) *Env {
 	RequireRoot(t)
 	state := ShortStateDir(t)
 	cgroups, _ := IsolatedCgroupParent(t)
-	return NewEnv(t, append([]Option{WithConfig("state", state), cgroups}, opts...)...)
+	network := NewTestNetwork(t)
+	return NewEnv(t, append([]Option{WithConfig("state", state), cgroups, network.Option()}, opts...)...)
 }
 
 // PodOpt changes a pod config built by PodConfig.

@@ -17,7 +17,7 @@ import (
 const Busybox = "/bin/busybox"
 
 // Applets are linked to busybox in the rootfs.
-var Applets = []string{"sh", "echo", "sleep", "cat", "head", "tr", "printf", "seq", "true", "kill"}
+var Applets = []string{"sh", "echo", "sleep", "cat", "head", "tr", "printf", "seq", "true", "kill", "stty"}
 
 // Requirements skips the test unless it runs as root with runc and busybox.
 func Requirements(t *testing.T) {

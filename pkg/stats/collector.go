@@ -1,0 +1,443 @@
+package stats
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound is wrapped by the errors of Cgroup, Network and DirUsage when
+// the thing to read no longer exists: a container removed between listing
+// and reading its stats is a normal race, and callers skip it (or map it
+// to NotFound) rather than fail the whole ListContainerStats.
+var ErrNotFound = errors.New("not found")
+
+// Mode is the cgroup hierarchy layout the Collector reads.
+type Mode int
+
+const (
+	// ModeAuto detects the layout from the mounts (or from the filesystem
+	// type of the root given with WithCgroupRoot).
+	ModeAuto Mode = iota
+	// ModeV1 reads per-controller v1 hierarchies under the root
+	// (root/cpu, root/cpuacct, root/memory, root/pids).
+	ModeV1
+	// ModeV2 reads the unified hierarchy mounted at the root.
+	ModeV2
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeV1:
+		return "cgroup v1"
+	case ModeV2:
+		return "cgroup v2"
+	default:
+		return "auto"
+	}
+}
+
+const (
+	// defaultCgroupMount is where every distribution mounts cgroups.
+	defaultCgroupMount = "/sys/fs/cgroup"
+	// defaultDirUsageTTL bounds how often one writable layer is walked.
+	// kubelet's housekeeping polls every 10s, so a 10s TTL walks each
+	// layer about once per poll however many RPCs ask in between.
+	defaultDirUsageTTL = 10 * time.Second
+	// minCPUInterval is the shortest window nano-cores are computed over.
+	// Two stats calls a few milliseconds apart (crictl stats next to
+	// kubelet's poll) would otherwise turn scheduler jitter into a wildly
+	// wrong rate and, worse, replace the long window kubelet relies on.
+	minCPUInterval = time.Second
+)
+
+// Option configures a Collector.
+type Option func(*config) error
+
+type config struct {
+	root      string
+	mode      Mode
+	dirTTL    time.Duration
+	minCPUWin time.Duration
+	now       func() time.Time
+	mountinfo string
+}
+
+// WithCgroupRoot reads cgroups below root instead of the detected mount
+// point: the directory holding the v1 controller directories, or the
+// cgroup2 mount. Tests point it at a fake tree.
+func WithCgroupRoot(root string) Option {
+	return func(c *config) error {
+		if !filepath.IsAbs(root) {
+			return fmt.Errorf("cgroup root %q is not absolute", root)
+		}
+		c.root = filepath.Clean(root)
+		return nil
+	}
+}
+
+// WithCgroupMode forces the layout instead of detecting it; useful with
+// WithCgroupRoot on a fake tree, whose filesystem type says nothing.
+func WithCgroupMode(m Mode) Option {
+	return func(c *config) error {
+		if m < ModeAuto || m > ModeV2 {
+			return fmt.Errorf("invalid cgroup mode %d", m)
+		}
+		c.mode = m
+		return nil
+	}
+}
+
+// WithDirUsageTTL sets how long a DirUsage result is reused (default 10s);
+// zero disables the cache.
+func WithDirUsageTTL(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("negative dir usage TTL %s", d)
+		}
+		c.dirTTL = d
+		return nil
+	}
+}
+
+// withClock replaces time.Now, for tests of the rate computation.
+func withClock(now func() time.Time) Option {
+	return func(c *config) error {
+		c.now = now
+		return nil
+	}
+}
+
+// withMinCPUInterval shortens the nano-cores window, for tests.
+func withMinCPUInterval(d time.Duration) Option {
+	return func(c *config) error {
+		c.minCPUWin = d
+		return nil
+	}
+}
+
+// Collector reads cgroup statistics and writable layer usage. It keeps the
+// previous CPU sample per key to compute nano-cores, and the last directory
+// walk per key to bound DirUsage's cost. It is safe for concurrent use.
+type Collector struct {
+	mode      Mode
+	root      string
+	minCPUWin time.Duration
+	dirTTL    time.Duration
+	now       func() time.Time
+	v1        *v1Reader // set in ModeV1
+
+	mu   sync.Mutex
+	cpu  map[string]cpuSample
+	dirs map[string]*dirEntry
+}
+
+// cpuSample is the reading nano-cores are computed against.
+type cpuSample struct {
+	at        time.Time
+	usage     uint64
+	nanoCores uint64
+}
+
+// NewCollector detects the cgroup layout and mount point (or takes them
+// from the options) and returns a Collector for it. On a hybrid host (v1
+// controllers plus an empty cgroup2 mount, as systemd's "hybrid" mode
+// sets up) it reads v1, because that is where runc puts the controllers.
+func NewCollector(opts ...Option) (*Collector, error) {
+	cfg := config{
+		mode:      ModeAuto,
+		dirTTL:    defaultDirUsageTTL,
+		minCPUWin: minCPUInterval,
+		now:       time.Now,
+		mountinfo: "/proc/self/mountinfo",
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, fmt.Errorf("stats collector: %w", err)
+		}
+	}
+	mode, root, err := detect(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stats collector: %w", err)
+	}
+	c := &Collector{
+		mode:      mode,
+		root:      root,
+		minCPUWin: cfg.minCPUWin,
+		dirTTL:    cfg.dirTTL,
+		now:       cfg.now,
+		cpu:       map[string]cpuSample{},
+		dirs:      map[string]*dirEntry{},
+	}
+	if mode == ModeV1 {
+		c.v1, err = newV1Reader(root)
+		if err != nil {
+			return nil, fmt.Errorf("stats collector: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Mode is the layout the Collector reads.
+func (c *Collector) Mode() Mode { return c.mode }
+
+// Root is the cgroup mount root the Collector reads below.
+func (c *Collector) Root() string { return c.root }
+
+// detect picks the layout and root from the options or the mounts.
+func detect(cfg config) (Mode, string, error) {
+	if cfg.root != "" {
+		if cfg.mode != ModeAuto {
+			return cfg.mode, cfg.root, nil
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(cfg.root, &st); err != nil {
+			return 0, "", fmt.Errorf("statfs cgroup root %s: %w", cfg.root, err)
+		}
+		if st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return ModeV2, cfg.root, nil
+		}
+		return ModeV1, cfg.root, nil
+	}
+	v1Root, v2Root, err := cgroupMounts(cfg.mountinfo)
+	if err != nil {
+		return 0, "", err
+	}
+	switch {
+	case cfg.mode == ModeV1 && v1Root == "":
+		return 0, "", errors.New("no cgroup v1 controller is mounted")
+	case cfg.mode == ModeV2 && v2Root == "":
+		return 0, "", errors.New("no cgroup2 filesystem is mounted")
+	case cfg.mode == ModeV2:
+		return ModeV2, v2Root, nil
+	case v1Root != "":
+		return ModeV1, v1Root, nil
+	case v2Root != "":
+		return ModeV2, v2Root, nil
+	}
+	return 0, "", errors.New("no cgroup filesystem is mounted")
+}
+
+// cgroupMounts finds the directory holding the v1 controller mounts (the
+// parent of the memory, cpu, cpuacct or pids mount, as cgroup1's
+// controllers expect root/<controller>) and the cgroup2 mount point. A
+// cgroup2 mount at the conventional root wins over one elsewhere (the
+// hybrid layout's /sys/fs/cgroup/unified).
+func cgroupMounts(mountinfo string) (v1Root, v2Root string, err error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return "", "", fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, fld := range fields {
+			if fld == "-" {
+				sep = i
+				break
+			}
+		}
+		// mountinfo: id parent major:minor root mountpoint opts... - fstype source superopts
+		if sep < 5 || sep+1 >= len(fields) {
+			continue
+		}
+		mnt := unescapeMount(fields[4])
+		switch fields[sep+1] {
+		case "cgroup2":
+			if v2Root == "" || mnt == defaultCgroupMount {
+				v2Root = mnt
+			}
+		case "cgroup":
+			if v1Root != "" || sep+3 >= len(fields) {
+				continue
+			}
+			for _, opt := range strings.Split(fields[sep+3], ",") {
+				switch opt {
+				case "memory", "cpu", "cpuacct", "pids":
+					v1Root = filepath.Dir(mnt)
+				}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", "", fmt.Errorf("read mounts: %w", err)
+	}
+	return v1Root, v2Root, nil
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, ok := octal3(s[i+1 : i+4]); ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func octal3(s string) (byte, bool) {
+	if len(s) != 3 {
+		return 0, false
+	}
+	var v int
+	for _, r := range s {
+		if r < '0' || r > '7' {
+			return 0, false
+		}
+		v = v*8 + int(r-'0')
+	}
+	if v > 255 {
+		return 0, false
+	}
+	return byte(v), true
+}
+
+// Cgroup returns the statistics of the cgroup at cgroupsPath (see
+// CgroupPath for the accepted forms). key names the sample series for
+// nano-cores, normally the container or sandbox ID (keys of pods and
+// containers share one namespace, which random IDs never collide in); an
+// empty key keeps no history and reports zero nano-cores. A cgroup that does not exist yields
+// an error wrapping ErrNotFound.
+func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string) (CgroupStats, error) {
+	if err := ctx.Err(); err != nil {
+		return CgroupStats{}, err
+	}
+	p, err := CgroupPath(cgroupsPath)
+	if err != nil {
+		return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
+	}
+	at := c.now()
+	var s CgroupStats
+	if c.mode == ModeV1 {
+		s, err = c.v1.read(p)
+	} else {
+		s, err = readV2(c.root, p)
+	}
+	if err != nil {
+		return CgroupStats{}, fmt.Errorf("cgroup stats of %s: %w", cgroupsPath, err)
+	}
+	s.Timestamp = at
+	s.CPU.UsageNanoCores = c.nanoCores(key, at, s.CPU.UsageCoreNanoSeconds)
+	return s, nil
+}
+
+// nanoCores records the sample and returns the rate since the stored one.
+func (c *Collector) nanoCores(key string, at time.Time, usage uint64) uint64 {
+	if key == "" {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev, ok := c.cpu[key]
+	// A counter that went backwards means the key now names a new cgroup
+	// (a restarted container reusing its key): start a new series.
+	if !ok || usage < prev.usage || !at.After(prev.at) {
+		c.cpu[key] = cpuSample{at: at, usage: usage}
+		return 0
+	}
+	dt := at.Sub(prev.at)
+	if dt < c.minCPUWin {
+		return prev.nanoCores
+	}
+	// float64: (usage delta) * 1e9 overflows uint64 after ~18s of CPU time
+	// in one window, which a busy pod on a big node reaches easily.
+	nc := uint64(float64(usage-prev.usage) / dt.Seconds())
+	c.cpu[key] = cpuSample{at: at, usage: usage, nanoCores: nc}
+	return nc
+}
+
+// Retain forgets every key for which keep returns false; the daemon calls
+// it with the set of live containers and sandboxes after a restart or a
+// listing, so that samples of removals it missed do not pile up.
+func (c *Collector) Retain(keep func(key string) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.cpu {
+		if !keep(k) {
+			delete(c.cpu, k)
+		}
+	}
+	for k := range c.dirs {
+		if !keep(k) {
+			delete(c.dirs, k)
+		}
+	}
+}
+
+// Forget drops the CPU sample and cached directory usage kept for key;
+// the daemon calls it when the container or sandbox is removed.
+func (c *Collector) Forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cpu, key)
+	delete(c.dirs, key)
+}
+
+// countProcs counts the processes in the cgroup at dir and its
+// descendants: a pod's cgroup holds no process itself, its containers'
+// cgroups below it do, and the pod's process count is theirs. Parts that
+// vanish while being read count as empty, since a container exiting
+// mid-read is normal.
+func countProcs(dir string) (uint64, error) {
+	n, err := countLines(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return n, nil
+		}
+		return 0, fmt.Errorf("list cgroup %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := countProcs(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return 0, err
+		}
+		n += sub
+	}
+	return n, nil
+}
+
+// countLines counts the entries of a cgroup.procs file; a missing file
+// counts as zero.
+func countLines(file string) (uint64, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read %s: %w", file, err)
+	}
+	var n uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) != "" {
+			n++
+		}
+	}
+	return n, nil
+}

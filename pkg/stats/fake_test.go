@@ -1,0 +1,390 @@
+package stats
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// writeTree creates files (path relative to root -> content).
+func writeTree(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fakeV1 is a cgroup v1 tree for the cgroup at p with the given memory
+// limit and usage figures.
+func fakeV1(p string, usage, inactiveFile, limit uint64, swap bool) map[string]string {
+	u := strconv.FormatUint
+	files := map[string]string{
+		"cpu/" + p + "/cpu.stat":                 "nr_periods 10\nnr_throttled 2\nthrottled_time 5000\n",
+		"cpuacct/" + p + "/cpuacct.usage":        "3000000000\n",
+		"cpuacct/" + p + "/cpuacct.usage_percpu": "1000000000 2000000000\n",
+		"cpuacct/" + p + "/cpuacct.stat":         "user 100\nsystem 50\n",
+		"memory/" + p + "/memory.stat": "cache 10\nrss 20\ntotal_cache 4096\ntotal_rss 8192\ntotal_mapped_file 1024\n" +
+			"total_inactive_file " + u(inactiveFile, 10) + "\ntotal_pgfault 77\ntotal_pgmajfault 3\n",
+		"memory/" + p + "/memory.oom_control":          "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
+		"memory/" + p + "/memory.usage_in_bytes":       u(usage, 10) + "\n",
+		"memory/" + p + "/memory.max_usage_in_bytes":   u(usage+100, 10) + "\n",
+		"memory/" + p + "/memory.failcnt":              "0\n",
+		"memory/" + p + "/memory.limit_in_bytes":       u(limit, 10) + "\n",
+		"pids/" + p + "/pids.current":                  "7\n",
+		"pids/" + p + "/pids.max":                      "max\n",
+		"pids/" + p + "/cgroup.procs":                  "10\n11\n",
+		"memory/memory.usage_in_bytes":                 "1\n",
+		"cpu/cpu.stat":                                 "",
+		"cpuacct/cpuacct.usage":                        "0\n",
+		"pids/pids.current":                            "0\n",
+		"memory/" + p + "/memory.memsw.usage_in_bytes": u(usage+500, 10) + "\n",
+	}
+	if swap {
+		files["memory/memory.memsw.usage_in_bytes"] = "1\n"
+		for _, f := range []string{"max_usage_in_bytes", "failcnt"} {
+			files["memory/"+p+"/memory.memsw."+f] = "0\n"
+		}
+		files["memory/"+p+"/memory.memsw.limit_in_bytes"] = u(limit+1000, 10) + "\n"
+	}
+	return files
+}
+
+func fakeV2(p string, usage, inactiveFile uint64, limit string) map[string]string {
+	u := strconv.FormatUint
+	return map[string]string{
+		p + "/cpu.stat":            "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\nnr_periods 10\nnr_throttled 2\nthrottled_usec 5\n",
+		p + "/cpu.pressure":        "some avg10=1.50 avg60=0.00 avg300=0.00 total=100\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=40\n",
+		p + "/memory.stat":         "anon 8192\nfile 4096\nfile_mapped 1024\ninactive_file " + u(inactiveFile, 10) + "\npgfault 77\npgmajfault 3\n",
+		p + "/memory.current":      u(usage, 10) + "\n",
+		p + "/memory.max":          limit + "\n",
+		p + "/memory.peak":         u(usage+100, 10) + "\n",
+		p + "/memory.swap.current": "500\n",
+		p + "/memory.swap.max":     "max\n",
+		p + "/memory.events":       "low 0\nhigh 0\nmax 1\noom 1\noom_kill 4\n",
+		p + "/pids.current":        "7\n",
+		p + "/pids.max":            "100\n",
+		p + "/cgroup.procs":        "10\n11\n",
+	}
+}
+
+func TestFakeCgroup(t *testing.T) {
+	const p = "kubepods/pod1/ctr"
+	tests := []struct {
+		name  string
+		mode  Mode
+		files map[string]string
+		check func(t *testing.T, s CgroupStats)
+	}{
+		{
+			name:  "v1 limited with swap accounting",
+			mode:  ModeV1,
+			files: fakeV1(p, 100000, 30000, 200000, true),
+			check: func(t *testing.T, s CgroupStats) {
+				eq(t, "usage core ns", s.CPU.UsageCoreNanoSeconds, 3000000000)
+				eq(t, "throttled periods", s.CPU.ThrottledPeriods, 2)
+				eq(t, "throttled ns", s.CPU.ThrottledNanoSeconds, 5000)
+				if s.CPU.UserNanoSeconds == 0 || s.CPU.SystemNanoSeconds == 0 {
+					t.Errorf("user/system = %d/%d, want both > 0", s.CPU.UserNanoSeconds, s.CPU.SystemNanoSeconds)
+				}
+				eq(t, "usage", s.Memory.UsageBytes, 100000)
+				eq(t, "working set", s.Memory.WorkingSetBytes, 70000)
+				eq(t, "limit", s.Memory.LimitBytes, 200000)
+				eq(t, "available", s.Memory.AvailableBytes, 130000)
+				eq(t, "rss", s.Memory.RSSBytes, 8192)
+				eq(t, "cache", s.Memory.CacheBytes, 4096)
+				eq(t, "mapped", s.Memory.MappedFileBytes, 1024)
+				eq(t, "swap", s.Memory.SwapBytes, 500)
+				eq(t, "swap limit", s.Memory.SwapLimitBytes, 1000)
+				eq(t, "pgfault", s.Memory.PageFaults, 77)
+				eq(t, "pgmajfault", s.Memory.MajorPageFaults, 3)
+				eq(t, "oom kills", s.Memory.OOMKills, 4)
+				eq(t, "pids", s.Pids.Current, 7)
+				eq(t, "pids limit (max)", s.Pids.Limit, 0)
+				eq(t, "processes", s.Processes, 2)
+				if s.CPUPressure != nil {
+					t.Errorf("v1 has no PSI, got %+v", s.CPUPressure)
+				}
+			},
+		},
+		{
+			name:  "v1 unlimited without swap accounting",
+			mode:  ModeV1,
+			files: fakeV1(p, 100000, 200000, 9223372036854771712, false),
+			check: func(t *testing.T, s CgroupStats) {
+				eq(t, "working set floors at 0", s.Memory.WorkingSetBytes, 0)
+				eq(t, "limit", s.Memory.LimitBytes, 0)
+				eq(t, "available", s.Memory.AvailableBytes, 0)
+				eq(t, "swap", s.Memory.SwapBytes, 0)
+			},
+		},
+		{
+			name:  "v2 unlimited",
+			mode:  ModeV2,
+			files: fakeV2(p, 100000, 30000, "max"),
+			check: func(t *testing.T, s CgroupStats) {
+				eq(t, "usage core ns", s.CPU.UsageCoreNanoSeconds, 3000000000)
+				eq(t, "user ns", s.CPU.UserNanoSeconds, 2000000000)
+				eq(t, "throttled ns", s.CPU.ThrottledNanoSeconds, 5000)
+				eq(t, "working set", s.Memory.WorkingSetBytes, 70000)
+				eq(t, "limit", s.Memory.LimitBytes, 0)
+				eq(t, "available", s.Memory.AvailableBytes, 0)
+				eq(t, "swap", s.Memory.SwapBytes, 500)
+				eq(t, "swap limit", s.Memory.SwapLimitBytes, 0)
+				eq(t, "oom kills", s.Memory.OOMKills, 4)
+				eq(t, "pids limit", s.Pids.Limit, 100)
+				eq(t, "processes", s.Processes, 2)
+				if s.CPUPressure == nil || s.CPUPressure.Some.TotalNanoSeconds != 100000 || s.CPUPressure.Some.Avg10 != 1.5 {
+					t.Errorf("cpu pressure = %+v, want some total 100000ns avg10 1.5", s.CPUPressure)
+				}
+			},
+		},
+		{
+			name:  "v2 limited",
+			mode:  ModeV2,
+			files: fakeV2(p, 100000, 30000, "200000"),
+			check: func(t *testing.T, s CgroupStats) {
+				eq(t, "limit", s.Memory.LimitBytes, 200000)
+				eq(t, "available", s.Memory.AvailableBytes, 130000)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tt.files)
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(tt.mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Mode() != tt.mode {
+				t.Fatalf("mode %v, want %v", c.Mode(), tt.mode)
+			}
+			s, err := c.Cgroup(context.Background(), "k", "/"+p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Timestamp.IsZero() {
+				t.Error("zero timestamp")
+			}
+			tt.check(t, s)
+
+			_, err = c.Cgroup(context.Background(), "gone", "/kubepods/pod1/gone")
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("missing cgroup: err = %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
+
+func eq(t *testing.T, what string, got, want uint64) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %d, want %d", what, got, want)
+	}
+}
+
+// TestNanoCores drives the rate computation with a fake clock and fake
+// cpuacct.usage values.
+func TestNanoCores(t *testing.T) {
+	const p = "ctr"
+	type step struct {
+		at     time.Duration // since the start
+		usage  uint64
+		forget bool // Forget the key before this step
+		want   uint64
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{name: "first sample is zero", steps: []step{{at: 0, usage: 1e9, want: 0}}},
+		{name: "one core", steps: []step{{0, 1e9, false, 0}, {2 * time.Second, 3e9, false, 1e9}}},
+		{name: "half a core", steps: []step{{0, 0, false, 0}, {4 * time.Second, 2e9, false, 5e8}}},
+		{name: "short window reuses last rate", steps: []step{
+			{0, 1e9, false, 0}, {2 * time.Second, 3e9, false, 1e9},
+			{2*time.Second + 100*time.Millisecond, 9e9, false, 1e9},
+			{4 * time.Second, 7e9, false, 2e9},
+		}},
+		{name: "counter reset starts over", steps: []step{{0, 5e9, false, 0}, {2 * time.Second, 1e9, false, 0}, {4 * time.Second, 3e9, false, 1e9}}},
+		{name: "forget starts over", steps: []step{{0, 1e9, false, 0}, {2 * time.Second, 3e9, true, 0}, {4 * time.Second, 5e9, false, 1e9}}},
+		{name: "big window does not overflow", steps: []step{{0, 0, false, 0}, {100 * time.Second, 64 * 100e9, false, 64e9}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, fakeV1(p, 1, 0, 0, false))
+			start := time.Unix(1700000000, 0)
+			now := start
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(ModeV1), withClock(func() time.Time { return now }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range tt.steps {
+				now = start.Add(st.at)
+				writeTree(t, root, map[string]string{"cpuacct/" + p + "/cpuacct.usage": strconv.FormatUint(st.usage, 10)})
+				if st.forget {
+					c.Forget("key")
+				}
+				s, err := c.Cgroup(context.Background(), "key", p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.CPU.UsageNanoCores != st.want {
+					t.Errorf("step %d: nano-cores = %d, want %d", i, s.CPU.UsageNanoCores, st.want)
+				}
+			}
+		})
+	}
+}
+
+func TestCgroupMounts(t *testing.T) {
+	tests := []struct {
+		name           string
+		mountinfo      string
+		wantV1, wantV2 string
+	}{
+		{
+			name: "hybrid",
+			mountinfo: `25 30 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+28 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+29 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+`,
+			wantV1: "/sys/fs/cgroup", wantV2: "/sys/fs/cgroup/unified",
+		},
+		{
+			name:      "unified",
+			mountinfo: "26 25 0:24 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+			wantV2:    "/sys/fs/cgroup",
+		},
+		{
+			name:      "named hierarchy only is not v1 controllers",
+			mountinfo: "27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n",
+		},
+		{
+			name:      "escaped mount point",
+			mountinfo: "29 25 0:27 / /cg\\040root/memory rw - cgroup cgroup rw,memory\n",
+			wantV1:    "/cg root",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "mountinfo")
+			if err := os.WriteFile(f, []byte(tt.mountinfo), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			v1, v2, err := cgroupMounts(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v1 != tt.wantV1 || v2 != tt.wantV2 {
+				t.Fatalf("cgroupMounts = %q, %q; want %q, %q", v1, v2, tt.wantV1, tt.wantV2)
+			}
+		})
+	}
+}
+
+func TestNewCollectorDetectsHost(t *testing.T) {
+	c, err := NewCollector()
+	if err != nil {
+		t.Skipf("no cgroups on this host: %v", err)
+	}
+	t.Logf("host: %v at %s", c.Mode(), c.Root())
+	if c.Root() == "" {
+		t.Fatal("empty root")
+	}
+}
+
+func TestProcessesCountsDescendants(t *testing.T) {
+	tests := []struct {
+		name  string
+		mode  Mode
+		files map[string]string
+		path  string
+		want  uint64
+	}{
+		{
+			name: "v2 pod with two containers",
+			mode: ModeV2,
+			files: merge(fakeV2("pod", 1, 0, "max"), map[string]string{
+				"pod/cgroup.procs":      "",
+				"pod/c1/cgroup.procs":   "1\n2\n",
+				"pod/c2/cgroup.procs":   "3\n",
+				"pod/c2/x/cgroup.procs": "4\n",
+			}),
+			path: "/pod", want: 4,
+		},
+		{
+			name: "v1 pod with one container",
+			mode: ModeV1,
+			files: merge(fakeV1("pod", 1, 0, 0, false), map[string]string{
+				"pids/pod/cgroup.procs":    "",
+				"pids/pod/c1/cgroup.procs": "1\n2\n3\n",
+			}),
+			path: "/pod", want: 3,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tt.files)
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(tt.mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Cgroup(context.Background(), "", tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "processes", s.Processes, tt.want)
+		})
+	}
+}
+
+func TestRetain(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, fakeV2("c", 1, 0, "max"))
+	c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(ModeV2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := c.Cgroup(ctx, k, "/c"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.DirUsage(ctx, k, root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Retain(func(k string) bool { return k == "b" })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cpu) != 1 || len(c.dirs) != 1 {
+		t.Fatalf("after Retain: %d cpu samples, %d dir entries; want 1 and 1", len(c.cpu), len(c.dirs))
+	}
+	if _, ok := c.cpu["b"]; !ok {
+		t.Fatal("kept key b was dropped")
+	}
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}

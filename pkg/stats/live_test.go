@@ -1,0 +1,242 @@
+package stats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testParent holds every cgroup the live tests create; a per-process child
+// keeps concurrent runs apart.
+const testParent = "/cri-runtimed-stats-test"
+
+// v1Controllers are the hierarchies the Collector reads on v1.
+var v1Controllers = [...]string{"cpu", "cpuacct", "memory", "pids"}
+
+// liveCollector returns a Collector for the host's cgroups, skipping unless
+// the test runs as root on a cgroup v1 host (the layout the live tests
+// create cgroups for).
+func liveCollector(t testing.TB) *Collector {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	c, err := NewCollector()
+	if err != nil {
+		t.Skipf("no cgroups: %v", err)
+	}
+	if c.Mode() != ModeV1 {
+		t.Skipf("live tests create cgroup v1 groups; host is %v", c.Mode())
+	}
+	for _, ctrl := range v1Controllers {
+		if _, err := os.Stat(filepath.Join(c.Root(), ctrl)); err != nil {
+			t.Skipf("controller %s not mounted: %v", ctrl, err)
+		}
+	}
+	return c
+}
+
+// makeCgroups creates the cgroups (paths below testParent/<pid>) in every
+// v1 controller and removes them, and the parents if empty, at cleanup.
+func makeCgroups(t testing.TB, root string, names ...string) []string {
+	t.Helper()
+	base := path.Join(testParent, strconv.Itoa(os.Getpid()))
+	var paths []string
+	for _, n := range names {
+		paths = append(paths, path.Join(base, n))
+	}
+	t.Cleanup(func() {
+		for _, ctrl := range v1Controllers {
+			for _, p := range paths {
+				rmdirCgroup(t, filepath.Join(root, ctrl, p))
+			}
+			_ = unix.Rmdir(filepath.Join(root, ctrl, base))
+			_ = unix.Rmdir(filepath.Join(root, ctrl, testParent)) // busy if another run is active
+		}
+	})
+	for _, ctrl := range v1Controllers {
+		for _, p := range paths {
+			if err := os.MkdirAll(filepath.Join(root, ctrl, p), 0o755); err != nil {
+				t.Fatalf("create cgroup: %v", err)
+			}
+		}
+	}
+	return paths
+}
+
+// rmdirCgroup removes an empty cgroup, retrying while the kernel finishes
+// tearing down a process that just exited (EBUSY).
+func rmdirCgroup(t testing.TB, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			t.Errorf("remove cgroup %s: %v", dir, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startWorkload starts the helper process, moves it into the cgroup at p
+// in every controller and lets it start allocating and spinning. It is
+// killed at cleanup, before the cgroups are removed.
+func startWorkload(t *testing.T, root, p string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	for _, ctrl := range v1Controllers {
+		procs := filepath.Join(root, ctrl, p, "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+			t.Fatalf("move workload into %s: %v", procs, err)
+		}
+	}
+	if _, err := io.WriteString(stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func TestLiveCgroup(t *testing.T) {
+	c := liveCollector(t)
+	ctx := context.Background()
+	p := makeCgroups(t, c.Root(), "live")[0]
+	cmd := startWorkload(t, c.Root(), p)
+
+	// Wait for the allocation to be charged.
+	var s1 CgroupStats
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		s1, err = c.Cgroup(ctx, "live", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s1.Memory.UsageBytes >= 32<<20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(minCPUInterval + 200*time.Millisecond)
+	s2, err := c.Cgroup(ctx, "live", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first: cpu %dns; second: cpu %dns %d nano-cores; memory usage %d working set %d rss %d; pids %d processes %d",
+		s1.CPU.UsageCoreNanoSeconds, s2.CPU.UsageCoreNanoSeconds, s2.CPU.UsageNanoCores,
+		s2.Memory.UsageBytes, s2.Memory.WorkingSetBytes, s2.Memory.RSSBytes, s2.Pids.Current, s2.Processes)
+
+	if s2.CPU.UsageCoreNanoSeconds <= s1.CPU.UsageCoreNanoSeconds {
+		t.Errorf("cpu usage did not grow: %d then %d", s1.CPU.UsageCoreNanoSeconds, s2.CPU.UsageCoreNanoSeconds)
+	}
+	// A spinning thread uses about one core; allow for a loaded host.
+	if s2.CPU.UsageNanoCores < 1e8 || s2.CPU.UsageNanoCores > 4e9 {
+		t.Errorf("nano-cores = %d, want about 1e9", s2.CPU.UsageNanoCores)
+	}
+	if s2.Memory.UsageBytes < 32<<20 {
+		t.Errorf("memory usage %d, want >= 32MiB", s2.Memory.UsageBytes)
+	}
+	if s2.Memory.WorkingSetBytes == 0 || s2.Memory.WorkingSetBytes > s2.Memory.UsageBytes {
+		t.Errorf("working set %d, usage %d", s2.Memory.WorkingSetBytes, s2.Memory.UsageBytes)
+	}
+	if s2.Memory.RSSBytes < 30<<20 {
+		t.Errorf("rss %d, want about 32MiB", s2.Memory.RSSBytes)
+	}
+	if s2.Memory.LimitBytes != 0 || s2.Memory.AvailableBytes != 0 {
+		t.Errorf("unlimited cgroup: limit %d available %d, want 0 0", s2.Memory.LimitBytes, s2.Memory.AvailableBytes)
+	}
+	if s2.Pids.Current < 1 {
+		t.Errorf("pids current %d, want >= 1", s2.Pids.Current)
+	}
+	if s2.Processes != 1 {
+		t.Errorf("processes %d, want 1", s2.Processes)
+	}
+
+	// A limit shows up as limit and available bytes.
+	limit := uint64(256 << 20)
+	if err := os.WriteFile(filepath.Join(c.Root(), "memory", p, "memory.limit_in_bytes"), []byte(strconv.FormatUint(limit, 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := c.Cgroup(ctx, "live", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.Memory.LimitBytes != limit || s3.Memory.AvailableBytes != limit-s3.Memory.WorkingSetBytes {
+		t.Errorf("limited: limit %d available %d working set %d", s3.Memory.LimitBytes, s3.Memory.AvailableBytes, s3.Memory.WorkingSetBytes)
+	}
+
+	// Once the workload is gone and its cgroup removed, reads say so.
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	for _, ctrl := range v1Controllers {
+		rmdirCgroup(t, filepath.Join(c.Root(), ctrl, p))
+	}
+	if _, err := c.Cgroup(ctx, "live", p); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removed cgroup: err = %v, want ErrNotFound", err)
+	}
+}
+
+// TestCgroup100 reads 100 cgroups in one round, as one ListContainerStats
+// on a full node does, and requires it to take well under a second.
+func TestCgroup100(t *testing.T) {
+	c := liveCollector(t)
+	paths := makeCgroups(t, c.Root(), names100()...)
+	ctx := context.Background()
+	start := time.Now()
+	for i, p := range paths {
+		if _, err := c.Cgroup(ctx, strconv.Itoa(i), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := time.Since(start)
+	t.Logf("100 cgroups read in %s", d)
+	if d >= time.Second {
+		t.Fatalf("reading 100 cgroups took %s, want < 1s", d)
+	}
+}
+
+func BenchmarkCgroup100(b *testing.B) {
+	c := liveCollector(b)
+	paths := makeCgroups(b, c.Root(), names100()...)
+	ctx := context.Background()
+	for b.Loop() {
+		for i, p := range paths {
+			if _, err := c.Cgroup(ctx, strconv.Itoa(i), p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func names100() []string {
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = fmt.Sprintf("c%03d", i)
+	}
+	return names
+}
