@@ -27,6 +27,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/server"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
+	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
@@ -105,7 +106,11 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	defer pods.Close()
 	defer ctrs.Close()
 
-	cri := server.New(cfg, images, pods, ctrs, network)
+	collector, err := stats.NewCollector()
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	cri := server.New(cfg, images, pods, ctrs, network, collector)
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
 		TLSCertFile:     cfg.Streaming.TLSCertFile,

@@ -70,3 +70,11 @@ func (c *Container) User() *specs.User {
 	}
 	return nil
 }
+
+// CgroupsPath is the container's linux.cgroupsPath, "" if unknown.
+func (c *Container) CgroupsPath() string {
+	if s := c.Spec(); s != nil && s.Linux != nil {
+		return s.Linux.CgroupsPath
+	}
+	return ""
+}

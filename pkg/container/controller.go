@@ -680,3 +680,26 @@ func (c *Controller) ReopenLog(ctx context.Context, id string) error {
 }
 
 var _ = specs.Spec{}
+
+// WritableLayer is the directory holding the container's own changes to
+// its root filesystem (the overlay upperdir, or the native copy).
+func (c *Controller) WritableLayer(ctx context.Context, ctr *Container) (string, error) {
+	mounts, err := c.snap.Mounts(ctx, ctr.Record().SnapshotKey)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range mounts {
+		for _, o := range m.Options {
+			if dir, ok := strings.CutPrefix(o, "upperdir="); ok {
+				return dir, nil
+			}
+		}
+		if m.Type == "bind" {
+			return m.Source, nil
+		}
+	}
+	return "", fmt.Errorf("container %s: no writable layer in its mounts", ctr.ID())
+}
+
+// SnapshotRoot is where writable layers live, for stats' mountpoints.
+func (c *Controller) SnapshotRoot() string { return c.snap.Root() }

@@ -40,10 +40,16 @@ func (s *Server) GetContainerEvents(req *runtimeapi.GetEventsRequest, stream grp
 }
 
 func (s *Server) podEvent(t runtimeapi.ContainerEventType, pod *podsandbox.Pod) {
+	if t == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT {
+		s.stats.Forget(pod.ID())
+	}
 	s.publish(t, pod.ID(), pod)
 }
 
 func (s *Server) containerEvent(t runtimeapi.ContainerEventType, ctr *container.Container) {
+	if t == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT {
+		s.stats.Forget(ctr.ID())
+	}
 	pod, ok := ctr.Pod().(*podsandbox.Pod)
 	if !ok {
 		klog.V(4).InfoS("Container event without a known pod", "container", ctr.ID())

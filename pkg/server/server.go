@@ -17,6 +17,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/events"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
 	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
 )
 
@@ -32,12 +33,13 @@ type Server struct {
 	ctrs   *container.Controller
 	stream *streaming.Server // set by SetStreaming
 	net    *cni.Manager
+	stats  *stats.Collector
 	events events.Queue[*runtimeapi.ContainerEventResponse]
 }
 
 // New returns a CRI server over the given services.
-func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network *cni.Manager) *Server {
-	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs, net: network}
+func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network *cni.Manager, collector *stats.Collector) *Server {
+	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs, net: network, stats: collector}
 	pods.SetLifecycleHook(s.podEvent)
 	ctrs.SetEventHook(s.containerEvent)
 	return s

@@ -1,0 +1,227 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
+)
+
+// ContainerStats reports one container's resource usage.
+func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	ctr, err := s.ctrs.Get(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containerStats(ctx, ctr)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
+}
+
+// ListContainerStats reports the usage of the containers the filter selects.
+func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	return &runtimeapi.ListContainerStatsResponse{Stats: s.listContainerStats(ctx, req.GetFilter())}, nil
+}
+
+// StreamContainerStats streams the same list in batches.
+func (s *Server) StreamContainerStats(req *runtimeapi.StreamContainerStatsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainerStatsResponse]) error {
+	items := s.listContainerStats(stream.Context(), req.GetFilter())
+	for len(items) > 0 {
+		n := min(streamBatch, len(items))
+		if err := stream.Send(&runtimeapi.StreamContainerStatsResponse{ContainerStats: items[:n]}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
+	ctrs := s.listContainers(&runtimeapi.ContainerFilter{Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()})
+	out := make([]*runtimeapi.ContainerStats, 0, len(ctrs))
+	for _, c := range ctrs {
+		ctr, err := s.ctrs.Get(c.Id)
+		if err != nil {
+			continue
+		}
+		st, err := s.containerStats(ctx, ctr)
+		if err != nil {
+			// Gone or stopped since it was listed: kubelet lists again.
+			klog.V(4).InfoS("Skipping container stats", "container", c.Id, "err", err)
+			continue
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// containerStats reads the container's cgroup and writable layer. An
+// exited container has no cgroup left and reports its attributes only.
+func (s *Server) containerStats(ctx context.Context, ctr *container.Container) (*runtimeapi.ContainerStats, error) {
+	cfg := ctr.Config()
+	now := time.Now()
+	st := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
+		Id: ctr.ID(), Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
+	}}
+	if cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.CgroupsPath()); err == nil {
+		st.Cpu = cg.CPUUsage()
+		st.Memory = cg.MemoryUsage()
+		st.Swap = cg.SwapUsage()
+		st.Io = cg.IOUsage()
+	} else if !errors.Is(err, stats.ErrNotFound) {
+		return nil, err
+	}
+	if dir, err := s.ctrs.WritableLayer(ctx, ctr); err == nil {
+		if b, inodes, err := s.stats.DirUsage(ctx, ctr.ID(), dir); err == nil {
+			st.WritableLayer = stats.FilesystemUsage(now, s.ctrs.SnapshotRoot(), b, inodes)
+		}
+	}
+	return st, nil
+}
+
+// PodSandboxStats reports one pod's usage, with its containers'.
+func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
+	pod, err := s.pods.Get(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.podStats(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PodSandboxStatsResponse{Stats: st}, nil
+}
+
+// ListPodSandboxStats reports the usage of the pods the filter selects.
+func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
+	return &runtimeapi.ListPodSandboxStatsResponse{Stats: s.listPodStats(ctx, req.GetFilter())}, nil
+}
+
+// StreamPodSandboxStats streams the same list in batches.
+func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxStatsResponse]) error {
+	items := s.listPodStats(stream.Context(), req.GetFilter())
+	for len(items) > 0 {
+		n := min(streamBatch, len(items))
+		if err := stream.Send(&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: items[:n]}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+func (s *Server) listPodStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
+	var out []*runtimeapi.PodSandboxStats
+	for _, p := range s.listPods(&runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()}) {
+		pod, err := s.pods.Get(p.Id)
+		if err != nil {
+			continue
+		}
+		st, err := s.podStats(ctx, pod)
+		if err != nil {
+			klog.V(4).InfoS("Skipping pod stats", "pod", p.Id, "err", err)
+			continue
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi.PodSandboxStats, error) {
+	cfg := pod.Config()
+	rec := pod.Record()
+	st := &runtimeapi.PodSandboxStats{
+		Attributes: &runtimeapi.PodSandboxAttributes{Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
+		Linux:      &runtimeapi.LinuxPodSandboxStats{},
+	}
+	if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent); err == nil {
+		st.Linux.Cpu = cg.CPUUsage()
+		st.Linux.Memory = cg.MemoryUsage()
+		st.Linux.Process = cg.ProcessUsage()
+		st.Linux.Io = cg.IOUsage()
+	} else if !errors.Is(err, stats.ErrNotFound) {
+		return nil, err
+	}
+	if rec.NetNSPath != "" && pod.Ready() {
+		if ifaces, err := stats.Network(ctx, rec.NetNSPath); err == nil {
+			st.Linux.Network = stats.NetworkUsage(time.Now(), ifaces, "eth0")
+		}
+	}
+	for _, ctr := range s.ctrs.ListByPod(rec.ID) {
+		if cs, err := s.containerStats(ctx, ctr); err == nil {
+			st.Linux.Containers = append(st.Linux.Containers, cs)
+		}
+	}
+	return st, nil
+}
+
+// ListMetricDescriptors lists the cAdvisor-style metrics this runtime
+// reports through ListPodSandboxMetrics.
+func (s *Server) ListMetricDescriptors(ctx context.Context, req *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
+	return &runtimeapi.ListMetricDescriptorsResponse{Descriptors: stats.MetricDescriptors()}, nil
+}
+
+// ListPodSandboxMetrics reports the metrics of every ready pod and its
+// containers.
+func (s *Server) ListPodSandboxMetrics(ctx context.Context, req *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
+	return &runtimeapi.ListPodSandboxMetricsResponse{PodMetrics: s.podMetrics(ctx)}, nil
+}
+
+// StreamPodSandboxMetrics streams the same metrics in batches.
+func (s *Server) StreamPodSandboxMetrics(req *runtimeapi.StreamPodSandboxMetricsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxMetricsResponse]) error {
+	items := s.podMetrics(stream.Context())
+	for len(items) > 0 {
+		n := min(streamBatch/10+1, len(items))
+		if err := stream.Send(&runtimeapi.StreamPodSandboxMetricsResponse{PodSandboxMetrics: items[:n]}); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+func (s *Server) podMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics {
+	var out []*runtimeapi.PodSandboxMetrics
+	now := time.Now()
+	for _, pod := range s.pods.List() {
+		if !pod.Ready() {
+			continue
+		}
+		rec := pod.Record()
+		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: rec.ID}
+		in := stats.MetricsInput{ID: rec.ID, Name: "POD", Now: now, StartTime: rec.CreatedAt}
+		if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent); err == nil {
+			in.Cgroup = &cg
+		}
+		if rec.NetNSPath != "" {
+			if ifaces, err := stats.Network(ctx, rec.NetNSPath); err == nil {
+				in.Interfaces = ifaces
+			}
+		}
+		pm.Metrics = stats.ContainerMetrics(in)
+		for _, ctr := range s.ctrs.ListByPod(rec.ID) {
+			crec := ctr.Record()
+			cin := stats.MetricsInput{ID: crec.ID, Name: ctr.Config().GetMetadata().GetName(), Image: crec.ImageRef, Now: now, StartTime: crec.StartedAt}
+			if cg, err := s.stats.Cgroup(ctx, crec.ID, ctr.CgroupsPath()); err == nil {
+				cin.Cgroup = &cg
+			}
+			if dir, err := s.ctrs.WritableLayer(ctx, ctr); err == nil {
+				if b, inodes, err := s.stats.DirUsage(ctx, crec.ID, dir); err == nil {
+					cin.Filesystem = &stats.FilesystemStats{Device: s.ctrs.SnapshotRoot(), UsedBytes: b, InodesUsed: inodes}
+				}
+			}
+			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: crec.ID, Metrics: stats.ContainerMetrics(cin)})
+		}
+		out = append(out, pm)
+	}
+	return out
+}
