@@ -29,8 +29,13 @@ type Container struct {
 // ID is the container's 64-hex-character ID.
 func (c *Container) ID() string { return c.rec.ID }
 
-// Config is the CRI config the container was created with.
-func (c *Container) Config() *runtimeapi.ContainerConfig { return c.cfg }
+// Config is the CRI config the container was created with, with the
+// resources of its last update.
+func (c *Container) Config() *runtimeapi.ContainerConfig {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg
+}
 
 // Record returns a copy of the container's record.
 func (c *Container) Record() meta.Container {

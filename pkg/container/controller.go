@@ -703,3 +703,59 @@ func (c *Controller) WritableLayer(ctx context.Context, ctr *Container) (string,
 
 // SnapshotRoot is where writable layers live, for stats' mountpoints.
 func (c *Controller) SnapshotRoot() string { return c.snap.Root() }
+
+// UpdateResources applies new resource limits to a running (or created)
+// container through the OCI runtime, and records them so that status
+// reports them, also after a restart of the daemon.
+func (c *Controller) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
+	if r == nil {
+		return fmt.Errorf("%w: linux resources are empty", ErrInvalid)
+	}
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	ctr.op.Lock()
+	defer ctr.op.Unlock()
+	rec := ctr.Record()
+	if rec.State != meta.ContainerRunning && rec.State != meta.ContainerCreated {
+		return fmt.Errorf("%w: cannot update the resources of container %s: it is %s", ErrState, rec.ID, rec.State)
+	}
+	res, err := oci.ResourcesFromCRI(r)
+	if err != nil {
+		return err
+	}
+	// Devices are the container's own; an update must not replace them.
+	res.Devices = nil
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode resources: %w", err)
+	}
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
+	}
+	if err := cl.Update(ctx, rec.ID, raw); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
+	cfg := proto.Clone(ctr.cfg).(*runtimeapi.ContainerConfig)
+	if cfg.Linux == nil {
+		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
+	}
+	cfg.Linux.Resources = r
+	b, err := proto.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode container config: %w", err)
+	}
+	ctr.mu.Lock()
+	ctr.cfg = cfg
+	ctr.rec.Config = b
+	ctr.rec.Resources = raw
+	saved := ctr.rec
+	ctr.mu.Unlock()
+	if err := c.db.PutContainer(saved); err != nil {
+		return fmt.Errorf("save container record: %w", err)
+	}
+	klog.V(2).InfoS("Container resources updated", "container", rec.ID)
+	return nil
+}

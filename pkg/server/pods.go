@@ -10,6 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
@@ -186,4 +187,22 @@ func labelsMatch(labels, selector map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// UpdatePodSandboxResources validates the pod's new resources. kubelet
+// resizes the pod cgroup itself; the call tells the runtime (and NRI
+// plugins, once they exist) what changed.
+func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
+	if _, err := s.pods.Get(req.GetPodSandboxId()); err != nil {
+		return nil, err
+	}
+	for field, r := range map[string]*runtimeapi.LinuxContainerResources{"resources": req.GetResources(), "overhead": req.GetOverhead()} {
+		if r == nil {
+			continue
+		}
+		if err := oci.ValidateResources(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
 }
