@@ -24,7 +24,7 @@ DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-regis
 export CGO_ENABLED := 1
 BUILD_TAGS  := netgo,osusergo
 
-.PHONY: all deps build test unit e2e lint run install clean
+.PHONY: all deps build test unit e2e lint run install clean cni-config
 
 all: build
 
@@ -54,12 +54,23 @@ e2e: build
 
 test: deps unit e2e
 
-run: deps build
+CNI_CONF_DIR ?= /etc/cni/net.d
+
+run: deps build cni-config
 	@mkdir -p /etc/cri-runtimed/certs.d
 	@[ -f $(CONFIG) ] || ./$(BIN) config default > $(CONFIG)
 	./$(BIN) --config $(CONFIG)
 
-install: build
+# cni-config installs the default network (deploy/cni) only where no CNI
+# config exists yet: a cluster's own CNI plugin takes precedence.
+cni-config:
+	@mkdir -p $(CNI_CONF_DIR)
+	@if ! ls $(CNI_CONF_DIR)/*.conf $(CNI_CONF_DIR)/*.conflist $(CNI_CONF_DIR)/*.json >/dev/null 2>&1; then \
+		install -m 0644 deploy/cni/10-cri-runtimed.conflist $(CNI_CONF_DIR)/; \
+		echo "installed the default CNI network in $(CNI_CONF_DIR)"; \
+	fi
+
+install: build cni-config
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cri-runtimed
 	install -d -m 0755 $(DESTDIR)/etc/cri-runtimed/certs.d
 	[ -f $(DESTDIR)$(CONFIG) ] || ./$(BIN) config default > $(DESTDIR)$(CONFIG)
