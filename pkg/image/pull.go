@@ -100,12 +100,9 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	default:
 		return meta.Image{}, fmt.Errorf("%w: manifest %s has unsupported media type %q", ErrInvalidImage, manifestDesc.Digest, mediaType)
 	}
-	var manifest ocispec.Manifest
-	if err := json.Unmarshal(body, &manifest); err != nil {
-		return meta.Image{}, fmt.Errorf("%w: decode manifest %s: %v", ErrInvalidImage, manifestDesc.Digest, err)
-	}
-	if err := manifest.Config.Digest.Validate(); err != nil {
-		return meta.Image{}, fmt.Errorf("%w: manifest %s: config digest: %v", ErrInvalidImage, manifestDesc.Digest, err)
+	manifest, err := parseManifest(body, manifestDesc.Digest)
+	if err != nil {
+		return meta.Image{}, err
 	}
 	if err := lease.add(manifest.Config.Digest.String()); err != nil {
 		return meta.Image{}, err
@@ -114,23 +111,9 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	if err != nil {
 		return meta.Image{}, err
 	}
-	var cfg ocispec.Image
-	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
-		return meta.Image{}, fmt.Errorf("%w: decode config %s: %v", ErrInvalidImage, manifest.Config.Digest, err)
-	}
-	if len(cfg.RootFS.DiffIDs) != len(manifest.Layers) {
-		return meta.Image{}, fmt.Errorf("%w: config %s lists %d diff IDs for %d layers", ErrInvalidImage, manifest.Config.Digest, len(cfg.RootFS.DiffIDs), len(manifest.Layers))
-	}
-	for i, l := range manifest.Layers {
-		if err := l.Digest.Validate(); err != nil {
-			return meta.Image{}, fmt.Errorf("%w: layer %d digest: %v", ErrInvalidImage, i, err)
-		}
-		if err := cfg.RootFS.DiffIDs[i].Validate(); err != nil {
-			return meta.Image{}, fmt.Errorf("%w: diff ID %d: %v", ErrInvalidImage, i, err)
-		}
-		if l.Size < 0 {
-			return meta.Image{}, fmt.Errorf("%w: layer %s has negative size", ErrInvalidImage, l.Digest)
-		}
+	cfg, err := parseConfig(cfgBytes, manifest)
+	if err != nil {
+		return meta.Image{}, err
 	}
 	chainIDs := ChainIDs(cfg.RootFS.DiffIDs)
 	for i := range chainIDs {
@@ -188,6 +171,54 @@ func unionDigests(a, b []digest.Digest) []digest.Digest {
 	}
 	return out
 }
+
+// parseManifest decodes an image manifest from a registry and checks what
+// the pull relies on: valid digests and sane sizes.
+func parseManifest(body []byte, dgst digest.Digest) (ocispec.Manifest, error) {
+	var manifest ocispec.Manifest
+	if err := json.Unmarshal(body, &manifest); err != nil {
+		return manifest, fmt.Errorf("%w: decode manifest %s: %v", ErrInvalidImage, dgst, err)
+	}
+	if err := manifest.Config.Digest.Validate(); err != nil {
+		return manifest, fmt.Errorf("%w: manifest %s: config digest: %v", ErrInvalidImage, dgst, err)
+	}
+	if manifest.Config.Size < 0 {
+		return manifest, fmt.Errorf("%w: manifest %s: negative config size", ErrInvalidImage, dgst)
+	}
+	if len(manifest.Layers) > maxLayers {
+		return manifest, fmt.Errorf("%w: manifest %s has %d layers, more than %d", ErrInvalidImage, dgst, len(manifest.Layers), maxLayers)
+	}
+	for i, l := range manifest.Layers {
+		if err := l.Digest.Validate(); err != nil {
+			return manifest, fmt.Errorf("%w: manifest %s: layer %d digest: %v", ErrInvalidImage, dgst, i, err)
+		}
+		if l.Size < 0 {
+			return manifest, fmt.Errorf("%w: manifest %s: layer %s has negative size", ErrInvalidImage, dgst, l.Digest)
+		}
+	}
+	return manifest, nil
+}
+
+// parseConfig decodes an image config and checks it against its manifest.
+func parseConfig(b []byte, manifest ocispec.Manifest) (ocispec.Image, error) {
+	var cfg ocispec.Image
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("%w: decode config %s: %v", ErrInvalidImage, manifest.Config.Digest, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(manifest.Layers) {
+		return cfg, fmt.Errorf("%w: config %s lists %d diff IDs for %d layers", ErrInvalidImage, manifest.Config.Digest, len(cfg.RootFS.DiffIDs), len(manifest.Layers))
+	}
+	for i, d := range cfg.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return cfg, fmt.Errorf("%w: config %s: diff ID %d: %v", ErrInvalidImage, manifest.Config.Digest, i, err)
+		}
+	}
+	return cfg, nil
+}
+
+// maxLayers bounds a manifest's layer list: overlay cannot stack more
+// than a few hundred lower directories anyway.
+const maxLayers = 500
 
 // ChainIDs computes the chain ID of each layer from the diff IDs, as the
 // OCI image spec defines it: a layer's snapshot is identified by the whole

@@ -118,6 +118,14 @@ func SelectPlatform(index []byte, platform ocispec.Platform) (ocispec.Descriptor
 			}
 			got := normalize(*m.Platform)
 			if got.OS == want.OS && got.Architecture == want.Architecture && got.Variant == v {
+				// The registry's index is untrusted: its entry must name a
+				// manifest we can fetch and verify.
+				if err := m.Digest.Validate(); err != nil {
+					return ocispec.Descriptor{}, fmt.Errorf("index entry for %s: invalid digest %q: %w", platformString(got), m.Digest, err)
+				}
+				if m.Size < 0 {
+					return ocispec.Descriptor{}, fmt.Errorf("index entry for %s: negative size", platformString(got))
+				}
 				return m, nil
 			}
 		}
