@@ -30,7 +30,7 @@ func FuzzContainerSpec(f *testing.F) {
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"NET_ADMIN"}, DropCapabilities: []string{"ALL"}},
 				RunAsUser:    &runtimeapi.Int64Value{Value: 1000}, ReadonlyRootfs: true, NoNewPrivs: true,
-				Seccomp:      &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
+				Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault},
 			},
 		},
 	}, pod)
