@@ -2,8 +2,11 @@ package oci
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -49,6 +52,36 @@ func AllCapabilities() []string {
 		"CAP_CHECKPOINT_RESTORE",
 	}
 }
+
+// GrantableCapabilities are the capabilities in this process's bounding
+// set, in AllCapabilities order (which is the kernel's bit order).
+func GrantableCapabilities() []string { return slices.Clone(grantableOnce()) }
+
+var grantableOnce = sync.OnceValue(func() []string {
+	all := AllCapabilities()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return all
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "CapBnd:")
+		if !ok {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			return all
+		}
+		var out []string
+		for bit, name := range all {
+			if mask&(1<<bit) != 0 {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	return all
+})
 
 // DefaultMaskedPaths are hidden from unprivileged containers: they leak
 // host information or expose kernel interfaces that have been used to
@@ -119,9 +152,13 @@ func normalizeCap(c string) string {
 // drop=[ALL], add=[NET_BIND_SERVICE] means only NET_BIND_SERVICE.
 func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*specs.LinuxCapabilities, error) {
 	known := AllCapabilities()
+	// "Everything" means everything the daemon can hand out: a node may
+	// withhold some (no CAP_SYS_RESOURCE here), and runc refuses to start
+	// a container asking for a capability outside its own bounding set.
+	grantable := GrantableCapabilities()
 	var set []string
 	if privileged {
-		set = known
+		set = grantable
 	} else {
 		set = DefaultCapabilities()
 	}
@@ -130,6 +167,9 @@ func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*sp
 		n := normalizeCap(a)
 		if n != "ALL" && !slices.Contains(known, n) {
 			return nil, invalid(fmt.Sprintf(prefix+".add_capabilities[%d]", i), "unknown capability %q", a)
+		}
+		if n != "ALL" && !slices.Contains(grantable, n) {
+			return nil, invalid(fmt.Sprintf(prefix+".add_capabilities[%d]", i), "capability %q is not available on this node (the runtime does not hold it)", a)
 		}
 		add = append(add, n)
 	}
@@ -156,7 +196,7 @@ func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*sp
 	}
 	if !privileged {
 		if slices.Contains(add, "ALL") {
-			set = known
+			set = grantable
 		}
 		if slices.Contains(drop, "ALL") {
 			set = nil

@@ -370,7 +370,10 @@ func (s *server) watch(c *container, pid int, ch <-chan reaper.Exit) {
 	case c.startErr != nil:
 		st.ExitCode = startErrorExitCode
 		st.Reason, st.Message = ReasonStartError, runtimeMessage(c.startErr)
-	case e.Signal == syscall.SIGKILL && c.oomAt >= 0 && oomKills(c.oom) > c.oomAt:
+	case c.oomAt >= 0 && oomKills(c.oom) > c.oomAt:
+		// The kernel killed some process of the container for memory: the
+		// main one, or a child whose death made it exit. kubelet reports
+		// either as OOMKilled, as other runtimes do.
 		st.OOMKilled = true
 		st.Reason = ReasonOOMKilled
 	case e.Status == 0:
