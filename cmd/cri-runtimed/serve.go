@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,6 +113,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("stats: %w", err)
 	}
 	cri := server.New(cfg, images, pods, ctrs, network, collector)
+	cri.SetHandlerFeatures(handlerFeatures(ctx, cfg))
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
 		TLSCertFile:     cfg.Streaming.TLSCertFile,
@@ -354,4 +357,28 @@ func lookupGroup(name string) (int, error) {
 		return 0, errors.New("grpc.group: non-numeric gid " + grp.Gid)
 	}
 	return gid, nil
+}
+
+// handlerFeatures asks each OCI runtime what it supports (`<runtime>
+// features`, from the OCI runtime features spec); a runtime that cannot
+// tell supports nothing optional.
+func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]server.HandlerFeatures {
+	out := map[string]server.HandlerFeatures{}
+	for name, h := range cfg.Runtime.Handlers {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		b, err := exec.CommandContext(fctx, h.Binary, "features").Output()
+		cancel()
+		if err != nil {
+			klog.V(2).InfoS("OCI runtime did not report its features", "handler", name, "err", err)
+			continue
+		}
+		var f struct {
+			MountOptions []string `json:"mountOptions"`
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			continue
+		}
+		out[name] = server.HandlerFeatures{RecursiveReadOnly: slices.Contains(f.MountOptions, "rro")}
+	}
+	return out
 }

@@ -20,9 +20,9 @@ const DefaultPath = "/etc/cri-runtimed/config.toml"
 // Config is the daemon configuration.
 type Config struct {
 	// Root holds persistent state: meta.db, content/, snapshots/.
-	Root string `toml:"root" comment:"Persistent state: meta.db, content/ and snapshots/."`
+	Root string `toml:"root" json:"rootDir" comment:"Persistent state: meta.db, content/ and snapshots/."`
 	// State holds volatile state: the socket, shim sockets, netns pins.
-	State string `toml:"state" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
+	State string `toml:"state" json:"stateDir" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
 
 	GRPC    GRPC    `toml:"grpc"`
 	Image   Image   `toml:"image"`

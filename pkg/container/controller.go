@@ -26,6 +26,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+	"github.com/cri-runtimed/cri-runtimed/pkg/userns"
 )
 
 // ErrExecTimeout: an ExecSync command ran past its timeout and was killed.
@@ -226,8 +227,21 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err != nil {
 		return "", fmt.Errorf("prepare rootfs: %w", err)
 	}
-	if err := snapshot.MountAll(mounts, rootfs); err != nil {
-		return "", fmt.Errorf("mount rootfs: %w", err)
+	uids, gids, err := oci.PodUserNamespace(pod.Config())
+	if err != nil {
+		return "", err
+	}
+	if uids == nil {
+		if err := snapshot.MountAll(mounts, rootfs); err != nil {
+			return "", fmt.Errorf("mount rootfs: %w", err)
+		}
+	} else {
+		// In a pod with a user namespace the image's files (owned by host
+		// root on disk) are shown through idmapped layers as owned by the
+		// pod's root.
+		if err := userns.MountRootfs(mounts, rootfs, filepath.Join(bundle, "idmap"), uids, gids); err != nil {
+			return "", fmt.Errorf("mount rootfs for the pod's user namespace: %w", err)
+		}
 	}
 	if err := createHostPaths(cfg); err != nil {
 		return "", err
@@ -525,8 +539,7 @@ func (c *Controller) teardown(ctx context.Context, ctr *Container) error {
 		ctr.pod.ForceDelete(ctx, id)
 	}
 	bundle := ctr.pod.BundleDir(id)
-	rootfs := filepath.Join(bundle, "rootfs")
-	if err := snapshot.UnmountAll(rootfs); err != nil {
+	if err := userns.UnmountRootfs(filepath.Join(bundle, "rootfs"), filepath.Join(bundle, "idmap")); err != nil {
 		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
 	}
 	if err := c.snap.Remove(ctx, ctr.rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {

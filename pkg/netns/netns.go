@@ -352,3 +352,36 @@ func switchAndRun(enter, fn func() error) (r threadResult) {
 	r.panicked = false
 	return r
 }
+
+// Pin pins an existing network namespace (nsPath, e.g. /proc/<pid>/ns/net
+// of a pod's sandbox process) at dir/name and brings its lo up. Pods with a
+// user namespace need this: their network namespace must be owned by the
+// pod's user namespace, so the sandbox process creates it and the daemon
+// pins it afterwards.
+func Pin(ctx context.Context, dir, name, nsPath string) (*NetNS, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	if err := prepareDir(dir); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return nil, fmt.Errorf("create netns pin: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, errors.Join(fmt.Errorf("create netns pin: %w", err), Remove(path))
+	}
+	if err := unix.Mount(nsPath, path, "none", unix.MS_BIND, ""); err != nil {
+		return nil, errors.Join(fmt.Errorf("bind mount %s on %s: %w", nsPath, path, err), Remove(path))
+	}
+	ns := &NetNS{path: path}
+	if err := ns.Do(loopbackUp); err != nil {
+		return nil, errors.Join(err, Remove(path))
+	}
+	return ns, nil
+}

@@ -237,6 +237,21 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 	}
 	s.Annotations[AnnotationImageName] = imageName
 
+	// User namespace: the pod's, when it has one.
+	uids, gids, err := userNamespace(sandboxCfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions())
+	if err != nil {
+		return nil, err
+	}
+	if uids != nil {
+		if privileged {
+			return nil, invalid("linux.security_context.privileged", "privileged containers cannot run in a pod with a user namespace")
+		}
+		p, err := sandboxUserNamespacePath(info.Pid)
+		if err != nil {
+			return nil, err
+		}
+		withUserNamespace(s, p, uids, gids)
+	}
 	if err := applyOpts(s, opts); err != nil {
 		return nil, err
 	}

@@ -173,6 +173,14 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 		s.Annotations[AnnotationSandboxMemory] = strconv.FormatInt(r.GetMemoryLimitInBytes(), 10)
 	}
 
+	uids, gids, err := userNamespace(nsOpts.GetUsernsOptions())
+	if err != nil {
+		return nil, err
+	}
+	if uids != nil && (hostNet || hostPID || hostIPC) {
+		return nil, invalid(usernsField, "a pod with a user namespace cannot share the host's network, pid or ipc namespace")
+	}
+	withUserNamespace(s, "", uids, gids)
 	if err := applyOpts(s, opts); err != nil {
 		return nil, err
 	}

@@ -271,27 +271,17 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		return "", fmt.Errorf("create pod directory: %w", err)
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE {
-		ns, err := netns.Create(ctx, c.opts.NetNSDir, id)
-		if err != nil {
-			return "", fmt.Errorf("create network namespace: %w", err)
-		}
-		pod.rec.NetNSPath = ns.Path()
-		if err := c.db.PutSandbox(pod.rec); err != nil {
-			return "", fmt.Errorf("save pod record: %w", err)
-		}
-		if c.opts.Network != nil {
-			// A failed ADD already ran DEL; teardown's DEL is a no-op then.
-			res, err := c.opts.Network.Setup(ctx, cniPod(pod.rec, cfg))
-			if err != nil {
-				return "", fmt.Errorf("set up pod network: %w", err)
-			}
-			for _, ip := range res.IPs {
-				pod.rec.IPs = append(pod.rec.IPs, ip.String())
-			}
-			if err := c.db.PutSandbox(pod.rec); err != nil {
-				return "", fmt.Errorf("save pod record: %w", err)
-			}
+	podNet := nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE
+	uids, gids, err := oci.PodUserNamespace(cfg)
+	if err != nil {
+		return "", err
+	}
+	// A pod with a user namespace needs a network namespace that user
+	// namespace owns: its sandbox process makes it, and it is pinned and
+	// attached once that process runs.
+	if podNet && uids == nil {
+		if err := c.attachNetwork(ctx, pod, ""); err != nil {
+			return "", err
 		}
 	}
 	hostname := cfg.GetHostname()
@@ -337,12 +327,22 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		oci.WithCgroupsPath(oci.CgroupsPath(c.opts.CgroupDriver, pod.rec.CgroupParent, id)),
 	}
 	if c.opts.SandboxImage != nil {
+		if uids != nil {
+			return "", fmt.Errorf("%w: pods with a user namespace need the built-in pause, not sandbox_image", ErrInvalid)
+		}
 		args, err := c.opts.SandboxImage.Mount(ctx, id, rootfs)
 		if err != nil {
 			return "", err
 		}
 		opts = append(opts, oci.WithProcessArgs(args...))
 	} else {
+		if uids != nil {
+			// The empty rootfs must belong to the pod's root, which creates
+			// the mount points in it.
+			if err := os.Chown(rootfs, int(uids[0].HostID), int(gids[0].HostID)); err != nil {
+				return "", fmt.Errorf("chown sandbox rootfs: %w", err)
+			}
+		}
 		opts = append(opts, oci.WithRootfsReadonly(), oci.WithProcessArgs(pause.ContainerPath, pause.Arg), withPauseBinary(c.opts.Binary))
 	}
 	spec, err := oci.SandboxSpec(id, cfg, pod.info(), opts...)
@@ -361,6 +361,11 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	}
 	if st.Status != shim.StatusRunning {
 		return "", fmt.Errorf("sandbox container exited at start (code %d): %s", st.ExitCode, st.Message)
+	}
+	if podNet && uids != nil {
+		if err := c.attachNetwork(ctx, pod, fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
+			return "", err
+		}
 	}
 	pod.rec.Pid = st.Pid
 	pod.rec.State = meta.SandboxReady
@@ -624,4 +629,44 @@ func cniPod(rec meta.Sandbox, cfg *runtimeapi.PodSandboxConfig) cni.Pod {
 		p.DNS = &cni.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}
 	}
 	return p
+}
+
+// attachNetwork pins the pod's network namespace (a new one, or the one at
+// nsPath) and runs CNI ADD in it, recording each step before the next.
+func (c *Controller) attachNetwork(ctx context.Context, pod *Pod, nsPath string) error {
+	var ns *netns.NetNS
+	var err error
+	if nsPath == "" {
+		ns, err = netns.Create(ctx, c.opts.NetNSDir, pod.rec.ID)
+	} else {
+		ns, err = netns.Pin(ctx, c.opts.NetNSDir, pod.rec.ID, nsPath)
+	}
+	if err != nil {
+		return fmt.Errorf("create network namespace: %w", err)
+	}
+	pod.mu.Lock()
+	pod.rec.NetNSPath = ns.Path()
+	rec := pod.rec
+	pod.mu.Unlock()
+	if err := c.db.PutSandbox(rec); err != nil {
+		return fmt.Errorf("save pod record: %w", err)
+	}
+	if c.opts.Network == nil {
+		return nil
+	}
+	// A failed ADD already ran DEL; teardown's DEL is a no-op then.
+	res, err := c.opts.Network.Setup(ctx, cniPod(rec, pod.cfg))
+	if err != nil {
+		return fmt.Errorf("set up pod network: %w", err)
+	}
+	pod.mu.Lock()
+	for _, ip := range res.IPs {
+		pod.rec.IPs = append(pod.rec.IPs, ip.String())
+	}
+	rec = pod.rec
+	pod.mu.Unlock()
+	if err := c.db.PutSandbox(rec); err != nil {
+		return fmt.Errorf("save pod record: %w", err)
+	}
+	return nil
 }

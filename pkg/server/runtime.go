@@ -45,9 +45,17 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		}},
 	}
 	for _, name := range s.handlerNames() {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+		h := name
+		if h == "" {
+			h = s.cfg.Runtime.DefaultHandler
+		}
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{
+			// Pods get user namespaces from the mappings kubelet sends.
+			UserNamespaces:          true,
+			RecursiveReadOnlyMounts: s.handlerFeatures[h].RecursiveReadOnly,
+		}})
 	}
-	resp.Features = &runtimeapi.RuntimeFeatures{}
+	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)
 		if err != nil {

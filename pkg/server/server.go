@@ -34,7 +34,9 @@ type Server struct {
 	stream *streaming.Server // set by SetStreaming
 	net    *cni.Manager
 	stats  *stats.Collector
-	events events.Queue[*runtimeapi.ContainerEventResponse]
+	// handlerFeatures is what each OCI runtime said it supports.
+	handlerFeatures map[string]HandlerFeatures
+	events          events.Queue[*runtimeapi.ContainerEventResponse]
 }
 
 // New returns a CRI server over the given services.
@@ -44,6 +46,15 @@ func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller,
 	ctrs.SetEventHook(s.containerEvent)
 	return s
 }
+
+// HandlerFeatures are optional abilities of one OCI runtime.
+type HandlerFeatures struct {
+	// RecursiveReadOnly: the runtime knows the "rro" mount option.
+	RecursiveReadOnly bool
+}
+
+// SetHandlerFeatures records what each runtime handler supports.
+func (s *Server) SetHandlerFeatures(f map[string]HandlerFeatures) { s.handlerFeatures = f }
 
 // Register adds both CRI services to g.
 func (s *Server) Register(g *grpc.Server) {
