@@ -262,7 +262,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
 			if err := c.teardown(cctx, pod); err != nil {
-				klog.ErrorS(err, "Cleaning up failed pod sandbox", "pod", id)
+				klog.ErrorS(err, "Cleaning up failed pod sandbox", "pod", pod.rec.ID)
 			}
 			c.names.Release(name)
 		}
@@ -592,12 +592,22 @@ func (c *Controller) teardownNetwork(ctx context.Context, rec meta.Sandbox, cfg 
 	if netnsPath == "" {
 		netnsPath = filepath.Join(c.opts.NetNSDir, rec.ID)
 	}
-	if !fileExists(netnsPath) {
+	// Only a live namespace is handed to the plugins: a crash can leave a
+	// pin file that was never mounted, which plugins refuse outright.
+	if _, err := netns.Open(netnsPath); err != nil {
 		netnsPath = ""
 	}
 	r := rec
 	r.NetNSPath = netnsPath
 	if err := c.opts.Network.Teardown(ctx, cniPod(r, cfg)); err != nil {
+		if len(rec.IPs) == 0 {
+			// The pod never got its network (its ADD failed, and a failed
+			// ADD runs DEL itself, or it crashed before): a DEL failing now,
+			// typically on a broken config, must not keep the rest of the
+			// pod alive forever.
+			klog.ErrorS(err, "CNI DEL of a pod that never got its network failed; removing the pod anyway", "pod", rec.ID)
+			return nil
+		}
 		return fmt.Errorf("tear down pod network: %w", err)
 	}
 	return nil

@@ -38,10 +38,18 @@ func (c *Controller) Recover(ctx context.Context) error {
 		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.opts.Handlers[rec.RuntimeHandler], hostname: rec.Extra[extraHostname]}
 		if rec.State == meta.SandboxCreating || cfg.GetMetadata() == nil {
 			klog.InfoS("Removing pod sandbox whose creation was interrupted", "pod", rec.ID)
-			if err := c.teardown(ctx, pod); err != nil {
-				return fmt.Errorf("clean up interrupted pod %s: %w", rec.ID, err)
+			err := c.teardown(ctx, pod)
+			if err == nil {
+				continue
 			}
-			continue
+			// The daemon must start anyway: the pod stays listed, not
+			// ready, for kubelet (or an operator) to remove once whatever
+			// failed (a CNI config, say) is fixed.
+			klog.ErrorS(err, "Cleaning up an interrupted pod failed; keeping it as not ready", "pod", rec.ID)
+			pod.rec.State = meta.SandboxNotReady
+			if cfg.GetMetadata() == nil {
+				continue
+			}
 		}
 		if err := c.names.Reserve(rec.Name, rec.ID); err != nil {
 			return fmt.Errorf("pod %s: %w", rec.ID, err)
