@@ -280,7 +280,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	// namespace owns: its sandbox process makes it, and it is pinned and
 	// attached once that process runs.
 	if podNet && uids == nil {
-		if err := c.attachNetwork(ctx, pod, ""); err != nil {
+		if err := c.pinNetwork(ctx, pod, ""); err != nil {
 			return "", err
 		}
 	}
@@ -297,6 +297,23 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	pod.rec.Extra[extraHostname] = hostname
 	if err := writePodFiles(filesIn(pod.dir), hostname, cfg); err != nil {
 		return "", err
+	}
+	// CNI ADD (tens of milliseconds: veth, IPAM, iptables) runs while the
+	// shim and the sandbox process start; it only needs the pinned netns.
+	// Every return below waits for it first, so cleanup never races it.
+	var netDone chan error
+	waitNet := func() error {
+		if netDone == nil {
+			return nil
+		}
+		err := <-netDone
+		netDone = nil
+		return err
+	}
+	defer func() { _ = waitNet() }()
+	if podNet && uids == nil {
+		netDone = make(chan error, 1)
+		go func() { netDone <- c.setupNetwork(ctx, pod) }()
 	}
 
 	shimBin := c.opts.ShimBinary
@@ -363,13 +380,22 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		return "", fmt.Errorf("sandbox container exited at start (code %d): %s", st.ExitCode, st.Message)
 	}
 	if podNet && uids != nil {
-		if err := c.attachNetwork(ctx, pod, fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
+		if err := c.pinNetwork(ctx, pod, fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
+			return "", err
+		}
+		if err := c.setupNetwork(ctx, pod); err != nil {
 			return "", err
 		}
 	}
+	if err := waitNet(); err != nil {
+		return "", err
+	}
+	pod.mu.Lock()
 	pod.rec.Pid = st.Pid
 	pod.rec.State = meta.SandboxReady
-	if err := c.db.PutSandbox(pod.rec); err != nil {
+	rec = pod.rec
+	pod.mu.Unlock()
+	if err := c.db.PutSandbox(rec); err != nil {
 		return "", fmt.Errorf("save pod record: %w", err)
 	}
 	c.mu.Lock()
@@ -641,9 +667,9 @@ func cniPod(rec meta.Sandbox, cfg *runtimeapi.PodSandboxConfig) cni.Pod {
 	return p
 }
 
-// attachNetwork pins the pod's network namespace (a new one, or the one at
-// nsPath) and runs CNI ADD in it, recording each step before the next.
-func (c *Controller) attachNetwork(ctx context.Context, pod *Pod, nsPath string) error {
+// pinNetwork pins the pod's network namespace (a new one, or the one at
+// nsPath) and records it before anything is attached to it.
+func (c *Controller) pinNetwork(ctx context.Context, pod *Pod, nsPath string) error {
 	var ns *netns.NetNS
 	var err error
 	if nsPath == "" {
@@ -661,9 +687,18 @@ func (c *Controller) attachNetwork(ctx context.Context, pod *Pod, nsPath string)
 	if err := c.db.PutSandbox(rec); err != nil {
 		return fmt.Errorf("save pod record: %w", err)
 	}
+	return nil
+}
+
+// setupNetwork runs CNI ADD in the pod's pinned namespace and records the
+// pod's IPs.
+func (c *Controller) setupNetwork(ctx context.Context, pod *Pod) error {
 	if c.opts.Network == nil {
 		return nil
 	}
+	pod.mu.Lock()
+	rec := pod.rec
+	pod.mu.Unlock()
 	// A failed ADD already ran DEL; teardown's DEL is a no-op then.
 	res, err := c.opts.Network.Setup(ctx, cniPod(rec, pod.cfg))
 	if err != nil {
