@@ -50,6 +50,11 @@ func serve(ctx context.Context, cfg *config.Config) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	// The root of a pod with a user namespace is an unprivileged host
+	// user that must reach its bundle under the state directory.
+	if err := traversable(cfg.State); err != nil {
+		return err
+	}
 	db, err := meta.Open(cfg.MetaDBPath(), lockTimeout)
 	if err != nil {
 		return err
@@ -381,4 +386,24 @@ func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]server.
 		out[name] = server.HandlerFeatures{RecursiveReadOnly: slices.Contains(f.MountOptions, "rro")}
 	}
 	return out
+}
+
+// traversable makes dir searchable by everyone (o+x, listing stays
+// private) and checks that its ancestors are.
+func traversable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o001 == 0 {
+		if err := os.Chmod(dir, fi.Mode().Perm()|0o011); err != nil {
+			return fmt.Errorf("make %s traversable: %w", dir, err)
+		}
+	}
+	for p := filepath.Dir(dir); p != "/" && p != "."; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			klog.InfoS("A parent of the state directory is not traversable by other users; pods with user namespaces will fail", "dir", p, "mode", fi.Mode().Perm())
+		}
+	}
+	return nil
 }

@@ -320,6 +320,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	if shimBin == "" {
 		shimBin = c.opts.Binary
 	}
+	tShim := time.Now()
 	client, err := shim.Spawn(ctx, shim.SpawnOptions{
 		Binary:      shimBin,
 		PodID:       id,
@@ -369,9 +370,11 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	if err := oci.Save(spec, bundle); err != nil {
 		return "", err
 	}
+	tCreate := time.Now()
 	if _, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle}); err != nil {
 		return "", fmt.Errorf("create sandbox container: %w", err)
 	}
+	tStart := time.Now()
 	st, err := client.Start(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("start sandbox container: %w", err)
@@ -387,9 +390,12 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 			return "", err
 		}
 	}
+	tNet := time.Now()
 	if err := waitNet(); err != nil {
 		return "", err
 	}
+	klog.V(3).InfoS("Pod sandbox start phases", "pod", id, "prepare", tShim.Sub(start), "shim", tCreate.Sub(tShim),
+		"create", tStart.Sub(tCreate), "start", tNet.Sub(tStart), "networkWait", time.Since(tNet))
 	pod.mu.Lock()
 	pod.rec.Pid = st.Pid
 	pod.rec.State = meta.SandboxReady

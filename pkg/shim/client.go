@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/rpc"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -75,27 +74,20 @@ func Spawn(ctx context.Context, opts SpawnOptions) (*Client, error) {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("spawn shim: %w", err)
 	}
-	args := []string{"shim", "--daemonize",
+	args := []string{"shim",
 		"--state-dir", dir,
 		"--pod-id", opts.PodID,
 		"--runtime", opts.Runtime,
 		"--runtime-root", opts.RuntimeRoot,
 		"--v", strconv.Itoa(opts.LogLevel),
+		"--ready-fd", "3",
 	}
 	if opts.MaxLogLineSize > 0 {
 		args = append(args, "--max-log-line-size", strconv.Itoa(opts.MaxLogLineSize))
 	}
-	cmd := exec.CommandContext(ctx, opts.Binary, args...)
-	cmd.Env = append(os.Environ(), opts.Env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	pid, err := start(ctx, opts.Binary, args, append(os.Environ(), opts.Env...))
 	if err != nil {
-		return nil, fmt.Errorf("spawn shim: %w: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		return nil, fmt.Errorf("spawn shim: unexpected output %q", out)
+		return nil, fmt.Errorf("spawn shim: %w", err)
 	}
 	c, err := Dial(ctx, dir)
 	if err != nil {
@@ -336,4 +328,58 @@ func readPidFile(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s: bad content %q", path, line)
 	}
 	return pid, nil
+}
+
+// start runs the shim directly (one exec of the binary, not two) in a new
+// session with stdio on /dev/null, and waits until it reports that it
+// serves. Its own session keeps it out of the daemon's signals; were the
+// daemon to die, it is reparented and keeps running. While the daemon
+// lives, a goroutine reaps it when it exits, so it never lingers as a
+// zombie; that goroutine ends with the shim.
+func start(ctx context.Context, binary string, args, env []string) (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		w.Close()
+		return 0, err
+	}
+	p, err := os.StartProcess(binary, append([]string{binary}, args...), &os.ProcAttr{
+		Dir:   "/",
+		Env:   env,
+		Files: []*os.File{devnull, devnull, devnull, w},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	devnull.Close()
+	if err != nil {
+		return 0, err
+	}
+	go func() { _, _ = p.Wait() }()
+	type result struct {
+		line string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		done <- result{strings.TrimSpace(line), err}
+	}()
+	select {
+	case <-ctx.Done():
+		_ = p.Kill()
+		return 0, ctx.Err()
+	case res := <-done:
+		switch {
+		case res.line == "ok":
+			return p.Pid, nil
+		case res.line != "":
+			return 0, errors.New(strings.TrimPrefix(res.line, "error: "))
+		default:
+			return 0, fmt.Errorf("shim exited during startup (see shim.log): %v", res.err)
+		}
+	}
 }
