@@ -1,9 +1,6 @@
 package container
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -47,13 +44,6 @@ func (c *Container) Record() meta.Container {
 // Pod is the container's pod.
 func (c *Container) Pod() Sandbox { return c.pod }
 
-func newID() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
-	return hex.EncodeToString(b[:])
-}
 
 // Spec is the container's OCI spec as written to its bundle, read once
 // and cached; nil if it cannot be read.

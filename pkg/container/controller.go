@@ -169,7 +169,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err != nil {
 		return "", err
 	}
-	id = newID()
+	id = registrar.NewID()
 	if err := c.names.Reserve(name, id); err != nil {
 		var re *registrar.ReservedError
 		if errors.As(err, &re) {
@@ -558,25 +558,7 @@ func (c *Controller) teardown(ctx context.Context, ctr *Container) error {
 func (c *Controller) Get(idOrPrefix string) (*Container, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if ctr, ok := c.ctrs[idOrPrefix]; ok {
-		return ctr, nil
-	}
-	if idOrPrefix == "" {
-		return nil, fmt.Errorf("%w: empty ID", ErrNotFound)
-	}
-	var found *Container
-	for id, ctr := range c.ctrs {
-		if strings.HasPrefix(id, idOrPrefix) {
-			if found != nil {
-				return nil, fmt.Errorf("%w: %q", ErrAmbiguous, idOrPrefix)
-			}
-			found = ctr
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrPrefix)
-	}
-	return found, nil
+	return registrar.ResolveID(c.ctrs, idOrPrefix, ErrNotFound, ErrAmbiguous)
 }
 
 // List returns every container, oldest first.

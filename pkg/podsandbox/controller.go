@@ -2,8 +2,6 @@ package podsandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -161,14 +159,6 @@ func (c *Controller) Close() {
 	c.creations.Close()
 }
 
-// NewID returns a random 64-hex-character ID.
-func NewID() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
-	return hex.EncodeToString(b[:])
-}
 
 // Name is kubelet's unique pod name: name_namespace_uid_attempt.
 func Name(m *runtimeapi.PodSandboxMetadata) string {
@@ -223,7 +213,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 }
 
 func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handlerName string, h Handler) (id string, retErr error) {
-	id = NewID()
+	id = registrar.NewID()
 	if err := c.names.Reserve(name, id); err != nil {
 		var re *registrar.ReservedError
 		if errors.As(err, &re) {
@@ -430,25 +420,7 @@ func withPauseBinary(binary string) oci.SpecOpt {
 func (c *Controller) Get(idOrPrefix string) (*Pod, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if p, ok := c.pods[idOrPrefix]; ok {
-		return p, nil
-	}
-	if idOrPrefix == "" {
-		return nil, fmt.Errorf("%w: empty ID", ErrNotFound)
-	}
-	var found *Pod
-	for id, p := range c.pods {
-		if strings.HasPrefix(id, idOrPrefix) {
-			if found != nil {
-				return nil, fmt.Errorf("%w: %q", ErrAmbiguous, idOrPrefix)
-			}
-			found = p
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrPrefix)
-	}
-	return found, nil
+	return registrar.ResolveID(c.pods, idOrPrefix, ErrNotFound, ErrAmbiguous)
 }
 
 // List returns every pod, oldest first.

@@ -68,14 +68,9 @@ func (s *Server) ListContainers(ctx context.Context, req *runtimeapi.ListContain
 // StreamContainers streams the same list in batches.
 func (s *Server) StreamContainers(req *runtimeapi.StreamContainersRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainersResponse]) error {
 	items := s.listContainers(req.GetFilter())
-	for len(items) > 0 {
-		n := min(streamBatch, len(items))
-		if err := stream.Send(&runtimeapi.StreamContainersResponse{Containers: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return sendBatches(items, streamBatch, func(batch []*runtimeapi.Container) error {
+		return stream.Send(&runtimeapi.StreamContainersResponse{Containers: batch})
+	})
 }
 
 func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {

@@ -19,9 +19,22 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
-// streamBatch is how many images one StreamImages message carries; small
-// enough to stay far below the gRPC message limit.
+// streamBatch is how many items one message of a Stream* RPC carries;
+// small enough to stay far below the gRPC message limit.
 const streamBatch = 200
+
+// sendBatches sends items in slices of at most n, as the streaming list
+// RPCs do for nodes whose lists outgrow one gRPC message.
+func sendBatches[T any](items []T, n int, send func([]T) error) error {
+	for len(items) > 0 {
+		k := min(n, len(items))
+		if err := send(items[:k]); err != nil {
+			return err
+		}
+		items = items[k:]
+	}
+	return nil
+}
 
 // PullImage pulls an image and returns its ID, the same value Image.Id and
 // ContainerStatus.ImageId carry.
@@ -81,14 +94,9 @@ func (s *Server) StreamImages(req *runtimeapi.StreamImagesRequest, stream grpc.S
 	if err != nil {
 		return err
 	}
-	for len(imgs) > 0 {
-		n := min(streamBatch, len(imgs))
-		if err := stream.Send(&runtimeapi.StreamImagesResponse{Images: imgs[:n]}); err != nil {
-			return err
-		}
-		imgs = imgs[n:]
-	}
-	return nil
+	return sendBatches(imgs, streamBatch, func(batch []*runtimeapi.Image) error {
+		return stream.Send(&runtimeapi.StreamImagesResponse{Images: batch})
+	})
 }
 
 func (s *Server) listImages(ctx context.Context, filter *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {

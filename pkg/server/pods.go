@@ -137,14 +137,9 @@ func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSand
 // StreamPodSandboxes streams the same list in batches.
 func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
 	items := s.listPods(req.GetFilter())
-	for len(items) > 0 {
-		n := min(streamBatch, len(items))
-		if err := stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return sendBatches(items, streamBatch, func(batch []*runtimeapi.PodSandbox) error {
+		return stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: batch})
+	})
 }
 
 func (s *Server) listPods(f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {

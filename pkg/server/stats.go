@@ -35,14 +35,9 @@ func (s *Server) ListContainerStats(ctx context.Context, req *runtimeapi.ListCon
 // StreamContainerStats streams the same list in batches.
 func (s *Server) StreamContainerStats(req *runtimeapi.StreamContainerStatsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamContainerStatsResponse]) error {
 	items := s.listContainerStats(stream.Context(), req.GetFilter())
-	for len(items) > 0 {
-		n := min(streamBatch, len(items))
-		if err := stream.Send(&runtimeapi.StreamContainerStatsResponse{ContainerStats: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return sendBatches(items, streamBatch, func(batch []*runtimeapi.ContainerStats) error {
+		return stream.Send(&runtimeapi.StreamContainerStatsResponse{ContainerStats: batch})
+	})
 }
 
 func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
@@ -109,14 +104,9 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 // StreamPodSandboxStats streams the same list in batches.
 func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxStatsResponse]) error {
 	items := s.listPodStats(stream.Context(), req.GetFilter())
-	for len(items) > 0 {
-		n := min(streamBatch, len(items))
-		if err := stream.Send(&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return sendBatches(items, streamBatch, func(batch []*runtimeapi.PodSandboxStats) error {
+		return stream.Send(&runtimeapi.StreamPodSandboxStatsResponse{PodSandboxStats: batch})
+	})
 }
 
 func (s *Server) listPodStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
@@ -179,14 +169,9 @@ func (s *Server) ListPodSandboxMetrics(ctx context.Context, req *runtimeapi.List
 // StreamPodSandboxMetrics streams the same metrics in batches.
 func (s *Server) StreamPodSandboxMetrics(req *runtimeapi.StreamPodSandboxMetricsRequest, stream grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxMetricsResponse]) error {
 	items := s.podMetrics(stream.Context())
-	for len(items) > 0 {
-		n := min(streamBatch/10+1, len(items))
-		if err := stream.Send(&runtimeapi.StreamPodSandboxMetricsResponse{PodSandboxMetrics: items[:n]}); err != nil {
-			return err
-		}
-		items = items[n:]
-	}
-	return nil
+	return sendBatches(items, streamBatch/10+1, func(batch []*runtimeapi.PodSandboxMetrics) error {
+		return stream.Send(&runtimeapi.StreamPodSandboxMetricsResponse{PodSandboxMetrics: batch})
+	})
 }
 
 func (s *Server) podMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics {
