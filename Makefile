@@ -11,7 +11,7 @@ REVISION    ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknow
 LDFLAGS     := -s -w -extldflags=-static -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Revision=$(REVISION)
 CONFIG      ?= /etc/cri-runtimed/config.toml
 E2E_TIMEOUT ?= 45m
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages the daemon and its tests use. Checked with dpkg first so
 # the target is quick when everything is there.

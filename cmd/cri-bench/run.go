@@ -142,7 +142,6 @@ type pod struct {
 	config      *runtimeapi.PodSandboxConfig
 	sandboxID   string
 	containerID string
-	times       map[string]time.Duration
 }
 
 // timings collects the durations of every operation of a level.

@@ -137,6 +137,7 @@ func loadFile(file string) (*libcni.NetworkConfigList, error) {
 		return nil, err
 	}
 	//nolint:staticcheck // .conf files are still what many CNI installers write.
+	//lint:ignore SA1019 single-plugin .conf files are what many CNI plugins still install
 	list, err := libcni.ConfListFromConf(conf)
 	if err != nil {
 		return nil, fmt.Errorf("wrap single plugin config into a list: %w", err)

@@ -44,7 +44,6 @@ func (c *Container) Record() meta.Container {
 // Pod is the container's pod.
 func (c *Container) Pod() Sandbox { return c.pod }
 
-
 // Spec is the container's OCI spec as written to its bundle, read once
 // and cached; nil if it cannot be read.
 func (c *Container) Spec() *specs.Spec {

@@ -103,12 +103,14 @@ func containerSeccompRef(sc *runtimeapi.LinuxContainerSecurityContext, pod *runt
 			return fromSecurityProfile("linux.security_context.seccomp", sc.GetSeccomp())
 		},
 		func() (profileRef, error) {
+			//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 			return fromLegacy("linux.security_context.seccomp_profile_path", sc.GetSeccompProfilePath())
 		},
 		func() (profileRef, error) {
 			return fromSecurityProfile("sandbox_config.linux.security_context.seccomp", pod.GetSeccomp())
 		},
 		func() (profileRef, error) {
+			//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 			return fromLegacy("sandbox_config.linux.security_context.seccomp_profile_path", pod.GetSeccompProfilePath())
 		},
 	)
@@ -120,6 +122,7 @@ func sandboxSeccompRef(sc *runtimeapi.LinuxSandboxSecurityContext) (profileRef, 
 			return fromSecurityProfile("linux.security_context.seccomp", sc.GetSeccomp())
 		},
 		func() (profileRef, error) {
+			//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 			return fromLegacy("linux.security_context.seccomp_profile_path", sc.GetSeccompProfilePath())
 		},
 	)
@@ -178,6 +181,7 @@ func containerAppArmorRef(sc *runtimeapi.LinuxContainerSecurityContext) (profile
 			return fromSecurityProfile("linux.security_context.apparmor", sc.GetApparmor())
 		},
 		func() (profileRef, error) {
+			//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 			return fromLegacy("linux.security_context.apparmor_profile", sc.GetApparmorProfile())
 		},
 	)

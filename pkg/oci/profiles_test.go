@@ -116,12 +116,14 @@ func TestContainerSeccomp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(func(c *runtimeapi.ContainerConfig) {
 				sc(c).Seccomp = tc.ctr
+				//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 				sc(c).SeccompProfilePath = tc.ctrPath
 				sc(c).Capabilities = tc.caps
 				sc(c).Privileged = tc.privileged
 			})
 			s, err := build(t, cfg, testImage, func(_ *SandboxInfo, sb *runtimeapi.PodSandboxConfig) {
 				sb.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{
+					//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 					Seccomp: tc.pod, SeccompProfilePath: tc.podPath, Privileged: tc.privileged,
 				}
 			})
@@ -173,6 +175,7 @@ func TestSandboxSeccomp(t *testing.T) {
 	}{
 		{name: "unset", sc: nil},
 		{name: "runtime default", sc: &runtimeapi.LinuxSandboxSecurityContext{Seccomp: &runtimeapi.SecurityProfile{}}, want: true},
+		//lint:ignore SA1019 the deprecated CRI field is still sent by older kubelets and crictl
 		{name: "legacy", sc: &runtimeapi.LinuxSandboxSecurityContext{SeccompProfilePath: "runtime/default"}, want: true},
 		{name: "privileged", sc: &runtimeapi.LinuxSandboxSecurityContext{Privileged: true, Seccomp: &runtimeapi.SecurityProfile{}}},
 		{name: "localhost missing", sc: &runtimeapi.LinuxSandboxSecurityContext{Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: missing}},
@@ -234,6 +237,7 @@ func TestAppArmor(t *testing.T) {
 			h.apparmor = func() bool { return tc.enabled }
 			cfg := testConfig(func(c *runtimeapi.ContainerConfig) {
 				sc(c).Apparmor = tc.profile
+				//lint:ignore SA1019 the deprecated field must keep working
 				sc(c).ApparmorProfile = tc.legacy
 				sc(c).Privileged = tc.privileged
 			})

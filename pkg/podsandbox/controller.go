@@ -159,7 +159,6 @@ func (c *Controller) Close() {
 	c.creations.Close()
 }
 
-
 // Name is kubelet's unique pod name: name_namespace_uid_attempt.
 func Name(m *runtimeapi.PodSandboxMetadata) string {
 	return strings.Join([]string{m.GetName(), m.GetNamespace(), m.GetUid(), strconv.FormatUint(uint64(m.GetAttempt()), 10)}, "_")

@@ -116,14 +116,6 @@ func withClock(now func() time.Time) Option {
 	}
 }
 
-// withMinCPUInterval shortens the nano-cores window, for tests.
-func withMinCPUInterval(d time.Duration) Option {
-	return func(c *config) error {
-		c.minCPUWin = d
-		return nil
-	}
-}
-
 // Collector reads cgroup statistics and writable layer usage. It keeps the
 // previous CPU sample per key to compute nano-cores, and the last directory
 // walk per key to bound DirUsage's cost. It is safe for concurrent use.

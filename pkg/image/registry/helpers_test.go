@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry/registrytest"
@@ -117,8 +115,4 @@ func countRequests(reg *registrytest.Registry, server, method string) int {
 		}
 	}
 	return n
-}
-
-func digestRef(t *testing.T, host, repo string, d digest.Digest) reference.Named {
-	return named(t, fmt.Sprintf("%s/%s@%s", host, repo, d))
 }

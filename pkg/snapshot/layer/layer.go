@@ -252,6 +252,7 @@ func (a *applier) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error
 		if a.cfg.noDevices {
 			return fmt.Errorf("%w: device node refused", ErrUnsafePath)
 		}
+	//lint:ignore SA1019 old tar writers still emit it
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
 		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
@@ -266,6 +267,7 @@ func (a *applier) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		err = a.mkdir(pfd, name, base, hdr)
+	//lint:ignore SA1019 old tar writers still emit it
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 		err = a.writeFile(ctx, pfd, base, hdr, r)
 	case tar.TypeSymlink:
