@@ -10,6 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
@@ -62,6 +63,14 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			return nil, err
 		}
 		resp.Info = map[string]string{"config": string(cfg)}
+		// Where the kernel has no AppArmor (or SELinux), profiles are not
+		// applied: RuntimeDefault and Unconfined are accepted, Localhost is
+		// refused. Say so, as operators otherwise cannot tell.
+		lsm, err := json.Marshal(map[string]bool{"apparmor": oci.AppArmorEnabled(), "selinux": oci.SELinuxEnabled()})
+		if err != nil {
+			return nil, err
+		}
+		resp.Info["securityModules"] = string(lsm)
 		debugInfo(resp.Info)
 	}
 	return resp, nil
