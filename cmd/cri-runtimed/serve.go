@@ -189,7 +189,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name)}
 	}
 	driver := oci.CgroupFS
-	if cfg.Runtime.CgroupDriver == "systemd" {
+	if cfg.SystemdCgroups() {
 		driver = oci.CgroupSystemd
 	}
 	minOOM := ownOOMScoreAdj()

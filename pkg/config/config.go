@@ -335,3 +335,17 @@ func (c *Config) CNICacheDir() string { return filepath.Join(c.Root, "cni", "cac
 func (c *Config) SnapshotDir(name string) string {
 	return filepath.Join(c.Root, "snapshots", name)
 }
+
+// SystemdCgroups reports whether the systemd cgroup driver is in use: as
+// configured, or, when cgroup_driver is empty, whenever systemd runs the
+// node (as kubelet's default expects).
+func (c *Config) SystemdCgroups() bool {
+	switch c.Runtime.CgroupDriver {
+	case "systemd":
+		return true
+	case "cgroupfs":
+		return false
+	}
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}

@@ -81,3 +81,20 @@ func TestLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestSystemdCgroups(t *testing.T) {
+	c := Default()
+	c.Runtime.CgroupDriver = "systemd"
+	if !c.SystemdCgroups() {
+		t.Error("systemd driver not used when configured")
+	}
+	c.Runtime.CgroupDriver = "cgroupfs"
+	if c.SystemdCgroups() {
+		t.Error("systemd driver used when cgroupfs is configured")
+	}
+	c.Runtime.CgroupDriver = ""
+	_, err := os.Stat("/run/systemd/system")
+	if c.SystemdCgroups() != (err == nil) {
+		t.Errorf("auto-detection disagrees with /run/systemd/system (%v)", err)
+	}
+}

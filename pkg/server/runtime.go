@@ -100,3 +100,13 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 	}
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }
+
+// RuntimeConfig tells kubelet which cgroup driver the runtime uses, so
+// that both build the same cgroup hierarchy.
+func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.cfg.SystemdCgroups() {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}

@@ -1,0 +1,32 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
+)
+
+// TestRuntimeConfig: kubelet learns the cgroup driver from the runtime;
+// with the default config it is systemd exactly when systemd runs the node.
+func TestRuntimeConfig(t *testing.T) {
+	d := framework.NewDaemon(t)
+	ctx, cancel := context.WithTimeout(context.Background(), framework.CallTimeout)
+	defer cancel()
+	resp, err := d.RuntimeClient().RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runtimeapi.CgroupDriver_CGROUPFS
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		want = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	if got := resp.GetLinux().GetCgroupDriver(); got != want {
+		t.Fatalf("cgroup driver %v, want %v", got, want)
+	}
+}
