@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,6 +83,7 @@ func newHarness(t *testing.T, runtime string, maxLine int) *harness {
 			cl.Close()
 		}
 		h.c.Close()
+		killLeftoverShim(t, stateDir)
 		if t.Failed() || os.Getenv("SHIM_TEST_LOG") != "" {
 			if b, err := os.ReadFile(filepath.Join(stateDir, "shim.log")); err == nil {
 				t.Logf("shim.log:\n%s", b)
@@ -625,4 +627,40 @@ func TestTerminal(t *testing.T) {
 		t.Errorf("tty output = %+v", got)
 	}
 	h.remove(id)
+}
+
+// killLeftoverShim makes sure no shim (and none of its children) outlives
+// the test, whatever went wrong in the orderly shutdown: a leftover one
+// would keep running on CI machines. It says so in the test log.
+func killLeftoverShim(t *testing.T, stateDir string) {
+	b, err := os.ReadFile(filepath.Join(stateDir, "shim.pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return
+	}
+	// A zombie is gone for our purposes.
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+		return
+	}
+	t.Logf("shim %d still runs after the orderly shutdown; killing it and its children", pid)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		// Fields after the command: state, ppid.
+		fields := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			_ = syscall.Kill(child, syscall.SIGKILL)
+		}
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
