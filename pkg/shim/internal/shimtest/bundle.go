@@ -65,6 +65,14 @@ func Bundle(t *testing.T, id string, args []string, o BundleOptions) string {
 		}
 	}
 	cgroup := "/crirt-shimtest/" + id
+	t.Cleanup(func() {
+		// runc removes the container's cgroup; the shared parent it made
+		// goes once the last test's is gone (rmdir fails while not empty).
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/crirt-shimtest")
+		for _, d := range dirs {
+			_ = os.Remove(d)
+		}
+	})
 	ns := []specs.LinuxNamespace{
 		{Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
 		{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
