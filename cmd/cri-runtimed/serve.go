@@ -247,25 +247,10 @@ func ownOOMScoreAdj() int {
 	if err != nil {
 		return 0
 	}
-	if hasCapSysResource() {
+	if slices.Contains(oci.GrantableCapabilities(), "CAP_SYS_RESOURCE") {
 		return -1000
 	}
 	return v
-}
-
-// hasCapSysResource reads the effective capability set from /proc.
-func hasCapSysResource() bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps&(1<<24) != 0
-		}
-	}
-	return false
 }
 
 func openSnapshotter(ctx context.Context, cfg *config.Config, db *meta.DB) (snapshot.Snapshotter, error) {

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -673,8 +672,6 @@ func (c *Controller) ReopenLog(ctx context.Context, id string) error {
 	}
 	return cl.ReopenLog(ctx, rec.ID)
 }
-
-var _ = specs.Spec{}
 
 // WritableLayer is the directory holding the container's own changes to
 // its root filesystem (the overlay upperdir, or the native copy).

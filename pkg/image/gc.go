@@ -24,14 +24,13 @@ type lease struct {
 
 func (s *Service) newLease() *lease { return &lease{s: s} }
 
-func (l *lease) add(keys ...string) error {
+func (l *lease) add(keys ...string) {
 	l.s.leaseMu.Lock()
 	defer l.s.leaseMu.Unlock()
 	for _, k := range keys {
 		l.s.leases[k]++
 		l.keys = append(l.keys, k)
 	}
-	return nil
 }
 
 func (l *lease) release() {

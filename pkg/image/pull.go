@@ -73,9 +73,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	if err != nil {
 		return meta.Image{}, err
 	}
-	if err := lease.add(desc.Digest.String()); err != nil {
-		return meta.Image{}, err
-	}
+	lease.add(desc.Digest.String())
 	body, err := s.fetchManifest(ctx, repo, desc)
 	if err != nil {
 		return meta.Image{}, err
@@ -90,9 +88,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 		if err != nil {
 			return meta.Image{}, err
 		}
-		if err := lease.add(manifestDesc.Digest.String()); err != nil {
-			return meta.Image{}, err
-		}
+		lease.add(manifestDesc.Digest.String())
 		if body, err = s.fetchManifest(ctx, repo, manifestDesc); err != nil {
 			return meta.Image{}, err
 		}
@@ -110,9 +106,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	if err != nil {
 		return meta.Image{}, err
 	}
-	if err := lease.add(manifest.Config.Digest.String()); err != nil {
-		return meta.Image{}, err
-	}
+	lease.add(manifest.Config.Digest.String())
 	cfgBytes, err := s.fetchConfig(ctx, repo, manifest.Config)
 	if err != nil {
 		return meta.Image{}, err
@@ -123,9 +117,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	}
 	chainIDs := ChainIDs(cfg.RootFS.DiffIDs)
 	for i := range chainIDs {
-		if err := lease.add(manifest.Layers[i].Digest.String(), chainIDs[i].String()); err != nil {
-			return meta.Image{}, err
-		}
+		lease.add(manifest.Layers[i].Digest.String(), chainIDs[i].String())
 	}
 	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs); err != nil {
 		return meta.Image{}, err
@@ -145,6 +137,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 		ChainIDs:    chainIDs,
 		Blobs:       blobs,
 		Snapshotter: s.snap.Name(),
+		User:        cfg.Config.User,
 		Created:     time.Now().UTC(),
 	}
 	if ref.Tag() != "" {
@@ -547,9 +540,7 @@ func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, c
 	// The unpack is shared between pulls, so it holds its own lease.
 	l := s.newLease()
 	defer l.release()
-	if err := l.add(key); err != nil {
-		return err
-	}
+	l.add(key)
 	parentKey := ""
 	if parent != "" {
 		parentKey = parent.String()

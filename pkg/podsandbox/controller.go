@@ -24,6 +24,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
 	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
@@ -542,14 +543,15 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 		if err := netns.Remove(pod.rec.NetNSPath); err != nil {
 			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
 		}
-	} else if p := filepath.Join(c.opts.NetNSDir, id); fileExists(p) {
-		// Created, but the crash came before its path was recorded.
-		if err := netns.Remove(p); err != nil {
+	} else {
+		// Maybe created, with the crash before its path was recorded;
+		// removing a pin that does not exist succeeds.
+		if err := netns.Remove(filepath.Join(c.opts.NetNSDir, id)); err != nil {
 			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
 		}
 	}
 	f := filesIn(pod.dir)
-	if err := unmountAll(f.Shm); err != nil {
+	if err := snapshot.UnmountAll(f.Shm); err != nil {
 		errs = append(errs, err)
 	}
 	rootfs := filepath.Join(pod.bundleDir(id), "rootfs")
@@ -557,7 +559,7 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 		if err := c.opts.SandboxImage.Unmount(ctx, id, rootfs); err != nil {
 			errs = append(errs, err)
 		}
-	} else if err := unmountAll(rootfs); err != nil {
+	} else if err := snapshot.UnmountAll(rootfs); err != nil {
 		errs = append(errs, err)
 	}
 	if pod.rec.Extra[extraOwnCgroup] == "true" && c.opts.CgroupDriver == oci.CgroupFS {
@@ -575,11 +577,6 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 		return fmt.Errorf("delete pod record: %w", err)
 	}
 	return nil
-}
-
-func fileExists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
 }
 
 func (c *Controller) podDir(id string) string { return filepath.Join(c.opts.StateDir, id) }

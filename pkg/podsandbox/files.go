@@ -139,18 +139,3 @@ func mounted(path string) bool {
 	}
 	return st.Dev != parent.Dev
 }
-
-// unmountAll lazily unmounts whatever is mounted at path, repeatedly, so
-// stacked mounts go too; not mounted is success.
-func unmountAll(path string) error {
-	for i := 0; i < 16; i++ {
-		err := unix.Unmount(path, unix.MNT_DETACH)
-		if err == unix.EINVAL || err == unix.ENOENT {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("unmount %s: %w", path, err)
-		}
-	}
-	return nil
-}

@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
@@ -108,7 +107,7 @@ func (s *Server) listImages(ctx context.Context, filter *runtimeapi.ImageFilter)
 		if err != nil {
 			return nil, err
 		}
-		return []*runtimeapi.Image{s.toCRIImage(ctx, img)}, nil
+		return []*runtimeapi.Image{toCRIImage(img)}, nil
 	}
 	imgs, err := s.images.List(ctx)
 	if err != nil {
@@ -116,7 +115,7 @@ func (s *Server) listImages(ctx context.Context, filter *runtimeapi.ImageFilter)
 	}
 	out := make([]*runtimeapi.Image, 0, len(imgs))
 	for _, img := range imgs {
-		out = append(out, s.toCRIImage(ctx, img))
+		out = append(out, toCRIImage(img))
 	}
 	return out, nil
 }
@@ -134,7 +133,7 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.ImageStatusResponse{Image: s.toCRIImage(ctx, img)}
+	resp := &runtimeapi.ImageStatusResponse{Image: toCRIImage(img)}
 	if req.GetVerbose() {
 		info, err := s.imageInfo(ctx, img)
 		if err != nil {
@@ -166,7 +165,7 @@ func (s *Server) imageInfo(ctx context.Context, img meta.Image) (map[string]stri
 	return map[string]string{"info": string(b)}, nil
 }
 
-func (s *Server) toCRIImage(ctx context.Context, img meta.Image) *runtimeapi.Image {
+func toCRIImage(img meta.Image) *runtimeapi.Image {
 	out := &runtimeapi.Image{
 		Id:          img.ID.String(),
 		RepoTags:    img.RepoTags,
@@ -175,12 +174,7 @@ func (s *Server) toCRIImage(ctx context.Context, img meta.Image) *runtimeapi.Ima
 		Spec:        &runtimeapi.ImageSpec{Image: img.ID.String()},
 		Pinned:      img.Pinned,
 	}
-	cfg, err := s.images.Config(ctx, img)
-	if err != nil {
-		klog.ErrorS(err, "Reading image config", "image", img.ID)
-		return out
-	}
-	out.Uid, out.Username = imageUser(cfg.Config.User)
+	out.Uid, out.Username = imageUser(img.User)
 	return out
 }
 

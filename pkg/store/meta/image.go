@@ -31,8 +31,11 @@ type Image struct {
 	// layers); GC keeps exactly the blobs some image lists.
 	Blobs       []digest.Digest `json:"blobs"`
 	Snapshotter string          `json:"snapshotter"`
-	Pinned      bool            `json:"pinned,omitempty"`
-	Created     time.Time       `json:"created"`
+	// User is the config's User, kept here because every ListImages
+	// reports it and the config would otherwise be read for each image.
+	User    string    `json:"user,omitempty"`
+	Pinned  bool      `json:"pinned,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // TopChainID is the snapshot a container's rootfs is prepared from.
