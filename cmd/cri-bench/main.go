@@ -37,6 +37,17 @@ type options struct {
 	jsonPath       string
 	logRoot        string
 	cleanupOnly    bool
+
+	// The scale mode (scale.go).
+	scale           bool
+	endpoints       []string
+	containers      int
+	startScale      bool
+	samples         int
+	images          int
+	imageRepo       string
+	burst           int
+	podCgroupPrefix string
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -47,7 +58,7 @@ func parseFlags(args []string) (*options, error) {
 		fs.PrintDefaults()
 	}
 	var parallel, command string
-	fs.StringVar(&o.endpoint, "endpoint", "unix:///run/cri-runtimed/cri-runtimed.sock", "CRI endpoint (unix://path or a socket path)")
+	fs.StringVar(&o.endpoint, "endpoint", "unix:///run/cri-runtimed/cri-runtimed.sock", "CRI endpoint (unix://path or a socket path); with --scale a comma-separated list")
 	fs.StringVar(&o.image, "image", "docker.io/library/busybox:latest", "container image; pulled if ImageStatus does not know it")
 	fs.IntVar(&o.pods, "pods", 20, "pods per parallelism level (each with one container)")
 	fs.StringVar(&parallel, "parallel", "1,4", "comma-separated parallelism levels, run one after the other")
@@ -65,6 +76,14 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.logRoot, "log-root", "", "directory for the pods' log directories (default: a new temporary directory, removed at exit)")
 	fs.DurationVar(&o.settle, "settle", 0, "wait this long after all pods run before sampling memory (steady-state RSS rather than start-up RSS)")
 	fs.BoolVar(&o.cleanupOnly, "cleanup-only", false, "remove every pod and container an earlier cri-bench run left behind, then exit")
+	fs.BoolVar(&o.scale, "scale", false, "scale mode: fill the node with --pods × --containers and time every list, status, stats and image call (--endpoint may list several runtimes, measured interleaved)")
+	fs.IntVar(&o.containers, "containers", 20, "scale mode: containers per pod")
+	fs.BoolVar(&o.startScale, "start", false, "scale mode: start the containers (default: only created)")
+	fs.IntVar(&o.samples, "samples", 30, "scale mode: calls of each RPC")
+	fs.IntVar(&o.images, "images", 0, "scale mode: image tags to pull from --image-repo for the image calls (test/bench/pushimages --scale-images pushes them)")
+	fs.StringVar(&o.imageRepo, "image-repo", "docker.io/library/scale", "scale mode: repository of the images, tagged 000, 001, ...")
+	fs.IntVar(&o.burst, "burst", 20, "scale mode: pods started at once while the list calls are timed (0: no burst)")
+	fs.StringVar(&o.podCgroupPrefix, "pod-cgroup-prefix", "", "scale mode: give each pod the cgroup parent <prefix>/pod<uid>, as kubelet does (cgroupfs), and remove those cgroups at the end")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -81,15 +100,26 @@ func parseFlags(args []string) (*options, error) {
 	if o.pods < 1 {
 		return nil, errors.New("--pods must be at least 1")
 	}
+	if o.scale && (o.containers < 0 || o.samples < 1 || o.images < 0 || o.burst < 0) {
+		return nil, errors.New("--containers, --images and --burst must not be negative and --samples must be positive")
+	}
 	if o.command = strings.Fields(command); len(o.command) == 0 {
 		return nil, errors.New("--command is empty")
 	}
-	if !strings.Contains(o.endpoint, "://") {
-		o.endpoint = "unix://" + o.endpoint
+	for _, ep := range strings.Split(o.endpoint, ",") {
+		ep = strings.TrimSpace(ep)
+		if !strings.Contains(ep, "://") {
+			ep = "unix://" + ep
+		}
+		if !strings.HasPrefix(ep, "unix://") {
+			return nil, fmt.Errorf("--endpoint %s: only unix:// endpoints are supported (memory is read from the local /proc)", ep)
+		}
+		o.endpoints = append(o.endpoints, ep)
 	}
-	if !strings.HasPrefix(o.endpoint, "unix://") {
-		return nil, fmt.Errorf("--endpoint %s: only unix:// endpoints are supported (memory is read from the local /proc)", o.endpoint)
+	if len(o.endpoints) > 1 && !o.scale {
+		return nil, errors.New("several endpoints need --scale")
 	}
+	o.endpoint = o.endpoints[0]
 	return o, nil
 }
 
@@ -105,18 +135,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cri-bench:", err)
 		os.Exit(2)
 	}
-	if err := run(o); err != nil {
+	runMode := run
+	if o.scale {
+		runMode = runScale
+	}
+	if err := runMode(o); err != nil {
 		fmt.Fprintln(os.Stderr, "cri-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o *options) error {
-	// The first Ctrl-C stops issuing new work; what was created is then
-	// removed with a fresh context. A second one exits at once, leaving
-	// --cleanup-only to finish the job.
+// interruptible returns a context cancelled by the first Ctrl-C: the
+// driver then stops issuing new work and removes what it created with
+// fresh contexts. A second one exits at once, leaving --cleanup-only to
+// finish the job.
+func interruptible() (context.Context, context.CancelFunc) {
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -127,12 +161,27 @@ func run(o *options) error {
 		fmt.Fprintln(os.Stderr, "cri-bench: exiting without cleanup; run with --cleanup-only to remove what is left")
 		os.Exit(130)
 	}()
+	return ctx, stop
+}
 
-	conn, err := grpc.NewClient(o.endpoint,
+// dial connects to a CRI endpoint; gRPC connects lazily, so errors show
+// at the first call.
+func dial(endpoint string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(endpoint,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", o.endpoint, err)
+		return nil, fmt.Errorf("connect %s: %w", endpoint, err)
+	}
+	return conn, nil
+}
+
+func run(o *options) error {
+	ctx, stop := interruptible()
+	defer stop()
+	conn, err := dial(o.endpoint)
+	if err != nil {
+		return err
 	}
 	defer conn.Close()
 	b := &bench{
@@ -202,14 +251,22 @@ func run(o *options) error {
 	if len(report.Levels) > 0 {
 		report.WriteTable(os.Stdout)
 		if o.jsonPath != "" {
-			data, err := json.MarshalIndent(report, "", "  ")
-			if err != nil {
+			if err := writeJSON(o.jsonPath, report); err != nil {
 				return err
-			}
-			if err := os.WriteFile(o.jsonPath, append(data, '\n'), 0o644); err != nil {
-				return fmt.Errorf("write --json: %w", err)
 			}
 		}
 	}
 	return runErr
+}
+
+// writeJSON writes the --json report.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write --json: %w", err)
+	}
+	return nil
 }

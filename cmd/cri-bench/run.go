@@ -156,11 +156,11 @@ func (t *timings) add(op string, d time.Duration) {
 	t.mu.Unlock()
 }
 
-// forEach runs fn on every pod with `parallel` workers and returns the
-// first error; after an error or an interrupt, the remaining pods are
+// forEach runs fn on every item with `parallel` workers and returns the
+// first error; after an error or an interrupt, the remaining items are
 // skipped.
-func forEach(ctx context.Context, pods []*pod, parallel int, fn func(*pod) error) error {
-	jobs := make(chan *pod)
+func forEach[T any](ctx context.Context, items []T, parallel int, fn func(T) error) error {
+	jobs := make(chan T)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -187,8 +187,8 @@ func forEach(ctx context.Context, pods []*pod, parallel int, fn func(*pod) error
 			}
 		})
 	}
-	for _, p := range pods {
-		jobs <- p
+	for _, it := range items {
+		jobs <- it
 	}
 	close(jobs)
 	wg.Wait()
@@ -256,31 +256,55 @@ func (b *bench) runLevel(ctx context.Context, parallel int) (*Level, error) {
 func (b *bench) newPod(parallel, i int) *pod {
 	name := fmt.Sprintf("bench-%s-p%d-%d", b.runID, parallel, i)
 	labels := map[string]string{labelOwner: ownerValue, labelRun: b.runID}
-	ns := runtimeapi.NamespaceMode_POD
-	if b.o.hostNetwork {
-		ns = runtimeapi.NamespaceMode_NODE
-	}
 	return &pod{
-		index: i,
-		name:  name,
-		config: &runtimeapi.PodSandboxConfig{
-			Metadata: &runtimeapi.PodSandboxMetadata{
-				Name:      name,
-				Uid:       fmt.Sprintf("%s-%d-%d", b.runID, parallel, i),
-				Namespace: b.o.namespace,
-			},
-			Hostname:     name,
-			LogDirectory: filepath.Join(b.logRoot, b.o.namespace+"_"+name),
-			Labels:       labels,
-			Linux: &runtimeapi.LinuxPodSandboxConfig{
-				CgroupParent: b.o.cgroupParent,
-				SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-					NamespaceOptions: &runtimeapi.NamespaceOption{
-						Network: ns,
-						Pid:     runtimeapi.NamespaceMode_CONTAINER,
-						Ipc:     runtimeapi.NamespaceMode_POD,
-					},
+		index:  i,
+		name:   name,
+		config: b.podConfig(name, fmt.Sprintf("%s-%d-%d", b.runID, parallel, i), b.o.cgroupParent, labels),
+	}
+}
+
+// podConfig is the sandbox config of one benchmark pod, as kubelet would
+// send it.
+func (b *bench) podConfig(name, uid, cgroupParent string, labels map[string]string) *runtimeapi.PodSandboxConfig {
+	ns, hostname := runtimeapi.NamespaceMode_POD, name
+	if b.o.hostNetwork {
+		// kubelet sends no hostname for host-network pods: they have
+		// no UTS namespace of their own.
+		ns, hostname = runtimeapi.NamespaceMode_NODE, ""
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{
+			Name:      name,
+			Uid:       uid,
+			Namespace: b.o.namespace,
+		},
+		Hostname:     hostname,
+		LogDirectory: filepath.Join(b.logRoot, b.o.namespace+"_"+name),
+		Labels:       labels,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: cgroupParent,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{
+					Network: ns,
+					Pid:     runtimeapi.NamespaceMode_CONTAINER,
+					Ipc:     runtimeapi.NamespaceMode_POD,
 				},
+			},
+		},
+	}
+}
+
+// containerConfig is the config of a container called name in the pod.
+func (b *bench) containerConfig(name string, pod *runtimeapi.PodSandboxConfig) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: b.imageRef, UserSpecifiedImage: b.o.image},
+		Command:  b.o.command,
+		LogPath:  name + "_0.log",
+		Labels:   pod.Labels,
+		Linux: &runtimeapi.LinuxContainerConfig{
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: pod.Linux.SecurityContext.NamespaceOptions,
 			},
 		},
 	}
@@ -309,19 +333,8 @@ func (b *bench) startPod(p *pod, t *timings) error {
 	start := time.Now()
 	ctx, cancel = b.rpcCtx()
 	create, err := b.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: p.sandboxID,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: containerName},
-			Image:    &runtimeapi.ImageSpec{Image: b.imageRef, UserSpecifiedImage: b.o.image},
-			Command:  b.o.command,
-			LogPath:  containerName + "_0.log",
-			Labels:   p.config.Labels,
-			Linux: &runtimeapi.LinuxContainerConfig{
-				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-					NamespaceOptions: p.config.Linux.SecurityContext.NamespaceOptions,
-				},
-			},
-		},
+		PodSandboxId:  p.sandboxID,
+		Config:        b.containerConfig(containerName, p.config),
 		SandboxConfig: p.config,
 	})
 	cancel()

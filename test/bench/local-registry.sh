@@ -10,6 +10,7 @@
 # Environment:
 #   CRI_BENCH_REGISTRY_PORT  port on 127.0.0.1 (default 5055)
 #   CRI_BENCH_REGISTRY_DIR   config, storage and log (default /var/lib/cri-bench-registry)
+#   CRI_BENCH_SCALE_IMAGES   also push this many images library/scale:000... (cri-bench --scale)
 set -euo pipefail
 
 PORT=${CRI_BENCH_REGISTRY_PORT:-5055}
@@ -72,7 +73,7 @@ EOF
 		sleep 0.1
 	done
 	ready || die "docker-registry not answering on $URL"
-	(cd "$REPO" && go run -tags e2e ./test/bench/pushimages --registry "$URL") >&2
+	(cd "$REPO" && go run -tags e2e ./test/bench/pushimages --registry "$URL" --scale-images "${CRI_BENCH_SCALE_IMAGES:-0}") >&2
 	echo "$URL"
 }
 

@@ -29,11 +29,44 @@ var PauseCommand = []string{"/bin/sleep", "2147483647"}
 
 func main() {
 	url := flag.String("registry", "http://127.0.0.1:5055", "base URL of the registry")
+	scale := flag.Int("scale-images", 0, "also push this many distinct images library/scale:000, 001, ... for cri-bench --scale")
 	flag.Parse()
-	if err := push(*url); err != nil {
+	err := push(*url)
+	if err == nil && *scale > 0 {
+		err = pushScale(*url, *scale)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushimages:", err)
 		os.Exit(1)
 	}
+}
+
+// pushScale pushes n images that are distinct (each config names its
+// index, so each has its own image ID) but share their layers: the
+// busybox base and one of three small layers. A node with hundreds of
+// images is mostly tags and configs; the layers are few.
+func pushScale(url string, n int) error {
+	var small []images.Layer
+	for i := range 3 {
+		l, err := images.NewLayer().Dir("scale", 0o755).File(fmt.Sprintf("scale/layer%d", i), []byte(fmt.Sprintf("layer %d\n", i)), 0o644).Build()
+		if err != nil {
+			return err
+		}
+		small = append(small, l)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for i := range n {
+		img, err := images.Busybox(images.WithLayers(small[i%len(small)]), images.WithEnv(fmt.Sprintf("SCALE_INDEX=%d", i)))
+		if err != nil {
+			return fmt.Errorf("build scale image %d: %w", i, err)
+		}
+		if err := registry.Push(ctx, url, "library/scale", fmt.Sprintf("%03d", i), img); err != nil {
+			return fmt.Errorf("push library/scale:%03d: %w", i, err)
+		}
+	}
+	fmt.Printf("pushed %d images %s/library/scale:000..%03d\n", n, url, n-1)
+	return nil
 }
 
 func push(url string) error {
