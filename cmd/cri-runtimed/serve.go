@@ -117,6 +117,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("stats: %w", err)
 	}
+	defer collector.Close()
 	cri := server.New(cfg, images, pods, ctrs, network, collector)
 	cri.SetHandlerFeatures(handlerFeatures(ctx, cfg))
 	streams, err := streaming.New(streaming.Config{

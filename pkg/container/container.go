@@ -21,6 +21,8 @@ type Container struct {
 	pod Sandbox
 	// spec caches the bundle's config.json.
 	spec *specs.Spec
+	// writable caches the directory of the container's writable layer.
+	writable string
 }
 
 // ID is the container's 64-hex-character ID.
@@ -39,6 +41,13 @@ func (c *Container) Record() meta.Container {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rec
+}
+
+// State is the container's recorded state.
+func (c *Container) State() meta.ContainerState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.State
 }
 
 // Pod is the container's pod.

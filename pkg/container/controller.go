@@ -674,20 +674,34 @@ func (c *Controller) ReopenLog(ctx context.Context, id string) error {
 }
 
 // WritableLayer is the directory holding the container's own changes to
-// its root filesystem (the overlay upperdir, or the native copy).
+// its root filesystem (the overlay upperdir, or the native copy). It is
+// looked up once: stats ask for it on every call, and a container keeps
+// its snapshot for life.
 func (c *Controller) WritableLayer(ctx context.Context, ctr *Container) (string, error) {
-	mounts, err := c.snap.Mounts(ctx, ctr.Record().SnapshotKey)
+	ctr.mu.Lock()
+	dir, key := ctr.writable, ctr.rec.SnapshotKey
+	ctr.mu.Unlock()
+	if dir != "" {
+		return dir, nil
+	}
+	mounts, err := c.snap.Mounts(ctx, key)
 	if err != nil {
 		return "", err
 	}
 	for _, m := range mounts {
 		for _, o := range m.Options {
-			if dir, ok := strings.CutPrefix(o, "upperdir="); ok {
-				return dir, nil
+			if d, ok := strings.CutPrefix(o, "upperdir="); ok {
+				dir = d
 			}
 		}
-		if m.Type == "bind" {
-			return m.Source, nil
+		if dir == "" && m.Type == "bind" {
+			dir = m.Source
+		}
+		if dir != "" {
+			ctr.mu.Lock()
+			ctr.writable = dir
+			ctr.mu.Unlock()
+			return dir, nil
 		}
 	}
 	return "", fmt.Errorf("container %s: no writable layer in its mounts", ctr.ID())

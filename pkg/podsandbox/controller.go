@@ -246,7 +246,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		c.names.Release(name)
 		return "", fmt.Errorf("save pod record: %w", err)
 	}
-	pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(id), handler: h}
+	pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(id), handler: h, cgroupsPath: c.sandboxCgroupsPath(rec)}
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -332,7 +332,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	opts := []oci.SpecOpt{
 		oci.WithRootfs(rootfs),
 		oci.WithOOMScoreAdj(max(sandboxOOMScoreAdj, c.opts.MinOOMScoreAdj)),
-		oci.WithCgroupsPath(oci.CgroupsPath(c.opts.CgroupDriver, pod.rec.CgroupParent, id)),
+		oci.WithCgroupsPath(pod.cgroupsPath),
 	}
 	if c.opts.SandboxImage != nil {
 		if uids != nil {
@@ -580,6 +580,11 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 }
 
 func (c *Controller) podDir(id string) string { return filepath.Join(c.opts.StateDir, id) }
+
+// sandboxCgroupsPath is the cgroup of the pod's sandbox process.
+func (c *Controller) sandboxCgroupsPath(rec meta.Sandbox) string {
+	return oci.CgroupsPath(c.opts.CgroupDriver, rec.CgroupParent, rec.ID)
+}
 
 // teardownNetwork runs CNI DEL for a pod on the pod network. DEL is
 // idempotent and works from the result cached at ADD, so it is safe after

@@ -24,6 +24,8 @@ type Pod struct {
 	dir      string
 	handler  Handler
 	hostname string
+	// cgroupsPath is the sandbox process's linux.cgroupsPath.
+	cgroupsPath string
 }
 
 // ID is the pod's 64-hex-character ID.
@@ -60,6 +62,10 @@ func (p *Pod) setShim(c *shim.Client) {
 	defer p.mu.Unlock()
 	p.shim = c
 }
+
+// CgroupsPath is the cgroup of the sandbox process itself (below the
+// pod's cgroup parent), as given to the OCI runtime.
+func (p *Pod) CgroupsPath() string { return p.cgroupsPath }
 
 // Runtime is the OCI runtime the pod's containers run with.
 func (p *Pod) Runtime() Handler { return p.handler }

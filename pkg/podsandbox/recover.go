@@ -35,7 +35,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 			klog.ErrorS(err, "Pod record has an unreadable config; removing it", "pod", rec.ID)
 		}
-		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.opts.Handlers[rec.RuntimeHandler], hostname: rec.Extra[extraHostname]}
+		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.opts.Handlers[rec.RuntimeHandler], hostname: rec.Extra[extraHostname], cgroupsPath: c.sandboxCgroupsPath(rec)}
 		if rec.State == meta.SandboxCreating || cfg.GetMetadata() == nil {
 			klog.InfoS("Removing pod sandbox whose creation was interrupted", "pod", rec.ID)
 			err := c.teardown(ctx, pod)

@@ -74,6 +74,30 @@ func (s *Server) StreamContainers(req *runtimeapi.StreamContainersRequest, strea
 }
 
 func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Container {
+	ctrs := s.filterContainers(f)
+	out := make([]*runtimeapi.Container, 0, len(ctrs))
+	for _, ctr := range ctrs {
+		rec := ctr.Record()
+		cfg := ctr.Config()
+		out = append(out, &runtimeapi.Container{
+			Id:           rec.ID,
+			PodSandboxId: rec.SandboxID,
+			Metadata:     cfg.GetMetadata(),
+			Image:        imageSpec(rec, cfg),
+			ImageRef:     rec.ImageRef,
+			ImageId:      rec.ImageID,
+			State:        containerState(rec.State),
+			CreatedAt:    rec.CreatedAt.UnixNano(),
+			Labels:       cfg.GetLabels(),
+			Annotations:  cfg.GetAnnotations(),
+		})
+	}
+	return out
+}
+
+// filterContainers returns the containers the filter selects, oldest
+// first.
+func (s *Server) filterContainers(f *runtimeapi.ContainerFilter) []*container.Container {
 	var ctrs []*container.Container
 	podID := ""
 	if f.GetPodSandboxId() != "" {
@@ -93,32 +117,18 @@ func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Con
 	default:
 		ctrs = s.ctrs.List()
 	}
-	out := make([]*runtimeapi.Container, 0, len(ctrs))
+	out := ctrs[:0]
 	for _, ctr := range ctrs {
-		rec := ctr.Record()
-		cfg := ctr.Config()
-		state := containerState(rec.State)
-		if podID != "" && rec.SandboxID != podID {
+		if podID != "" && ctr.Pod().ID() != podID {
 			continue
 		}
-		if f.GetState() != nil && f.GetState().GetState() != state {
+		if f.GetState() != nil && f.GetState().GetState() != containerState(ctr.State()) {
 			continue
 		}
-		if !labelsMatch(cfg.GetLabels(), f.GetLabelSelector()) {
+		if !labelsMatch(ctr.Config().GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
-		out = append(out, &runtimeapi.Container{
-			Id:           rec.ID,
-			PodSandboxId: rec.SandboxID,
-			Metadata:     cfg.GetMetadata(),
-			Image:        imageSpec(rec, cfg),
-			ImageRef:     rec.ImageRef,
-			ImageId:      rec.ImageID,
-			State:        state,
-			CreatedAt:    rec.CreatedAt.UnixNano(),
-			Labels:       cfg.GetLabels(),
-			Annotations:  cfg.GetAnnotations(),
-		})
+		out = append(out, ctr)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -47,7 +48,12 @@ func (s *Server) podEvent(t runtimeapi.ContainerEventType, pod *podsandbox.Pod) 
 }
 
 func (s *Server) containerEvent(t runtimeapi.ContainerEventType, ctr *container.Container) {
-	if t == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT {
+	switch t {
+	case runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT:
+		// Measured in the background now, so that the first stats call
+		// finds the writable layer's usage.
+		s.layerUsage(context.Background(), ctr)
+	case runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT:
 		s.stats.Forget(ctr.ID())
 	}
 	pod, ok := ctr.Pod().(*podsandbox.Pod)

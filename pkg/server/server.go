@@ -44,6 +44,11 @@ func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller,
 	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs, net: network, stats: collector}
 	pods.SetLifecycleHook(s.podEvent)
 	ctrs.SetEventHook(s.containerEvent)
+	// The containers found at start get their writable layers measured
+	// in the background, as new ones do at creation.
+	for _, ctr := range ctrs.List() {
+		s.layerUsage(context.Background(), ctr)
+	}
 	return s
 }
 

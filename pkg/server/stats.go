@@ -20,7 +20,7 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.containerStats(ctx, ctr)
+	st, _, err := s.containerStats(ctx, ctr, stats.Usage)
 	if err != nil {
 		return nil, err
 	}
@@ -41,17 +41,13 @@ func (s *Server) StreamContainerStats(req *runtimeapi.StreamContainerStatsReques
 }
 
 func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.ContainerStatsFilter) []*runtimeapi.ContainerStats {
-	ctrs := s.listContainers(&runtimeapi.ContainerFilter{Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()})
+	ctrs := s.filterContainers(&runtimeapi.ContainerFilter{Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()})
 	out := make([]*runtimeapi.ContainerStats, 0, len(ctrs))
-	for _, c := range ctrs {
-		ctr, err := s.ctrs.Get(c.Id)
-		if err != nil {
-			continue
-		}
-		st, err := s.containerStats(ctx, ctr)
+	for _, ctr := range ctrs {
+		st, _, err := s.containerStats(ctx, ctr, stats.Usage)
 		if err != nil {
 			// Gone or stopped since it was listed: kubelet lists again.
-			klog.V(4).InfoS("Skipping container stats", "container", c.Id, "err", err)
+			klog.V(4).InfoS("Skipping container stats", "container", ctr.ID(), "err", err)
 			continue
 		}
 		out = append(out, st)
@@ -59,28 +55,41 @@ func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.Container
 	return out
 }
 
-// containerStats reads the container's cgroup and writable layer. An
+// containerStats reads the container's cgroup (the figures want asks for)
+// and the last measured usage of its writable layer; the raw reading is
+// returned too, for the callers that need more than the CRI figures. An
 // exited container has no cgroup left and reports its attributes only.
-func (s *Server) containerStats(ctx context.Context, ctr *container.Container) (*runtimeapi.ContainerStats, error) {
+func (s *Server) containerStats(ctx context.Context, ctr *container.Container, want stats.Figures) (*runtimeapi.ContainerStats, *stats.CgroupStats, error) {
 	cfg := ctr.Config()
-	now := time.Now()
 	st := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
 		Id: ctr.ID(), Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 	}}
-	if cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.CgroupsPath()); err == nil {
+	var reading *stats.CgroupStats
+	if cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.CgroupsPath(), want); err == nil {
+		reading = &cg
 		st.Cpu = cg.CPUUsage()
 		st.Memory = cg.MemoryUsage()
 		st.Swap = cg.SwapUsage()
 		st.Io = cg.IOUsage()
 	} else if !errors.Is(err, stats.ErrNotFound) {
-		return nil, err
+		return nil, nil, err
 	}
-	if dir, err := s.ctrs.WritableLayer(ctx, ctr); err == nil {
-		if b, inodes, err := s.stats.DirUsage(ctx, ctr.ID(), dir); err == nil {
-			st.WritableLayer = stats.FilesystemUsage(now, s.ctrs.SnapshotRoot(), b, inodes)
-		}
+	if u, ok := s.layerUsage(ctx, ctr); ok {
+		st.WritableLayer = stats.FilesystemUsage(u.At, s.ctrs.SnapshotRoot(), u.Bytes, u.Inodes)
 	}
-	return st, nil
+	return st, reading, nil
+}
+
+// layerUsage is the last measured usage of the container's writable
+// layer; asking also has it measured again in the background when it is
+// old. The daemon asks once when a container is created, so that the
+// first stats call finds a measurement.
+func (s *Server) layerUsage(ctx context.Context, ctr *container.Container) (stats.LayerUsage, bool) {
+	dir, err := s.ctrs.WritableLayer(ctx, ctr)
+	if err != nil {
+		return stats.LayerUsage{}, false
+	}
+	return s.stats.LayerUsage(ctr.ID(), dir)
 }
 
 // PodSandboxStats reports one pod's usage, with its containers'.
@@ -133,7 +142,20 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
 		Linux:      &runtimeapi.LinuxPodSandboxStats{},
 	}
-	if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent); err == nil {
+	var processes uint64
+	for _, ctr := range s.ctrs.ListByPod(rec.ID) {
+		cs, cg, err := s.containerStats(ctx, ctr, stats.Usage|stats.Processes)
+		if err != nil {
+			continue
+		}
+		st.Linux.Containers = append(st.Linux.Containers, cs)
+		if cg != nil {
+			processes += cg.Processes
+		}
+	}
+	if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent, stats.Usage); err == nil {
+		processes += s.sandboxProcesses(ctx, pod)
+		cg.Processes = processes
 		st.Linux.Cpu = cg.CPUUsage()
 		st.Linux.Memory = cg.MemoryUsage()
 		st.Linux.Process = cg.ProcessUsage()
@@ -146,12 +168,21 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 			st.Linux.Network = stats.NetworkUsage(time.Now(), ifaces, "eth0")
 		}
 	}
-	for _, ctr := range s.ctrs.ListByPod(rec.ID) {
-		if cs, err := s.containerStats(ctx, ctr); err == nil {
-			st.Linux.Containers = append(st.Linux.Containers, cs)
-		}
-	}
 	return st, nil
+}
+
+// sandboxProcesses counts the processes of the pod's sandbox cgroup. A
+// pod's process count is its members' (sandbox and containers), which
+// are read anyway, rather than a walk of the pod cgroup's tree.
+func (s *Server) sandboxProcesses(ctx context.Context, pod *podsandbox.Pod) uint64 {
+	if !pod.Ready() {
+		return 0
+	}
+	cg, err := s.stats.Cgroup(ctx, "", pod.CgroupsPath(), stats.Processes)
+	if err != nil {
+		return 0
+	}
+	return cg.Processes
 }
 
 // ListMetricDescriptors lists the cAdvisor-style metrics this runtime
@@ -183,8 +214,22 @@ func (s *Server) podMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
 		}
 		rec := pod.Record()
 		pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: rec.ID}
+		processes := s.sandboxProcesses(ctx, pod)
+		for _, ctr := range s.ctrs.ListByPod(rec.ID) {
+			crec := ctr.Record()
+			cin := stats.MetricsInput{ID: crec.ID, Name: ctr.Config().GetMetadata().GetName(), Image: crec.ImageRef, Now: now, StartTime: crec.StartedAt}
+			if cg, err := s.stats.Cgroup(ctx, crec.ID, ctr.CgroupsPath(), stats.All); err == nil {
+				cin.Cgroup = &cg
+				processes += cg.Processes
+			}
+			if u, ok := s.layerUsage(ctx, ctr); ok {
+				cin.Filesystem = &stats.FilesystemStats{Device: s.ctrs.SnapshotRoot(), UsedBytes: u.Bytes, InodesUsed: u.Inodes}
+			}
+			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: crec.ID, Metrics: stats.ContainerMetrics(cin)})
+		}
 		in := stats.MetricsInput{ID: rec.ID, Name: "POD", Now: now, StartTime: rec.CreatedAt}
-		if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent); err == nil {
+		if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent, stats.Usage|stats.Detail); err == nil {
+			cg.Processes = processes
 			in.Cgroup = &cg
 		}
 		if rec.NetNSPath != "" {
@@ -193,19 +238,6 @@ func (s *Server) podMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
 			}
 		}
 		pm.Metrics = stats.ContainerMetrics(in)
-		for _, ctr := range s.ctrs.ListByPod(rec.ID) {
-			crec := ctr.Record()
-			cin := stats.MetricsInput{ID: crec.ID, Name: ctr.Config().GetMetadata().GetName(), Image: crec.ImageRef, Now: now, StartTime: crec.StartedAt}
-			if cg, err := s.stats.Cgroup(ctx, crec.ID, ctr.CgroupsPath()); err == nil {
-				cin.Cgroup = &cg
-			}
-			if dir, err := s.ctrs.WritableLayer(ctx, ctr); err == nil {
-				if b, inodes, err := s.stats.DirUsage(ctx, crec.ID, dir); err == nil {
-					cin.Filesystem = &stats.FilesystemStats{Device: s.ctrs.SnapshotRoot(), UsedBytes: b, InodesUsed: inodes}
-				}
-			}
-			pm.ContainerMetrics = append(pm.ContainerMetrics, &runtimeapi.ContainerMetrics{ContainerId: crec.ID, Metrics: stats.ContainerMetrics(cin)})
-		}
 		out = append(out, pm)
 	}
 	return out

@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// ErrNotFound is wrapped by the errors of Cgroup, Network and DirUsage when
+// ErrNotFound is wrapped by the errors of Cgroup and Network when
 // the thing to read no longer exists: a container removed between listing
 // and reading its stats is a normal race, and callers skip it (or map it
 // to NotFound) rather than fail the whole ListContainerStats.
@@ -96,8 +97,9 @@ func WithCgroupMode(m Mode) Option {
 	}
 }
 
-// WithDirUsageTTL sets how long a DirUsage result is reused (default 10s);
-// zero disables the cache.
+// WithDirUsageTTL sets how old a writable layer's measured usage may get
+// before a request for it has the layer walked again (default 10s); zero
+// walks again on every request, still in the background.
 func WithDirUsageTTL(d time.Duration) Option {
 	return func(c *config) error {
 		if d < 0 {
@@ -116,20 +118,26 @@ func withClock(now func() time.Time) Option {
 	}
 }
 
-// Collector reads cgroup statistics and writable layer usage. It keeps the
-// previous CPU sample per key to compute nano-cores, and the last directory
-// walk per key to bound DirUsage's cost. It is safe for concurrent use.
+// Collector reads cgroup statistics and writable layer usage. It keeps
+// the previous CPU sample per key to compute nano-cores, the files of each
+// key's cgroup open between readings, and the last measured usage of each
+// key's writable layer, measured by a background walker (see LayerUsage).
+// It is safe for concurrent use; Close stops the walker and closes the
+// files.
 type Collector struct {
 	mode      Mode
 	root      string
 	minCPUWin time.Duration
 	dirTTL    time.Duration
 	now       func() time.Time
-	v1        *v1Reader // set in ModeV1
+	read      func(r *fileReader, p string, want Figures) (CgroupStats, error)
 
-	mu   sync.Mutex
-	cpu  map[string]cpuSample
-	dirs map[string]*dirEntry
+	openCount atomic.Int64 // cgroup files kept open, over all keys
+
+	mu     sync.Mutex
+	cpu    map[string]cpuSample
+	files  map[string]*openFiles
+	layers *layerWalker
 }
 
 // cpuSample is the reading nano-cores are computed against.
@@ -167,15 +175,32 @@ func NewCollector(opts ...Option) (*Collector, error) {
 		dirTTL:    cfg.dirTTL,
 		now:       cfg.now,
 		cpu:       map[string]cpuSample{},
-		dirs:      map[string]*dirEntry{},
+		files:     map[string]*openFiles{},
 	}
 	if mode == ModeV1 {
-		c.v1, err = newV1Reader(root)
+		v, err := newV1(root)
 		if err != nil {
 			return nil, fmt.Errorf("stats collector: %w", err)
 		}
+		c.read = v.read
+	} else {
+		c.read = (&v2{root: root}).read
 	}
+	c.layers = newLayerWalker(cfg.dirTTL, cfg.now)
 	return c, nil
+}
+
+// Close stops the layer walker and closes the cgroup files kept open.
+func (c *Collector) Close() {
+	c.layers.close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, f := range c.files {
+		f.mu.Lock()
+		f.closeAll(c)
+		f.mu.Unlock()
+		delete(c.files, k)
+	}
 }
 
 // Mode is the layout the Collector reads.
@@ -304,13 +329,14 @@ func octal3(s string) (byte, bool) {
 	return byte(v), true
 }
 
-// Cgroup returns the statistics of the cgroup at cgroupsPath (see
-// CgroupPath for the accepted forms). key names the sample series for
-// nano-cores, normally the container or sandbox ID (keys of pods and
-// containers share one namespace, which random IDs never collide in); an
-// empty key keeps no history and reports zero nano-cores. A cgroup that does not exist yields
-// an error wrapping ErrNotFound.
-func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string) (CgroupStats, error) {
+// Cgroup returns the figures want asks for of the cgroup at cgroupsPath
+// (see CgroupPath for the accepted forms). key names the sample series
+// for nano-cores and the files kept open, normally the container or
+// sandbox ID (keys of pods and containers share one namespace, which
+// random IDs never collide in); an empty key keeps nothing and reports
+// zero nano-cores. A cgroup that does not exist yields an error wrapping
+// ErrNotFound.
+func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string, want Figures) (CgroupStats, error) {
 	if err := ctx.Err(); err != nil {
 		return CgroupStats{}, err
 	}
@@ -318,19 +344,45 @@ func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string) (Cgroup
 	if err != nil {
 		return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
 	}
-	at := c.now()
-	var s CgroupStats
-	if c.mode == ModeV1 {
-		s, err = c.v1.read(p)
-	} else {
-		s, err = readV2(c.root, p)
+	buf := bufPool.Get().(*[]byte)
+	r := &fileReader{c: c, buf: *buf}
+	if key != "" {
+		r.open = c.openFilesOf(key, p)
+		defer r.open.mu.Unlock()
 	}
+	at := c.now()
+	s, err := c.read(r, p, want)
+	*buf = r.buf
+	bufPool.Put(buf)
 	if err != nil {
+		if gone(err) {
+			return CgroupStats{}, fmt.Errorf("cgroup %s: %w: %w", cgroupsPath, ErrNotFound, err)
+		}
 		return CgroupStats{}, fmt.Errorf("cgroup stats of %s: %w", cgroupsPath, err)
 	}
 	s.Timestamp = at
-	s.CPU.UsageNanoCores = c.nanoCores(key, at, s.CPU.UsageCoreNanoSeconds)
+	if want&Usage != 0 {
+		s.CPU.UsageNanoCores = c.nanoCores(key, at, s.CPU.UsageCoreNanoSeconds)
+	}
 	return s, nil
+}
+
+// openFilesOf returns key's open files, locked, for the cgroup at p. A key
+// whose cgroup path changed drops the files of the old one.
+func (c *Collector) openFilesOf(key, p string) *openFiles {
+	c.mu.Lock()
+	f := c.files[key]
+	if f == nil {
+		f = &openFiles{path: p, files: map[string]*os.File{}}
+		c.files[key] = f
+	}
+	c.mu.Unlock()
+	f.mu.Lock()
+	if f.path != p {
+		f.closeAll(c)
+		f.path = p
+	}
+	return f
 }
 
 // nanoCores records the sample and returns the rate since the stored one.
@@ -363,73 +415,39 @@ func (c *Collector) nanoCores(key string, at time.Time, usage uint64) uint64 {
 // listing, so that samples of removals it missed do not pile up.
 func (c *Collector) Retain(keep func(key string) bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for k := range c.cpu {
 		if !keep(k) {
 			delete(c.cpu, k)
 		}
 	}
-	for k := range c.dirs {
+	var drop []*openFiles
+	for k, f := range c.files {
 		if !keep(k) {
-			delete(c.dirs, k)
+			drop = append(drop, f)
+			delete(c.files, k)
 		}
 	}
+	c.mu.Unlock()
+	for _, f := range drop {
+		f.mu.Lock()
+		f.closeAll(c)
+		f.mu.Unlock()
+	}
+	c.layers.retain(keep)
 }
 
-// Forget drops the CPU sample and cached directory usage kept for key;
+// Forget drops the CPU sample, open files and layer usage kept for key;
 // the daemon calls it when the container or sandbox is removed.
 func (c *Collector) Forget(key string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	delete(c.cpu, key)
-	delete(c.dirs, key)
-}
-
-// countProcs counts the processes in the cgroup at dir and its
-// descendants: a pod's cgroup holds no process itself, its containers'
-// cgroups below it do, and the pod's process count is theirs. Parts that
-// vanish while being read count as empty, since a container exiting
-// mid-read is normal.
-func countProcs(dir string) (uint64, error) {
-	n, err := countLines(filepath.Join(dir, "cgroup.procs"))
-	if err != nil {
-		return 0, err
+	f := c.files[key]
+	delete(c.files, key)
+	c.mu.Unlock()
+	if f != nil {
+		f.mu.Lock()
+		f.closeAll(c)
+		f.mu.Unlock()
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return n, nil
-		}
-		return 0, fmt.Errorf("list cgroup %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		sub, err := countProcs(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return 0, err
-		}
-		n += sub
-	}
-	return n, nil
-}
-
-// countLines counts the entries of a cgroup.procs file; a missing file
-// counts as zero.
-func countLines(file string) (uint64, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("read %s: %w", file, err)
-	}
-	var n uint64
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.TrimSpace(line) != "" {
-			n++
-		}
-	}
-	return n, nil
+	c.layers.forget(key)
 }

@@ -6,19 +6,26 @@
 //
 // It owns four readers and nothing else:
 //
-//   - Collector.Cgroup reads a cgroup (CPU, memory, pids, PSI) through
-//     github.com/containerd/cgroups/v3, cgroup v1 or v2 as the host mounts
-//     them. CRI asks for CPU usage in nano-cores, a rate, while the kernel
-//     only keeps a cumulative counter, so the Collector remembers the
-//     previous sample per caller-chosen key (a container or sandbox ID) and
-//     derives the rate from two samples.
+//   - Collector.Cgroup reads a cgroup (CPU, memory, pids, PSI), cgroup v1
+//     or v2 as the host mounts them. kubelet asks for the stats of every
+//     container every few seconds, so a reading costs as little as it
+//     can: the caller names the Figures it reports and only their files
+//     are read, the files of the stats calls stay open per key between
+//     readings (opening a cgroup file walks its path through kernfs), and
+//     nothing walks a directory tree. The files are parsed here rather
+//     than through github.com/containerd/cgroups, which reads every file
+//     of every controller by path on each call. CRI asks for CPU usage in
+//     nano-cores, a rate, while the kernel only keeps a cumulative
+//     counter, so the Collector remembers the previous sample per
+//     caller-chosen key (a container or sandbox ID) and derives the rate
+//     from two samples.
 //   - Network reads per-interface counters inside a pod's network
 //     namespace.
-//   - Collector.DirUsage measures a writable layer directory. Walking a
-//     directory tree costs time proportional to its size, so results are
-//     cached per key for a few seconds: kubelet polls every container's
-//     stats in one RPC and that RPC must stay fast with a hundred
-//     containers.
+//   - Collector.LayerUsage reports a writable layer directory's usage.
+//     Walking a directory tree costs time proportional to its size, so it
+//     never happens on the caller's goroutine: a background walker
+//     measures one layer at a time, when asked and the last measurement is
+//     older than a TTL, and callers get the last measurement.
 //   - MetricDescriptors and ContainerMetrics turn those readings into the
 //     CRI metric form with the metric names and labels cAdvisor used, so
 //     dashboards written against cAdvisor keep working.
@@ -27,7 +34,8 @@
 // pkg/server (or the controllers below it) passes the cgroup path from the
 // OCI spec, the netns pin path and the writable layer directory, and calls
 // Forget when a container or sandbox is removed (or Retain with the live
-// set after a restart) so that cached samples do not accumulate.
+// set after a restart) so that cached samples and open files do not
+// accumulate, and Close when it stops.
 //
 // Everything here is read-only with respect to the system: it never
 // creates, moves into or removes cgroups (only tests do), and entering a

@@ -35,22 +35,23 @@ func fakeV1(p string, usage, inactiveFile, limit uint64, swap bool) map[string]s
 		"cpuacct/" + p + "/cpuacct.stat":         "user 100\nsystem 50\n",
 		"memory/" + p + "/memory.stat": "cache 10\nrss 20\ntotal_cache 4096\ntotal_rss 8192\ntotal_mapped_file 1024\n" +
 			"total_inactive_file " + u(inactiveFile, 10) + "\ntotal_pgfault 77\ntotal_pgmajfault 3\n",
-		"memory/" + p + "/memory.oom_control":          "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
-		"memory/" + p + "/memory.usage_in_bytes":       u(usage, 10) + "\n",
-		"memory/" + p + "/memory.max_usage_in_bytes":   u(usage+100, 10) + "\n",
-		"memory/" + p + "/memory.failcnt":              "0\n",
-		"memory/" + p + "/memory.limit_in_bytes":       u(limit, 10) + "\n",
-		"pids/" + p + "/pids.current":                  "7\n",
-		"pids/" + p + "/pids.max":                      "max\n",
-		"pids/" + p + "/cgroup.procs":                  "10\n11\n",
-		"memory/memory.usage_in_bytes":                 "1\n",
-		"cpu/cpu.stat":                                 "",
-		"cpuacct/cpuacct.usage":                        "0\n",
-		"pids/pids.current":                            "0\n",
-		"memory/" + p + "/memory.memsw.usage_in_bytes": u(usage+500, 10) + "\n",
+		"memory/" + p + "/memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n",
+		"memory/" + p + "/memory.usage_in_bytes":     u(usage, 10) + "\n",
+		"memory/" + p + "/memory.max_usage_in_bytes": u(usage+100, 10) + "\n",
+		"memory/" + p + "/memory.failcnt":            "0\n",
+		"memory/" + p + "/memory.limit_in_bytes":     u(limit, 10) + "\n",
+		"pids/" + p + "/pids.current":                "7\n",
+		"pids/" + p + "/pids.max":                    "max\n",
+		"pids/" + p + "/cgroup.procs":                "10\n11\n",
+		"memory/memory.usage_in_bytes":               "1\n",
+		"cpu/cpu.stat":                               "",
+		"cpuacct/cpuacct.usage":                      "0\n",
+		"pids/pids.current":                          "0\n",
 	}
+	// The memsw files exist only with swap accounting.
 	if swap {
 		files["memory/memory.memsw.usage_in_bytes"] = "1\n"
+		files["memory/"+p+"/memory.memsw.usage_in_bytes"] = u(usage+500, 10) + "\n"
 		for _, f := range []string{"max_usage_in_bytes", "failcnt"} {
 			files["memory/"+p+"/memory.memsw."+f] = "0\n"
 		}
@@ -169,7 +170,7 @@ func TestFakeCgroup(t *testing.T) {
 			if c.Mode() != tt.mode {
 				t.Fatalf("mode %v, want %v", c.Mode(), tt.mode)
 			}
-			s, err := c.Cgroup(context.Background(), "k", "/"+p)
+			s, err := c.Cgroup(context.Background(), "k", "/"+p, All)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +179,7 @@ func TestFakeCgroup(t *testing.T) {
 			}
 			tt.check(t, s)
 
-			_, err = c.Cgroup(context.Background(), "gone", "/kubepods/pod1/gone")
+			_, err = c.Cgroup(context.Background(), "gone", "/kubepods/pod1/gone", Usage)
 			if !errors.Is(err, ErrNotFound) {
 				t.Fatalf("missing cgroup: err = %v, want ErrNotFound", err)
 			}
@@ -235,7 +236,7 @@ func TestNanoCores(t *testing.T) {
 				if st.forget {
 					c.Forget("key")
 				}
-				s, err := c.Cgroup(context.Background(), "key", p)
+				s, err := c.Cgroup(context.Background(), "key", p, Usage)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -306,7 +307,10 @@ func TestNewCollectorDetectsHost(t *testing.T) {
 	}
 }
 
-func TestProcessesCountsDescendants(t *testing.T) {
+// TestProcesses: the Processes figure counts the cgroup's own
+// cgroup.procs, never walking the cgroups below it (the daemon sums a
+// pod's members itself).
+func TestProcesses(t *testing.T) {
 	tests := []struct {
 		name  string
 		mode  Mode
@@ -315,24 +319,28 @@ func TestProcessesCountsDescendants(t *testing.T) {
 		want  uint64
 	}{
 		{
-			name: "v2 pod with two containers",
+			name: "v2 container",
 			mode: ModeV2,
-			files: merge(fakeV2("pod", 1, 0, "max"), map[string]string{
-				"pod/cgroup.procs":      "",
+			files: merge(fakeV2("pod/c1", 1, 0, "max"), map[string]string{
 				"pod/c1/cgroup.procs":   "1\n2\n",
-				"pod/c2/cgroup.procs":   "3\n",
-				"pod/c2/x/cgroup.procs": "4\n",
+				"pod/c1/x/cgroup.procs": "4\n",
 			}),
-			path: "/pod", want: 4,
+			path: "/pod/c1", want: 2,
 		},
 		{
-			name: "v1 pod with one container",
+			name: "v1 empty pod cgroup",
 			mode: ModeV1,
 			files: merge(fakeV1("pod", 1, 0, 0, false), map[string]string{
 				"pids/pod/cgroup.procs":    "",
 				"pids/pod/c1/cgroup.procs": "1\n2\n3\n",
 			}),
-			path: "/pod", want: 3,
+			path: "/pod", want: 0,
+		},
+		{
+			name:  "v1 without a final newline",
+			mode:  ModeV1,
+			files: merge(fakeV1("c", 1, 0, 0, false), map[string]string{"pids/c/cgroup.procs": "7\n8"}),
+			path:  "/c", want: 2,
 		},
 	}
 	for _, tt := range tests {
@@ -343,11 +351,64 @@ func TestProcessesCountsDescendants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := c.Cgroup(context.Background(), "", tt.path)
+			defer c.Close()
+			s, err := c.Cgroup(context.Background(), "", tt.path, Processes)
 			if err != nil {
 				t.Fatal(err)
 			}
 			eq(t, "processes", s.Processes, tt.want)
+		})
+	}
+}
+
+// TestFilesKeptOpen: the usage files of a key stay open between
+// readings, so a second reading does not look the paths up again; Forget
+// and Close release them.
+func TestFilesKeptOpen(t *testing.T) {
+	for _, mode := range []Mode{ModeV1, ModeV2} {
+		t.Run(mode.String(), func(t *testing.T) {
+			root := t.TempDir()
+			files, usageFile := fakeV1("c", 100, 0, 0, true), "memory/c/memory.usage_in_bytes"
+			if mode == ModeV2 {
+				files, usageFile = fakeV2("c", 100, 0, "max"), "c/memory.current"
+			}
+			writeTree(t, root, files)
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			read := func(key string) uint64 {
+				t.Helper()
+				s, err := c.Cgroup(ctx, key, "/c", Usage)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s.Memory.UsageBytes
+			}
+			eq(t, "first reading", read("k"), 100)
+			if c.openCount.Load() == 0 {
+				t.Fatal("no file kept open")
+			}
+			// A new file at the same path: the kept-open one is still
+			// the old inode, an unkeyed reading opens the path.
+			p := filepath.Join(root, usageFile)
+			if err := os.Rename(p, p+".old"); err != nil {
+				t.Fatal(err)
+			}
+			writeTree(t, root, map[string]string{usageFile: "200\n"})
+			eq(t, "kept open", read("k"), 100)
+			eq(t, "without a key", read(""), 200)
+			c.Forget("k")
+			if n := c.openCount.Load(); n != 0 {
+				t.Errorf("%d files open after Forget", n)
+			}
+			eq(t, "after Forget", read("k"), 200)
+			c.Close()
+			if n := c.openCount.Load(); n != 0 {
+				t.Errorf("%d files open after Close", n)
+			}
 		})
 	}
 }
@@ -359,20 +420,21 @@ func TestRetain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	ctx := context.Background()
 	for _, k := range []string{"a", "b", "c"} {
-		if _, err := c.Cgroup(ctx, k, "/c"); err != nil {
+		if _, err := c.Cgroup(ctx, k, "/c", Usage); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := c.DirUsage(ctx, k, root); err != nil {
-			t.Fatal(err)
-		}
+		c.LayerUsage(k, root)
 	}
 	c.Retain(func(k string) bool { return k == "b" })
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.cpu) != 1 || len(c.dirs) != 1 {
-		t.Fatalf("after Retain: %d cpu samples, %d dir entries; want 1 and 1", len(c.cpu), len(c.dirs))
+	c.layers.mu.Lock()
+	defer c.layers.mu.Unlock()
+	if len(c.cpu) != 1 || len(c.files) != 1 || len(c.layers.layers) != 1 {
+		t.Fatalf("after Retain: %d cpu samples, %d open file sets, %d layers; want 1 of each", len(c.cpu), len(c.files), len(c.layers.layers))
 	}
 	if _, ok := c.cpu["b"]; !ok {
 		t.Fatal("kept key b was dropped")

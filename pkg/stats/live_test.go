@@ -133,7 +133,7 @@ func TestLiveCgroup(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var err error
-		s1, err = c.Cgroup(ctx, "live", p)
+		s1, err = c.Cgroup(ctx, "live", p, All)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func TestLiveCgroup(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(minCPUInterval + 200*time.Millisecond)
-	s2, err := c.Cgroup(ctx, "live", p)
+	s2, err := c.Cgroup(ctx, "live", p, All)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestLiveCgroup(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(c.Root(), "memory", p, "memory.limit_in_bytes"), []byte(strconv.FormatUint(limit, 10)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s3, err := c.Cgroup(ctx, "live", p)
+	s3, err := c.Cgroup(ctx, "live", p, All)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestLiveCgroup(t *testing.T) {
 	for _, ctrl := range v1Controllers {
 		rmdirCgroup(t, filepath.Join(c.Root(), ctrl, p))
 	}
-	if _, err := c.Cgroup(ctx, "live", p); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Cgroup(ctx, "live", p, All); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removed cgroup: err = %v, want ErrNotFound", err)
 	}
 }
@@ -209,7 +209,7 @@ func TestCgroup100(t *testing.T) {
 	ctx := context.Background()
 	start := time.Now()
 	for i, p := range paths {
-		if _, err := c.Cgroup(ctx, strconv.Itoa(i), p); err != nil {
+		if _, err := c.Cgroup(ctx, strconv.Itoa(i), p, Usage); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -226,7 +226,7 @@ func BenchmarkCgroup100(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		for i, p := range paths {
-			if _, err := c.Cgroup(ctx, strconv.Itoa(i), p); err != nil {
+			if _, err := c.Cgroup(ctx, strconv.Itoa(i), p, Usage); err != nil {
 				b.Fatal(err)
 			}
 		}

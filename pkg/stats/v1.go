@@ -1,112 +1,183 @@
 package stats
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/containerd/cgroups/v3/cgroup1"
-	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 )
 
-// v1Reader reads cgroup v1 hierarchies. The controller list is built once:
-// cgroup1's default hierarchy re-reads /proc/self/mountinfo and probes
-// every controller on each Load, which would dominate the cost of reading
-// a hundred containers, and we only need four controllers.
-type v1Reader struct {
-	subsystems []cgroup1.Subsystem
-	// procsDir is the hierarchy whose cgroup.procs counts processes.
-	procsDir string
+// userHZ is the unit of cpuacct.stat: clock ticks, 100 per second on
+// every Linux architecture Go supports.
+const userHZ = 100
+
+// v1 reads cgroup v1 hierarchies, root/<controller>/<cgroup>/<file>. The
+// controllers mounted are found once; a reading opens nothing else.
+type v1 struct {
+	root string
+	has  map[string]bool // cpu, cpuacct, memory, pids
+	// procs is the controller whose cgroup.procs counts processes.
+	procs string
 }
 
-func newV1Reader(root string) (*v1Reader, error) {
-	candidates := []cgroup1.Subsystem{
-		cgroup1.NewCpu(root),
-		cgroup1.NewCpuacct(root),
-		// kmem figures are unused and deprecated (and gone from newer
-		// kernels); memsw exists only with swap accounting enabled.
-		cgroup1.NewMemory(root, cgroup1.IgnoreModules("kmem", "kmem.tcp"), cgroup1.OptionalSwap()),
-		cgroup1.NewPids(root),
-	}
-	r := &v1Reader{}
-	for _, s := range candidates {
-		dir := filepath.Join(root, string(s.Name()))
-		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			continue
-		}
-		r.subsystems = append(r.subsystems, s)
-		if r.procsDir == "" || s.Name() == cgroup1.Pids {
-			r.procsDir = dir
+func newV1(root string) (*v1, error) {
+	v := &v1{root: root, has: map[string]bool{}}
+	for _, ctrl := range []string{"cpuacct", "memory", "cpu", "pids"} {
+		if fi, err := os.Stat(filepath.Join(root, ctrl)); err == nil && fi.IsDir() {
+			v.has[ctrl] = true
+			if v.procs == "" || ctrl == "pids" {
+				v.procs = ctrl
+			}
 		}
 	}
-	if len(r.subsystems) == 0 {
+	if len(v.has) == 0 {
 		return nil, fmt.Errorf("no cpu, cpuacct, memory or pids cgroup v1 controller under %s", root)
 	}
-	return r, nil
+	return v, nil
 }
 
-func (r *v1Reader) hierarchy() ([]cgroup1.Subsystem, error) { return r.subsystems, nil }
-
-// read returns the stats of the cgroup at p in every hierarchy that has it.
-func (r *v1Reader) read(p string) (CgroupStats, error) {
-	cg, err := cgroup1.Load(cgroup1.StaticPath(p), cgroup1.WithHierarchy(r.hierarchy))
-	if err != nil {
-		if errors.Is(err, cgroup1.ErrCgroupDeleted) {
-			return CgroupStats{}, fmt.Errorf("cgroup %s: %w", p, ErrNotFound)
+// read returns the figures want asks for of the cgroup at p. The memory
+// figures are the total_* (hierarchical) values, so a pod's cgroup
+// includes its containers.
+func (v *v1) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
+	var s CgroupStats
+	file := func(ctrl, name string) string { return filepath.Join(v.root, ctrl, p, name) }
+	keep := true
+	if want&(Usage|Detail) != 0 && v.has["cpuacct"] {
+		var err error
+		if s.CPU.UsageCoreNanoSeconds, err = r.uint(file("cpuacct", "cpuacct.usage"), keep); err != nil {
+			return s, err
 		}
-		return CgroupStats{}, fmt.Errorf("load cgroup %s: %w", p, err)
 	}
-	m, err := cg.Stat()
-	if err != nil {
-		// The cgroup was removed between Load and Stat.
-		if errors.Is(err, fs.ErrNotExist) {
-			return CgroupStats{}, fmt.Errorf("cgroup %s: %w: %w", p, ErrNotFound, err)
+	if want&(Usage|Detail) != 0 && v.has["memory"] {
+		if err := v.memory(r, file, &s); err != nil {
+			return s, err
 		}
-		return CgroupStats{}, fmt.Errorf("read cgroup %s: %w", p, err)
 	}
-	s := fromV1(m)
-	if s.Processes, err = countProcs(filepath.Join(r.procsDir, p)); err != nil {
-		return CgroupStats{}, err
+	if want&Detail != 0 {
+		if err := v.detail(r, file, &s); err != nil {
+			return s, err
+		}
+	}
+	if want&Processes != 0 {
+		b, err := r.read(file(v.procs, "cgroup.procs"), false)
+		if err != nil {
+			return s, err
+		}
+		s.Processes = countLines(b)
 	}
 	return s, nil
 }
 
-// fromV1 converts cgroup1's metrics. The memory figures use the total_*
-// (hierarchical) values, so a pod cgroup includes its containers.
-func fromV1(m *v1stats.Metrics) CgroupStats {
-	var s CgroupStats
-	if cpu := m.GetCPU(); cpu != nil {
-		s.CPU.UsageCoreNanoSeconds = cpu.GetUsage().GetTotal()
-		s.CPU.UserNanoSeconds = cpu.GetUsage().GetUser()
-		s.CPU.SystemNanoSeconds = cpu.GetUsage().GetKernel()
-		s.CPU.Periods = cpu.GetThrottling().GetPeriods()
-		s.CPU.ThrottledPeriods = cpu.GetThrottling().GetThrottledPeriods()
-		s.CPU.ThrottledNanoSeconds = cpu.GetThrottling().GetThrottledTime()
+func (v *v1) memory(r *fileReader, file func(ctrl, name string) string, s *CgroupStats) error {
+	const keep = true
+	m := &s.Memory
+	var err error
+	if m.UsageBytes, err = r.uint(file("memory", "memory.usage_in_bytes"), keep); err != nil {
+		return err
 	}
-	if mem := m.GetMemory(); mem != nil {
-		s.Memory = MemoryStats{
-			UsageBytes:      mem.GetUsage().GetUsage(),
-			RSSBytes:        mem.GetTotalRSS(),
-			CacheBytes:      mem.GetTotalCache(),
-			MappedFileBytes: mem.GetTotalMappedFile(),
-			MaxUsageBytes:   mem.GetUsage().GetMax(),
-			LimitBytes:      mem.GetUsage().GetLimit(),
-			PageFaults:      mem.GetTotalPgFault(),
-			MajorPageFaults: mem.GetTotalPgMajFault(),
-		}
-		// memsw counts memory plus swap; without swap accounting its
-		// entries are all zero.
-		if sw := mem.GetSwap(); sw.GetUsage() > mem.GetUsage().GetUsage() {
-			s.Memory.SwapBytes = sw.GetUsage() - mem.GetUsage().GetUsage()
-		}
-		if sw := mem.GetSwap(); !unlimited(sw.GetLimit()) && !unlimited(mem.GetUsage().GetLimit()) && sw.GetLimit() > mem.GetUsage().GetLimit() {
-			s.Memory.SwapLimitBytes = sw.GetLimit() - mem.GetUsage().GetLimit()
-		}
-		finishMemory(&s.Memory, mem.GetTotalInactiveFile())
+	if m.LimitBytes, err = r.uint(file("memory", "memory.limit_in_bytes"), keep); err != nil {
+		return err
 	}
-	s.Memory.OOMKills = m.GetMemoryOomControl().GetOomKill()
-	s.Pids = PidsStats{Current: m.GetPids().GetCurrent(), Limit: m.GetPids().GetLimit()}
-	return s
+	b, err := r.read(file("memory", "memory.stat"), keep)
+	if err != nil {
+		return err
+	}
+	var inactiveFile uint64
+	keyValues(b, func(k []byte, n uint64) {
+		switch string(k) {
+		case "total_rss":
+			m.RSSBytes = n
+		case "total_cache":
+			m.CacheBytes = n
+		case "total_mapped_file":
+			m.MappedFileBytes = n
+		case "total_inactive_file":
+			inactiveFile = n
+		case "total_pgfault":
+			m.PageFaults = n
+		case "total_pgmajfault":
+			m.MajorPageFaults = n
+		}
+	})
+	// memsw counts memory plus swap, and exists only with swap
+	// accounting.
+	memsw, err := r.optionalUint(file("memory", "memory.memsw.usage_in_bytes"), keep)
+	if err != nil {
+		return err
+	}
+	if memsw > m.UsageBytes {
+		m.SwapBytes = memsw - m.UsageBytes
+	}
+	memswLimit, err := r.optionalUint(file("memory", "memory.memsw.limit_in_bytes"), keep)
+	if err != nil {
+		return err
+	}
+	if !unlimited(memswLimit) && !unlimited(m.LimitBytes) && memswLimit > m.LimitBytes {
+		m.SwapLimitBytes = memswLimit - m.LimitBytes
+	}
+	finishMemory(m, inactiveFile)
+	return nil
+}
+
+// detail reads the figures only the metrics report; none is kept open.
+func (v *v1) detail(r *fileReader, file func(ctrl, name string) string, s *CgroupStats) error {
+	const keep = false
+	if v.has["cpuacct"] {
+		b, err := r.read(file("cpuacct", "cpuacct.stat"), keep)
+		if err != nil {
+			return err
+		}
+		keyValues(b, func(k []byte, n uint64) {
+			switch string(k) {
+			case "user":
+				s.CPU.UserNanoSeconds = n * 1e9 / userHZ
+			case "system":
+				s.CPU.SystemNanoSeconds = n * 1e9 / userHZ
+			}
+		})
+	}
+	if v.has["cpu"] {
+		b, err := r.read(file("cpu", "cpu.stat"), keep)
+		if err != nil {
+			return err
+		}
+		keyValues(b, func(k []byte, n uint64) {
+			switch string(k) {
+			case "nr_periods":
+				s.CPU.Periods = n
+			case "nr_throttled":
+				s.CPU.ThrottledPeriods = n
+			case "throttled_time":
+				s.CPU.ThrottledNanoSeconds = n
+			}
+		})
+	}
+	if v.has["memory"] {
+		var err error
+		if s.Memory.MaxUsageBytes, err = r.uint(file("memory", "memory.max_usage_in_bytes"), keep); err != nil {
+			return err
+		}
+		b, err := r.read(file("memory", "memory.oom_control"), keep)
+		if err != nil {
+			return err
+		}
+		keyValues(b, func(k []byte, n uint64) {
+			if string(k) == "oom_kill" {
+				s.Memory.OOMKills = n
+			}
+		})
+	}
+	if v.has["pids"] {
+		var err error
+		if s.Pids.Current, err = r.uint(file("pids", "pids.current"), keep); err != nil {
+			return err
+		}
+		if s.Pids.Limit, err = r.uint(file("pids", "pids.max"), keep); err != nil {
+			return err
+		}
+		if s.Pids.Limit == ^uint64(0) {
+			s.Pids.Limit = 0
+		}
+	}
+	return nil
 }

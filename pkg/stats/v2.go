@@ -1,111 +1,136 @@
 package stats
 
-import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+import "path/filepath"
 
-	"github.com/containerd/cgroups/v3/cgroup2"
-	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
-)
+// v2 reads the unified hierarchy mounted at root. cpu.stat exists in
+// every cgroup whatever controllers are enabled, so a missing cpu.stat
+// means a missing cgroup; the files of controllers not enabled for the
+// cgroup read as zero, as the kernel has no figure for them.
+type v2 struct{ root string }
 
-// v2Mask is what the stats need; hugetlb and rdma would only add reads.
-const v2Mask = cgroup2.StatPids | cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents | cgroup2.StatIO
-
-// readV2 returns the stats of the cgroup at p below the cgroup2 mount.
-func readV2(mount, p string) (CgroupStats, error) {
-	dir := filepath.Join(mount, p)
-	// cgroup2 reads missing files as zeros, so absence must be checked
-	// here: before, and again after, since the cgroup can go away while
-	// it is being read.
-	if err := exists(dir); err != nil {
-		return CgroupStats{}, err
-	}
-	mgr, err := cgroup2.Load(p, cgroup2.WithMountpoint(mount))
-	if err != nil {
-		return CgroupStats{}, fmt.Errorf("load cgroup %s: %w", p, err)
-	}
-	m, err := mgr.StatFiltered(v2Mask)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return CgroupStats{}, fmt.Errorf("cgroup %s: %w: %w", p, ErrNotFound, err)
+// read returns the figures want asks for of the cgroup at p. CPU time
+// and PSI totals are in microseconds in v2.
+func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
+	var s CgroupStats
+	file := func(name string) string { return filepath.Join(v.root, p, name) }
+	if want&(Usage|Detail) != 0 {
+		b, err := r.read(file("cpu.stat"), true)
+		if err != nil {
+			return s, err
 		}
-		return CgroupStats{}, fmt.Errorf("read cgroup %s: %w", p, err)
+		keyValues(b, func(k []byte, n uint64) {
+			switch string(k) {
+			case "usage_usec":
+				s.CPU.UsageCoreNanoSeconds = n * 1000
+			case "user_usec":
+				s.CPU.UserNanoSeconds = n * 1000
+			case "system_usec":
+				s.CPU.SystemNanoSeconds = n * 1000
+			case "nr_periods":
+				s.CPU.Periods = n
+			case "nr_throttled":
+				s.CPU.ThrottledPeriods = n
+			case "throttled_usec":
+				s.CPU.ThrottledNanoSeconds = n * 1000
+			}
+		})
+		if err := v.memory(r, file, &s); err != nil {
+			return s, err
+		}
+		for _, psi := range []struct {
+			name string
+			dst  **Pressure
+		}{{"cpu.pressure", &s.CPUPressure}, {"memory.pressure", &s.MemoryPressure}, {"io.pressure", &s.IOPressure}} {
+			b, err := r.read(file(psi.name), true)
+			if err != nil {
+				if gone(err) { // PSI disabled
+					continue
+				}
+				return s, err
+			}
+			*psi.dst = parsePressure(b)
+		}
 	}
-	s := fromV2(m)
-	if s.Processes, err = countProcs(dir); err != nil {
-		return CgroupStats{}, err
+	if want&Detail != 0 {
+		if err := v.detail(r, file, &s); err != nil {
+			return s, err
+		}
 	}
-	if err := exists(dir); err != nil {
-		return CgroupStats{}, err
+	if want&Processes != 0 {
+		b, err := r.read(file("cgroup.procs"), false)
+		if err != nil {
+			return s, err
+		}
+		s.Processes = countLines(b)
 	}
 	return s, nil
 }
 
-func exists(dir string) error {
-	if _, err := os.Stat(dir); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("cgroup %s: %w", dir, ErrNotFound)
-		}
-		return fmt.Errorf("stat cgroup %s: %w", dir, err)
+func (v *v2) memory(r *fileReader, file func(string) string, s *CgroupStats) error {
+	const keep = true
+	m := &s.Memory
+	var err error
+	if m.UsageBytes, err = r.optionalUint(file("memory.current"), keep); err != nil {
+		return err
 	}
+	if m.LimitBytes, err = r.optionalUint(file("memory.max"), keep); err != nil {
+		return err
+	}
+	b, err := r.read(file("memory.stat"), keep)
+	if err != nil && !gone(err) {
+		return err
+	}
+	var inactiveFile uint64
+	keyValues(b, func(k []byte, n uint64) {
+		switch string(k) {
+		case "anon":
+			m.RSSBytes = n
+		case "file":
+			m.CacheBytes = n
+		case "file_mapped":
+			m.MappedFileBytes = n
+		case "inactive_file":
+			inactiveFile = n
+		case "pgfault":
+			m.PageFaults = n
+		case "pgmajfault":
+			m.MajorPageFaults = n
+		}
+	})
+	if m.SwapBytes, err = r.optionalUint(file("memory.swap.current"), keep); err != nil {
+		return err
+	}
+	if m.SwapLimitBytes, err = r.optionalUint(file("memory.swap.max"), keep); err != nil {
+		return err
+	}
+	finishMemory(m, inactiveFile)
 	return nil
 }
 
-// fromV2 converts cgroup2's metrics; v2 reports CPU time and PSI totals in
-// microseconds.
-func fromV2(m *v2stats.Metrics) CgroupStats {
-	var s CgroupStats
-	if cpu := m.GetCPU(); cpu != nil {
-		s.CPU = CPUStats{
-			UsageCoreNanoSeconds: cpu.GetUsageUsec() * 1000,
-			UserNanoSeconds:      cpu.GetUserUsec() * 1000,
-			SystemNanoSeconds:    cpu.GetSystemUsec() * 1000,
-			Periods:              cpu.GetNrPeriods(),
-			ThrottledPeriods:     cpu.GetNrThrottled(),
-			ThrottledNanoSeconds: cpu.GetThrottledUsec() * 1000,
+// detail reads the figures only the metrics report; none is kept open.
+func (v *v2) detail(r *fileReader, file func(string) string, s *CgroupStats) error {
+	const keep = false
+	var err error
+	if s.Memory.MaxUsageBytes, err = r.optionalUint(file("memory.peak"), keep); err != nil {
+		return err
+	}
+	b, err := r.read(file("memory.events"), keep)
+	if err != nil && !gone(err) {
+		return err
+	}
+	keyValues(b, func(k []byte, n uint64) {
+		if string(k) == "oom_kill" {
+			s.Memory.OOMKills = n
 		}
-		s.CPUPressure = fromPSI(cpu.GetPSI())
+	})
+	if s.Pids.Current, err = r.optionalUint(file("pids.current"), keep); err != nil {
+		return err
 	}
-	if mem := m.GetMemory(); mem != nil {
-		s.Memory = MemoryStats{
-			UsageBytes:      mem.GetUsage(),
-			RSSBytes:        mem.GetAnon(),
-			CacheBytes:      mem.GetFile(),
-			MappedFileBytes: mem.GetFileMapped(),
-			MaxUsageBytes:   mem.GetMaxUsage(),
-			LimitBytes:      mem.GetUsageLimit(),
-			SwapBytes:       mem.GetSwapUsage(),
-			SwapLimitBytes:  mem.GetSwapLimit(),
-			PageFaults:      mem.GetPgfault(),
-			MajorPageFaults: mem.GetPgmajfault(),
-		}
-		finishMemory(&s.Memory, mem.GetInactiveFile())
-		s.MemoryPressure = fromPSI(mem.GetPSI())
+	if s.Pids.Limit, err = r.optionalUint(file("pids.max"), keep); err != nil {
+		return err
 	}
-	s.Memory.OOMKills = m.GetMemoryEvents().GetOomKill()
-	s.IOPressure = fromPSI(m.GetIo().GetPSI())
-	limit := m.GetPids().GetLimit()
-	if limit == ^uint64(0) { // "max"
-		limit = 0
+	if s.Pids.Limit == ^uint64(0) {
+		s.Pids.Limit = 0
 	}
-	s.Pids = PidsStats{Current: m.GetPids().GetCurrent(), Limit: limit}
-	return s
-}
-
-func fromPSI(p *v2stats.PSIStats) *Pressure {
-	if p == nil || (p.GetSome() == nil && p.GetFull() == nil) {
-		return nil
-	}
-	conv := func(d *v2stats.PSIData) PressureData {
-		return PressureData{
-			TotalNanoSeconds: d.GetTotal() * 1000,
-			Avg10:            d.GetAvg10(),
-			Avg60:            d.GetAvg60(),
-			Avg300:           d.GetAvg300(),
-		}
-	}
-	return &Pressure{Some: conv(p.GetSome()), Full: conv(p.GetFull())}
+	return nil
 }
