@@ -331,10 +331,18 @@ func (s *Service) storeSmall(ctx context.Context, dgst digest.Digest, b []byte) 
 
 // fetchLayers downloads the layers that are missing (at most
 // maxDownloads at once) and unpacks each in order as soon as it and the
-// layers below it are there.
+// layers below it are there. The first layer that fails cancels every
+// other download, so a refused or corrupt layer fails the pull at once
+// instead of after the rest of the image (possibly gigabytes) arrived.
 func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	// One deferred call, cancel before wait: the downloads still running
+	// must see the cancellation, or Wait waits for them to finish.
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
 
 	type job struct {
 		done chan struct{}
@@ -342,8 +350,6 @@ func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, la
 	}
 	jobs := make([]*job, len(layers))
 	sem := make(chan struct{}, s.maxDownloads)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for i, l := range layers {
 		j := &job{done: make(chan struct{})}
 		jobs[i] = j
@@ -358,22 +364,30 @@ func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, la
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				j.err = ctx.Err()
+				j.err = context.Cause(ctx)
 				return
 			}
 			defer func() { <-sem }()
 			j.err = s.blobs.do(ctx, l.Digest.String(), func(ctx context.Context) error {
 				return s.download(ctx, repo, l)
 			})
+			if j.err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("layer %s: %w", l.Digest, j.err))
+			}
 		}()
 	}
 	for i, l := range layers {
 		select {
 		case <-jobs[i].done:
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 		if err := jobs[i].err; err != nil {
+			if ctx.Err() != nil {
+				// Cancelled because another layer failed (or the caller
+				// went away): that is the error to report.
+				return context.Cause(ctx)
+			}
 			return fmt.Errorf("layer %s: %w", l.Digest, err)
 		}
 		var parent digest.Digest

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -442,5 +443,52 @@ func TestPullBadImages(t *testing.T) {
 	}
 	if imgs, _ := e.svc.List(ctx); len(imgs) != 0 {
 		t.Errorf("bad pulls listed %v", imgs)
+	}
+}
+
+// TestPullFailedLayerCancelsOthers: one layer the registry refuses fails
+// the pull at once, whichever position it has, instead of waiting for the
+// other layers to download in full (here: a layer that never finishes).
+func TestPullFailedLayerCancelsOthers(t *testing.T) {
+	for _, failFirst := range []bool{true, false} {
+		e := newEnv(t)
+		slow, _ := layer(t, file{name: "slow", body: strings.Repeat("s", 100000)})
+		bad, _ := layer(t, file{name: "bad", body: "b"})
+		layers := [][]byte{slow, bad}
+		failIdx, slowIdx := 1, 0
+		if failFirst {
+			layers, failIdx, slowIdx = [][]byte{bad, slow}, 0, 1
+		}
+		img := push(t, e.reg, "app", "v1", "amd64", layers...)
+		e.reg.StallBlob(img.layers[slowIdx].Digest, 10)
+		e.reg.FailBlob(img.layers[failIdx].Digest, http.StatusNotFound)
+
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, registry.ErrNotFound) {
+				t.Fatalf("failFirst=%v: err = %v, want the missing layer's NotFound", failFirst, err)
+			}
+			if !strings.Contains(err.Error(), img.layers[failIdx].Digest.String()) {
+				t.Errorf("failFirst=%v: error does not name the failed layer: %v", failFirst, err)
+			}
+			t.Logf("failFirst=%v: pull failed after %v", failFirst, time.Since(start))
+		case <-time.After(30 * time.Second):
+			// The stalled layer only ends when its client goes away (or
+			// after the 5 minute progress timeout).
+			cancel()
+			<-done
+			t.Fatalf("failFirst=%v: the pull is still waiting for the stalled layer after 30s", failFirst)
+		}
+		cancel()
+		if imgs, _ := e.svc.List(context.Background()); len(imgs) != 0 {
+			t.Fatalf("failed pull listed %v", imgs)
+		}
 	}
 }

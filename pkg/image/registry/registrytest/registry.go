@@ -107,6 +107,7 @@ type Registry struct {
 	endless    map[string]bool // "repo@ref" of manifests, or "blob@digest"
 	redirect   bool
 	stall      map[digest.Digest]int64
+	failBlob   map[digest.Digest]int
 	log        []*Request
 }
 
@@ -127,6 +128,7 @@ func New(t testing.TB, opts ...Option) *Registry {
 		corrupt:   map[digest.Digest]bool{},
 		endless:   map[string]bool{},
 		stall:     map[digest.Digest]int64{},
+		failBlob:  map[digest.Digest]int{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -254,6 +256,14 @@ func (r *Registry) StallBlob(d digest.Digest, after int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stall[d] = after
+}
+
+// FailBlob makes every request for blob d answer status at once, as a
+// registry that lost a layer does.
+func (r *Registry) FailBlob(d digest.Digest, status int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failBlob[d] = status
 }
 
 // CorruptBlob makes GETs of blob (or manifest) d serve the right length
@@ -584,7 +594,12 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, repo, ref
 	r.mu.Lock()
 	data, ok := r.blobs[repo][d]
 	redirect := r.redirect
+	failStatus := r.failBlob[d]
 	r.mu.Unlock()
+	if failStatus != 0 {
+		writeError(w, failStatus, "BLOB_UNKNOWN", fmt.Sprintf("blob failed: %s", d))
+		return
+	}
 	if !ok {
 		writeError(w, http.StatusNotFound, "BLOB_UNKNOWN", fmt.Sprintf("blob unknown: %s", d))
 		return
