@@ -2,13 +2,17 @@ package container
 
 import (
 	"errors"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
 func TestParseSignal(t *testing.T) {
@@ -81,5 +85,57 @@ func TestValidate(t *testing.T) {
 	meta := &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "prod", Uid: "u", Attempt: 1}
 	if got := Name(&runtimeapi.ContainerMetadata{Name: "app", Attempt: 3}, meta); got != "app_web_prod_u_3" {
 		t.Fatalf("Name = %q", got)
+	}
+}
+
+// TestRecordOnlyMovesForward: the exit of a container that exits at once
+// can reach the controller before Start's "running" reply; whichever
+// order the reports arrive in, the container ends exited with its code.
+func TestRecordOnlyMovesForward(t *testing.T) {
+	started := time.Unix(1700000000, 0).UTC()
+	finished := started.Add(time.Millisecond)
+	running := shim.State{Status: shim.StatusRunning, Pid: 42, StartedAt: started}
+	exited := shim.State{Status: shim.StatusExited, Pid: 42, StartedAt: started, FinishedAt: finished, ExitCode: 3}
+	created := shim.State{Status: shim.StatusCreated, Pid: 42}
+	tests := []struct {
+		name   string
+		order  []shim.State
+		events []runtimeapi.ContainerEventType
+	}{
+		{"running then exit", []shim.State{running, exited},
+			[]runtimeapi.ContainerEventType{runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT}},
+		{"exit then running", []shim.State{exited, running},
+			[]runtimeapi.ContainerEventType{runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT}},
+		{"exit then created", []shim.State{exited, created},
+			[]runtimeapi.ContainerEventType{runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT}},
+		{"exit twice", []shim.State{exited, exited},
+			[]runtimeapi.ContainerEventType{runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := meta.Open(filepath.Join(t.TempDir(), "meta.db"), time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			c := &Controller{db: db}
+			var events []runtimeapi.ContainerEventType
+			c.hook = func(ev runtimeapi.ContainerEventType, _ *Container) { events = append(events, ev) }
+			ctr := &Container{rec: meta.Container{ID: "c1", State: meta.ContainerCreated}}
+			for _, st := range tc.order {
+				c.apply(ctr, st)
+			}
+			rec := ctr.Record()
+			if rec.State != meta.ContainerExited || rec.ExitCode != 3 || !rec.FinishedAt.Equal(finished) || !rec.StartedAt.Equal(started) || rec.Reason != "Error" {
+				t.Fatalf("record = %s code %d started %v finished %v reason %q", rec.State, rec.ExitCode, rec.StartedAt, rec.FinishedAt, rec.Reason)
+			}
+			if !slices.Equal(events, tc.events) {
+				t.Errorf("events = %v, want %v", events, tc.events)
+			}
+			saved, err := db.ListContainers()
+			if err != nil || len(saved) != 1 || saved[0].State != meta.ContainerExited {
+				t.Fatalf("persisted %+v, %v", saved, err)
+			}
+		})
 	}
 }

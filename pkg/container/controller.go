@@ -362,29 +362,40 @@ func (c *Controller) apply(ctr *Container, st shim.State) {
 }
 
 // record updates and persists the container's record; it reports the
-// event of a state change, if there was one.
+// event of a state change, if there was one. States only move forward
+// (created, running, exited): Start's "running" reply and the exit event
+// of a container that exits at once race, and whichever lands last must
+// not undo the exit. A late report can still fill in what the record
+// lacks (the pid, the start time).
 func (c *Controller) record(ctr *Container, st shim.State) (runtimeapi.ContainerEventType, bool) {
 	ctr.mu.Lock()
 	defer ctr.mu.Unlock()
 	r := &ctr.rec
 	before := *r
+	var state meta.ContainerState
 	switch st.Status {
 	case shim.StatusCreated:
-		r.State = meta.ContainerCreated
+		state = meta.ContainerCreated
 	case shim.StatusRunning:
-		r.State = meta.ContainerRunning
+		state = meta.ContainerRunning
 	case shim.StatusExited:
-		r.State = meta.ContainerExited
-		r.ExitCode = st.ExitCode
-		r.FinishedAt = st.FinishedAt
-		r.Reason, r.Message = exitReason(st)
+		state = meta.ContainerExited
 	default:
 		return 0, false
 	}
-	if st.Pid != 0 {
+	forward := stateRank(state) > stateRank(r.State)
+	if forward {
+		r.State = state
+		if state == meta.ContainerExited {
+			r.ExitCode = st.ExitCode
+			r.FinishedAt = st.FinishedAt
+			r.Reason, r.Message = exitReason(st)
+		}
+	}
+	if st.Pid != 0 && (forward || r.Pid == 0) {
 		r.Pid = st.Pid
 	}
-	if !st.StartedAt.IsZero() {
+	if !st.StartedAt.IsZero() && (forward || r.StartedAt.IsZero()) {
 		r.StartedAt = st.StartedAt
 	}
 	if before.State == r.State && before.ExitCode == r.ExitCode && before.Pid == r.Pid && before.StartedAt.Equal(r.StartedAt) {
@@ -403,6 +414,21 @@ func (c *Controller) record(ctr *Container, st shim.State) (runtimeapi.Container
 		return runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, true
 	}
 	return 0, false
+}
+
+// stateRank orders the states a container goes through.
+func stateRank(s meta.ContainerState) int {
+	switch s {
+	case meta.ContainerCreating:
+		return 1
+	case meta.ContainerCreated:
+		return 2
+	case meta.ContainerRunning:
+		return 3
+	case meta.ContainerExited:
+		return 4
+	}
+	return 0
 }
 
 func exitReason(st shim.State) (string, string) {
