@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -12,9 +13,19 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci/seccomp"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/crilog"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot/layer"
+	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+	"github.com/cri-runtimed/cri-runtimed/pkg/userns"
 )
 
 // errInvalid marks a malformed CRI request; handlers wrap it with the
@@ -33,27 +44,96 @@ func toStatus(err error) error {
 	return status.Error(codeOf(err), err.Error())
 }
 
+// sentinelCodes is the code of every sentinel error of the daemon's
+// packages (a test checks that none is missing). The first match wins, so
+// the errors of the CRI-facing controllers, which wrap lower ones, come
+// first.
+var sentinelCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	// Requests kubelet got wrong.
+	{errInvalid, codes.InvalidArgument},
+	{podsandbox.ErrInvalid, codes.InvalidArgument},
+	{container.ErrInvalid, codes.InvalidArgument},
+	{oci.ErrInvalid, codes.InvalidArgument},
+	{seccomp.ErrInvalidProfile, codes.InvalidArgument},
+	{cni.ErrInvalidArgument, codes.InvalidArgument},
+	{reference.ErrInvalid, codes.InvalidArgument},
+	{podsandbox.ErrAmbiguous, codes.InvalidArgument},
+	{container.ErrAmbiguous, codes.InvalidArgument},
+	{podsandbox.ErrAlreadyExists, codes.AlreadyExists},
+	{container.ErrAlreadyExists, codes.AlreadyExists},
+	{podsandbox.ErrNotFound, codes.NotFound},
+	{container.ErrNotFound, codes.NotFound},
+	{podsandbox.ErrNotReady, codes.FailedPrecondition},
+	{container.ErrState, codes.FailedPrecondition},
+	{container.ErrNotRunning, codes.FailedPrecondition},
+	{container.ErrExecTimeout, codes.DeadlineExceeded},
+
+	// Images and registries.
+	{image.ErrNotFound, codes.NotFound},
+	{image.ErrPullStuck, codes.DeadlineExceeded},
+	// An image the registry serves but that cannot be used as one.
+	{image.ErrInvalidImage, codes.InvalidArgument},
+	{registry.ErrSchema1, codes.Unimplemented},
+	{registry.ErrNotFound, codes.NotFound},
+	{registry.ErrUnauthorized, codes.PermissionDenied},
+	{registry.ErrTooLarge, codes.ResourceExhausted},
+	{registry.ErrDigestMismatch, codes.DataLoss},
+	{layer.ErrUnsafePath, codes.InvalidArgument},
+	{layer.ErrLimitExceeded, codes.ResourceExhausted},
+	{content.ErrDigestMismatch, codes.DataLoss},
+	{content.ErrSizeMismatch, codes.DataLoss},
+	{content.ErrTooLarge, codes.ResourceExhausted},
+	{content.ErrInvalidDigest, codes.InvalidArgument},
+	{content.ErrNotFound, codes.NotFound},
+	{content.ErrExists, codes.AlreadyExists},
+
+	// The node's own state.
+	{snapshot.ErrNotFound, codes.NotFound},
+	{snapshot.ErrAlreadyExists, codes.AlreadyExists},
+	{snapshot.ErrInUse, codes.FailedPrecondition},
+	{snapshot.ErrInvalidKind, codes.FailedPrecondition},
+	{meta.ErrNotFound, codes.NotFound},
+	{meta.ErrLocked, codes.Unavailable},
+	{netns.ErrNotFound, codes.NotFound},
+	{stats.ErrNotFound, codes.NotFound},
+	{userns.ErrUnsupported, codes.FailedPrecondition},
+	{cni.ErrPluginTimeout, codes.DeadlineExceeded},
+	{registrar.ErrNameReserved, codes.AlreadyExists},
+	{registrar.ErrIDReserved, codes.AlreadyExists},
+	// The daemon is shutting down.
+	{registrar.ErrClosed, codes.Unavailable},
+
+	// The pod's shim.
+	{shim.ErrNotFound, codes.NotFound},
+	{shim.ErrAlreadyExists, codes.AlreadyExists},
+	{shim.ErrNotRunning, codes.FailedPrecondition},
+	{shim.ErrBusy, codes.FailedPrecondition},
+	{shim.ErrShimGone, codes.FailedPrecondition},
+	{shim.ErrStreamBroken, codes.Unavailable},
+	{shim.ErrDetached, codes.Canceled},
+	{crilog.ErrMalformed, codes.DataLoss},
+}
+
 func codeOf(err error) codes.Code {
+	for _, s := range sentinelCodes {
+		if errors.Is(err, s.err) {
+			return s.code
+		}
+	}
+	var se *registry.StatusError
+	if errors.As(err, &se) {
+		switch {
+		case se.StatusCode == http.StatusTooManyRequests, se.StatusCode >= 500:
+			// The registry may answer later.
+			return codes.Unavailable
+		case se.StatusCode == http.StatusForbidden:
+			return codes.PermissionDenied
+		}
+	}
 	switch {
-	case errors.Is(err, errInvalid), errors.Is(err, reference.ErrInvalid),
-		errors.Is(err, podsandbox.ErrInvalid), errors.Is(err, container.ErrInvalid), errors.Is(err, oci.ErrInvalid),
-		errors.Is(err, podsandbox.ErrAmbiguous), errors.Is(err, container.ErrAmbiguous):
-		return codes.InvalidArgument
-	case errors.Is(err, cni.ErrInvalidArgument):
-		return codes.InvalidArgument
-	case errors.Is(err, podsandbox.ErrAlreadyExists), errors.Is(err, container.ErrAlreadyExists):
-		return codes.AlreadyExists
-	case errors.Is(err, image.ErrNotFound), errors.Is(err, meta.ErrNotFound), errors.Is(err, registry.ErrNotFound),
-		errors.Is(err, podsandbox.ErrNotFound), errors.Is(err, container.ErrNotFound):
-		return codes.NotFound
-	case errors.Is(err, podsandbox.ErrNotReady), errors.Is(err, container.ErrState), errors.Is(err, container.ErrNotRunning):
-		return codes.FailedPrecondition
-	case errors.Is(err, container.ErrExecTimeout):
-		return codes.DeadlineExceeded
-	case errors.Is(err, registry.ErrUnauthorized):
-		return codes.PermissionDenied
-	case errors.Is(err, image.ErrPullStuck):
-		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

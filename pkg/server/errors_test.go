@@ -4,6 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -16,6 +22,10 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot/layer"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 )
 
 // TestToStatus pins the one mapping from internal errors to gRPC codes
@@ -45,7 +55,23 @@ func TestToStatus(t *testing.T) {
 		{wrap(podsandbox.ErrNotReady), codes.FailedPrecondition},
 		{wrap(container.ErrExecTimeout), codes.DeadlineExceeded},
 		{wrap(image.ErrPullStuck), codes.DeadlineExceeded},
+		{wrap(image.ErrInvalidImage), codes.InvalidArgument},
+		{wrap(registry.ErrSchema1), codes.Unimplemented},
+		{wrap(registry.ErrTooLarge), codes.ResourceExhausted},
+		{wrap(layer.ErrUnsafePath), codes.InvalidArgument},
+		{wrap(content.ErrDigestMismatch), codes.DataLoss},
+		{wrap(shim.ErrShimGone), codes.FailedPrecondition},
+		{wrap(registrar.ErrClosed), codes.Unavailable},
 		{wrap(context.Canceled), codes.Canceled},
+		{wrap(context.DeadlineExceeded), codes.DeadlineExceeded},
+		// A pull cancelled because a layer was refused reports the layer.
+		{fmt.Errorf("pull: %w", fmt.Errorf("layer x: %w", registry.ErrNotFound)), codes.NotFound},
+		// The controllers' errors win over the lower ones they wrap.
+		{fmt.Errorf("%w: exec in container: %w", container.ErrNotRunning, shim.ErrNotFound), codes.FailedPrecondition},
+		{wrap(&registry.StatusError{StatusCode: 503}), codes.Unavailable},
+		{wrap(&registry.StatusError{StatusCode: 429}), codes.Unavailable},
+		{wrap(&registry.StatusError{StatusCode: 403}), codes.PermissionDenied},
+		{wrap(&registry.StatusError{StatusCode: 418}), codes.Unknown},
 		{errors.New("runc said no"), codes.Unknown},
 		{status.Error(codes.Unimplemented, "kept"), codes.Unimplemented},
 	}
@@ -57,6 +83,95 @@ func TestToStatus(t *testing.T) {
 	}
 	if toStatus(nil) != nil {
 		t.Error("toStatus(nil) is not nil")
+	}
+	for _, s := range sentinelCodes {
+		if s.code == codes.Unknown || s.code == codes.OK {
+			t.Errorf("sentinel %q maps to %v", s.err, s.code)
+		}
+	}
+}
+
+// TestEverySentinelMapped reads the daemon's packages and fails for any
+// exported sentinel error (a package-level Err... = errors.New) that
+// sentinelCodes does not list, so a new one cannot silently reach
+// kubelet as Unknown.
+func TestEverySentinelMapped(t *testing.T) {
+	const module = "github.com/cri-runtimed/cri-runtimed/"
+	declared := map[string]bool{} // import path + "." + name
+	fset := token.NewFileSet()
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasSuffix(d.Name(), "test")) {
+			return filepath.SkipDir // test helpers (registrytest, shimtest)
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		pkg := module + "pkg/" + filepath.ToSlash(filepath.Dir(strings.TrimPrefix(path, "../")))
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.VAR {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, name := range vs.Names {
+					if !name.IsExported() || !strings.HasPrefix(name.Name, "Err") || i >= len(vs.Values) {
+						continue
+					}
+					if call, ok := vs.Values[i].(*ast.CallExpr); ok {
+						if sel, ok := call.Fun.(*ast.SelectorExpr); ok && (sel.Sel.Name == "New" || sel.Sel.Name == "Errorf") {
+							declared[pkg+"."+name.Name] = true
+						}
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(declared) < 40 {
+		t.Fatalf("found only %d sentinels; is the walk reading pkg/?", len(declared))
+	}
+
+	// The sentinels sentinelCodes names, read from errors.go itself.
+	f, err := parser.ParseFile(fset, "errors.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imports := map[string]string{}
+	for _, imp := range f.Imports {
+		p := strings.Trim(imp.Path.Value, `"`)
+		imports[filepath.Base(p)] = p
+	}
+	mapped := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "sentinelCodes" {
+			return true
+		}
+		ast.Inspect(vs, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok {
+				if id, ok := sel.X.(*ast.Ident); ok && imports[id.Name] != "" {
+					mapped[imports[id.Name]+"."+sel.Sel.Name] = true
+				}
+			}
+			return true
+		})
+		return false
+	})
+	for s := range declared {
+		if !mapped[s] {
+			t.Errorf("sentinel %s has no gRPC code in sentinelCodes", s)
+		}
 	}
 }
 
