@@ -81,9 +81,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		image.WithProgressTimeout(time.Duration(cfg.Image.PullProgressTimeout)),
 		image.WithMaxManifestSize(cfg.Image.MaxManifestSize),
 	)
-	if err := recoverState(ctx, cfg, cs, snap, images); err != nil {
-		return err
-	}
+	recoverState(ctx, cfg, cs, snap, images)
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
@@ -275,18 +273,20 @@ func openSnapshotter(ctx context.Context, cfg *config.Config, db *meta.DB) (snap
 
 // recoverState removes what a crash left half done: snapshot directories
 // without records, unpack snapshots of pulls that never finished, blobs no
-// image holds, and partial downloads too old to be worth resuming.
-func recoverState(ctx context.Context, cfg *config.Config, cs *content.Store, snap snapshot.Snapshotter, images *image.Service) error {
+// image holds, and partial downloads too old to be worth resuming. None of
+// it is fatal: a leftover that cannot be removed (a busy or immutable
+// file, say) costs disk space, a runtime that does not start costs the
+// node. What failed is logged and retried at the next start or GC.
+func recoverState(ctx context.Context, cfg *config.Config, cs *content.Store, snap snapshot.Snapshotter, images *image.Service) {
 	if err := snap.Cleanup(ctx); err != nil {
-		return fmt.Errorf("clean up snapshots: %w", err)
+		klog.ErrorS(err, "Cleaning up snapshots at start failed; continuing")
 	}
 	if err := cs.CleanupIngests(ctx, time.Duration(cfg.Image.StaleIngestAge)); err != nil {
-		return fmt.Errorf("clean up partial downloads: %w", err)
+		klog.ErrorS(err, "Cleaning up partial downloads at start failed; continuing")
 	}
 	if err := images.GC(ctx); err != nil {
-		return fmt.Errorf("garbage collection at start: %w", err)
+		klog.ErrorS(err, "Garbage collection at start failed; continuing")
 	}
-	return nil
 }
 
 // listen opens the CRI socket with the configured mode and group. A socket

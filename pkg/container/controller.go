@@ -541,7 +541,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	c.mu.Lock()
 	delete(c.ctrs, ctr.rec.ID)
 	c.mu.Unlock()
-	c.names.Release(ctr.rec.Name)
+	c.names.ReleaseID(ctr.rec.ID)
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, ctr)
 	klog.V(2).InfoS("Container removed", "container", ctr.rec.ID)
 	// The container may have held the last reference to a removed image's

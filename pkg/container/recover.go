@@ -48,44 +48,93 @@ func (c *Controller) HandleEvent(pod Sandbox, ev shim.Event) {
 // containers whose creation was cut off are torn down; the others take
 // the state their pod's shim reports (which kept exit codes while the
 // daemon was away). Call after the pod controller recovered.
+//
+// A container that cannot be recovered does not stop the daemon: one bad
+// record must not keep a node's runtime down. It is logged, marked (see
+// recoverFailed) and left for kubelet or an operator to remove.
 func (c *Controller) Recover(ctx context.Context) error {
 	recs, err := c.db.ListContainers()
 	if err != nil {
 		return fmt.Errorf("list container records: %w", err)
 	}
 	for _, rec := range recs {
-		cfg := &runtimeapi.ContainerConfig{}
-		perr := proto.Unmarshal(rec.Config, cfg)
-		pod, podErr := c.pod(rec.SandboxID)
-		if podErr != nil {
-			// Its pod is gone: nothing of the container can remain
-			// (the pod's directory held its bundle).
-			klog.InfoS("Removing container of a pod that no longer exists", "container", rec.ID, "pod", rec.SandboxID)
-			if err := c.db.DeleteContainer(rec.ID); err != nil {
-				return err
-			}
-			if err := c.snap.Remove(ctx, rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-				klog.ErrorS(err, "Removing snapshot of orphan container", "container", rec.ID)
-			}
-			continue
-		}
-		ctr := &Container{rec: rec, cfg: cfg, pod: pod}
-		if rec.State == meta.ContainerCreating || perr != nil {
-			klog.InfoS("Removing container whose creation was interrupted", "container", rec.ID)
-			if err := c.teardown(ctx, ctr); err != nil {
-				return fmt.Errorf("clean up interrupted container %s: %w", rec.ID, err)
-			}
-			continue
-		}
-		if err := c.names.Reserve(rec.Name, rec.ID); err != nil {
-			return fmt.Errorf("container %s: %w", rec.ID, err)
-		}
-		c.mu.Lock()
-		c.ctrs[rec.ID] = ctr
-		c.mu.Unlock()
-		c.refresh(ctx, ctr)
+		c.recoverOne(ctx, rec)
 	}
 	return nil
+}
+
+// Reasons of containers recovery had to mark.
+const (
+	// ReasonCreateInterrupted: the daemon died while creating the
+	// container and cleaning up after it failed at start.
+	ReasonCreateInterrupted = "CreateInterrupted"
+)
+
+func (c *Controller) recoverOne(ctx context.Context, rec meta.Container) {
+	if rec.Corrupt {
+		// Nothing of it can be trusted but its ID, which is also the key
+		// of its rootfs snapshot; its bundle goes with its pod's directory.
+		klog.ErrorS(nil, "Container record cannot be decoded; removing it and its rootfs snapshot", "container", rec.ID)
+		if err := c.snap.Remove(ctx, rec.ID); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			klog.ErrorS(err, "Removing the rootfs snapshot of a corrupt container record", "container", rec.ID)
+		}
+		if err := c.db.DeleteContainer(rec.ID); err != nil {
+			klog.ErrorS(err, "Removing a corrupt container record", "container", rec.ID)
+		}
+		return
+	}
+	cfg := &runtimeapi.ContainerConfig{}
+	perr := proto.Unmarshal(rec.Config, cfg)
+	pod, podErr := c.pod(rec.SandboxID)
+	if podErr != nil {
+		// Its pod is gone: nothing of the container can remain
+		// (the pod's directory held its bundle).
+		klog.InfoS("Removing container of a pod that no longer exists", "container", rec.ID, "pod", rec.SandboxID)
+		if err := c.snap.Remove(ctx, rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+			klog.ErrorS(err, "Removing snapshot of orphan container", "container", rec.ID)
+		}
+		if err := c.db.DeleteContainer(rec.ID); err != nil {
+			klog.ErrorS(err, "Removing the record of an orphan container", "container", rec.ID)
+		}
+		return
+	}
+	ctr := &Container{rec: rec, cfg: cfg, pod: pod}
+	if rec.State == meta.ContainerCreating || perr != nil {
+		klog.InfoS("Removing container whose creation was interrupted", "container", rec.ID)
+		err := c.teardown(ctx, ctr)
+		if err == nil {
+			return
+		}
+		klog.ErrorS(err, "Cleaning up an interrupted container failed; keeping it as exited for removal", "container", rec.ID)
+		c.recoverFailed(ctr, err)
+	}
+	if err := c.names.Reserve(rec.Name, rec.ID); err != nil {
+		// Two records with one name: keep both listed (kubelet removes
+		// the one it does not want); this one holds no name, and its
+		// removal must not free the other's (Remove releases by ID).
+		klog.ErrorS(err, "Container name is taken by another container; listing it without its name", "container", rec.ID, "name", rec.Name)
+	}
+	c.mu.Lock()
+	c.ctrs[rec.ID] = ctr
+	c.mu.Unlock()
+	c.refresh(ctx, ctr)
+}
+
+// recoverFailed marks a container whose interrupted creation could not
+// be cleaned up: exited, with the reason, so kubelet removes it (and
+// RemoveContainer retries the cleanup).
+func (c *Controller) recoverFailed(ctr *Container, cause error) {
+	ctr.mu.Lock()
+	ctr.rec.State = meta.ContainerExited
+	ctr.rec.ExitCode = 255
+	ctr.rec.FinishedAt = time.Now().UTC()
+	ctr.rec.Reason = ReasonCreateInterrupted
+	ctr.rec.Message = "the daemon stopped while creating the container, and cleaning up failed: " + cause.Error()
+	rec := ctr.rec
+	ctr.mu.Unlock()
+	if err := c.db.PutContainer(rec); err != nil {
+		klog.ErrorS(err, "Saving the state of a container recovery marked", "container", rec.ID)
+	}
 }
 
 // refresh takes the container's state from its shim; without a shim, a

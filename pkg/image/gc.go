@@ -100,9 +100,11 @@ func (s *Service) GC(ctx context.Context) error {
 
 // sweepSnapshots removes unreferenced snapshots leaves first, repeating
 // until a pass removes nothing, since a parent becomes removable only once
-// its children are gone.
+// its children are gone. A snapshot that cannot be removed is reported
+// and skipped; the others are still collected.
 func (s *Service) sweepSnapshots(ctx context.Context, keep map[string]bool) (int, error) {
 	removed := 0
+	failed := map[string]error{}
 	for {
 		var infos []snapshot.Info
 		if err := s.snap.Walk(ctx, func(i snapshot.Info) error {
@@ -121,21 +123,26 @@ func (s *Service) sweepSnapshots(ctx context.Context, keep map[string]bool) (int
 		for _, i := range infos {
 			collectable := (i.Kind == snapshot.KindCommitted && !keep[i.Key]) ||
 				(i.Kind == snapshot.KindActive && strings.HasPrefix(i.Key, "extract-") && !keep[i.Key])
-			if !collectable || children[i.Key] > 0 {
+			if !collectable || children[i.Key] > 0 || failed[i.Key] != nil {
 				continue
 			}
 			if err := s.snap.Remove(ctx, i.Key); err != nil {
 				if errors.Is(err, snapshot.ErrInUse) || errors.Is(err, snapshot.ErrNotFound) {
 					continue
 				}
-				return removed, fmt.Errorf("gc: remove snapshot %s: %w", i.Key, err)
+				failed[i.Key] = fmt.Errorf("gc: remove snapshot %s: %w", i.Key, err)
+				continue
 			}
 			klog.V(3).InfoS("GC removed snapshot", "key", i.Key)
 			removed++
 			progress = true
 		}
 		if !progress {
-			return removed, nil
+			var errs []error
+			for _, err := range failed {
+				errs = append(errs, err)
+			}
+			return removed, errors.Join(errs...)
 		}
 	}
 }

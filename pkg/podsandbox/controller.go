@@ -504,7 +504,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	c.mu.Lock()
 	delete(c.pods, pod.ID())
 	c.mu.Unlock()
-	c.names.Release(pod.rec.Name)
+	c.names.ReleaseID(pod.ID())
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, pod)
 	klog.V(2).InfoS("Pod sandbox removed", "pod", pod.ID())
 	return nil
@@ -528,7 +528,9 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 		if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
 			errs = append(errs, fmt.Errorf("delete sandbox container: %w", err))
 		}
-		if err := cl.Shutdown(ctx); err != nil && !errors.Is(err, shim.ErrShimGone) {
+		// Forced: a container the daemon no longer knows (its record was
+		// lost or corrupt) must not keep the shim, and the pod, alive.
+		if err := cl.ForceShutdown(ctx); err != nil && !errors.Is(err, shim.ErrShimGone) {
 			errs = append(errs, fmt.Errorf("shut down shim: %w", err))
 		}
 		cl.Close()
@@ -566,6 +568,11 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 		if err := removeCgroup(pod.rec.CgroupParent); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Whatever is still mounted in the pod's directory (the rootfs of a
+	// container whose record was lost) would keep it from going.
+	if err := snapshot.UnmountUnder(pod.dir); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

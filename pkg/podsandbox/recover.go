@@ -30,6 +30,15 @@ func (c *Controller) Recover(ctx context.Context) error {
 	}
 	known := map[string]bool{}
 	for _, rec := range recs {
+		if rec.Corrupt {
+			// Unknown to the loop below, its directory, netns pin and
+			// network are removed as orphans.
+			klog.ErrorS(nil, "Pod record cannot be decoded; removing it and what its ID names", "pod", rec.ID)
+			if err := c.db.DeleteSandbox(rec.ID); err != nil {
+				klog.ErrorS(err, "Removing a corrupt pod record", "pod", rec.ID)
+			}
+			continue
+		}
 		known[rec.ID] = true
 		cfg := &runtimeapi.PodSandboxConfig{}
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
@@ -52,7 +61,9 @@ func (c *Controller) Recover(ctx context.Context) error {
 			}
 		}
 		if err := c.names.Reserve(rec.Name, rec.ID); err != nil {
-			return fmt.Errorf("pod %s: %w", rec.ID, err)
+			// Two records with one name: both stay listed for kubelet to
+			// remove the one it does not want; Remove releases by ID.
+			klog.ErrorS(err, "Pod name is taken by another pod; listing it without its name", "pod", rec.ID, "name", rec.Name)
 		}
 		var after uint64
 		cl, err := shim.Dial(ctx, pod.shimDir())
@@ -69,7 +80,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 			pod.rec.State = meta.SandboxNotReady
 		}
 		if err := c.db.PutSandbox(pod.rec); err != nil {
-			return fmt.Errorf("save pod record: %w", err)
+			klog.ErrorS(err, "Saving the recovered state of a pod", "pod", rec.ID)
 		}
 		c.mu.Lock()
 		c.pods[rec.ID] = pod

@@ -1,9 +1,13 @@
 package snapshot
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -191,4 +195,66 @@ func UnmountAll(target string) error {
 		}
 	}
 	return fmt.Errorf("unmount %s: still mounted after %d unmounts", target, maxUnmounts)
+}
+
+// UnmountUnder unmounts every mount point at or below dir, deepest first,
+// so that dir can be removed even when something left a mount in it (a
+// container whose record was lost keeps its rootfs mounted in its bundle).
+func UnmountUnder(dir string) error {
+	mounts, err := mountPointsUnder(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, mp := range mounts {
+		if err := UnmountAll(mp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountPointsUnder lists the mount points at or below dir in this mount
+// namespace, deepest first.
+func mountPointsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out, sc.Err()
+}
+
+// unescapeMountinfo decodes the \ooo escapes of /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTest(t *testing.T) (*DB, string) {
@@ -113,5 +114,44 @@ func TestSandboxAndContainerRecords(t *testing.T) {
 	}
 	if sbs, _ := db.ListSandboxes(); len(sbs) != 0 {
 		t.Fatalf("left %v", sbs)
+	}
+}
+
+// TestCorruptRecordsListed: a record that does not decode does not hide
+// the others (the daemon must still start); it is listed by ID, marked.
+func TestCorruptRecordsListed(t *testing.T) {
+	db, _ := openTest(t)
+	if err := db.PutContainer(Container{ID: "good", State: ContainerRunning}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutSandbox(Sandbox{ID: "goodpod", State: SandboxReady}); err != nil {
+		t.Fatal(err)
+	}
+	err := db.Bolt().Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketContainers).Put([]byte("bad"), []byte(`{"id":`)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSandboxes).Put([]byte("badpod"), []byte{0xff, 0x00})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrs, err := db.ListContainers()
+	if err != nil || len(ctrs) != 2 {
+		t.Fatalf("ListContainers = %+v, %v", ctrs, err)
+	}
+	for _, c := range ctrs {
+		if c.Corrupt != (c.ID == "bad") || (c.ID == "good" && c.State != ContainerRunning) {
+			t.Errorf("container %+v", c)
+		}
+	}
+	sbs, err := db.ListSandboxes()
+	if err != nil || len(sbs) != 2 {
+		t.Fatalf("ListSandboxes = %+v, %v", sbs, err)
+	}
+	for _, s := range sbs {
+		if s.Corrupt != (s.ID == "badpod") {
+			t.Errorf("sandbox %+v", s)
+		}
 	}
 }

@@ -41,6 +41,9 @@ type Sandbox struct {
 	IPs []string `json:"ips,omitempty"`
 	// Extra holds controller data that is not indexed.
 	Extra map[string]string `json:"extra,omitempty"`
+	// Corrupt marks a record ListSandboxes could not decode: only ID is
+	// set. It is never stored.
+	Corrupt bool `json:"-"`
 }
 
 // ContainerState is the persisted lifecycle state of a container.
@@ -79,6 +82,9 @@ type Container struct {
 	// Resources is the OCI LinuxResources JSON last applied, so updates
 	// survive restarts of the daemon.
 	Resources []byte `json:"resources,omitempty"`
+	// Corrupt marks a record ListContainers could not decode: only ID is
+	// set. It is never stored.
+	Corrupt bool `json:"-"`
 }
 
 func (db *DB) initRecords() error {
@@ -98,8 +104,12 @@ func (db *DB) PutSandbox(s Sandbox) error { return putJSON(db, bucketSandboxes, 
 // DeleteSandbox removes a sandbox record; missing is not an error.
 func (db *DB) DeleteSandbox(id string) error { return deleteKey(db, bucketSandboxes, id) }
 
-// ListSandboxes returns every sandbox record.
-func (db *DB) ListSandboxes() ([]Sandbox, error) { return listJSON[Sandbox](db, bucketSandboxes) }
+// ListSandboxes returns every sandbox record; one that cannot be decoded
+// is returned with only its ID and Corrupt set, so that one bad record
+// does not hide the others (the daemon must start).
+func (db *DB) ListSandboxes() ([]Sandbox, error) {
+	return listJSON(db, bucketSandboxes, func(id string) Sandbox { return Sandbox{ID: id, Corrupt: true} })
+}
 
 // PutContainer creates or replaces a container record.
 func (db *DB) PutContainer(c Container) error { return putJSON(db, bucketContainers, c.ID, c) }
@@ -107,9 +117,10 @@ func (db *DB) PutContainer(c Container) error { return putJSON(db, bucketContain
 // DeleteContainer removes a container record; missing is not an error.
 func (db *DB) DeleteContainer(id string) error { return deleteKey(db, bucketContainers, id) }
 
-// ListContainers returns every container record.
+// ListContainers returns every container record; one that cannot be
+// decoded is returned with only its ID and Corrupt set.
 func (db *DB) ListContainers() ([]Container, error) {
-	return listJSON[Container](db, bucketContainers)
+	return listJSON(db, bucketContainers, func(id string) Container { return Container{ID: id, Corrupt: true} })
 }
 
 func putJSON(db *DB, bucket []byte, key string, v any) error {
@@ -128,13 +139,15 @@ func deleteKey(db *DB, bucket []byte, key string) error {
 	})
 }
 
-func listJSON[T any](db *DB, bucket []byte) ([]T, error) {
+// listJSON decodes every record of bucket; corrupt makes the stand-in of
+// one that does not decode.
+func listJSON[T any](db *DB, bucket []byte, corrupt func(key string) T) ([]T, error) {
 	var out []T
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 			var t T
 			if err := json.Unmarshal(v, &t); err != nil {
-				return fmt.Errorf("decode %s %s: %w", bucket, k, err)
+				t = corrupt(string(k))
 			}
 			out = append(out, t)
 			return nil

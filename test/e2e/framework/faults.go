@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Helpers for crash and recovery tests: finding and killing a pod's shim,
@@ -272,4 +274,31 @@ type ShimState struct {
 	ExitCode   int32
 	FinishedAt time.Time
 	Reason     string
+}
+
+// fsImmutableFL is FS_IMMUTABLE_FL of linux/fs.h (x/sys/unix lacks it).
+const fsImmutableFL = 0x10
+
+// SetImmutable sets or clears the immutable attribute (chattr +i) of
+// path: nobody, root included, can then remove, rename or change it, as
+// with a file the daemon cannot clean up.
+func SetImmutable(path string, on bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return fmt.Errorf("get flags of %s: %w", path, err)
+	}
+	if on {
+		flags |= fsImmutableFL
+	} else {
+		flags &^= fsImmutableFL
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, flags); err != nil {
+		return fmt.Errorf("set flags of %s: %w", path, err)
+	}
+	return nil
 }
