@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
@@ -104,7 +105,13 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("cni: %w", err)
 	}
 	defer network.Close()
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network)
+	cgroupDriver, err := cgroups.New(cfg.Runtime.CgroupDriver, cgroups.WithDefaultParent(cfg.Runtime.DefaultCgroupParent))
+	if err != nil {
+		return fmt.Errorf("runtime.cgroup_driver: %w", err)
+	}
+	defer cgroupDriver.Close()
+	klog.InfoS("Cgroup driver", "driver", cgroupDriver.Name())
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver)
 	if err != nil {
 		return err
 	}
@@ -177,7 +184,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager) (*podsandbox.Controller, *container.Controller, error) {
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -187,30 +194,25 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		}
 		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name)}
 	}
-	driver := oci.CgroupFS
-	if cfg.SystemdCgroups() {
-		driver = oci.CgroupSystemd
-	}
 	minOOM := ownOOMScoreAdj()
 	podOpts := podsandbox.Options{
-		StateDir:            filepath.Join(cfg.State, "pods"),
-		NetNSDir:            filepath.Join(cfg.State, "netns"),
-		Binary:              self,
-		ShimBinary:          shimBin,
-		Handlers:            handlers,
-		DefaultHandler:      cfg.Runtime.DefaultHandler,
-		DefaultCgroupParent: cfg.Runtime.DefaultCgroupParent,
-		CgroupDriver:        driver,
-		MinOOMScoreAdj:      minOOM,
-		ShimLogLevel:        int(klogVerbosity()),
-		Network:             network,
+		StateDir:       filepath.Join(cfg.State, "pods"),
+		NetNSDir:       filepath.Join(cfg.State, "netns"),
+		Binary:         self,
+		ShimBinary:     shimBin,
+		Handlers:       handlers,
+		DefaultHandler: cfg.Runtime.DefaultHandler,
+		Cgroups:        cgroupDriver,
+		MinOOMScoreAdj: minOOM,
+		ShimLogLevel:   int(klogVerbosity()),
+		Network:        network,
 	}
 	if cfg.Runtime.SandboxImage != "" {
 		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images}
 	}
 	pods := podsandbox.New(podOpts, db)
 	ctrs := container.New(container.Options{
-		CgroupDriver:   driver,
+		Cgroups:        cgroupDriver,
 		MinOOMScoreAdj: minOOM,
 		MaxExecOutput:  cfg.Runtime.MaxExecSyncOutput,
 	}, db, images, func(id string) (container.Sandbox, error) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 )
 
 // DefaultPath is where the daemon looks for its config when --config is not given.
@@ -61,8 +63,9 @@ type Runtime struct {
 	SandboxImage string `toml:"sandbox_image" comment:"Empty: pods use the built-in pause (no image pull). Set to an image to run it as the sandbox instead."`
 	// CgroupDriver is cgroupfs, or systemd when systemd runs the node.
 	CgroupDriver string `toml:"cgroup_driver" comment:"cgroupfs or systemd; empty picks systemd when systemd runs the node."`
-	// DefaultCgroupParent holds pods whose config names no cgroup parent.
-	DefaultCgroupParent string `toml:"default_cgroup_parent" comment:"Cgroup parent of pods whose config names none (crictl)."`
+	// DefaultCgroupParent holds the cgroups of pods whose config names no
+	// cgroup parent; empty is the driver's default.
+	DefaultCgroupParent string `toml:"default_cgroup_parent" comment:"Where pods whose config names no cgroup parent (crictl) get a cgroup each: an absolute path for cgroupfs, a slice for systemd. Empty: /cri-runtimed (cgroupfs) or cri_runtimed.slice (systemd)."`
 	// MaxExecSyncOutput bounds what ExecSync keeps of each stream.
 	MaxExecSyncOutput int `toml:"max_exec_sync_output" comment:"Bytes of stdout and of stderr ExecSync returns; the rest is discarded."`
 	// MaxContainerLogLineSize splits longer lines into partial log records.
@@ -152,7 +155,6 @@ func Default() *Config {
 		},
 		Runtime: Runtime{
 			DefaultHandler:          "runc",
-			DefaultCgroupParent:     "/cri-runtimed",
 			MaxExecSyncOutput:       16 << 20,
 			MaxContainerLogLineSize: 16 << 10,
 			Handlers: map[string]Handler{
@@ -258,12 +260,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, "cni.plugin_timeout: must be positive")
 	}
 	switch c.Runtime.CgroupDriver {
-	case "", "cgroupfs", "systemd":
+	case "", cgroups.CgroupfsName, cgroups.SystemdName:
+		// With the driver this node would use (the check connects to
+		// nothing).
+		if d, err := cgroups.New(c.Runtime.CgroupDriver, cgroups.WithDefaultParent(c.Runtime.DefaultCgroupParent)); err != nil {
+			errs = append(errs, fmt.Sprintf("runtime.default_cgroup_parent: %v", err))
+		} else {
+			d.Close()
+		}
 	default:
 		errs = append(errs, fmt.Sprintf("runtime.cgroup_driver: %q is not one of cgroupfs, systemd", c.Runtime.CgroupDriver))
-	}
-	if !filepath.IsAbs(c.Runtime.DefaultCgroupParent) {
-		errs = append(errs, fmt.Sprintf("runtime.default_cgroup_parent: %q must be an absolute cgroup path", c.Runtime.DefaultCgroupParent))
 	}
 	if c.Runtime.MaxExecSyncOutput < 1024 {
 		errs = append(errs, "runtime.max_exec_sync_output: must be at least 1024")
@@ -334,18 +340,4 @@ func (c *Config) ContentDir() string { return filepath.Join(c.Root, "content") }
 func (c *Config) CNICacheDir() string { return filepath.Join(c.Root, "cni", "cache") }
 func (c *Config) SnapshotDir(name string) string {
 	return filepath.Join(c.Root, "snapshots", name)
-}
-
-// SystemdCgroups reports whether the systemd cgroup driver is in use: as
-// configured, or, when cgroup_driver is empty, whenever systemd runs the
-// node (as kubelet's default expects).
-func (c *Config) SystemdCgroups() bool {
-	switch c.Runtime.CgroupDriver {
-	case "systemd":
-		return true
-	case "cgroupfs":
-		return false
-	}
-	_, err := os.Stat("/run/systemd/system")
-	return err == nil
 }

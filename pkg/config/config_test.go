@@ -56,6 +56,11 @@ func TestLoad(t *testing.T) {
 		{name: "bad duration", body: "[image]\npull_progress_timeout = \"soon\"\n", wantErr: "line 2"},
 		{name: "bad mode", body: "[grpc]\nmode = \"rw\"\n", wantErr: "grpc.mode"},
 		{name: "syntax", body: "root = \n", wantErr: "line 1"},
+		{name: "bad cgroup driver", body: "[runtime]\ncgroup_driver = \"cgroupv2\"\n", wantErr: "runtime.cgroup_driver"},
+		{name: "slice for cgroupfs", body: "[runtime]\ncgroup_driver = \"cgroupfs\"\ndefault_cgroup_parent = \"pods.slice\"\n", wantErr: "runtime.default_cgroup_parent"},
+		{name: "path for systemd", body: "[runtime]\ncgroup_driver = \"systemd\"\ndefault_cgroup_parent = \"/pods\"\n", wantErr: "runtime.default_cgroup_parent"},
+		{name: "slice for systemd", body: "[runtime]\ncgroup_driver = \"systemd\"\ndefault_cgroup_parent = \"pods.slice\"\n",
+			check: func(c *Config) bool { return c.Runtime.DefaultCgroupParent == "pods.slice" }},
 		{name: "missing default path", missing: true, check: func(c *Config) bool { return c.Root == "/var/lib/cri-runtimed" }},
 		{name: "missing explicit", missing: true, explicit: true, wantErr: "read config"},
 	}
@@ -79,22 +84,5 @@ func TestLoad(t *testing.T) {
 				t.Fatalf("unexpected config %+v", cfg)
 			}
 		})
-	}
-}
-
-func TestSystemdCgroups(t *testing.T) {
-	c := Default()
-	c.Runtime.CgroupDriver = "systemd"
-	if !c.SystemdCgroups() {
-		t.Error("systemd driver not used when configured")
-	}
-	c.Runtime.CgroupDriver = "cgroupfs"
-	if c.SystemdCgroups() {
-		t.Error("systemd driver used when cgroupfs is configured")
-	}
-	c.Runtime.CgroupDriver = ""
-	_, err := os.Stat("/run/systemd/system")
-	if c.SystemdCgroups() != (err == nil) {
-		t.Errorf("auto-detection disagrees with /run/systemd/system (%v)", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
@@ -46,7 +47,8 @@ type Sandbox interface {
 
 // Options configure the controller.
 type Options struct {
-	CgroupDriver   oci.CgroupDriver
+	// Cgroups names the containers' cgroups.
+	Cgroups        cgroups.Driver
 	MinOOMScoreAdj int
 	MaxExecOutput  int
 }
@@ -269,7 +271,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	spec, err := oci.ContainerSpec(id, cfg, podCfg, imgCfg.Config, info, rootfs,
 		oci.WithRootfs(rootfs),
 		oci.WithOOMScoreAdj(max(oom, c.opts.MinOOMScoreAdj)),
-		oci.WithCgroupsPath(oci.CgroupsPath(c.opts.CgroupDriver, info.CgroupParent, id)),
+		oci.WithCgroupsPath(c.opts.Cgroups.CgroupsPath(info.CgroupParent, id)),
 	)
 	if err != nil {
 		return "", err

@@ -223,8 +223,6 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 	}
 	s.Linux.Devices = devs
 
-	s.Linux.CgroupsPath = CgroupsPath(CgroupFS, info.CgroupParent, id)
-
 	s.Annotations[AnnotationContainerType] = ContainerTypeContainer
 	s.Annotations[AnnotationSandboxID] = info.ID
 	s.Annotations[AnnotationContainerName] = cfg.GetMetadata().GetName()

@@ -976,8 +976,8 @@ func TestContainerAnnotationsAndCgroups(t *testing.T) {
 			t.Errorf("annotation %s = %q, want %q", k, s.Annotations[k], v)
 		}
 	}
-	if s.Linux.CgroupsPath != "/kubepods/besteffort/pod123/c1" {
-		t.Errorf("cgroupsPath = %q", s.Linux.CgroupsPath)
+	if s.Linux.CgroupsPath != "" {
+		t.Errorf("cgroupsPath = %q without WithCgroupsPath; the cgroup driver sets it", s.Linux.CgroupsPath)
 	}
 	if s.Version != specs.Version || s.Hostname != "" {
 		t.Errorf("version %q hostname %q", s.Version, s.Hostname)
@@ -987,7 +987,7 @@ func TestContainerAnnotationsAndCgroups(t *testing.T) {
 func TestContainerOptions(t *testing.T) {
 	rootfs := t.TempDir()
 	s, err := fakeHost(testDevices, testDirs).containerSpec("c1", testConfig(nil), testSandboxConfig(), testImage, testSandboxInfo(), rootfs,
-		WithCgroupsPath(CgroupsPath(CgroupSystemd, "kubepods-pod123.slice", "c1")),
+		WithCgroupsPath("kubepods-pod123.slice:cri-runtimed:c1"),
 		WithOOMScoreAdj(-997), WithPidsLimit(1024), WithMountLabel("m"), WithProcessLabel("p"),
 		WithAnnotations(map[string]string{"x": "y"}), WithRootfsReadonly())
 	if err != nil {

@@ -40,7 +40,7 @@
 // (kubelet creates most; a missing host path makes runc fail), checking that
 // the host source of a mount with HOST_TO_CONTAINER or BIDIRECTIONAL
 // propagation is itself a slave/shared mount, clamping oom_score_adj, and
-// choosing the cgroup driver (CgroupsPath builds both forms).
+// the cgroups path (pkg/cgroups' driver builds it; WithCgroupsPath sets it).
 //
 // Errors caused by the request itself wrap ErrInvalid and name the CRI field
 // at fault, so pkg/server can map them to codes.InvalidArgument.

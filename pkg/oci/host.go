@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 )
 
 // Host feature files. Each is read once per process: enabling AppArmor or
@@ -16,7 +18,6 @@ import (
 const (
 	apparmorEnabledFile = "/sys/module/apparmor/parameters/enabled"
 	selinuxEnforceFile  = "/sys/fs/selinux/enforce"
-	cgroupRoot          = "/sys/fs/cgroup"
 
 	// maxProfileBytes bounds a Localhost seccomp profile; real ones are a
 	// few tens of KiB.
@@ -35,10 +36,6 @@ var (
 		_, err := os.Stat(selinuxEnforceFile)
 		return err == nil
 	})
-	cgroup2Once = sync.OnceValue(func() bool {
-		var st unix.Statfs_t
-		return unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-	})
 )
 
 // AppArmorEnabled reports whether the kernel has AppArmor enabled. When it
@@ -54,7 +51,7 @@ func SELinuxEnabled() bool { return selinuxOnce() }
 // only. A hybrid host (v1 controllers, an empty v2 tree at
 // /sys/fs/cgroup/unified) is not: runc cannot apply "unified" resources
 // there.
-func CgroupV2() bool { return cgroup2Once() }
+func CgroupV2() bool { return cgroups.Unified() }
 
 // readProfileFile reads a seccomp profile the node's administrator
 // installed. Only a regular file of bounded size is read: the path comes

@@ -112,6 +112,12 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cgroup
 		// The OCI swap value is memory+swap, so it can never be below the
 		// memory limit.
 		return nil, invalid(f("memory_swap_limit_in_bytes"), "%d is below memory_limit_in_bytes %d", swap, limit)
+	case limit != 0 && swap == 0 && hasKey(r.GetUnified(), "memory.swap.max"):
+		// kubelet sets swap on cgroup v2 as memory.swap.max (LimitedSwap
+		// and NoSwap): that value alone decides, so no OCI swap value
+		// may fight it.
+		l := limit
+		out.Memory = &specs.LinuxMemory{Limit: &l}
 	case limit != 0:
 		if swap == 0 {
 			// No swap unless asked for: kubelet's memory accounting
@@ -157,6 +163,11 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cgroup
 		}
 	}
 	return out, nil
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // validPageSize checks the size format of the kernel's hugetlb cgroup

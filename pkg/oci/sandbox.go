@@ -37,7 +37,8 @@ type SandboxInfo struct {
 	// ShmPath is the pod's /dev/shm, shared by its containers; "" gives
 	// each container a private one.
 	ShmPath string
-	// CgroupParent is LinuxPodSandboxConfig.cgroup_parent.
+	// CgroupParent is the pod's cgroup: LinuxPodSandboxConfig.cgroup_parent
+	// or the one the daemon made for the pod (see cgroups.Driver).
 	CgroupParent string
 }
 
@@ -158,7 +159,6 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 	}
 	s.Linux.Resources.CPU = res.CPU
 	s.Linux.Resources.Memory = res.Memory
-	s.Linux.CgroupsPath = CgroupsPath(CgroupFS, info.CgroupParent, id)
 
 	s.Annotations[AnnotationContainerType] = ContainerTypeSandbox
 	s.Annotations[AnnotationSandboxID] = id

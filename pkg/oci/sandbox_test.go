@@ -95,8 +95,8 @@ func TestSandboxSpecDefaults(t *testing.T) {
 	if !s.Process.NoNewPrivileges {
 		t.Error("no_new_privs not set")
 	}
-	if s.Linux.CgroupsPath != "/kubepods/pod1/sb1" {
-		t.Errorf("cgroupsPath = %q", s.Linux.CgroupsPath)
+	if s.Linux.CgroupsPath != "" {
+		t.Errorf("cgroupsPath = %q without WithCgroupsPath; the cgroup driver sets it", s.Linux.CgroupsPath)
 	}
 	if !slices.Equal(s.Linux.MaskedPaths, DefaultMaskedPaths()) || !slices.Equal(s.Linux.ReadonlyPaths, DefaultReadonlyPaths()) {
 		t.Errorf("masked %v readonly %v", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
@@ -277,25 +277,6 @@ func TestSandboxResources(t *testing.T) {
 				t.Errorf("memory annotation = %q, want %q", got, tc.annotation)
 			}
 		})
-	}
-}
-
-func TestCgroupsPath(t *testing.T) {
-	tests := []struct {
-		driver       CgroupDriver
-		parent, want string
-	}{
-		{CgroupFS, "/kubepods/burstable/pod1", "/kubepods/burstable/pod1/abc"},
-		{CgroupFS, "/kubepods/burstable/pod1/", "/kubepods/burstable/pod1/abc"},
-		{CgroupFS, "", "/abc"},
-		{CgroupSystemd, "kubepods-burstable-pod1.slice", "kubepods-burstable-pod1.slice:cri-runtimed:abc"},
-		{CgroupSystemd, "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice", "kubepods-burstable-pod1.slice:cri-runtimed:abc"},
-		{CgroupSystemd, "", "system.slice:cri-runtimed:abc"},
-	}
-	for _, tc := range tests {
-		if got := CgroupsPath(tc.driver, tc.parent, "abc"); got != tc.want {
-			t.Errorf("CgroupsPath(%d, %q) = %q, want %q", tc.driver, tc.parent, got, tc.want)
-		}
 	}
 }
 

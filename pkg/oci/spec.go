@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -50,8 +49,6 @@ const (
 	defaultPauseCommand      = "/pause"
 	defaultDevicePermissions = "rwm"
 	configFile               = "config.json"
-	systemdCgroupPrefix      = "cri-runtimed"
-	systemdDefaultSlice      = "system.slice"
 
 	// Kernel limits checked up front so a bad request fails with the CRI
 	// field named instead of an opaque runc error at start.
@@ -118,8 +115,8 @@ func WithOOMScoreAdj(adj int) SpecOpt {
 	}
 }
 
-// WithCgroupsPath overrides linux.cgroupsPath, typically with the systemd
-// form built by CgroupsPath.
+// WithCgroupsPath sets linux.cgroupsPath; the cgroup driver (pkg/cgroups)
+// builds it, in its cgroupfs or systemd form. Without it the spec has none.
 func WithCgroupsPath(p string) SpecOpt {
 	return func(s *specs.Spec) error {
 		s.Linux.CgroupsPath = p
@@ -226,35 +223,6 @@ func WithRlimits(r []specs.POSIXRlimit) SpecOpt {
 		s.Process.Rlimits = append([]specs.POSIXRlimit(nil), r...)
 		return nil
 	}
-}
-
-// CgroupDriver names how cgroupsPath is interpreted by runc.
-type CgroupDriver int
-
-const (
-	// CgroupFS: cgroupsPath is a path below the cgroup root.
-	CgroupFS CgroupDriver = iota
-	// CgroupSystemd: cgroupsPath is "slice:prefix:name" and systemd creates
-	// a scope unit for the container.
-	CgroupSystemd
-)
-
-// CgroupsPath builds linux.cgroupsPath for a container or sandbox id under
-// the pod's cgroup parent (LinuxPodSandboxConfig.cgroup_parent). For
-// cgroupfs the parent is a path ("/kubepods/besteffort/pod<uid>"); for
-// systemd kubelet sends the slice name ("kubepods-besteffort-pod<uid>.slice").
-func CgroupsPath(driver CgroupDriver, parent, id string) string {
-	if driver == CgroupSystemd {
-		slice := path.Base(parent)
-		if parent == "" || slice == "/" || slice == "." {
-			slice = systemdDefaultSlice
-		}
-		return slice + ":" + systemdCgroupPrefix + ":" + id
-	}
-	if parent == "" {
-		parent = "/"
-	}
-	return path.Join(parent, id)
 }
 
 // baseSpec is the skeleton both spec kinds start from.

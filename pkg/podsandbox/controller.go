@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
@@ -43,6 +44,9 @@ const sandboxOOMScoreAdj = -998
 type Handler struct {
 	Binary string // path or name in PATH
 	Root   string // runtime --root
+	// Args are global options of every invocation; New sets the cgroup
+	// driver's (--systemd-cgroup).
+	Args []string
 }
 
 // Options configure the controller.
@@ -54,11 +58,11 @@ type Options struct {
 	// Binary is the daemon's own executable, mounted as the pause.
 	Binary string
 	// ShimBinary is what shims are started from (Binary when empty).
-	ShimBinary          string
-	Handlers            map[string]Handler
-	DefaultHandler      string
-	DefaultCgroupParent string
-	CgroupDriver        oci.CgroupDriver
+	ShimBinary     string
+	Handlers       map[string]Handler
+	DefaultHandler string
+	// Cgroups names, creates and removes pod and container cgroups.
+	Cgroups cgroups.Driver
 	// MinOOMScoreAdj is the lowest oom_score_adj the daemon may set
 	// (its own, lacking CAP_SYS_RESOURCE).
 	MinOOMScoreAdj int
@@ -105,6 +109,12 @@ type Controller struct {
 
 // New returns a controller; call Recover before serving.
 func New(opts Options, db *meta.DB) *Controller {
+	handlers := make(map[string]Handler, len(opts.Handlers))
+	for name, h := range opts.Handlers {
+		h.Args = opts.Cgroups.RuntimeArgs()
+		handlers[name] = h
+	}
+	opts.Handlers = handlers
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{
 		opts:        opts,
@@ -125,6 +135,10 @@ func New(opts Options, db *meta.DB) *Controller {
 	}))
 	return c
 }
+
+// CgroupDriver names the cgroup driver pods are created with, for
+// kubelet's RuntimeConfig.
+func (c *Controller) CgroupDriver() string { return c.opts.Cgroups.Name() }
 
 // LifecycleHook receives each lifecycle transition of a pod sandbox, in
 // order for that pod, after the change is recorded.
@@ -234,10 +248,14 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		RuntimeHandler: handlerName,
 		State:          meta.SandboxCreating,
 		CreatedAt:      time.Now().UTC(),
-		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
 	}
-	if rec.CgroupParent == "" {
-		rec.CgroupParent = filepath.Join(c.opts.DefaultCgroupParent, id)
+	parent, own, err := c.opts.Cgroups.PodCgroup(id, cfg.GetLinux().GetCgroupParent())
+	if err != nil {
+		c.names.Release(name)
+		return "", fmt.Errorf("%w: linux.cgroup_parent: %w", ErrInvalid, err)
+	}
+	rec.CgroupParent = parent
+	if own {
 		rec.Extra = map[string]string{extraOwnCgroup: "true"}
 	}
 	// The record exists before any resource: a crash from here on is
@@ -259,6 +277,11 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	}()
 	if err := os.MkdirAll(pod.dir, 0o711); err != nil {
 		return "", fmt.Errorf("create pod directory: %w", err)
+	}
+	if own {
+		if err := c.opts.Cgroups.CreatePod(ctx, parent); err != nil {
+			return "", fmt.Errorf("create pod cgroup: %w", err)
+		}
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	podNet := nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE
@@ -317,6 +340,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		StateDir:    pod.shimDir(),
 		Runtime:     h.Binary,
 		RuntimeRoot: h.Root,
+		RuntimeArgs: h.Args,
 		LogLevel:    c.opts.ShimLogLevel,
 	})
 	if err != nil {
@@ -564,8 +588,8 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 	} else if err := snapshot.UnmountAll(rootfs); err != nil {
 		errs = append(errs, err)
 	}
-	if pod.rec.Extra[extraOwnCgroup] == "true" && c.opts.CgroupDriver == oci.CgroupFS {
-		if err := removeCgroup(pod.rec.CgroupParent); err != nil {
+	if pod.rec.Extra[extraOwnCgroup] == "true" {
+		if err := c.opts.Cgroups.RemovePod(ctx, pod.rec.CgroupParent); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -590,7 +614,7 @@ func (c *Controller) podDir(id string) string { return filepath.Join(c.opts.Stat
 
 // sandboxCgroupsPath is the cgroup of the pod's sandbox process.
 func (c *Controller) sandboxCgroupsPath(rec meta.Sandbox) string {
-	return oci.CgroupsPath(c.opts.CgroupDriver, rec.CgroupParent, rec.ID)
+	return c.opts.Cgroups.CgroupsPath(rec.CgroupParent, rec.ID)
 }
 
 // teardownNetwork runs CNI DEL for a pod on the pod network. DEL is

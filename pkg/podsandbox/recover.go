@@ -230,7 +230,7 @@ func forceDelete(ctx context.Context, h Handler, id string) {
 	if h.Binary == "" {
 		return
 	}
-	args := []string{}
+	args := append([]string{}, h.Args...)
 	if h.Root != "" {
 		args = append(args, "--root", h.Root)
 	}

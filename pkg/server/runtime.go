@@ -9,6 +9,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
@@ -105,7 +106,7 @@ func (s *Server) UpdateRuntimeConfig(ctx context.Context, req *runtimeapi.Update
 // that both build the same cgroup hierarchy.
 func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
 	driver := runtimeapi.CgroupDriver_CGROUPFS
-	if s.cfg.SystemdCgroups() {
+	if s.pods.CgroupDriver() == cgroups.SystemdName {
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil

@@ -40,6 +40,9 @@ type SpawnOptions struct {
 	Runtime string
 	// RuntimeRoot is passed as the runtime's --root.
 	RuntimeRoot string
+	// RuntimeArgs are global options of every runtime invocation (the
+	// cgroup driver's).
+	RuntimeArgs []string
 	// Env is added to the daemon's environment for the shim.
 	Env []string
 	// LogLevel is the klog verbosity of the shim.
@@ -84,6 +87,9 @@ func Spawn(ctx context.Context, opts SpawnOptions) (*Client, error) {
 	}
 	if opts.MaxLogLineSize > 0 {
 		args = append(args, "--max-log-line-size", strconv.Itoa(opts.MaxLogLineSize))
+	}
+	for _, a := range opts.RuntimeArgs {
+		args = append(args, "--runtime-arg="+a)
 	}
 	pid, err := start(ctx, opts.Binary, args, append(os.Environ(), opts.Env...))
 	if err != nil {

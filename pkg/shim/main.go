@@ -52,6 +52,7 @@ type options struct {
 	podID       string
 	runtime     string
 	runtimeRoot string
+	runtimeArgs []string
 	daemonize   bool
 	readyFD     int
 	maxLine     int
@@ -66,6 +67,10 @@ func Main(args []string) int {
 	fs.StringVar(&o.podID, "pod-id", "", "pod sandbox id (for logs)")
 	fs.StringVar(&o.runtime, "runtime", "runc", "OCI runtime binary")
 	fs.StringVar(&o.runtimeRoot, "runtime-root", "/run/cri-runtimed/runc", "OCI runtime --root")
+	fs.Func("runtime-arg", "global option of every OCI runtime invocation (repeatable), e.g. --systemd-cgroup", func(v string) error {
+		o.runtimeArgs = append(o.runtimeArgs, v)
+		return nil
+	})
 	fs.BoolVar(&o.daemonize, "daemonize", false, "start the shim detached and print its pid once it serves")
 	fs.IntVar(&o.readyFD, "ready-fd", -1, "fd to report readiness on (set by --daemonize)")
 	fs.IntVar(&o.maxLine, "max-log-line-size", 0, "largest CRI log record content; longer lines are split")
@@ -209,9 +214,10 @@ func serve(o options, ready func(string)) error {
 		dir:        dir,
 		podID:      o.podID,
 		maxLine:    o.maxLine,
-		rt:         &ociruntime.Runtime{Binary: o.runtime, Root: o.runtimeRoot, Reaper: rp},
+		rt:         &ociruntime.Runtime{Binary: o.runtime, Root: o.runtimeRoot, Args: o.runtimeArgs, Reaper: rp},
 		reaper:     rp,
 		events:     newEventLog(),
+		ooms:       newOOMWatcher(),
 		containers: map[string]*container{},
 		stop: func(force bool) {
 			select {
@@ -231,8 +237,11 @@ func serve(o options, ready func(string)) error {
 		ln.Close()
 		conns.closeAll()
 		s.wg.Wait()
+		s.ooms.close()
 		bg.Wait()
 	}()
+	bg.Add(1)
+	go func() { defer bg.Done(); s.ooms.run() }()
 	s.reload(ctx)
 
 	rs := rpc.NewServer()

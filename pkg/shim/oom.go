@@ -7,9 +7,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-)
+	"sync"
+	"sync/atomic"
+	"unsafe"
 
-const cgroupRoot = "/sys/fs/cgroup"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+)
 
 // bundleCgroupsPath reads linux.cgroupsPath from the bundle's config.json.
 func bundleCgroupsPath(bundle string) string {
@@ -28,17 +34,24 @@ func bundleCgroupsPath(bundle string) string {
 	return spec.Linux.CgroupsPath
 }
 
-// oomFile returns the file holding the cgroup's oom_kill counter, or "" if
-// it cannot be located (systemd-style paths, no memory controller).
+// oomFile returns the file holding the oom_kill counter of the container's
+// cgroup, in either driver's form (a systemd scope resolves to its
+// directory below the slices), or "" if it cannot be located.
 func oomFile(cgroupsPath string) string {
-	if cgroupsPath == "" || strings.Contains(cgroupsPath, ":") {
+	if cgroupsPath == "" {
 		return ""
 	}
-	rel := filepath.Clean("/" + cgroupsPath)
-	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		return filepath.Join(cgroupRoot, rel, "memory.events") // cgroup v2
+	dir, err := cgroups.Resolve(cgroupsPath)
+	if err != nil {
+		klog.InfoS("No OOM detection for an unreadable cgroups path", "cgroupsPath", cgroupsPath, "err", err)
+		return ""
 	}
-	return filepath.Join(cgroupRoot, "memory", rel, "memory.oom_control")
+	l, err := cgroups.HostLayout()
+	if err != nil {
+		klog.InfoS("No OOM detection: cgroup mounts unknown", "err", err)
+		return ""
+	}
+	return l.OOMFile(dir)
 }
 
 // oomKills reads the oom_kill counter (same key in v1 oom_control and v2
@@ -63,4 +76,127 @@ func oomKills(file string) int64 {
 		}
 	}
 	return -1
+}
+
+// oomCounter is one container's oom_kill counter.
+type oomCounter struct {
+	file string
+	wd   int32 // inotify watch, -1 when none
+	seen atomic.Int64
+}
+
+// read returns the highest value of the counter seen so far, reading the
+// file now too; -1 if it was never readable.
+func (o *oomCounter) read() int64 {
+	if o == nil {
+		return -1
+	}
+	n := oomKills(o.file)
+	for {
+		old := o.seen.Load()
+		if n <= old {
+			return old
+		}
+		if o.seen.CompareAndSwap(old, n) {
+			return n
+		}
+	}
+}
+
+// oomWatcher reads oom_kill counters as the kernel changes them (a change
+// of memory.events is an inotify modify event). Under the systemd driver
+// systemd removes a container's scope, cgroup included, as soon as its
+// last process is gone, which is often before the shim reads the counter
+// at the container's exit; the value read when the kill happened remains.
+// On cgroup v1 (no notification) the counter is read at create and exit
+// only, which works there because runc removes the cgroup at delete.
+type oomWatcher struct {
+	f *os.File // nil when inotify is unavailable
+
+	mu   sync.Mutex
+	byWD map[int32]*oomCounter
+}
+
+func newOOMWatcher() *oomWatcher {
+	w := &oomWatcher{byWD: map[int32]*oomCounter{}}
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		klog.InfoS("OOM kills are only read at container exit", "err", err)
+		return w
+	}
+	// Non-blocking, so reads go through the runtime poller and Close
+	// ends a pending one.
+	w.f = os.NewFile(uintptr(fd), "inotify")
+	return w
+}
+
+// watch starts following file, once the container's cgroup exists, and
+// reads its current value.
+func (w *oomWatcher) watch(file string) *oomCounter {
+	if file == "" {
+		return nil
+	}
+	o := &oomCounter{file: file, wd: -1}
+	o.seen.Store(-1)
+	if w.f != nil && strings.HasSuffix(file, "memory.events") {
+		wd, err := unix.InotifyAddWatch(int(w.f.Fd()), file, unix.IN_MODIFY)
+		if err == nil {
+			o.wd = int32(wd)
+			w.mu.Lock()
+			w.byWD[o.wd] = o
+			w.mu.Unlock()
+		} else {
+			klog.V(2).InfoS("Cannot watch the OOM counter", "file", file, "err", err)
+		}
+	}
+	o.read()
+	return o
+}
+
+// unwatch stops following o (its container is deleted).
+func (w *oomWatcher) unwatch(o *oomCounter) {
+	if o == nil || o.wd < 0 {
+		return
+	}
+	w.mu.Lock()
+	_, live := w.byWD[o.wd]
+	delete(w.byWD, o.wd)
+	w.mu.Unlock()
+	if live {
+		// Fails harmlessly if the kernel dropped the watch with the cgroup.
+		_, _ = unix.InotifyRmWatch(int(w.f.Fd()), uint32(o.wd))
+	}
+}
+
+// run reads the watches' events until close.
+func (w *oomWatcher) run() {
+	if w.f == nil {
+		return
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			w.mu.Lock()
+			o := w.byWD[ev.Wd]
+			if ev.Mask&unix.IN_IGNORED != 0 {
+				delete(w.byWD, ev.Wd) // the cgroup is gone
+			}
+			w.mu.Unlock()
+			if o != nil && ev.Mask&unix.IN_MODIFY != 0 {
+				o.read()
+			}
+		}
+	}
+}
+
+func (w *oomWatcher) close() {
+	if w.f != nil {
+		w.f.Close()
+	}
 }

@@ -43,6 +43,7 @@ type server struct {
 	rt      *runtime.Runtime
 	reaper  *reaper.Reaper
 	events  *eventLog
+	ooms    *oomWatcher
 	stop    func(force bool) // asks Main to exit
 
 	mu         sync.Mutex
@@ -61,8 +62,8 @@ type container struct {
 	mu     sync.Mutex
 	rec    record
 	io     *containerIO
-	oom    string // oom_kill counter file
-	oomAt  int64  // its value at create
+	oom    *oomCounter // nil when the cgroup's counter is unknown
+	oomAt  int64       // its value at create
 	exited chan struct{}
 	// startDone is non-nil while a start is in flight: the exit watcher
 	// waits for it, so a start failure decides the reason of the exit.
@@ -117,7 +118,6 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 		Terminal:    req.Terminal,
 		CgroupsPath: bundleCgroupsPath(req.Bundle),
 	}
-	c.oom = oomFile(c.rec.CgroupsPath)
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	s.mu.Lock()
@@ -162,7 +162,8 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 	exitCh := s.reaper.Subscribe(pid)
 	c.mu.Lock()
 	c.io = cio
-	c.oomAt = oomKills(c.oom)
+	c.oom = s.ooms.watch(oomFile(c.rec.CgroupsPath))
+	c.oomAt = c.oom.read()
 	c.rec.State.Pid = pid
 	err = c.persistLocked()
 	st := c.rec.State
@@ -261,6 +262,7 @@ func (s *server) forget(c *container) {
 	defer s.mu.Unlock()
 	if s.containers[c.id] == c {
 		delete(s.containers, c.id)
+		s.ooms.unwatch(c.oom)
 	}
 }
 
@@ -370,7 +372,7 @@ func (s *server) watch(c *container, pid int, ch <-chan reaper.Exit) {
 	case c.startErr != nil:
 		st.ExitCode = startErrorExitCode
 		st.Reason, st.Message = ReasonStartError, runtimeMessage(c.startErr)
-	case c.oomAt >= 0 && oomKills(c.oom) > c.oomAt:
+	case c.oomAt >= 0 && c.oom.read() > c.oomAt:
 		// The kernel killed some process of the container for memory: the
 		// main one, or a child whose death made it exit. kubelet reports
 		// either as OOMKilled, as other runtimes do.

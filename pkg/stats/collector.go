@@ -1,18 +1,20 @@
 package stats
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 )
 
 // ErrNotFound is wrapped by the errors of Cgroup and Network when
@@ -47,8 +49,6 @@ func (m Mode) String() string {
 }
 
 const (
-	// defaultCgroupMount is where every distribution mounts cgroups.
-	defaultCgroupMount = "/sys/fs/cgroup"
 	// defaultDirUsageTTL bounds how often one writable layer is walked.
 	// kubelet's housekeeping polls every 10s, so a 10s TTL walks each
 	// layer about once per poll however many RPCs ask in between.
@@ -70,6 +70,7 @@ type config struct {
 	minCPUWin time.Duration
 	now       func() time.Time
 	mountinfo string
+	sysBlock  string
 }
 
 // WithCgroupRoot reads cgroups below root instead of the detected mount
@@ -131,6 +132,7 @@ type Collector struct {
 	dirTTL    time.Duration
 	now       func() time.Time
 	read      func(r *fileReader, p string, want Figures) (CgroupStats, error)
+	sysBlock  string
 
 	openCount atomic.Int64 // cgroup files kept open, over all keys
 
@@ -138,6 +140,8 @@ type Collector struct {
 	cpu    map[string]cpuSample
 	files  map[string]*openFiles
 	layers *layerWalker
+	// devices caches block device names by "major:minor".
+	devices map[string]string
 }
 
 // cpuSample is the reading nano-cores are computed against.
@@ -158,6 +162,7 @@ func NewCollector(opts ...Option) (*Collector, error) {
 		minCPUWin: minCPUInterval,
 		now:       time.Now,
 		mountinfo: "/proc/self/mountinfo",
+		sysBlock:  "/sys/dev/block",
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -174,8 +179,10 @@ func NewCollector(opts ...Option) (*Collector, error) {
 		minCPUWin: cfg.minCPUWin,
 		dirTTL:    cfg.dirTTL,
 		now:       cfg.now,
+		sysBlock:  cfg.sysBlock,
 		cpu:       map[string]cpuSample{},
 		files:     map[string]*openFiles{},
+		devices:   map[string]string{},
 	}
 	if mode == ModeV1 {
 		v, err := newV1(root)
@@ -224,10 +231,11 @@ func detect(cfg config) (Mode, string, error) {
 		}
 		return ModeV1, cfg.root, nil
 	}
-	v1Root, v2Root, err := cgroupMounts(cfg.mountinfo)
+	l, err := cgroups.ReadLayout(cfg.mountinfo)
 	if err != nil {
 		return 0, "", err
 	}
+	v1Root, v2Root := l.V1Root, l.V2Root
 	switch {
 	case cfg.mode == ModeV1 && v1Root == "":
 		return 0, "", errors.New("no cgroup v1 controller is mounted")
@@ -243,94 +251,8 @@ func detect(cfg config) (Mode, string, error) {
 	return 0, "", errors.New("no cgroup filesystem is mounted")
 }
 
-// cgroupMounts finds the directory holding the v1 controller mounts (the
-// parent of the memory, cpu, cpuacct or pids mount, as cgroup1's
-// controllers expect root/<controller>) and the cgroup2 mount point. A
-// cgroup2 mount at the conventional root wins over one elsewhere (the
-// hybrid layout's /sys/fs/cgroup/unified).
-func cgroupMounts(mountinfo string) (v1Root, v2Root string, err error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
-		return "", "", fmt.Errorf("read mounts: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, fld := range fields {
-			if fld == "-" {
-				sep = i
-				break
-			}
-		}
-		// mountinfo: id parent major:minor root mountpoint opts... - fstype source superopts
-		if sep < 5 || sep+1 >= len(fields) {
-			continue
-		}
-		mnt := unescapeMount(fields[4])
-		switch fields[sep+1] {
-		case "cgroup2":
-			if v2Root == "" || mnt == defaultCgroupMount {
-				v2Root = mnt
-			}
-		case "cgroup":
-			if v1Root != "" || sep+3 >= len(fields) {
-				continue
-			}
-			for _, opt := range strings.Split(fields[sep+3], ",") {
-				switch opt {
-				case "memory", "cpu", "cpuacct", "pids":
-					v1Root = filepath.Dir(mnt)
-				}
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", "", fmt.Errorf("read mounts: %w", err)
-	}
-	return v1Root, v2Root, nil
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, ok := octal3(s[i+1 : i+4]); ok {
-				b.WriteByte(v)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func octal3(s string) (byte, bool) {
-	if len(s) != 3 {
-		return 0, false
-	}
-	var v int
-	for _, r := range s {
-		if r < '0' || r > '7' {
-			return 0, false
-		}
-		v = v*8 + int(r-'0')
-	}
-	if v > 255 {
-		return 0, false
-	}
-	return byte(v), true
-}
-
 // Cgroup returns the figures want asks for of the cgroup at cgroupsPath
-// (see CgroupPath for the accepted forms). key names the sample series
+// (see cgroups.Resolve for the accepted forms). key names the sample series
 // for nano-cores and the files kept open, normally the container or
 // sandbox ID (keys of pods and containers share one namespace, which
 // random IDs never collide in); an empty key keeps nothing and reports
@@ -340,7 +262,7 @@ func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string, want Fi
 	if err := ctx.Err(); err != nil {
 		return CgroupStats{}, err
 	}
-	p, err := CgroupPath(cgroupsPath)
+	p, err := cgroups.Resolve(cgroupsPath)
 	if err != nil {
 		return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
 	}
@@ -364,7 +286,42 @@ func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string, want Fi
 	if want&Usage != 0 {
 		s.CPU.UsageNanoCores = c.nanoCores(key, at, s.CPU.UsageCoreNanoSeconds)
 	}
+	for i := range s.IO {
+		s.IO[i].Device = c.deviceName(s.IO[i].Major, s.IO[i].Minor)
+	}
 	return s, nil
+}
+
+// deviceName names a block device as cAdvisor's device label did
+// ("/dev/vda"), from sysfs once per device.
+func (c *Collector) deviceName(major, minor uint64) string {
+	id := strconv.FormatUint(major, 10) + ":" + strconv.FormatUint(minor, 10)
+	c.mu.Lock()
+	name, ok := c.devices[id]
+	c.mu.Unlock()
+	if ok {
+		return name
+	}
+	name = id
+	if b, err := os.ReadFile(filepath.Join(c.sysBlock, id, "uevent")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "DEVNAME="); ok && v != "" {
+				name = "/dev/" + v
+			}
+		}
+	}
+	c.mu.Lock()
+	c.devices[id] = name
+	c.mu.Unlock()
+	return name
+}
+
+// withSysBlock replaces /sys/dev/block, where device names are found.
+func withSysBlock(dir string) Option {
+	return func(c *config) error {
+		c.sysBlock = dir
+		return nil
+	}
 }
 
 // openFilesOf returns key's open files, locked, for the cgroup at p. A key

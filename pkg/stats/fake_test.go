@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -72,6 +73,8 @@ func fakeV2(p string, usage, inactiveFile uint64, limit string) map[string]strin
 		p + "/memory.swap.current": "500\n",
 		p + "/memory.swap.max":     "max\n",
 		p + "/memory.events":       "low 0\nhigh 0\nmax 1\noom 1\noom_kill 4\n",
+		p + "/io.stat":             "254:0 rbytes=4096 wbytes=5242880 rios=1 wios=40 dbytes=0 dios=0\n7:1 rbytes=512 wbytes=0 rios=2 wios=0 dbytes=0 dios=0\n",
+		p + "/io.pressure":         "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n",
 		p + "/pids.current":        "7\n",
 		p + "/pids.max":            "100\n",
 		p + "/cgroup.procs":        "10\n11\n",
@@ -147,6 +150,16 @@ func TestFakeCgroup(t *testing.T) {
 				if s.CPUPressure == nil || s.CPUPressure.Some.TotalNanoSeconds != 100000 || s.CPUPressure.Some.Avg10 != 1.5 {
 					t.Errorf("cpu pressure = %+v, want some total 100000ns avg10 1.5", s.CPUPressure)
 				}
+				if s.IOPressure == nil || s.IOPressure.Full.TotalNanoSeconds != 3000 {
+					t.Errorf("io pressure = %+v, want full total 3000ns", s.IOPressure)
+				}
+				want := []IOStats{
+					{Major: 254, Minor: 0, Device: "/dev/vda", ReadBytes: 4096, WriteBytes: 5242880, Reads: 1, Writes: 40},
+					{Major: 7, Minor: 1, Device: "7:1", ReadBytes: 512, Reads: 2},
+				}
+				if !slices.Equal(s.IO, want) {
+					t.Errorf("io = %+v, want %+v", s.IO, want)
+				}
 			},
 		},
 		{
@@ -163,7 +176,9 @@ func TestFakeCgroup(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			writeTree(t, root, tt.files)
-			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(tt.mode))
+			sys := t.TempDir()
+			writeTree(t, sys, map[string]string{"254:0/uevent": "MAJOR=254\nMINOR=0\nDEVNAME=vda\nDEVTYPE=disk\n"})
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(tt.mode), withSysBlock(sys))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -243,54 +258,6 @@ func TestNanoCores(t *testing.T) {
 				if s.CPU.UsageNanoCores != st.want {
 					t.Errorf("step %d: nano-cores = %d, want %d", i, s.CPU.UsageNanoCores, st.want)
 				}
-			}
-		})
-	}
-}
-
-func TestCgroupMounts(t *testing.T) {
-	tests := []struct {
-		name           string
-		mountinfo      string
-		wantV1, wantV2 string
-	}{
-		{
-			name: "hybrid",
-			mountinfo: `25 30 0:23 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
-26 25 0:24 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
-27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
-28 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
-29 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-`,
-			wantV1: "/sys/fs/cgroup", wantV2: "/sys/fs/cgroup/unified",
-		},
-		{
-			name:      "unified",
-			mountinfo: "26 25 0:24 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
-			wantV2:    "/sys/fs/cgroup",
-		},
-		{
-			name:      "named hierarchy only is not v1 controllers",
-			mountinfo: "27 25 0:25 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n",
-		},
-		{
-			name:      "escaped mount point",
-			mountinfo: "29 25 0:27 / /cg\\040root/memory rw - cgroup cgroup rw,memory\n",
-			wantV1:    "/cg root",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := filepath.Join(t.TempDir(), "mountinfo")
-			if err := os.WriteFile(f, []byte(tt.mountinfo), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			v1, v2, err := cgroupMounts(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if v1 != tt.wantV1 || v2 != tt.wantV2 {
-				t.Fatalf("cgroupMounts = %q, %q; want %q, %q", v1, v2, tt.wantV1, tt.wantV2)
 			}
 		})
 	}

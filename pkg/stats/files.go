@@ -28,7 +28,8 @@ const (
 	// (cgroup.procs), not in cgroups below it.
 	Processes
 	// Detail is what the cAdvisor-style metrics add: user and system CPU
-	// time, throttling, peak memory, OOM kills and the pids counter.
+	// time, throttling, peak memory, OOM kills, the pids counter and
+	// block I/O per device (cgroup v2).
 	Detail
 
 	// All is every figure.

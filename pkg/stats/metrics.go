@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"strconv"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -17,6 +18,9 @@ const (
 	labelDevice    = "device"
 	labelFailure   = "failure_type"
 	labelScope     = "scope"
+	labelMajor     = "major"
+	labelMinor     = "minor"
+	labelOperation = "operation"
 )
 
 // The metric names, cAdvisor's.
@@ -43,6 +47,11 @@ const (
 	MetricThreadsMax               = "container_threads_max"
 	MetricFSUsageBytes             = "container_fs_usage_bytes"
 	MetricFSInodesUsed             = "container_fs_inodes_used"
+	MetricFSReadsBytes             = "container_fs_reads_bytes_total"
+	MetricFSWritesBytes            = "container_fs_writes_bytes_total"
+	MetricFSReads                  = "container_fs_reads_total"
+	MetricFSWrites                 = "container_fs_writes_total"
+	MetricBlkioDeviceUsage         = "container_blkio_device_usage_total"
 	MetricNetworkReceiveBytes      = "container_network_receive_bytes_total"
 	MetricNetworkReceivePackets    = "container_network_receive_packets_total"
 	MetricNetworkReceiveDropped    = "container_network_receive_packets_dropped_total"
@@ -89,6 +98,11 @@ func metricDefs() []metricDef {
 		{MetricThreadsMax, "Maximum number of threads allowed inside the container, 0 if unlimited.", nil},
 		{MetricFSUsageBytes, "Number of bytes that are consumed by the container on this filesystem.", []string{labelDevice}},
 		{MetricFSInodesUsed, "Number of inodes that are consumed by the container on this filesystem.", []string{labelDevice}},
+		{MetricFSReadsBytes, "Cumulative count of bytes read.", []string{labelDevice}},
+		{MetricFSWritesBytes, "Cumulative count of bytes written.", []string{labelDevice}},
+		{MetricFSReads, "Cumulative count of reads completed.", []string{labelDevice}},
+		{MetricFSWrites, "Cumulative count of writes completed.", []string{labelDevice}},
+		{MetricBlkioDeviceUsage, "Blkio device bytes usage.", []string{labelDevice, labelMajor, labelMinor, labelOperation}},
 		{MetricNetworkReceiveBytes, "Cumulative count of bytes received.", iface},
 		{MetricNetworkReceivePackets, "Cumulative count of packets received.", iface},
 		{MetricNetworkReceiveDropped, "Cumulative count of packets dropped while receiving.", iface},
@@ -179,6 +193,15 @@ func ContainerMetrics(in MetricsInput) []*runtimeapi.Metric {
 		b.gauge(MetricProcesses, s.Processes)
 		b.gauge(MetricThreads, s.Pids.Current)
 		b.gauge(MetricThreadsMax, s.Pids.Limit)
+		for _, io := range s.IO {
+			b.counter(MetricFSReadsBytes, io.ReadBytes, io.Device)
+			b.counter(MetricFSWritesBytes, io.WriteBytes, io.Device)
+			b.counter(MetricFSReads, io.Reads, io.Device)
+			b.counter(MetricFSWrites, io.Writes, io.Device)
+			major, minor := strconv.FormatUint(io.Major, 10), strconv.FormatUint(io.Minor, 10)
+			b.counter(MetricBlkioDeviceUsage, io.ReadBytes, io.Device, major, minor, "Read")
+			b.counter(MetricBlkioDeviceUsage, io.WriteBytes, io.Device, major, minor, "Write")
+		}
 	}
 	if fs := in.Filesystem; fs != nil {
 		b.gauge(MetricFSUsageBytes, fs.UsedBytes, fs.Device)

@@ -58,6 +58,7 @@ func TestContainerMetrics(t *testing.T) {
 		Memory:    MemoryStats{UsageBytes: 1000, WorkingSetBytes: 800, LimitBytes: 4096, PageFaults: 9, OOMKills: 1},
 		Pids:      PidsStats{Current: 4, Limit: 100},
 		Processes: 2,
+		IO:        []IOStats{{Major: 254, Minor: 0, Device: "/dev/vda", ReadBytes: 4096, WriteBytes: 8192, Reads: 1, Writes: 2}},
 	}
 	tests := []struct {
 		name  string
@@ -79,6 +80,11 @@ func TestContainerMetrics(t *testing.T) {
 				MetricProcesses:             2,
 				MetricThreads:               4,
 				MetricFSUsageBytes:          12345,
+				MetricFSReadsBytes:          4096,
+				MetricFSWritesBytes:         8192,
+				MetricFSReads:               1,
+				MetricFSWrites:              2,
+				MetricBlkioDeviceUsage:      4096, // the Read series comes first
 				MetricStartTimeSeconds:      1700000000,
 				MetricLastSeen:              1700000060,
 			},
@@ -148,7 +154,7 @@ func TestContainerMetrics(t *testing.T) {
 // ContainerMetrics in step: a descriptor nothing emits is dead weight
 // kubelet still registers.
 func TestEveryDescriptorIsEmitted(t *testing.T) {
-	s := CgroupStats{Timestamp: time.Now()}
+	s := CgroupStats{Timestamp: time.Now(), IO: []IOStats{{Device: "/dev/vda"}}}
 	got := ContainerMetrics(MetricsInput{
 		ID: "c", Cgroup: &s, Filesystem: &FilesystemStats{}, Interfaces: []InterfaceStats{{Name: "eth0"}},
 		StartTime: time.Now(),

@@ -17,6 +17,19 @@ type CgroupStats struct {
 	// CPUPressure, MemoryPressure and IOPressure are the cgroup's PSI
 	// figures; nil where the kernel has none (cgroup v1, PSI disabled).
 	CPUPressure, MemoryPressure, IOPressure *Pressure
+	// IO is the cgroup's block I/O per device (cgroup v2's io.stat; none
+	// on v1).
+	IO []IOStats
+}
+
+// IOStats is the block I/O of a cgroup on one device, cumulative.
+type IOStats struct {
+	Major, Minor uint64
+	// Device is the device node ("/dev/vda"), or "major:minor" when the
+	// device has none.
+	Device                string
+	ReadBytes, WriteBytes uint64
+	Reads, Writes         uint64
 }
 
 // CPUStats is CPU time in nanoseconds, summed over all CPUs.

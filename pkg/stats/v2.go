@@ -1,6 +1,10 @@
 package stats
 
-import "path/filepath"
+import (
+	"bytes"
+	"path/filepath"
+	"strconv"
+)
 
 // v2 reads the unified hierarchy mounted at root. cpu.stat exists in
 // every cgroup whatever controllers are enabled, so a missing cpu.stat
@@ -132,5 +136,52 @@ func (v *v2) detail(r *fileReader, file func(string) string, s *CgroupStats) err
 	if s.Pids.Limit == ^uint64(0) {
 		s.Pids.Limit = 0
 	}
+	b, err = r.read(file("io.stat"), keep)
+	if err != nil && !gone(err) {
+		return err
+	}
+	s.IO = parseIOStat(b)
 	return nil
+}
+
+// parseIOStat reads io.stat lines: "254:0 rbytes=4096 wbytes=0 rios=1
+// wios=0 dbytes=0 dios=0".
+func parseIOStat(b []byte) []IOStats {
+	var out []IOStats
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		fields := bytes.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		maj, min, ok := bytes.Cut(fields[0], []byte(":"))
+		if !ok {
+			continue
+		}
+		var e IOStats
+		var err1, err2 error
+		e.Major, err1 = strconv.ParseUint(string(maj), 10, 64)
+		e.Minor, err2 = strconv.ParseUint(string(min), 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for _, f := range fields[1:] {
+			k, v, _ := bytes.Cut(f, []byte("="))
+			n, err := strconv.ParseUint(string(v), 10, 64)
+			if err != nil {
+				continue
+			}
+			switch string(k) {
+			case "rbytes":
+				e.ReadBytes = n
+			case "wbytes":
+				e.WriteBytes = n
+			case "rios":
+				e.Reads = n
+			case "wios":
+				e.Writes = n
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,46 +22,95 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
 
 const mib = 1 << 20
 
-// cgroupRoot is where the cgroup v1 hierarchies are mounted on the node.
-const cgroupRoot = "/sys/fs/cgroup"
+// ctrCgroup is a container's cgroup on this node.
+type ctrCgroup struct {
+	// dir is below the mount root, from the container's cgroupsPath in
+	// either driver's form.
+	dir    string
+	layout cgroups.Layout
+}
 
-// ctrCgroupsPath is linux.cgroupsPath of the container's runtime spec, from
-// its verbose status.
-func ctrCgroupsPath(t *testing.T, d *framework.Daemon, id string) string {
+// containerCgroup finds the cgroup of container id from linux.cgroupsPath
+// of its verbose runtimeSpec.
+func containerCgroup(t *testing.T, d *framework.Daemon, id string) ctrCgroup {
 	t.Helper()
 	info := verboseInfo(t, d.ContainerStatus(t, id).GetInfo())
 	spec, _ := info["runtimeSpec"].(map[string]any)
 	linux, _ := spec["linux"].(map[string]any)
 	p, _ := linux["cgroupsPath"].(string)
-	if p == "" || strings.Contains(p, ":") {
-		t.Fatalf("container %s: no cgroupfs cgroupsPath in its verbose runtimeSpec: %v", id, linux["cgroupsPath"])
+	if p == "" {
+		t.Fatalf("container %s: no cgroupsPath in its verbose runtimeSpec", id)
 	}
-	return p
+	if systemd := strings.Count(p, ":") == 2; systemd != (framework.CgroupDriver() == cgroups.SystemdName) {
+		t.Errorf("cgroupsPath %q is not in the %s driver's form", p, framework.CgroupDriver())
+	}
+	l, err := cgroups.HostLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctrCgroup{dir: framework.CgroupDir(t, p), layout: l}
 }
 
-// cgroupValue reads <controller>/<path>/<file> of the host's cgroup v1
-// hierarchies.
-func cgroupValue(t *testing.T, controller, path, file string) string {
+// path is file of the cgroup: in the v1 controller's hierarchy, or in the
+// unified tree (controller unused).
+func (c ctrCgroup) path(controller, file string) string {
+	if c.layout.Unified() {
+		return filepath.Join(c.layout.V2Root, c.dir, file)
+	}
+	return filepath.Join(c.layout.V1Root, controller, c.dir, file)
+}
+
+func (c ctrCgroup) read(t *testing.T, controller, file string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(cgroupRoot, controller, path, file))
+	b, err := os.ReadFile(c.path(controller, file))
 	if err != nil {
 		t.Fatalf("cgroup file: %v", err)
 	}
 	return strings.TrimSpace(string(b))
 }
 
-func requireCgroupV1(t *testing.T) {
+// requireCgroups skips unless the node has cgroup v1 resource controllers
+// or is unified cgroup v2 (a hybrid node's empty v2 tree alone is not).
+func requireCgroups(t *testing.T) cgroups.Layout {
 	t.Helper()
-	for _, c := range []string{"cpu", "cpuset", "memory", "pids"} {
-		if _, err := os.Stat(filepath.Join(cgroupRoot, c, "tasks")); err != nil {
-			t.Skipf("cgroup v1 %s hierarchy not mounted at %s: %v", c, filepath.Join(cgroupRoot, c), err)
+	l, err := cgroups.HostLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Unified() {
+		for _, c := range []string{"cpu", "cpuset", "memory", "pids"} {
+			if _, err := os.Stat(filepath.Join(l.V1Root, c, "tasks")); err != nil {
+				t.Skipf("cgroup v1 %s hierarchy not mounted at %s: %v", c, filepath.Join(l.V1Root, c), err)
+			}
 		}
 	}
+	return l
+}
+
+// requireUnified skips on nodes without the unified cgroup v2 hierarchy;
+// the guest suite (make test-guest) runs these tests.
+func requireUnified(t *testing.T) {
+	t.Helper()
+	if !cgroups.Unified() {
+		t.Skip("needs the unified cgroup v2 hierarchy; runs in the guest (make test-guest)")
+	}
+}
+
+// cpuWeight is cgroup v2's cpu.weight for CPU shares as the OCI runtime
+// converts them: runc up to 1.3 and crun up to 1.22 map [2, 262144]
+// linearly onto [1, 10000]; later versions use a curve matching the
+// shares' proportions better. Either is accepted.
+func cpuWeight(shares uint64) []string {
+	linear := 1 + ((shares-2)*9999)/262142
+	l := math.Log2(float64(shares))
+	curve := uint64(math.Ceil(math.Pow(10, (l*l+125*l)/612.0-7.0/34.0)))
+	return []string{strconv.FormatUint(linear, 10), strconv.FormatUint(curve, 10)}
 }
 
 // withResources sets the container's linux resources.
@@ -71,7 +122,7 @@ func withResources(cfg *runtimeapi.ContainerConfig, r *runtimeapi.LinuxContainer
 // TestMemoryLimitOOM: a container allocating past its memory limit is
 // killed by the kernel and reported as OOMKilled with exit code 137.
 func TestMemoryLimitOOM(t *testing.T) {
-	requireCgroupV1(t)
+	requireCgroups(t)
 	_, d := podEnv(t)
 	// awk doubles a string until the allocation fails.
 	const hog = `BEGIN { s = "xxxxxxxxxxxxxxxx"; while (1) s = s s }`
@@ -108,7 +159,7 @@ func TestMemoryLimitOOM(t *testing.T) {
 // TestResourceLimitsInCgroups: the CRI resources land in the container's
 // cgroup files, and the container's processes are in that cgroup.
 func TestResourceLimitsInCgroups(t *testing.T) {
-	requireCgroupV1(t)
+	requireCgroups(t)
 	_, d := podEnv(t)
 	pc := framework.PodConfig("limits")
 	pod := d.RunPod(t, pc)
@@ -121,34 +172,48 @@ func TestResourceLimitsInCgroups(t *testing.T) {
 	}
 	id := d.CreateStarted(t, pod, withResources(framework.Shell("c", bb, "sleep 100000 & sleep 100000 & wait"), res), pc)
 	d.WaitContainerState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
-	cg := ctrCgroupsPath(t, d, id)
-	for _, tc := range []struct{ controller, file, want string }{
-		{"cpu", "cpu.shares", "512"},
-		{"cpu", "cpu.cfs_period_us", "100000"},
-		{"cpu", "cpu.cfs_quota_us", "50000"},
-		{"cpuset", "cpuset.cpus", "0"},
-		{"memory", "memory.limit_in_bytes", strconv.Itoa(64 * mib)},
+	cg := containerCgroup(t, d, id)
+	type want struct {
+		controller, file string
+		values           []string
+	}
+	wants := []want{
+		{"cpu", "cpu.shares", []string{"512"}},
+		{"cpu", "cpu.cfs_period_us", []string{"100000"}},
+		{"cpu", "cpu.cfs_quota_us", []string{"50000"}},
+		{"cpuset", "cpuset.cpus", []string{"0"}},
+		{"memory", "memory.limit_in_bytes", []string{strconv.Itoa(64 * mib)}},
 		// No swap beyond the limit unless asked for.
-		{"memory", "memory.memsw.limit_in_bytes", strconv.Itoa(64 * mib)},
-	} {
-		if tc.file == "memory.memsw.limit_in_bytes" {
-			if _, err := os.Stat(filepath.Join(cgroupRoot, "memory", cg, tc.file)); err != nil {
+		{"memory", "memory.memsw.limit_in_bytes", []string{strconv.Itoa(64 * mib)}},
+	}
+	if cg.layout.Unified() {
+		wants = []want{
+			{"", "cpu.weight", cpuWeight(512)},
+			{"", "cpu.max", []string{"50000 100000"}},
+			{"", "cpuset.cpus", []string{"0"}},
+			{"", "memory.max", []string{strconv.Itoa(64 * mib)}},
+			{"", "memory.swap.max", []string{"0"}},
+		}
+	}
+	for _, w := range wants {
+		if w.file == "memory.memsw.limit_in_bytes" {
+			if _, err := os.Stat(cg.path(w.controller, w.file)); err != nil {
 				t.Logf("no swap accounting on this kernel: %v", err)
 				continue
 			}
 		}
-		if got := cgroupValue(t, tc.controller, cg, tc.file); got != tc.want {
-			t.Errorf("%s/%s = %q, want %q", tc.controller, tc.file, got, tc.want)
+		if got := cg.read(t, w.controller, w.file); !slices.Contains(w.values, got) {
+			t.Errorf("%s = %q, want one of %q", cg.path(w.controller, w.file), got, w.values)
 		}
 	}
 	// The container's three processes are counted in its pids cgroup and
 	// listed in its cpu cgroup.
 	pid := strconv.Itoa(infoPid(t, d.ContainerStatus(t, id).GetInfo()))
 	framework.Eventually(t, 10*time.Second, func() (bool, string) {
-		n, _ := strconv.Atoi(cgroupValue(t, "pids", cg, "pids.current"))
+		n, _ := strconv.Atoi(cg.read(t, "pids", "pids.current"))
 		return n >= 3, fmt.Sprintf("pids.current = %d, want >= 3 (sh and two sleeps)", n)
 	})
-	if procs := strings.Fields(cgroupValue(t, "cpu", cg, "cgroup.procs")); !slices.Contains(procs, pid) {
+	if procs := strings.Fields(cg.read(t, "cpu", "cgroup.procs")); !slices.Contains(procs, pid) {
 		t.Errorf("container pid %s not in its cpu cgroup's procs %v", pid, procs)
 	}
 	if got := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux(); !proto.Equal(got, res) {
@@ -168,13 +233,17 @@ func TestResourceLimitsInCgroups(t *testing.T) {
 // live and checks the cgroup, ContainerStatus (also after a daemon
 // restart) and the errors for bad updates.
 func TestUpdateContainerResources(t *testing.T) {
-	requireCgroupV1(t)
+	requireCgroups(t)
 	_, d := podEnv(t)
 	pc := framework.PodConfig("update")
 	pod := d.RunPod(t, pc)
 	before := &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 64 * mib}
 	id := d.CreateStarted(t, pod, withResources(sleeper("c"), before), pc)
-	cg := ctrCgroupsPath(t, d, id)
+	cg := containerCgroup(t, d, id)
+	memFile, memWant := "memory.limit_in_bytes", strconv.Itoa(128*mib)
+	if cg.layout.Unified() {
+		memFile = "memory.max"
+	}
 	pid := infoPid(t, d.ContainerStatus(t, id).GetInfo())
 
 	after := &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 256, MemoryLimitInBytes: 128 * mib}
@@ -183,13 +252,21 @@ func TestUpdateContainerResources(t *testing.T) {
 	}
 	check := func(when string) {
 		t.Helper()
-		for _, c := range []struct{ controller, file, want string }{
-			{"memory", "memory.limit_in_bytes", strconv.Itoa(128 * mib)},
-			{"cpu", "cpu.cfs_quota_us", "20000"},
-			{"cpu", "cpu.shares", "256"},
-		} {
-			if got := cgroupValue(t, c.controller, cg, c.file); got != c.want {
-				t.Errorf("%s: %s/%s = %q, want %q", when, c.controller, c.file, got, c.want)
+		wants := []struct {
+			controller, file string
+			values           []string
+		}{
+			{"memory", memFile, []string{memWant}},
+			{"cpu", "cpu.cfs_quota_us", []string{"20000"}},
+			{"cpu", "cpu.shares", []string{"256"}},
+		}
+		if cg.layout.Unified() {
+			wants[1].file, wants[1].values = "cpu.max", []string{"20000 100000"}
+			wants[2].file, wants[2].values = "cpu.weight", cpuWeight(256)
+		}
+		for _, c := range wants {
+			if got := cg.read(t, c.controller, c.file); !slices.Contains(c.values, got) {
+				t.Errorf("%s: %s = %q, want one of %q", when, cg.path(c.controller, c.file), got, c.values)
 			}
 		}
 		st := d.ContainerStatus(t, id).GetStatus()
@@ -201,6 +278,15 @@ func TestUpdateContainerResources(t *testing.T) {
 		}
 	}
 	check("after the update")
+	if framework.CgroupDriver() == cgroups.SystemdName {
+		// systemd rewrites every unit's cgroup from the unit's properties
+		// on a reload: an update that only wrote the cgroup files would
+		// be undone here.
+		if out, err := exec.Command("systemctl", "daemon-reload").CombinedOutput(); err != nil {
+			t.Fatalf("systemctl daemon-reload: %v: %s", err, out)
+		}
+		check("after systemctl daemon-reload")
+	}
 	d.Restart(t)
 	check("after a daemon restart")
 	if got := infoPid(t, d.ContainerStatus(t, id).GetInfo()); got != pid {
@@ -224,8 +310,8 @@ func TestUpdateContainerResources(t *testing.T) {
 			})
 		}
 		// Nothing changed.
-		if got := cgroupValue(t, "memory", cg, "memory.limit_in_bytes"); got != strconv.Itoa(128*mib) {
-			t.Errorf("memory.limit_in_bytes after refused updates = %s, want %d", got, 128*mib)
+		if got := cg.read(t, "memory", memFile); got != memWant {
+			t.Errorf("%s after refused updates = %s, want %s", memFile, got, memWant)
 		}
 	})
 	t.Run("unknown container", func(t *testing.T) {
@@ -334,6 +420,22 @@ func TestContainerAndPodStats(t *testing.T) {
 		})
 	})
 
+	t.Run("cgroup v2 pressure and io", func(t *testing.T) {
+		requireUnified(t)
+		st := containerStats(t, d, busy)
+		if st.GetCpu().GetPsi() == nil || st.GetMemory().GetPsi() == nil || st.GetIo().GetPsi() == nil {
+			t.Errorf("PSI on cgroup v2: cpu %v, memory %v, io %v; want all three", st.GetCpu().GetPsi(), st.GetMemory().GetPsi(), st.GetIo().GetPsi())
+		}
+		if st.GetIo().GetTimestamp() == 0 {
+			t.Errorf("io stats without a timestamp: %v", st.GetIo())
+		}
+		d.ExecOK(t, idle, "dd", "if=/dev/zero", "of=/io-test", "bs=1M", "count=5", "conv=fsync")
+		framework.Eventually(t, 30*time.Second, func() (bool, string) {
+			written := ctrMetric(t, d, idle, "container_fs_writes_bytes_total")
+			return written >= 5*mib, fmt.Sprintf("container_fs_writes_bytes_total = %d, want >= 5 MiB after a synced 5 MiB write", written)
+		})
+	})
+
 	t.Run("pod network and containers", func(t *testing.T) {
 		podStats := func() *runtimeapi.PodSandboxStats {
 			st, err := d.Runtime().PodSandboxStats(testCtx(t), pod)
@@ -371,6 +473,30 @@ func TestContainerAndPodStats(t *testing.T) {
 			return rx >= 5000 && tx >= 5000, fmt.Sprintf("eth0 grew by rx %d tx %d bytes, want >= 5000 each", rx, tx)
 		})
 	})
+}
+
+// ctrMetric sums the values of the container's series named name in
+// ListPodSandboxMetrics.
+func ctrMetric(t *testing.T, d *framework.Daemon, id, name string) uint64 {
+	t.Helper()
+	resp, err := d.RuntimeClient().ListPodSandboxMetrics(testCtx(t), &runtimeapi.ListPodSandboxMetricsRequest{})
+	if err != nil {
+		t.Fatalf("ListPodSandboxMetrics: %v", err)
+	}
+	var sum uint64
+	for _, pm := range resp.GetPodMetrics() {
+		for _, cm := range pm.GetContainerMetrics() {
+			if cm.GetContainerId() != id {
+				continue
+			}
+			for _, m := range cm.GetMetrics() {
+				if m.GetName() == name {
+					sum += m.GetValue().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
 
 // TestStatsFiltersAndStreams checks the List and Stream forms of the

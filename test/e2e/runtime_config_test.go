@@ -4,16 +4,17 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
 
 // TestRuntimeConfig: kubelet learns the cgroup driver from the runtime;
-// with the default config it is systemd exactly when systemd runs the node.
+// with the default config it is systemd exactly when systemd runs the node
+// (framework.CgroupDriver, unless the suite chose one).
 func TestRuntimeConfig(t *testing.T) {
 	d := framework.NewDaemon(t)
 	ctx, cancel := context.WithTimeout(context.Background(), framework.CallTimeout)
@@ -23,7 +24,7 @@ func TestRuntimeConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := runtimeapi.CgroupDriver_CGROUPFS
-	if _, err := os.Stat("/run/systemd/system"); err == nil {
+	if framework.CgroupDriver() == cgroups.SystemdName {
 		want = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	if got := resp.GetLinux().GetCgroupDriver(); got != want {

@@ -15,10 +15,15 @@ import (
 // key, including ones this framework does not know about yet.
 type Config map[string]any
 
+// EnvHandler makes the runtime handler it names ("crun") the default of
+// every test daemon, so that the pod tests run on that OCI runtime.
+const EnvHandler = "CRI_RUNTIMED_E2E_HANDLER"
+
 // DefaultConfig is the config every test daemon starts from: all state
-// under dir.
+// under dir, and the cgroup driver EnvCgroupDriver and the default runtime
+// handler EnvHandler name (else the daemon's defaults).
 func DefaultConfig(dir string) Config {
-	return Config{
+	c := Config{
 		"root":  filepath.Join(dir, "root"),
 		"state": filepath.Join(dir, "state"),
 		"grpc": map[string]any{
@@ -36,6 +41,13 @@ func DefaultConfig(dir string) Config {
 			"pull_progress_timeout":    "5m",
 		},
 	}
+	if d := os.Getenv(EnvCgroupDriver); d != "" {
+		c.Set("runtime.cgroup_driver", d)
+	}
+	if h := os.Getenv(EnvHandler); h != "" {
+		c.Set("runtime.default_handler", h)
+	}
+	return c
 }
 
 // Set assigns a dotted key ("image.snapshotter"), creating tables on the

@@ -4,17 +4,13 @@ package framework
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,106 +131,6 @@ func WaitProcessGone(pid int, timeout time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
-}
-
-// IsolatedCgroupParent returns an option giving the daemon a default
-// cgroup parent of its own (/cri-runtimed/e2e-<random>), so a test can
-// check that no cgroup of its pods is left while other tests run, and
-// the parent's path. When the test ends (after the daemon's own cleanup)
-// whatever is left under it is killed and removed. Call it before
-// NewDaemon or NewEnv.
-func IsolatedCgroupParent(t testing.TB) (Option, string) {
-	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	parent := "/cri-runtimed/e2e-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		if err := removeCgroupTree(parent); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return WithConfig("runtime.default_cgroup_parent", parent), parent
-}
-
-// CgroupRoots are the mounted cgroup hierarchies (v1 controllers and the
-// v2 tree).
-func CgroupRoots() []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var roots []string
-	for _, line := range strings.Split(string(data), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		fields, typ := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(typ) == 0 || (typ[0] != "cgroup" && typ[0] != "cgroup2") {
-			continue
-		}
-		if mp := unescapeMountinfo(fields[4]); !slices.Contains(roots, mp) {
-			roots = append(roots, mp)
-		}
-	}
-	return roots
-}
-
-// CgroupDirs lists the cgroup directories below parent (not parent
-// itself) in every hierarchy, as absolute paths.
-func CgroupDirs(parent string) []string {
-	var out []string
-	for _, root := range CgroupRoots() {
-		top := filepath.Join(root, parent)
-		_ = filepath.WalkDir(top, func(p string, e os.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if e.IsDir() && p != top {
-				out = append(out, p)
-			}
-			return nil
-		})
-	}
-	return out
-}
-
-// removeCgroupTree kills what still runs below parent and removes its
-// directories, deepest first, then parent itself.
-func removeCgroupTree(parent string) error {
-	var errs []error
-	for _, root := range CgroupRoots() {
-		top := filepath.Join(root, parent)
-		var dirs []string
-		_ = filepath.WalkDir(top, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) })
-		for _, dir := range dirs {
-			if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-				for _, f := range strings.Fields(string(procs)) {
-					if pid, err := strconv.Atoi(f); err == nil {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
-				}
-			}
-			var err error
-			for range 50 {
-				if err = syscall.Rmdir(dir); err == nil || errors.Is(err, syscall.ENOENT) {
-					err = nil
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // SnapshotDirs lists the snapshot directories of the daemon's snapshotter

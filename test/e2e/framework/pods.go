@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/crilog"
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/images"
 )
@@ -569,7 +570,10 @@ func (d *Daemon) handlerRoots() []string {
 func (d *Daemon) cgroupDirs() []string {
 	parent := d.Config.String("runtime.default_cgroup_parent")
 	if parent == "" {
-		parent = "/cri-runtimed"
+		parent = cgroups.DefaultCgroupfsParent
+		if CgroupDriver() == cgroups.SystemdName {
+			parent = cgroups.DefaultSystemdParent
+		}
 	}
 	return CgroupDirs(parent)
 }

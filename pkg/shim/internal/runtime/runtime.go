@@ -28,6 +28,9 @@ const outputGrace = 200 * time.Millisecond
 type Runtime struct {
 	Binary string
 	Root   string
+	// Args are global options given to every invocation (the cgroup
+	// driver's --systemd-cgroup).
+	Args   []string
 	Reaper *reaper.Reaper
 }
 
@@ -57,7 +60,7 @@ type State struct {
 }
 
 func (r *Runtime) argv(logFile string, args ...string) []string {
-	argv := []string{r.Binary, "--root", r.Root}
+	argv := append([]string{r.Binary, "--root", r.Root}, r.Args...)
 	if logFile != "" {
 		argv = append(argv, "--log", logFile, "--log-format", "json")
 	}

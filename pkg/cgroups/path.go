@@ -1,4 +1,4 @@
-package stats
+package cgroups
 
 import (
 	"fmt"
@@ -7,11 +7,15 @@ import (
 )
 
 // defaultSystemdSlice is where runc's systemd driver puts a unit whose
-// cgroupsPath names no slice; stats must look where runc created it.
+// cgroupsPath names no slice; readers must look where runc created it.
 const defaultSystemdSlice = "system.slice"
 
-// CgroupPath turns a cgroups path as the daemon stores it into a path below
-// the cgroup mount root ("/kubepods/burstable/pod<uid>/<id>"). It accepts:
+// Resolve turns a cgroups path as the daemon stores it (a container's
+// linux.cgroupsPath or a pod's cgroup parent, in either driver's form) into
+// the cgroup's directory below the cgroup mount root
+// ("/kubepods/burstable/pod<uid>/<id>"). The form says which driver made
+// it, so the shim and the stats reader call it without a driver. It
+// accepts:
 //
 //   - a cgroupfs path (linux.cgroupsPath for the cgroupfs driver, or a pod
 //     cgroup parent), cleaned and made absolute so that ".." cannot climb
@@ -23,7 +27,7 @@ const defaultSystemdSlice = "system.slice"
 //
 // The translation mirrors runc's, because the cgroup to read is the one
 // runc (or systemd on its behalf) created.
-func CgroupPath(cgroupsPath string) (string, error) {
+func Resolve(cgroupsPath string) (string, error) {
 	p := strings.TrimSpace(cgroupsPath)
 	if p == "" {
 		return "", fmt.Errorf("empty cgroups path")

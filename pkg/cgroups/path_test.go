@@ -1,8 +1,8 @@
-package stats
+package cgroups
 
 import "testing"
 
-func TestCgroupPath(t *testing.T) {
+func TestResolve(t *testing.T) {
 	tests := []struct {
 		name, in, want string
 		wantErr        bool
@@ -28,18 +28,18 @@ func TestCgroupPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := CgroupPath(tt.in)
+			got, err := Resolve(tt.in)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("CgroupPath(%q) = %q, want error", tt.in, got)
+					t.Fatalf("Resolve(%q) = %q, want error", tt.in, got)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("CgroupPath(%q): %v", tt.in, err)
+				t.Fatalf("Resolve(%q): %v", tt.in, err)
 			}
 			if got != tt.want {
-				t.Fatalf("CgroupPath(%q) = %q, want %q", tt.in, got, tt.want)
+				t.Fatalf("Resolve(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
 	}
