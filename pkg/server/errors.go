@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
@@ -60,6 +61,7 @@ var sentinelCodes = []struct {
 	{seccomp.ErrInvalidProfile, codes.InvalidArgument},
 	{cni.ErrInvalidArgument, codes.InvalidArgument},
 	{reference.ErrInvalid, codes.InvalidArgument},
+	{cgroups.ErrInvalidParent, codes.InvalidArgument},
 	{podsandbox.ErrAmbiguous, codes.InvalidArgument},
 	{container.ErrAmbiguous, codes.InvalidArgument},
 	{podsandbox.ErrAlreadyExists, codes.AlreadyExists},
