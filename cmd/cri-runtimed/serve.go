@@ -262,7 +262,10 @@ func openSnapshotter(ctx context.Context, cfg *config.Config, db *meta.DB) (snap
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 		if err := snapshot.OverlaySupported(dir); err != nil {
-			klog.InfoS("overlayfs is not usable here, falling back to the native snapshotter", "dir", dir, "reason", err)
+			// Not fatal, but slow (every container gets a full copy of its
+			// image): said as an error, and Status's verbose info names the
+			// snapshotter in use.
+			klog.ErrorS(err, "overlayfs is not usable here; falling back to the native snapshotter", "dir", dir)
 			name = "native"
 		}
 	}

@@ -72,6 +72,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			return nil, err
 		}
 		resp.Info["securityModules"] = string(lsm)
+		// The snapshotter in use: overlayfs falls back to native where
+		// overlay cannot mount, which operators (and tests) must see.
+		resp.Info["snapshotter"] = s.images.Snapshotter().Name()
 		debugInfo(resp.Info)
 	}
 	return resp, nil

@@ -1200,7 +1200,10 @@ func hostileCheckBindInRootfs(t *testing.T, d *framework.Daemon, id, hostDir str
 	}
 	t.Logf("bind of %s is at %s in the container", hostDir, target)
 	if upper == "" {
-		return // not overlayfs: nothing more to locate
+		if d.Snapshotter(t) == "overlayfs" {
+			t.Fatalf("the container's root is not an overlay with an upperdir although the daemon runs overlayfs:\n%s", info)
+		}
+		return // native: no upper layer to look in
 	}
 	if st, err := os.Lstat(filepath.Join(upper, target)); err != nil || !st.IsDir() {
 		t.Errorf("mount target %s is not a directory in the rootfs upper layer %s (%v): the bind was not resolved inside the rootfs", target, upper, err)

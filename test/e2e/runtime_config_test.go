@@ -31,3 +31,19 @@ func TestRuntimeConfig(t *testing.T) {
 		t.Fatalf("cgroup driver %v, want %v", got, want)
 	}
 }
+
+// TestSnapshotterInUse: the daemon runs the snapshotter it was configured
+// with. overlayfs falls back to native where overlay cannot mount; on a
+// machine where it can (every machine but those declaring
+// CRI_RUNTIMED_TEST_NO_OVERLAY), a fallback is a failure, not a silent
+// downgrade that every other test would then run on.
+func TestSnapshotterInUse(t *testing.T) {
+	for _, name := range []string{"overlayfs", "native"} {
+		t.Run(name, func(t *testing.T) {
+			d := framework.NewDaemon(t, framework.WithConfig("image.snapshotter", name))
+			if got, want := d.Snapshotter(t), framework.WantSnapshotter(name); got != want {
+				t.Fatalf("configured %s, the daemon uses %s, want %s", name, got, want)
+			}
+		})
+	}
+}

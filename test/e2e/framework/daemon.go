@@ -546,3 +546,34 @@ func RunCLI(ctx context.Context, args ...string) (string, int, error) {
 	}
 	return out.String(), 0, nil
 }
+
+// NoOverlayEnv declares a machine without a usable overlayfs; only there
+// may the daemon run on the native snapshotter when configured for
+// overlayfs.
+const NoOverlayEnv = "CRI_RUNTIMED_TEST_NO_OVERLAY"
+
+// Snapshotter is the snapshotter the daemon runs with, from Status's
+// verbose info (overlayfs falls back to native where it cannot mount).
+func (d *Daemon) Snapshotter(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
+	defer cancel()
+	resp, err := d.RuntimeClient().Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	name := resp.GetInfo()["snapshotter"]
+	if name == "" {
+		t.Fatalf("Status verbose info names no snapshotter: %v", resp.GetInfo())
+	}
+	return name
+}
+
+// WantSnapshotter is the snapshotter a daemon configured with configured
+// must use on this machine.
+func WantSnapshotter(configured string) string {
+	if configured == "overlayfs" && os.Getenv(NoOverlayEnv) != "" {
+		return "native"
+	}
+	return configured
+}
