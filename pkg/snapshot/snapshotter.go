@@ -310,9 +310,11 @@ func (s *snapshotter) Commit(ctx context.Context, name, key string, opts ...Opt)
 	// The committed record says the layer is complete: its files must be
 	// on disk before it is written, or a power cut leaves a truncated
 	// layer that no pull ever unpacks again.
+	syncStart := time.Now()
 	if err := syncFilesystem(s.fsDir(rec.ID)); err != nil {
 		return fmt.Errorf("commit snapshot %q: %w", key, err)
 	}
+	syncTime := time.Since(syncStart)
 
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b, err := s.buckets(tx)
@@ -361,7 +363,7 @@ func (s *snapshotter) Commit(ctx context.Context, name, key string, opts ...Opt)
 	if err != nil {
 		return err
 	}
-	klog.FromContext(ctx).V(2).Info("Committed snapshot", "snapshotter", s.Name(), "key", key, "name", name, "id", rec.ID, "size", usage.Size, "inodes", usage.Inodes)
+	klog.FromContext(ctx).V(2).Info("Committed snapshot", "snapshotter", s.Name(), "key", key, "name", name, "id", rec.ID, "size", usage.Size, "inodes", usage.Inodes, "sync", syncTime)
 	return nil
 }
 
