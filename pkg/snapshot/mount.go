@@ -95,11 +95,7 @@ func mountOne(m Mount, target string) error {
 		}
 		return nil
 	case "overlay":
-		opts := strings.Join(data, ",")
-		if len(opts) < os.Getpagesize() {
-			return unix.Mount("overlay", target, "overlay", flags, opts)
-		}
-		return mountOverlayFsconfig(target, flags, data)
+		return mountOverlay(target, flags, data)
 	}
 	if flags&unix.MS_BIND != 0 {
 		return fmt.Errorf("bind option on mount type %q", m.Type)
@@ -121,7 +117,7 @@ func mountOverlayFsconfig(target string, flags uintptr, data []string) error {
 		case key == "lowerdir":
 			for _, dir := range strings.Split(val, ":") {
 				if err := unix.FsconfigSetString(fsfd, "lowerdir+", dir); err != nil {
-					return fmt.Errorf("overlay options exceed a page and the kernel refused lowerdir+ (needs Linux 6.8): %w%s", err, fsLog(fsfd))
+					return fmt.Errorf("%w: %w%s", errNoLowerdirPlus, err, fsLog(fsfd))
 				}
 			}
 		case hasVal:

@@ -496,15 +496,19 @@ func TestConcurrent(t *testing.T) {
 	}
 }
 
-// A chain deep enough that lowerdir exceeds mount(2)'s one-page limit.
+// A chain deep enough (128 layers) that absolute lowerdirs exceed
+// mount(2)'s one-page limit, mounted each way MountAll can: fsconfig with
+// one lowerdir+ per layer (Linux 6.8+, what MountAll picks here) and the
+// relative paths from a thread inside the snapshots directory that older
+// kernels get.
 func TestOverlayLongChain(t *testing.T) {
 	ctx := context.Background()
 	s, base := setup(t, factories[0])
 	parent := ""
-	const n = 100
+	const n = 128
 	for i := range n {
 		name := fmt.Sprintf("layer-%03d", i)
-		layerOnto(t, s, name, parent, f(fmt.Sprintf("f%03d", i), name))
+		layerOnto(t, s, name, parent, f(fmt.Sprintf("f%03d", i), name), f("top", name))
 		parent = name
 	}
 	mounts, err := s.Prepare(ctx, "c", parent)
@@ -514,10 +518,64 @@ func TestOverlayLongChain(t *testing.T) {
 	if l := len(strings.Join(mounts[0].Options, ",")); l < os.Getpagesize() {
 		t.Fatalf("options only %d bytes; test does not exercise the long form", l)
 	}
-	rootfs := mountAt(t, mounts, filepath.Join(base, "rootfs"))
-	for _, i := range []int{0, n / 2, n - 1} {
-		if b, err := os.ReadFile(filepath.Join(rootfs, fmt.Sprintf("f%03d", i))); err != nil || string(b) != fmt.Sprintf("layer-%03d", i) {
-			t.Errorf("f%03d = %q, %v", i, b, err)
+	flags, data := parseOptions(mounts[0].Options)
+	for _, tc := range []struct {
+		name  string
+		mount func(target string) error
+	}{
+		{"MountAll", func(target string) error { return MountAll(mounts, target) }},
+		{"relative", func(target string) error { return mountOverlayRelative(target, flags, data) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rootfs := filepath.Join(base, "rootfs-"+tc.name)
+			if err := os.MkdirAll(rootfs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.mount(rootfs); err != nil {
+				t.Fatalf("mount: %v", err)
+			}
+			defer func() {
+				if err := UnmountAll(rootfs); err != nil {
+					t.Errorf("UnmountAll: %v", err)
+				}
+			}()
+			for _, i := range []int{0, n / 2, n - 1} {
+				if b, err := os.ReadFile(filepath.Join(rootfs, fmt.Sprintf("f%03d", i))); err != nil || string(b) != fmt.Sprintf("layer-%03d", i) {
+					t.Errorf("f%03d = %q, %v", i, b, err)
+				}
+			}
+			// The top layer wins, and the mount is writable.
+			if b, err := os.ReadFile(filepath.Join(rootfs, "top")); err != nil || string(b) != fmt.Sprintf("layer-%03d", n-1) {
+				t.Errorf("top = %q, %v", b, err)
+			}
+			if err := os.WriteFile(filepath.Join(rootfs, "written-"+tc.name), []byte("x"), 0o644); err != nil {
+				t.Errorf("write: %v", err)
+			}
+		})
+	}
+	// The process's own working directory is not the helper's.
+	if wd, err := os.Getwd(); err != nil || strings.Contains(wd, snapshotsDir) {
+		t.Errorf("working directory is now %q (%v)", wd, err)
+	}
+}
+
+func TestRelativeOverlayOptions(t *testing.T) {
+	dir, got := relativeOverlayOptions([]string{"index=off", "workdir=/r/snapshots/9/work", "upperdir=/r/snapshots/9/fs", "lowerdir=/r/snapshots/1/fs:/r/snapshots/10/fs"})
+	want := []string{"index=off", "workdir=9/work", "upperdir=9/fs", "lowerdir=1/fs:10/fs"}
+	if dir != "/r/snapshots" || strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("got %s %v, want /r/snapshots %v", dir, got, want)
+	}
+	for _, tc := range []struct {
+		paths []string
+		want  string
+	}{
+		{[]string{"/a/b/1/fs", "/a/b/2/fs"}, "/a/b"},
+		{[]string{"/a/b/1/fs", "/a/bc/2/fs"}, "/a"},
+		{[]string{"/x/1", "/y/2"}, "/"},
+		{[]string{"/a/b/fs"}, "/a/b"},
+	} {
+		if got := commonDir(tc.paths); got != tc.want {
+			t.Errorf("commonDir(%v) = %s, want %s", tc.paths, got, tc.want)
 		}
 	}
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -539,5 +540,37 @@ func TestHostNetworkPod(t *testing.T) {
 	}
 	if st := d.PodStatus(t, pod).Status; st.GetLinux().GetNamespaces().GetOptions().GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		t.Errorf("pod status namespaces = %v, want network NODE", st.GetLinux().GetNamespaces().GetOptions())
+	}
+}
+
+// TestManyLayerImage: an image of 128 layers (beyond the ~90 whose
+// absolute overlay lowerdirs fit mount(2)'s one-page options) pulls,
+// mounts and runs, with every layer visible and the top one winning.
+func TestManyLayerImage(t *testing.T) {
+	env, d := podEnv(t)
+	const n = 128
+	var layers []images.Layer
+	for i := range n - 1 { // plus busybox's own layer
+		l, err := images.NewLayer().Dir("layers", 0o755).
+			File(fmt.Sprintf("layers/l%03d", i), []byte(fmt.Sprintf("layer %d\n", i)), 0o644).
+			File("layers/top", []byte(fmt.Sprintf("top %d\n", i)), 0o644).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, l)
+	}
+	ref := "e2e/many-layers:1"
+	img := env.PushImage(t, ref, images.WithLayers(layers...))
+	if got := len(img.Layers); got != n {
+		t.Fatalf("image has %d layers, want %d", got, n)
+	}
+	pc := framework.PodConfig("many-layers")
+	pod := d.RunPod(t, pc)
+	id := d.CreateStarted(t, pod, framework.ContainerConfig("c", ref, "sleep", "1000"), pc)
+	d.WaitContainerState(t, id, runtimeapi.ContainerState_CONTAINER_RUNNING, 30*time.Second)
+	out := d.ExecOK(t, id, "sh", "-c", fmt.Sprintf("cat /layers/l000 /layers/l%03d /layers/top; ls /layers | wc -l", n/2))
+	want := fmt.Sprintf("layer 0\nlayer %d\ntop %d\n%d\n", n/2, n-2, n)
+	if strings.Join(strings.Fields(out), " ") != strings.Join(strings.Fields(want), " ") {
+		t.Fatalf("in the container:\n%s\nwant:\n%s", out, want)
 	}
 }
