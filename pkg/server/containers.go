@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
@@ -237,7 +238,39 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
+	stdout, stderr := fitOutput(res.Stdout, res.Stderr, s.cfg.GRPC.MaxSendMessageSize-execSyncOverhead)
+	if len(stdout) < len(res.Stdout) || len(stderr) < len(res.Stderr) {
+		klog.V(2).InfoS("ExecSync output truncated to fit one gRPC message", "container", req.GetContainerId(),
+			"stdout", len(res.Stdout), "stderr", len(res.Stderr), "sent", len(stdout)+len(stderr))
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: stdout, Stderr: stderr, ExitCode: res.ExitCode}, nil
+}
+
+// execSyncOverhead is what an ExecSyncResponse costs beyond its output
+// bytes (field tags, length varints, exit code), with room to spare.
+const execSyncOverhead = 1024
+
+// fitOutput truncates stdout and stderr so that together they hold at
+// most limit bytes: each stream is capped on its own (max_exec_sync_output)
+// but both at their cap exceed the gRPC send limit, and a response that
+// does not fit fails the whole call instead of returning its start. A
+// stream shorter than half the limit is kept whole; the other gets the
+// rest.
+func fitOutput(stdout, stderr []byte, limit int) ([]byte, []byte) {
+	so, se := len(stdout), len(stderr)
+	if so+se <= limit {
+		return stdout, stderr
+	}
+	half := limit / 2
+	switch {
+	case so <= half:
+		se = limit - so
+	case se <= half:
+		so = limit - se
+	default:
+		so, se = half, limit-half
+	}
+	return stdout[:so], stderr[:se]
 }
 
 // UpdateContainerResources changes a running container's limits live.

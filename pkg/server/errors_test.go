@@ -201,3 +201,23 @@ func TestSendBatches(t *testing.T) {
 		}
 	}
 }
+
+func TestFitOutput(t *testing.T) {
+	b := func(n int) []byte { return make([]byte, n) }
+	for _, tc := range []struct {
+		out, err, limit int
+		wantOut, wantErr int
+	}{
+		{10, 10, 100, 10, 10},
+		{100, 0, 100, 100, 0},
+		{16 << 20, 16 << 20, 16<<20 - 1024, 8<<20 - 512, 8<<20 - 512},
+		{30, 200, 100, 30, 70},
+		{200, 30, 100, 70, 30},
+		{200, 200, 101, 50, 51},
+	} {
+		o, e := fitOutput(b(tc.out), b(tc.err), tc.limit)
+		if len(o) != tc.wantOut || len(e) != tc.wantErr {
+			t.Errorf("fitOutput(%d, %d, %d) = %d, %d; want %d, %d", tc.out, tc.err, tc.limit, len(o), len(e), tc.wantOut, tc.wantErr)
+		}
+	}
+}

@@ -225,3 +225,22 @@ func TestExecSync(t *testing.T) {
 		wantCode(t, "ExecSync in an exited container", err, codes.FailedPrecondition)
 	})
 }
+
+// TestExecSyncOutputFitsOneMessage: both streams at their cap exceed the
+// gRPC send limit; ExecSync returns the output truncated to fit instead
+// of failing (it failed with ResourceExhausted before).
+func TestExecSyncOutputFitsOneMessage(t *testing.T) {
+	const limit = 1 << 20
+	_, d := podEnv(t, framework.WithConfig("runtime.max_exec_sync_output", limit), framework.WithConfig("grpc.max_send_message_size", limit))
+	pc := framework.PodConfig("exec-big")
+	pod := d.RunPod(t, pc)
+	id := d.CreateStarted(t, pod, sleeper("c"), pc)
+	r := d.Exec(t, id, 30*time.Second, "sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' a; head -c %d /dev/zero | tr '\\0' b >&2; exit 3", limit, limit))
+	total := len(r.Stdout) + len(r.Stderr)
+	if r.ExitCode != 3 || total > limit || total < limit-4096 || len(r.Stdout) < limit/2-4096 || len(r.Stderr) < limit/2-4096 {
+		t.Fatalf("exit code %d, stdout %d bytes, stderr %d bytes; want 3 and about half of %d each", r.ExitCode, len(r.Stdout), len(r.Stderr), limit)
+	}
+	if strings.Trim(r.Stdout, "a") != "" || strings.Trim(r.Stderr, "b") != "" {
+		t.Errorf("output is not the start of each stream")
+	}
+}
