@@ -208,7 +208,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		Network:        network,
 	}
 	if cfg.Runtime.SandboxImage != "" {
-		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images}
+		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images, AuthFile: cfg.Runtime.SandboxImageAuthFile}
 	}
 	pods := podsandbox.New(podOpts, db)
 	ctrs := container.New(container.Options{

@@ -61,6 +61,9 @@ type Runtime struct {
 	// SandboxImage, when set, runs pods with that image's entrypoint as the
 	// sandbox process instead of the built-in pause.
 	SandboxImage string `toml:"sandbox_image" comment:"Empty: pods use the built-in pause (no image pull). Set to an image to run it as the sandbox instead."`
+	// SandboxImageAuthFile holds the credentials the sandbox image is
+	// pulled with (kubelet sends none for it).
+	SandboxImageAuthFile string `toml:"sandbox_image_auth_file" comment:"Credentials for pulling sandbox_image: a file in Docker's config.json format ({\"auths\": {\"<registry>\": {\"auth\": \"<base64 user:password>\"}}}); empty: anonymous."`
 	// CgroupDriver is cgroupfs, or systemd when systemd runs the node.
 	CgroupDriver string `toml:"cgroup_driver" comment:"cgroupfs or systemd; empty picks systemd when systemd runs the node."`
 	// DefaultCgroupParent holds the cgroups of pods whose config names no

@@ -6,8 +6,10 @@ import (
 	"fmt"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
 // SandboxImage runs pods' sandbox process from a configured image (the
@@ -17,6 +19,10 @@ import (
 type SandboxImage struct {
 	Ref    string
 	Images *image.Service
+	// AuthFile, when set, holds the credentials to pull Ref with (Docker's
+	// config.json format); it is read at each pull, so rotated
+	// credentials need no restart.
+	AuthFile string
 }
 
 func (s *SandboxImage) key(id string) string { return "sandbox-" + id }
@@ -26,7 +32,7 @@ func (s *SandboxImage) key(id string) string { return "sandbox-" + id }
 func (s *SandboxImage) Mount(ctx context.Context, id, rootfs string) ([]string, error) {
 	img, err := s.Images.Get(ctx, s.Ref)
 	if errors.Is(err, image.ErrNotFound) {
-		img, err = s.Images.Pull(ctx, s.Ref, registry.Credentials{})
+		img, err = s.pull(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox image %s: %w", s.Ref, err)
@@ -49,6 +55,20 @@ func (s *SandboxImage) Mount(ctx context.Context, id, rootfs string) ([]string, 
 		return nil, fmt.Errorf("mount sandbox rootfs: %w", err)
 	}
 	return args, nil
+}
+
+func (s *SandboxImage) pull(ctx context.Context) (meta.Image, error) {
+	var creds registry.Credentials
+	if s.AuthFile != "" {
+		ref, err := reference.Parse(s.Ref)
+		if err != nil {
+			return meta.Image{}, err
+		}
+		if creds, err = registry.CredentialsFromFile(s.AuthFile, ref.Domain()); err != nil {
+			return meta.Image{}, err
+		}
+	}
+	return s.Images.Pull(ctx, s.Ref, creds)
 }
 
 // Unmount releases what Mount made; missing pieces are not an error.

@@ -107,14 +107,17 @@ func (s *Server) listImages(ctx context.Context, filter *runtimeapi.ImageFilter)
 		if err != nil {
 			return nil, err
 		}
+		img.Pinned = img.Pinned || s.pinnedImages(ctx)[img.ID.String()]
 		return []*runtimeapi.Image{toCRIImage(img)}, nil
 	}
 	imgs, err := s.images.List(ctx)
 	if err != nil {
 		return nil, err
 	}
+	pinned := s.pinnedImages(ctx)
 	out := make([]*runtimeapi.Image, 0, len(imgs))
 	for _, img := range imgs {
+		img.Pinned = img.Pinned || pinned[img.ID.String()]
 		out = append(out, toCRIImage(img))
 	}
 	return out, nil
@@ -133,6 +136,7 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 	if err != nil {
 		return nil, err
 	}
+	img.Pinned = img.Pinned || s.pinnedImages(ctx)[img.ID.String()]
 	resp := &runtimeapi.ImageStatusResponse{Image: toCRIImage(img)}
 	if req.GetVerbose() {
 		info, err := s.imageInfo(ctx, img)
@@ -163,6 +167,25 @@ func (s *Server) imageInfo(ctx context.Context, img meta.Image) (map[string]stri
 		return nil, err
 	}
 	return map[string]string{"info": string(b)}, nil
+}
+
+// pinnedImages are the IDs of the images kubelet's image GC must leave
+// alone: the sandbox image (pods cannot start without it) and the image
+// of every container that has not exited. From memory: no disk read but
+// the sandbox image's lookup.
+func (s *Server) pinnedImages(ctx context.Context) map[string]bool {
+	pinned := map[string]bool{}
+	if ref := s.cfg.Runtime.SandboxImage; ref != "" {
+		if img, err := s.images.Get(ctx, ref); err == nil {
+			pinned[img.ID.String()] = true
+		}
+	}
+	for _, ctr := range s.ctrs.List() {
+		if rec := ctr.Record(); rec.State != meta.ContainerExited {
+			pinned[rec.ImageID] = true
+		}
+	}
+	return pinned
 }
 
 func toCRIImage(img meta.Image) *runtimeapi.Image {
