@@ -205,7 +205,7 @@ func TestSendBatches(t *testing.T) {
 func TestFitOutput(t *testing.T) {
 	b := func(n int) []byte { return make([]byte, n) }
 	for _, tc := range []struct {
-		out, err, limit int
+		out, err, limit  int
 		wantOut, wantErr int
 	}{
 		{10, 10, 100, 10, 10},
