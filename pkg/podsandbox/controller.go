@@ -275,8 +275,12 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 			c.names.Release(name)
 		}
 	}()
-	if err := os.MkdirAll(pod.dir, 0o711); err != nil {
-		return "", fmt.Errorf("create pod directory: %w", err)
+	uids, gids, err := oci.PodUserNamespace(cfg)
+	if err != nil {
+		return "", err
+	}
+	if err := makePodDir(pod.dir, gids); err != nil {
+		return "", err
 	}
 	if own {
 		if err := c.opts.Cgroups.CreatePod(ctx, parent); err != nil {
@@ -285,10 +289,6 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	podNet := nsOpts.GetNetwork() != runtimeapi.NamespaceMode_NODE
-	uids, gids, err := oci.PodUserNamespace(cfg)
-	if err != nil {
-		return "", err
-	}
 	// A pod with a user namespace needs a network namespace that user
 	// namespace owns: its sandbox process makes it, and it is pinned and
 	// attached once that process runs.

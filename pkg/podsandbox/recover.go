@@ -15,6 +15,7 @@ import (
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
@@ -64,6 +65,12 @@ func (c *Controller) Recover(ctx context.Context) error {
 			// Two records with one name: both stay listed for kubelet to
 			// remove the one it does not want; Remove releases by ID.
 			klog.ErrorS(err, "Pod name is taken by another pod; listing it without its name", "pod", rec.ID, "name", rec.Name)
+		}
+		// A pod started by an older daemon may have a wider directory.
+		if _, gids, err := oci.PodUserNamespace(cfg); err == nil {
+			if err := restrictPodDir(pod.dir, gids); err != nil && !errors.Is(err, os.ErrNotExist) {
+				klog.ErrorS(err, "Restricting the pod directory", "pod", rec.ID)
+			}
 		}
 		var after uint64
 		cl, err := shim.Dial(ctx, pod.shimDir())
