@@ -20,11 +20,7 @@ import (
 // the way is refused.
 func (a *applier) openDir(rel string, create, noSymlinks bool) (int, error) {
 	if rel == "." || rel == "" {
-		fd, err := unix.Dup(a.rootFd)
-		if err != nil {
-			return -1, fmt.Errorf("dup root fd: %w", err)
-		}
-		return fd, nil
+		return dupCloexec(a.rootFd)
 	}
 	how := unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
@@ -43,9 +39,9 @@ func (a *applier) openDir(rel string, create, noSymlinks bool) (int, error) {
 
 	// Walk down from root, creating each missing component inside the
 	// already-resolved parent and resolving the new prefix from root again.
-	cur, err := unix.Dup(a.rootFd)
+	cur, err := dupCloexec(a.rootFd)
 	if err != nil {
-		return -1, fmt.Errorf("dup root fd: %w", err)
+		return -1, err
 	}
 	comps := strings.Split(rel, "/")
 	for i, c := range comps {
@@ -67,6 +63,18 @@ func (a *applier) openDir(rel string, create, noSymlinks bool) (int, error) {
 		cur = fd
 	}
 	return cur, nil
+}
+
+// dupCloexec duplicates fd with close-on-exec set. A plain dup(2) clears
+// it: a shim, runc or CNI plugin started while an unpack runs would then
+// inherit a directory fd on a layer (a shim keeps it for the pod's life),
+// the precondition of CVE-2024-21626.
+func dupCloexec(fd int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("dup fd: %w", err)
+	}
+	return nfd, nil
 }
 
 func openat2(dirfd int, p string, how *unix.OpenHow) (int, error) {
@@ -139,7 +147,7 @@ func removeAllAt(dirfd int, name string) error {
 
 // readDirNames lists fd without taking ownership of it.
 func readDirNames(fd int) ([]string, error) {
-	dup, err := unix.Dup(fd)
+	dup, err := dupCloexec(fd)
 	if err != nil {
 		return nil, err
 	}

@@ -285,9 +285,9 @@ func (a *applier) entry(ctx context.Context, hdr *tar.Header, r io.Reader) error
 }
 
 func (a *applier) rootDir(hdr *tar.Header) error {
-	fd, err := unix.Dup(a.rootFd)
+	fd, err := dupCloexec(a.rootFd)
 	if err != nil {
-		return fmt.Errorf("dup root fd: %w", err)
+		return err
 	}
 	defer unix.Close(fd)
 	if err := a.setMeta(fd, false, false, hdr); err != nil {

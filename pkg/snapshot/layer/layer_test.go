@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -665,5 +666,61 @@ func TestApplyCancelledMidFile(t *testing.T) {
 	_, err := Apply(ctx, t.TempDir(), r)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// spawnReader starts a child process on every Read of the layer stream,
+// as the daemon does when it starts a shim, runc or a CNI plugin while a
+// pull unpacks, and records every fd the child inherited that resolves
+// into root.
+type spawnReader struct {
+	t      *testing.T
+	r      io.Reader
+	root   string
+	spawns int
+	leaked []string
+}
+
+func (s *spawnReader) Read(p []byte) (int, error) {
+	s.spawns++
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	fdDir := fmt.Sprintf("/proc/%d/fd", cmd.Process.Pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err == nil && (target == s.root || strings.HasPrefix(target, s.root+"/")) {
+			s.leaked = append(s.leaked, fmt.Sprintf("read %d: fd %s -> %s", s.spawns, e.Name(), target))
+		}
+	}
+	return s.r.Read(p)
+}
+
+// TestApplyFdsCloseOnExec checks that no fd Apply opens on the layer
+// survives into a process started while it runs.
+func TestApplyFdsCloseOnExec(t *testing.T) {
+	root := t.TempDir()
+	big := strings.Repeat("x", 300<<10) // more than one read of content
+	r := &spawnReader{t: t, root: root, r: tarOf(t,
+		ent{name: "./", typ: tar.TypeDir, mode: 0o755},
+		file("top", big),
+		file("a/b/deep", big),
+		dir("c"),
+		file("c/f", big),
+	)}
+	if _, err := Apply(context.Background(), root, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.spawns < 6 {
+		t.Fatalf("only %d reads: the test did not spawn during file content", r.spawns)
+	}
+	for _, l := range r.leaked {
+		t.Errorf("child inherited an unpack fd: %s", l)
 	}
 }
