@@ -61,9 +61,6 @@ func ResolveUser(rootfs string, req UserRequest) (u specs.User, home string, err
 	case req.Username != "":
 		userPart, userField = req.Username, "run_as_username"
 	case req.UID != nil:
-		if (*req.UID) < 0 || (*req.UID) > math.MaxInt32 {
-			return u, "", invalid("run_as_user", "uid %d out of range", (*req.UID))
-		}
 		userPart, userField = strconv.FormatInt((*req.UID), 10), "run_as_user"
 	case req.GID != nil:
 		// The CRI contract: run_as_group without a user is an error.
@@ -76,9 +73,6 @@ func ResolveUser(rootfs string, req UserRequest) (u specs.User, home string, err
 		}
 	}
 	if req.GID != nil {
-		if (*req.GID) < 0 || (*req.GID) > math.MaxInt32 {
-			return u, "", invalid("run_as_group", "gid %d out of range", (*req.GID))
-		}
 		groupPart, groupField = strconv.FormatInt((*req.GID), 10), "run_as_group"
 	}
 
@@ -104,7 +98,13 @@ func ResolveUser(rootfs string, req UserRequest) (u specs.User, home string, err
 		if !ok {
 			return u, "", invalid(userField, "user %q not found in the image's /etc/passwd", userPart)
 		}
+		if err := imageID("/etc/passwd", "uid of user "+e.Name, e.Uid); err != nil {
+			return u, "", err
+		}
 		uid, gid, name, home = e.Uid, e.Gid, e.Name, e.Home
+	}
+	if err := imageID("/etc/passwd", "gid of user "+name, gid); err != nil {
+		return u, "", err
 	}
 
 	if req.NonRoot && uid == 0 {
@@ -132,6 +132,9 @@ func ResolveUser(rootfs string, req UserRequest) (u specs.User, home string, err
 			if !ok {
 				return u, "", invalid(groupField, "group %q not found in the image's /etc/group", groupPart)
 			}
+			if err := imageID("/etc/group", "gid of group "+g.Name, g.Gid); err != nil {
+				return u, "", err
+			}
 			gid = g.Gid
 		}
 	}
@@ -147,18 +150,36 @@ func ResolveUser(rootfs string, req UserRequest) (u specs.User, home string, err
 	}
 	if !req.Strict && name != "" {
 		for _, g := range db.groups {
-			if slices.Contains(g.List, name) {
-				addGid(uint32(g.Gid))
+			if !slices.Contains(g.List, name) {
+				continue
 			}
+			if err := imageID("/etc/group", "gid of group "+g.Name, g.Gid); err != nil {
+				return u, "", err
+			}
+			addGid(uint32(g.Gid))
 		}
 	}
 	for i, g := range req.SupplementalGroups {
-		if g < 0 || g > math.MaxInt32 {
+		if !validID(g) {
 			return u, "", invalid(fmt.Sprintf("supplemental_groups[%d]", i), "gid %d out of range", g)
 		}
 		addGid(uint32(g))
 	}
 	return specs.User{UID: uint32(uid), GID: uint32(gid), AdditionalGids: gids}, home, nil
+}
+
+// validID reports whether id is a uid or gid we hand to the kernel. The
+// spec's fields are 32-bit: a larger id would be truncated (4294967296
+// becomes root), and kubelet allows nothing beyond 2^31-1.
+func validID(id int64) bool { return id >= 0 && id <= math.MaxInt32 }
+
+// imageID checks an id the image's user database gives (what names it:
+// "uid of user evil"); the image is not trusted.
+func imageID(file, what string, id int) error {
+	if !validID(int64(id)) {
+		return invalid("image "+file, "%s: %d out of range", what, id)
+	}
+	return nil
 }
 
 // parseID parses a numeric uid/gid. numeric is false for a name.
@@ -170,7 +191,7 @@ func parseID(s string) (id int, numeric bool, err error) {
 		}
 		return 0, false, nil
 	}
-	if n < 0 || n > math.MaxInt32 {
+	if !validID(n) {
 		return 0, true, errors.New("id out of range")
 	}
 	return int(n), true, nil

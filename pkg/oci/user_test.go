@@ -52,6 +52,11 @@ func i64(v int64) *int64 { return &v }
 func TestResolveUser(t *testing.T) {
 	std := fakeRootfs(t, map[string]string{"etc/passwd": testPasswd, "etc/group": testGroup})
 	empty := fakeRootfs(t, map[string]string{"bin/.keep": ""})
+	// Ids past 32 bits would be truncated: 4294967296 is uid/gid 0.
+	hostile := fakeRootfs(t, map[string]string{
+		"etc/passwd": testPasswd + "evil:x:4294967296:1000::/:/bin/sh\nevilgid:x:1002:4294967296::/:/bin/sh\nneg:x:-1:1000::/:/bin/sh\nmember:x:1003:1003::/:/bin/sh\nbig:x:2147483648:1000::/:/bin/sh\n",
+		"etc/group":  testGroup + "evilgroup:x:4294967296:\nrootish:x:4294967296:member\n",
+	})
 
 	tests := []struct {
 		name     string
@@ -85,6 +90,22 @@ func TestResolveUser(t *testing.T) {
 		{name: "empty home falls back to /", rootfs: std, req: UserRequest{Image: "nohome"}, uid: 1001, gid: 1001, gids: []uint32{1001}, home: "/"},
 		{name: "no passwd numeric ok", rootfs: empty, req: UserRequest{Image: "1000:1000"}, uid: 1000, gid: 1000, gids: []uint32{1000}, home: "/"},
 		{name: "no passwd name fails", rootfs: empty, req: UserRequest{Image: "app"}, wantErr: `user "app" not found`},
+		{name: "image user with a 33-bit uid", rootfs: hostile, req: UserRequest{Image: "evil", NonRoot: true}, wantErr: "uid of user evil: 4294967296 out of range"},
+		{name: "image user with uid 2^31", rootfs: hostile, req: UserRequest{Image: "big"}, wantErr: "out of range"},
+		{name: "image user with a negative uid", rootfs: hostile, req: UserRequest{Image: "neg"}, wantErr: "out of range"},
+		{name: "run_as_username with a 33-bit uid", rootfs: hostile, req: UserRequest{Username: "evil"}, wantErr: "out of range"},
+		{name: "image user with a 33-bit gid", rootfs: hostile, req: UserRequest{Image: "evilgid"}, wantErr: "gid of user evilgid: 4294967296 out of range"},
+		{name: "image uid of a user with a 33-bit gid", rootfs: hostile, req: UserRequest{Image: "1002"}, wantErr: "gid of user evilgid"},
+		{name: "image group with a 33-bit gid", rootfs: hostile, req: UserRequest{Image: "app:evilgroup"}, wantErr: "gid of group evilgroup: 4294967296 out of range"},
+		{name: "member of a group with a 33-bit gid", rootfs: hostile, req: UserRequest{Image: "member"}, wantErr: "gid of group rootish"},
+		{name: "strict ignores the image's groups", rootfs: hostile, req: UserRequest{Image: "member", Strict: true}, uid: 1003, gid: 1003, gids: []uint32{1003}, home: "/"},
+		{name: "image numeric uid 2^32", rootfs: std, req: UserRequest{Image: "4294967296"}, wantErr: "out of range"},
+		{name: "image numeric uid 2^31", rootfs: std, req: UserRequest{Image: "2147483648"}, wantErr: "out of range"},
+		{name: "image numeric gid 2^32", rootfs: std, req: UserRequest{Image: "1000:4294967296"}, wantErr: "out of range"},
+		{name: "run_as_user 2^32", rootfs: std, req: UserRequest{UID: i64(1 << 32)}, wantErr: "run_as_user"},
+		{name: "run_as_group 2^32", rootfs: std, req: UserRequest{UID: i64(1000), GID: i64(1 << 32)}, wantErr: "run_as_group"},
+		{name: "negative run_as_group", rootfs: std, req: UserRequest{UID: i64(1000), GID: i64(-1)}, wantErr: "run_as_group"},
+		{name: "supplemental 2^32", rootfs: std, req: UserRequest{UID: i64(1000), SupplementalGroups: []int64{1 << 32}}, wantErr: "supplemental_groups[0]"},
 		{name: "no rootfs numeric", rootfs: "", req: UserRequest{UID: i64(65535), SupplementalGroups: []int64{1}}, uid: 65535, gid: 0, gids: []uint32{0, 1}, home: "/"},
 	}
 	for _, tc := range tests {
