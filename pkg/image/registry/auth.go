@@ -150,6 +150,11 @@ func (r *Repository) fetchToken(ctx context.Context, hc *hostClient, ch challeng
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return cachedToken{}, fmt.Errorf("invalid token realm %q: %w", realm, ErrUnauthorized)
 	}
+	// The registry chooses the realm: a registry reached over https must
+	// not get our credentials (or even a token request) sent in clear.
+	if u.Scheme == "http" && hc.host.Scheme != "http" {
+		return cachedToken{}, fmt.Errorf("token realm %q is plain http while the registry is %s: refusing to send credentials in clear: %w", realm, hc.host.Scheme, ErrUnauthorized)
+	}
 	service := ch.params["service"]
 	creds := hc.creds
 	if creds.IdentityToken != "" {

@@ -96,6 +96,9 @@ type Client struct {
 type cachedTransport struct {
 	tls *tls.Config // as configured by hosts, before extra CAs
 	rt  *http.Transport
+	// foreign serves every other host a request of this host's leads to
+	// (a redirect, a token realm): the same trust, no client certificate.
+	foreign *http.Transport
 }
 
 // New returns a client reading registry host configuration from hostsDir
@@ -129,15 +132,17 @@ func New(hostsDir string, opts ...Option) *Client {
 	return c
 }
 
-// transport returns a transport for h, shared between all repositories on
-// the same host with the same TLS settings so connections are reused.
-func (c *Client) transport(h hosts.Host) (*http.Transport, error) {
+// transport returns the round tripper for h, shared between all
+// repositories on the same host with the same TLS settings so connections
+// are reused. The host's client certificate is presented to that host
+// only, not to whatever host a redirect or a token realm names.
+func (c *Client) transport(h hosts.Host) (http.RoundTripper, error) {
 	key := h.Scheme + "://" + h.Host
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, ct := range c.transports[key] {
 		if tlsEqual(ct.tls, h.TLS) {
-			return ct.rt, nil
+			return ct.roundTripper(h.Host), nil
 		}
 	}
 	rt := c.base.Clone()
@@ -162,13 +167,43 @@ func (c *Client) transport(h hosts.Host) (*http.Transport, error) {
 		}
 		rt.TLSClientConfig = cfg
 	}
+	ct := cachedTransport{tls: h.TLS, rt: rt, foreign: rt}
+	if cfg := rt.TLSClientConfig; cfg != nil && (len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil) {
+		ct.foreign = c.base.Clone()
+		ct.foreign.ResponseHeaderTimeout = c.headerTimeout
+		anon := cfg.Clone()
+		anon.Certificates, anon.GetClientCertificate, anon.ServerName = nil, nil, ""
+		ct.foreign.TLSClientConfig = anon
+	}
 	list := c.transports[key]
 	if len(list) >= transportsPerHost {
 		list[0].rt.CloseIdleConnections()
+		list[0].foreign.CloseIdleConnections()
 		list = list[1:]
 	}
-	c.transports[key] = append(list, cachedTransport{tls: h.TLS, rt: rt})
-	return rt, nil
+	c.transports[key] = append(list, ct)
+	return ct.roundTripper(h.Host), nil
+}
+
+func (ct cachedTransport) roundTripper(host string) http.RoundTripper {
+	if ct.foreign == ct.rt {
+		return ct.rt
+	}
+	return &hostBound{host: host, own: ct.rt, foreign: ct.foreign}
+}
+
+// hostBound sends requests for host through own and any other through
+// foreign.
+type hostBound struct {
+	host         string
+	own, foreign http.RoundTripper
+}
+
+func (b *hostBound) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host == b.host {
+		return b.own.RoundTrip(req)
+	}
+	return b.foreign.RoundTrip(req)
 }
 
 func tlsEqual(a, b *tls.Config) bool {
@@ -247,15 +282,19 @@ func (c *Client) Repository(ctx context.Context, name reference.Named, creds Cre
 }
 
 // checkRedirect keeps credentials and configured headers on the original
-// host. net/http already drops Authorization across domains, but it treats
-// 127.0.0.1:5000 and 127.0.0.1:9000 as the same domain, and knows nothing
-// about hosts.toml headers, which may carry secrets too.
+// host and scheme. net/http already drops Authorization across domains,
+// but it treats 127.0.0.1:5000 and 127.0.0.1:9000 as the same domain, keeps
+// it on a redirect from https to http on the same host (where it would go
+// in clear), and knows nothing about hosts.toml headers, which may carry
+// secrets too.
 func checkRedirect(h hosts.Host) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
 		}
-		if req.URL.Host != via[0].URL.Host {
+		orig := via[0].URL
+		downgrade := orig.Scheme == "https" && req.URL.Scheme != "https"
+		if req.URL.Host != orig.Host || downgrade {
 			req.Header.Del("Authorization")
 			for k := range h.Header {
 				req.Header.Del(k)

@@ -1,7 +1,9 @@
 package registrytest
 
 import (
+	"bufio"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,13 +46,27 @@ type TokenAuth struct {
 	NoPOST bool
 	// ExpiresIn is the token lifetime in seconds (0: 300).
 	ExpiresIn int
+	// SeparateRealm serves /token from a server of its own (another
+	// host:port than the registry; https when the registry is).
+	SeparateRealm bool
+	// PlainRealm makes that separate server plain http even when the
+	// registry is https.
+	PlainRealm bool
 }
 
 // Option configures a Registry.
 type Option func(*Registry)
 
-// WithTLS serves https with httptest's self-signed certificate.
+// WithTLS serves https with httptest's self-signed certificate. Every
+// https server asks for (but does not require) a client certificate, and
+// logs whether one came (Request.ClientCert).
 func WithTLS() Option { return func(r *Registry) { r.tls = true } }
+
+// WithDowngradeRedirects serves https and plain http on the same port and
+// redirects blob GETs from https to http on that same host, as a hostile
+// or misconfigured registry may; the plain requests are logged as server
+// "redirect". It implies WithTLS.
+func WithDowngradeRedirects() Option { return func(r *Registry) { r.tls, r.downgrade = true, true } }
 
 // WithBasicAuth requires basic auth with these credentials.
 func WithBasicAuth(user, pass string) Option {
@@ -76,6 +93,9 @@ type Request struct {
 	Authorization string
 	Header        http.Header
 	Status        int
+	// TLS tells whether the request came over TLS, ClientCert whether the
+	// client presented a certificate.
+	TLS, ClientCert bool
 }
 
 type manifest struct {
@@ -92,9 +112,13 @@ type Registry struct {
 	basicUser, basicPass string
 	token                *TokenAuth
 	noHEAD, noRange      bool
+	downgrade            bool
 
 	srv      *httptest.Server
 	redirSrv *httptest.Server
+	tokenSrv *httptest.Server // nil unless TokenAuth.SeparateRealm
+	url      string
+	cert     *x509.Certificate
 
 	mu         sync.Mutex
 	blobs      map[string]map[digest.Digest][]byte // repo -> digest -> data
@@ -133,31 +157,133 @@ func New(t testing.TB, opts ...Option) *Registry {
 	for _, o := range opts {
 		o(r)
 	}
-	start := func(h http.HandlerFunc) *httptest.Server {
+	start := func(h http.HandlerFunc, useTLS bool) *httptest.Server {
 		s := httptest.NewUnstartedServer(h)
 		// Tests provoke TLS and connection errors on purpose.
 		s.Config.ErrorLog = log.New(io.Discard, "", 0)
-		if r.tls {
+		if useTLS {
+			s.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 			s.StartTLS()
 		} else {
 			s.Start()
 		}
+		t.Cleanup(s.Close)
 		return s
 	}
-	r.srv = start(r.serve)
-	r.redirSrv = start(r.serveRedirected)
-	t.Cleanup(func() {
-		r.srv.Close()
-		r.redirSrv.Close()
-	})
+	if r.downgrade {
+		r.srv = r.startDual(t)
+	} else {
+		r.srv = start(r.serve, r.tls)
+		r.url = r.srv.URL
+		if r.tls {
+			r.cert = r.srv.Certificate()
+		}
+	}
+	r.redirSrv = start(r.serveRedirected, r.tls)
+	if r.token != nil && r.token.SeparateRealm {
+		r.tokenSrv = start(func(w http.ResponseWriter, req *http.Request) {
+			r.serveToken(r.record("token", w, req), req)
+		}, r.tls && !r.token.PlainRealm)
+	}
 	return r
 }
+
+// startDual starts the registry server speaking https and plain http on
+// one port, with httptest's certificate.
+func (r *Registry) startDual(t testing.TB) *httptest.Server {
+	tmp := httptest.NewUnstartedServer(nil)
+	tmp.StartTLS()
+	cert := tmp.TLS.Certificates[0]
+	tmp.Close()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.TLS == nil {
+			r.serveRedirected(w, req)
+			return
+		}
+		r.serve(w, req)
+	}))
+	s.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.Listener = newDualListener(s.Listener, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert})
+	s.Start()
+	t.Cleanup(s.Close)
+	r.url = "https://" + s.Listener.Addr().String()
+	var err error
+	if r.cert, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// dualListener hands out TLS server connections for clients whose first
+// byte opens a TLS handshake (0x16) and plain ones for the others.
+type dualListener struct {
+	net.Listener
+	cfg   *tls.Config
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newDualListener(ln net.Listener, cfg *tls.Config) *dualListener {
+	l := &dualListener{Listener: ln, cfg: cfg, conns: make(chan net.Conn), done: make(chan struct{})}
+	go l.accept()
+	return l
+}
+
+func (l *dualListener) accept() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return
+		}
+		// Sniffing waits for the client's first byte: not in the accept
+		// loop, where one silent client would hold up the others.
+		go func() {
+			br := bufio.NewReader(c)
+			b, err := br.Peek(1)
+			if err != nil {
+				c.Close()
+				return
+			}
+			var out net.Conn = &peekedConn{Conn: c, r: br}
+			if b[0] == 0x16 {
+				out = tls.Server(out, l.cfg)
+			}
+			select {
+			case l.conns <- out:
+			case <-l.done:
+				c.Close()
+			}
+		}()
+	}
+}
+
+func (l *dualListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *dualListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Host returns "127.0.0.1:port", the registry domain to use in references.
 func (r *Registry) Host() string { return r.srv.Listener.Addr().String() }
 
 // URL returns the base URL, e.g. "https://127.0.0.1:port".
-func (r *Registry) URL() string { return r.srv.URL }
+func (r *Registry) URL() string { return r.url }
 
 // RedirectHost returns the host of the second server that redirected blobs
 // are served from.
@@ -169,7 +295,7 @@ func (r *Registry) Certificate() *x509.Certificate {
 	if !r.tls {
 		return nil
 	}
-	return r.srv.Certificate()
+	return r.cert
 }
 
 // CertPEM returns Certificate in PEM form (nil without TLS).
@@ -290,7 +416,8 @@ func (r *Registry) EndlessBlob(d digest.Digest) {
 }
 
 // RedirectBlobs makes blob GETs answer 307 to the second server, as
-// registries backed by object storage do.
+// registries backed by object storage do (with WithDowngradeRedirects, to
+// plain http on the registry's own host and port).
 func (r *Registry) RedirectBlobs(on bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -377,6 +504,8 @@ func (r *Registry) record(server string, w http.ResponseWriter, req *http.Reques
 		Range:         req.Header.Get("Range"),
 		Authorization: req.Header.Get("Authorization"),
 		Header:        req.Header.Clone(),
+		TLS:           req.TLS != nil,
+		ClientCert:    req.TLS != nil && len(req.TLS.PeerCertificates) > 0,
 	}
 	r.log = append(r.log, e)
 	return &statusRecorder{ResponseWriter: w, r: r, entry: e}
@@ -467,7 +596,11 @@ func (r *Registry) authorized(w http.ResponseWriter, req *http.Request, repo str
 				return true
 			}
 		}
-		ch := fmt.Sprintf(`Bearer realm="%s/token",service="registrytest"`, r.URL())
+		realm := r.URL()
+		if r.tokenSrv != nil {
+			realm = r.tokenSrv.URL
+		}
+		ch := fmt.Sprintf(`Bearer realm="%s/token",service="registrytest"`, realm)
 		if repo != "" {
 			ch += fmt.Sprintf(`,scope="repository:%s:pull"`, repo)
 		}
@@ -606,7 +739,11 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, repo, ref
 	}
 	if redirect && req.Method == http.MethodGet {
 		// A signed-URL-like query, as object stores use.
-		http.Redirect(w, req, r.redirSrv.URL+"/blob/"+repo+"/"+d.String()+"?sig=x", http.StatusTemporaryRedirect)
+		target := r.redirSrv.URL
+		if r.downgrade {
+			target = "http://" + r.Host()
+		}
+		http.Redirect(w, req, target+"/blob/"+repo+"/"+d.String()+"?sig=x", http.StatusTemporaryRedirect)
 		return
 	}
 	r.writeBlob(w, req, d, data)
