@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -314,28 +313,41 @@ func listen(g config.GRPC) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Create the socket with no permissions for others, then widen it, so
-	// nobody connects between bind and chmod.
-	old := syscall.Umask(0o777)
-	lis, err := net.Listen("unix", g.Address)
-	syscall.Umask(old)
+	gid := -1
+	if g.Group != "" {
+		if gid, err = lookupGroup(g.Group); err != nil {
+			return nil, err
+		}
+	}
+	// Bind in a private directory and move the socket into place once its
+	// mode and group are set, so nobody connects while it has the mode the
+	// umask gave it. (Changing the umask instead would race with every
+	// other goroutine creating files.)
+	tmpDir, err := os.MkdirTemp(filepath.Dir(g.Address), ".bind-")
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", g.Address, err)
 	}
-	if err := os.Chmod(g.Address, mode); err != nil {
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "s")
+	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", g.Address, err)
+	}
+	// Its bound name is gone after the rename; serve removes the socket.
+	lis.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, mode); err != nil {
 		lis.Close()
 		return nil, fmt.Errorf("chmod %s: %w", g.Address, err)
 	}
-	if g.Group != "" {
-		gid, err := lookupGroup(g.Group)
-		if err != nil {
-			lis.Close()
-			return nil, err
-		}
-		if err := os.Chown(g.Address, 0, gid); err != nil {
+	if gid >= 0 {
+		if err := os.Chown(tmp, 0, gid); err != nil {
 			lis.Close()
 			return nil, fmt.Errorf("chown %s: %w", g.Address, err)
 		}
+	}
+	if err := os.Rename(tmp, g.Address); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("listen on %s: %w", g.Address, err)
 	}
 	return lis, nil
 }

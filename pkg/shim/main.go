@@ -188,9 +188,9 @@ func serve(o options, ready func(string)) error {
 		return fmt.Errorf("a shim already serves %s", filepath.Join(dir, socketName))
 	}
 	_ = os.Remove(filepath.Join(dir, socketName))
-	ln, err := net.Listen("unix", sock)
+	ln, err := listenPrivate(sock, filepath.Join(dir, socketName))
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	// Go's listener unlinks its socket file on Close by the bound name;
 	// remove it by its real path too.
@@ -324,6 +324,56 @@ func redirectOutput(path string) error {
 	return nil
 }
 
+// listenPrivate listens on the unix socket sock (path: its name on disk)
+// reachable by the shim's own user only. Whoever connects can create a
+// container from any bundle or exec a process with any capabilities, so
+// the socket's mode must not rest on the umask the shim inherited: it is
+// chmod'ed 0600 before the first accept (a connection made in between is
+// refused by peerAllowed).
+func listenPrivate(sock, path string) (net.Listener, error) {
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if err := os.Chmod(path, socketMode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// socketMode is the mode of the shim's socket.
+const socketMode = 0o600
+
+// peerAllowed checks, by SO_PEERCRED, that the process at the other end
+// of conn runs as the shim's own user (root, as the daemon does): the
+// socket's mode is one guard, this is the other, for a socket whose mode
+// was changed or a directory that lets others through.
+func peerAllowed(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("not a unix connection: %T", conn)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("SO_PEERCRED: %w", cerr)
+	}
+	if int(cred.Uid) != os.Geteuid() {
+		return fmt.Errorf("peer pid %d runs as uid %d, not %d", cred.Pid, cred.Uid, os.Geteuid())
+	}
+	return nil
+}
+
 // connSet tracks the RPC connections so that they are closed, and their
 // goroutines end, when the shim stops.
 type connSet struct {
@@ -344,6 +394,11 @@ func (cs *connSet) serve(ln net.Listener, rs *rpc.Server, stream func(net.Conn, 
 				klog.ErrorS(err, "Accept")
 			}
 			return
+		}
+		if err := peerAllowed(conn); err != nil {
+			klog.InfoS("Refusing a connection", "reason", err)
+			conn.Close()
+			continue
 		}
 		cs.mu.Lock()
 		if cs.closed {
