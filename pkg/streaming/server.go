@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	cristreaming "k8s.io/cri-streaming/pkg/streaming"
 	"k8s.io/klog/v2"
@@ -36,12 +37,27 @@ type Config struct {
 // Runtime is what the server calls for each stream.
 type Runtime = cristreaming.Runtime
 
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	now func() time.Time
+	log logr.Logger
+}
+
+// WithClock sets the time source of URL expiry (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithLogger sets where the server logs (klog's by default).
+func WithLogger(l logr.Logger) Option { return func(o *options) { o.log = l } }
+
 // Server is a running streaming server.
 type Server struct {
-	lib  cristreaming.Server
-	http *http.Server
-	ln   net.Listener
-	url  *url.URL
+	lib    cristreaming.Server
+	http   *http.Server
+	ln     net.Listener
+	url    *url.URL
+	tokens *tokens
 
 	served chan struct{} // closed when Serve returned
 
@@ -52,7 +68,11 @@ type Server struct {
 }
 
 // New listens on cfg.Addr and serves streams for rt until Close.
-func New(cfg Config, rt Runtime) (*Server, error) {
+func New(cfg Config, rt Runtime, opts ...Option) (*Server, error) {
+	o := options{now: time.Now, log: klog.Background()}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var tlsCfg *tls.Config
 	switch {
 	case cfg.TLSCertFile != "" && cfg.TLSKeyFile != "":
@@ -89,7 +109,7 @@ func New(cfg Config, rt Runtime) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("streaming server: %w", err)
 	}
-	s := &Server{lib: lib, url: base, served: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	s := &Server{lib: lib, url: base, tokens: newTokens(o.now), served: make(chan struct{}), conns: map[net.Conn]struct{}{}}
 	s.ln = &trackingListener{Listener: ln, s: s}
 	if tlsCfg != nil {
 		s.ln = tls.NewListener(s.ln, tlsCfg)
@@ -105,7 +125,13 @@ func New(cfg Config, rt Runtime) (*Server, error) {
 			klog.ErrorS(err, "Streaming server stopped")
 		}
 	}()
-	klog.InfoS("Serving streams", "url", base.String())
+	o.log.Info("Serving streams", "url", base.String())
+	if addr := ln.Addr().(*net.TCPAddr); tlsCfg == nil && !addr.IP.IsLoopback() {
+		// Whoever reaches the port and learns a URL (a token in clear on
+		// the network) gets a shell in the container.
+		o.log.Info("WARNING: the streaming server listens beyond loopback without TLS: exec, attach and port-forward streams and their URLs travel in clear; set streaming.tls_cert_file and streaming.tls_key_file, or a loopback streaming.address",
+			"address", addr.String())
+	}
 	return s, nil
 }
 
@@ -125,17 +151,29 @@ func (s *Server) URL() string { return s.url.String() }
 
 // GetExec returns a single-use URL for an exec.
 func (s *Server) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return s.lib.GetExec(req)
+	resp, err := s.lib.GetExec(req)
+	if err == nil {
+		s.tokens.issue(resp.GetUrl())
+	}
+	return resp, err
 }
 
 // GetAttach returns a single-use URL for an attach.
 func (s *Server) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return s.lib.GetAttach(req)
+	resp, err := s.lib.GetAttach(req)
+	if err == nil {
+		s.tokens.issue(resp.GetUrl())
+	}
+	return resp, err
 }
 
 // GetPortForward returns a single-use URL for a port forward.
 func (s *Server) GetPortForward(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return s.lib.GetPortForward(req)
+	resp, err := s.lib.GetPortForward(req)
+	if err == nil {
+		s.tokens.issue(resp.GetUrl())
+	}
+	return resp, err
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -148,6 +186,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handlers.Add(1)
 	s.mu.Unlock()
 	defer s.handlers.Done()
+	if !s.tokens.valid(r.URL.Path) {
+		http.Error(w, "unknown or expired streaming URL", http.StatusNotFound)
+		return
+	}
 	s.lib.ServeHTTP(w, r)
 }
 
