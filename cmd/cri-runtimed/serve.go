@@ -80,6 +80,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		image.WithMaxConcurrentDownloads(cfg.Image.MaxConcurrentDownloads),
 		image.WithProgressTimeout(time.Duration(cfg.Image.PullProgressTimeout)),
 		image.WithMaxManifestSize(cfg.Image.MaxManifestSize),
+		image.WithMaxUncompressedSize(cfg.Image.MaxUncompressedSize),
 	)
 	recoverState(ctx, cfg, cs, snap, images)
 	self, err := os.Executable()

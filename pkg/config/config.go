@@ -108,6 +108,8 @@ type Image struct {
 	RegistryRetries        int      `toml:"registry_retries" comment:"Attempts per registry host on 5xx and connection errors."`
 	// StaleIngestAge bounds how long a partial download is kept for resume.
 	StaleIngestAge Duration `toml:"stale_ingest_age" comment:"Partial downloads older than this are deleted at start."`
+	// MaxUncompressedSize bounds what one pull may write to disk.
+	MaxUncompressedSize int64 `toml:"max_uncompressed_size" comment:"Most bytes the layers of one pull may expand to; a pull past it fails (decompression bombs). 0: no limit."`
 }
 
 // Duration is a time.Duration written as "5m" in TOML.
@@ -143,6 +145,7 @@ func Default() *Config {
 			MaxConcurrentDownloads: 3,
 			PullProgressTimeout:    Duration(5 * time.Minute),
 			MaxManifestSize:        4 << 20,
+			MaxUncompressedSize:    64 << 30,
 			RegistryRetries:        3,
 			StaleIngestAge:         Duration(24 * time.Hour),
 		},
@@ -237,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Image.MaxManifestSize < 1024 {
 		errs = append(errs, "image.max_manifest_size: must be at least 1024")
+	}
+	if c.Image.MaxUncompressedSize < 0 {
+		errs = append(errs, "image.max_uncompressed_size: must not be negative")
 	}
 	if c.Image.RegistryRetries < 1 {
 		errs = append(errs, "image.registry_retries: must be at least 1")

@@ -55,6 +55,8 @@ func TestLoad(t *testing.T) {
 		{name: "relative root", body: "root = \"var\"\n", wantErr: "root"},
 		{name: "bad duration", body: "[image]\npull_progress_timeout = \"soon\"\n", wantErr: "line 2"},
 		{name: "bad mode", body: "[grpc]\nmode = \"rw\"\n", wantErr: "grpc.mode"},
+		{name: "negative uncompressed size", body: "[image]\nmax_uncompressed_size = -1\n", wantErr: "image.max_uncompressed_size"},
+		{name: "no uncompressed size limit", body: "[image]\nmax_uncompressed_size = 0\n", check: func(c *Config) bool { return c.Image.MaxUncompressedSize == 0 }},
 		{name: "syntax", body: "root = \n", wantErr: "line 1"},
 		{name: "bad cgroup driver", body: "[runtime]\ncgroup_driver = \"cgroupv2\"\n", wantErr: "runtime.cgroup_driver"},
 		{name: "slice for cgroupfs", body: "[runtime]\ncgroup_driver = \"cgroupfs\"\ndefault_cgroup_parent = \"pods.slice\"\n", wantErr: "runtime.default_cgroup_parent"},

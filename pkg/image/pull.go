@@ -119,7 +119,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	for i := range chainIDs {
 		lease.add(manifest.Layers[i].Digest.String(), chainIDs[i].String())
 	}
-	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs); err != nil {
+	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs, newBudget(s.maxUncompressed)); err != nil {
 		return meta.Image{}, err
 	}
 
@@ -334,7 +334,7 @@ func (s *Service) storeSmall(ctx context.Context, dgst digest.Digest, b []byte) 
 // layers below it are there. The first layer that fails cancels every
 // other download, so a refused or corrupt layer fails the pull at once
 // instead of after the rest of the image (possibly gigabytes) arrived.
-func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest) error {
+func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest, b *budget) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	// One deferred call, cancel before wait: the downloads still running
@@ -395,7 +395,7 @@ func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, la
 			parent = chainIDs[i-1]
 		}
 		err := s.unpacks.do(ctx, chainIDs[i].String(), func(ctx context.Context) error {
-			return s.unpack(ctx, l, diffIDs[i], chainIDs[i], parent)
+			return s.unpack(ctx, l, diffIDs[i], chainIDs[i], parent, b)
 		})
 		if err != nil {
 			return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
@@ -543,8 +543,9 @@ func (s *Service) watchProgress(ctx context.Context, cancel context.CancelCauseF
 }
 
 // unpack applies one layer on top of its parent snapshot and commits it as
-// chainID, checking the uncompressed bytes against the config's diff ID.
-func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, chainID, parent digest.Digest) (retErr error) {
+// chainID, checking the uncompressed bytes against the config's diff ID
+// and counting them against the pull's budget.
+func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, chainID, parent digest.Digest, b *budget) (retErr error) {
 	if s.snapshotExists(ctx, chainID) {
 		return nil
 	}
@@ -580,7 +581,7 @@ func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, c
 	}
 	defer closeDec()
 	d := digest.SHA256.Digester()
-	tee := io.TeeReader(r, d.Hash())
+	tee := io.TeeReader(b.limit(r), d.Hash())
 	if _, err := s.snap.Apply(ctx, key, tee); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}

@@ -28,6 +28,10 @@ var (
 	// ErrInvalidImage means the registry served something that is not a
 	// usable image (bad manifest, config, layer count or diff ID).
 	ErrInvalidImage = errors.New("invalid image")
+	// ErrTooLarge means an image's layers expand beyond the node's
+	// uncompressed size limit (a decompression bomb, or an image too big
+	// for the node).
+	ErrTooLarge = errors.New("image too large")
 )
 
 // Service owns the images of the node.
@@ -41,6 +45,7 @@ type Service struct {
 	maxDownloads    int
 	progressTimeout time.Duration
 	maxManifestSize int64
+	maxUncompressed int64
 
 	blobs   flights // downloads shared by concurrent pulls, by digest
 	unpacks flights // layer unpacks shared by concurrent pulls, by chain ID
@@ -68,6 +73,10 @@ func WithProgressTimeout(d time.Duration) Option {
 
 // WithMaxManifestSize bounds manifests and image configs.
 func WithMaxManifestSize(n int64) Option { return func(s *Service) { s.maxManifestSize = n } }
+
+// WithMaxUncompressedSize bounds the uncompressed bytes of the layers one
+// pull unpacks; 0 means no bound.
+func WithMaxUncompressedSize(n int64) Option { return func(s *Service) { s.maxUncompressed = n } }
 
 // New returns the image service.
 func New(db *meta.DB, cs *content.Store, snap snapshot.Snapshotter, reg *registry.Client, opts ...Option) *Service {

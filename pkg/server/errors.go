@@ -76,6 +76,8 @@ var sentinelCodes = []struct {
 	// Images and registries.
 	{image.ErrNotFound, codes.NotFound},
 	{image.ErrPullStuck, codes.DeadlineExceeded},
+	// Past image.max_uncompressed_size.
+	{image.ErrTooLarge, codes.ResourceExhausted},
 	// An image the registry serves but that cannot be used as one.
 	{image.ErrInvalidImage, codes.InvalidArgument},
 	{registry.ErrSchema1, codes.Unimplemented},

@@ -62,6 +62,7 @@ func TestToStatus(t *testing.T) {
 		{wrap(content.ErrDigestMismatch), codes.DataLoss},
 		{wrap(shim.ErrShimGone), codes.FailedPrecondition},
 		{wrap(registrar.ErrClosed), codes.Unavailable},
+		{wrap(image.ErrTooLarge), codes.ResourceExhausted},
 		{wrap(context.Canceled), codes.Canceled},
 		{wrap(context.DeadlineExceeded), codes.DeadlineExceeded},
 		// A pull cancelled because a layer was refused reports the layer.
