@@ -2,6 +2,7 @@ package oci
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -244,6 +245,20 @@ func normalizeSysctl(name string) string {
 	}, name)
 }
 
+// sysctlName is kubelet's rule for sysctl names (IsValidSysctlName in
+// k8s.io/kubernetes/pkg/apis/core/validation): non-empty segments
+// separated by '.' or '/'. An empty segment is not harmless: runc turns
+// "net.//.kernel.core_pattern" into /proc/sys/net///kernel/core_pattern,
+// which is the host's kernel.core_pattern behind a net. prefix.
+var sysctlName = regexp.MustCompile(`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$`)
+
+// maxSysctlName is kubelet's longest sysctl name.
+const maxSysctlName = 253
+
+func validSysctlName(name string) bool {
+	return len(name) <= maxSysctlName && sysctlName.MatchString(name)
+}
+
 // validSysctls keeps only the sysctls Kubernetes calls namespaced:
 // kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.* (IPC namespace) and
 // net.* (network namespace). Any other would change the host for every
@@ -255,11 +270,11 @@ func validSysctls(in map[string]string, hostNet, hostIPC bool) (map[string]strin
 	}
 	out := make(map[string]string, len(in))
 	for raw, v := range in {
-		k := normalizeSysctl(raw)
 		field := fmt.Sprintf("linux.sysctls[%q]", raw)
-		if k == "" || strings.ContainsAny(k, "\x00\n ") || strings.Contains(k, "..") || strings.HasSuffix(k, ".") {
-			return nil, invalid(field, "not a sysctl name")
+		if !validSysctlName(raw) {
+			return nil, invalid(field, "not a sysctl name (kubelet's rules: segments of [a-z0-9_-] between '.' or '/', none empty)")
 		}
+		k := normalizeSysctl(raw)
 		if strings.ContainsRune(v, 0) {
 			return nil, invalid(field, "value contains a NUL byte")
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -202,6 +203,15 @@ func TestSandboxSysctls(t *testing.T) {
 			want: map[string]string{"kernel.shmmni": "8"}},
 		{name: "mqueue with host ipc", sysctls: map[string]string{"fs.mqueue.queues_max": "1"}, info: SandboxInfo{HostIPC: true}, wantErr: `linux.sysctls["fs.mqueue.queues_max"]`},
 		{name: "bad name", sysctls: map[string]string{"net..x": "1"}, wantErr: `linux.sysctls["net..x"]`},
+		// runc would write /proc/sys/net///kernel/core_pattern: the host's.
+		{name: "empty segments escape net.", sysctls: map[string]string{"net.//.kernel.core_pattern": "|/x"}, wantErr: "not a sysctl name"},
+		{name: "empty segment in slash form", sysctls: map[string]string{"net/ipv4//conf/all/rp_filter": "1"}, wantErr: "not a sysctl name"},
+		{name: "leading separator", sysctls: map[string]string{".net.core.somaxconn": "1"}, wantErr: "not a sysctl name"},
+		{name: "trailing separator", sysctls: map[string]string{"net.core.somaxconn.": "1"}, wantErr: "not a sysctl name"},
+		{name: "upper case", sysctls: map[string]string{"net.core.SOMAXCONN": "1"}, wantErr: "not a sysctl name"},
+		{name: "newline", sysctls: map[string]string{"net.core.somaxconn\nkernel.core_pattern": "1"}, wantErr: "not a sysctl name"},
+		{name: "longer than 253", sysctls: map[string]string{"net." + strings.Repeat("a", 250): "1"}, wantErr: "not a sysctl name"},
+		{name: "253 is fine", sysctls: map[string]string{"net." + strings.Repeat("a", 249): "1"}, want: map[string]string{"net." + strings.Repeat("a", 249): "1"}},
 		{name: "NUL in value", sysctls: map[string]string{"net.core.somaxconn": "1\x00"}, wantErr: `linux.sysctls["net.core.somaxconn"]`},
 		{name: "slash form", sysctls: map[string]string{"net/ipv4/conf/eth0.100/rp_filter": "2"},
 			want: map[string]string{"net.ipv4.conf.eth0/100.rp_filter": "2"}},
