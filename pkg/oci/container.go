@@ -106,7 +106,7 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 	s.Process.Env = env
 	s.Process.NoNewPrivileges = sc.GetNoNewPrivs()
 
-	caps, err := capabilities("linux.security_context.capabilities", sc.GetCapabilities(), privileged)
+	caps, err := capabilities("linux.security_context.capabilities", sc.GetCapabilities(), privileged, h.grantableCaps())
 	if err != nil {
 		return nil, err
 	}

@@ -660,10 +660,13 @@ func TestNewCgroupNamespaceOption(t *testing.T) {
 
 func TestCapabilities(t *testing.T) {
 	def := DefaultCapabilities()
+	// A node whose runtime holds only the default set and CAP_SYS_ADMIN.
+	small := append(slices.Clone(def), "CAP_SYS_ADMIN")
 	tests := []struct {
 		name       string
 		caps       *runtimeapi.Capability
 		privileged bool
+		grantable  []string // nil: this node's
 		want       []string
 		ambient    []string
 		wantErr    string
@@ -679,6 +682,14 @@ func TestCapabilities(t *testing.T) {
 		{name: "ambient", caps: &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddAmbientCapabilities: []string{"NET_BIND_SERVICE"}},
 			want: []string{"CAP_NET_BIND_SERVICE"}, ambient: []string{"CAP_NET_BIND_SERVICE"}},
 		{name: "unknown add", caps: &runtimeapi.Capability{AddCapabilities: []string{"CAP_BOGUS"}}, wantErr: "capabilities.add_capabilities[0]"},
+		{name: "add beyond the node", grantable: small, caps: &runtimeapi.Capability{AddCapabilities: []string{"SYS_ADMIN", "NET_ADMIN"}},
+			wantErr: `add_capabilities[1]: capability "NET_ADMIN" is not available on this node`},
+		{name: "ambient beyond the node", grantable: small, caps: &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddAmbientCapabilities: []string{"NET_BIND_SERVICE", "SYS_MODULE"}},
+			wantErr: `add_ambient_capabilities[1]: capability "SYS_MODULE" is not available on this node`},
+		{name: "ambient within the node", grantable: small, caps: &runtimeapi.Capability{DropCapabilities: []string{"ALL"}, AddAmbientCapabilities: []string{"SYS_ADMIN"}},
+			want: []string{"CAP_SYS_ADMIN"}, ambient: []string{"CAP_SYS_ADMIN"}},
+		{name: "add all on a small node", grantable: small, caps: &runtimeapi.Capability{AddCapabilities: []string{"ALL"}}, want: small},
+		{name: "privileged on a small node", grantable: small, privileged: true, want: small},
 		{name: "unknown drop", caps: &runtimeapi.Capability{DropCapabilities: []string{"KILL", "FLY"}}, wantErr: "capabilities.drop_capabilities[1]"},
 	}
 	for _, tc := range tests {
@@ -687,9 +698,14 @@ func TestCapabilities(t *testing.T) {
 				sc(c).Capabilities = tc.caps
 				sc(c).Privileged = tc.privileged
 			})
-			s, err := build(t, cfg, testImage, func(_ *SandboxInfo, sb *runtimeapi.PodSandboxConfig) {
-				sb.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Privileged: tc.privileged}
-			})
+			h := fakeHost(testDevices, testDirs)
+			if tc.grantable != nil {
+				h.grantable = func() []string { return slices.Clone(tc.grantable) }
+			}
+			sbCfg := testSandboxConfig()
+			sbCfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{Privileged: tc.privileged}
+			rootfs := fakeRootfs(t, map[string]string{"etc/passwd": testPasswd, "etc/group": testGroup})
+			s, err := h.containerSpec("c1", cfg, sbCfg, testImage, testSandboxInfo(), rootfs)
 			if tc.wantErr != "" {
 				wantInvalid(t, err, tc.wantErr)
 				return

@@ -32,6 +32,16 @@ type hostIO struct {
 	readProfile func(path string) ([]byte, error)
 	// apparmor, selinux and cgroup2 report host features; nil means off.
 	apparmor, selinux, cgroup2 func() bool
+	// grantable lists the capabilities the node can hand out; nil means
+	// GrantableCapabilities.
+	grantable func() []string
+}
+
+func (h hostIO) grantableCaps() []string {
+	if h.grantable == nil {
+		return GrantableCapabilities()
+	}
+	return h.grantable()
 }
 
 func realHostIO() hostIO {

@@ -150,12 +150,12 @@ func normalizeCap(c string) string {
 // "ALL" is applied first in either list so that add=[ALL],
 // drop=[CHOWN] means every capability but CHOWN, and
 // drop=[ALL], add=[NET_BIND_SERVICE] means only NET_BIND_SERVICE.
-func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*specs.LinuxCapabilities, error) {
+func capabilities(prefix string, c *runtimeapi.Capability, privileged bool, grantable []string) (*specs.LinuxCapabilities, error) {
 	known := AllCapabilities()
-	// "Everything" means everything the daemon can hand out: a node may
-	// withhold some (no CAP_SYS_RESOURCE here), and runc refuses to start
-	// a container asking for a capability outside its own bounding set.
-	grantable := GrantableCapabilities()
+	// "Everything" means everything the daemon can hand out (grantable):
+	// a node may withhold some (no CAP_SYS_RESOURCE here), and runc
+	// refuses to start a container asking for a capability outside its
+	// own bounding set.
 	var set []string
 	if privileged {
 		set = grantable
@@ -191,6 +191,11 @@ func capabilities(prefix string, c *runtimeapi.Capability, privileged bool) (*sp
 		}
 		if !slices.Contains(known, n) {
 			return nil, invalid(fmt.Sprintf(prefix+".add_ambient_capabilities[%d]", i), "unknown capability %q", a)
+		}
+		// Ambient ones go into every set below, past the add/drop
+		// logic: the same check as for add_capabilities.
+		if !slices.Contains(grantable, n) {
+			return nil, invalid(fmt.Sprintf(prefix+".add_ambient_capabilities[%d]", i), "capability %q is not available on this node (the runtime does not hold it)", a)
 		}
 		ambient = append(ambient, n)
 	}
