@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,11 +57,13 @@ func fdTargets(t *testing.T, pid int) map[string]string {
 // umask 0 (so no mode rests on the umask): the CRI socket is 0660, each
 // shim socket 0600, no host user passes a pod's directory to its rootfs,
 // bundles or /dev/shm, a container's init holds only its stdio, a shim
-// holds no fd the daemon opened for itself (even with pulls unpacking
-// while pods start), and an image's 33-bit uid or gid does not become root.
+// holds no fd the daemon opened for itself (even one started while a
+// layer unpacks), a decompression bomb stops at
+// image.max_uncompressed_size, and an image's 33-bit uid or gid does not
+// become root.
 func TestHostExposure(t *testing.T) {
 	old := syscall.Umask(0)
-	env, d := podEnv(t)
+	env, d := podEnv(t, framework.WithConfig("image.max_uncompressed_size", bombLimit))
 	syscall.Umask(old)
 
 	t.Run("CRI socket", func(t *testing.T) {
@@ -196,6 +199,21 @@ func TestHostExposure(t *testing.T) {
 		}
 	})
 
+	t.Run("decompression bomb", func(t *testing.T) {
+		// 384 MiB of zeros: a few hundred KiB of gzip.
+		const size = 384 << 20
+		l, err := images.NewLayer().FileFrom("zeros", size, 0o644, func() io.Reader { return io.LimitReader(zeros{}, size) }).Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Push(t, "exposure-bomb:v1", busybox(t, images.WithLayers(l)))
+		_, err = d.Images().PullImage(testCtx(t), spec("exposure-bomb:v1"), nil, nil)
+		wantCode(t, "PullImage of a decompression bomb", err, codes.ResourceExhausted, "image.max_uncompressed_size")
+		if img := imageStatus(t, d, "exposure-bomb:v1"); img != nil {
+			t.Errorf("the bomb was recorded as an image: %v", img)
+		}
+	})
+
 	t.Run("image ids beyond 32 bits", func(t *testing.T) {
 		l, err := images.NewLayer().
 			File("etc/passwd", []byte(images.Passwd+"evil:x:4294967296:1000::/:/bin/sh\n"), 0o644).
@@ -217,6 +235,14 @@ func TestHostExposure(t *testing.T) {
 		}
 	})
 }
+
+// bombLimit is the daemon's image.max_uncompressed_size in
+// TestHostExposure: room for the test's real images, not for its bomb.
+const bombLimit = 256 << 20
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // unpackFds are the daemon's fds on directories of its snapshots: those
 // of a layer being unpacked.
