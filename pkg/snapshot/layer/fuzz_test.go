@@ -4,11 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fuzzTar builds a seed: entries given as (type, name, linkname).
@@ -55,6 +59,9 @@ func FuzzApply(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(outside, "sentinel"), []byte("keep"), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.Symlink("sentinel", filepath.Join(outside, "link")); err != nil {
+			t.Fatal(err)
+		}
 		before := outsideTree(t, base, root)
 		for _, mode := range []WhiteoutMode{WhiteoutDelete, WhiteoutOverlay} {
 			_, _ = Apply(context.Background(), root, bytes.NewReader(data), mode, WithMaxEntries(1000))
@@ -65,26 +72,43 @@ func FuzzApply(f *testing.F) {
 	})
 }
 
-// outsideTree lists everything under base except root's content, with
-// modes, sizes, owners and mtimes.
+// outsideTree lists everything under base except root and its content,
+// with each entry's type and mode, owner, size, link count, mtime and
+// content (a hash, or a symlink's target): a write, chmod, chown or
+// hard link through an escape shows up as a difference. base's own mtime
+// is left out (creating root touches it), and root is listed only as a
+// directory: the layer may set root's own metadata.
 func outsideTree(t *testing.T, base, root string) string {
 	var b bytes.Buffer
 	err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p != root && len(p) > len(root) && p[:len(root)+1] == root+"/" {
-			return nil
+		if p == root {
+			fmt.Fprintf(&b, "%s dir\n", p)
+			return filepath.SkipDir
 		}
-		info, err := os.Lstat(p)
-		if err != nil {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
-		b.WriteString(p)
-		b.WriteString(" ")
-		b.WriteString(info.Mode().String())
-		if p != root && p != base {
-			b.WriteString(info.ModTime().String())
+		fmt.Fprintf(&b, "%s mode=%o owner=%d:%d size=%d nlink=%d", p, st.Mode, st.Uid, st.Gid, st.Size, st.Nlink)
+		if p != base {
+			fmt.Fprintf(&b, " mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " sha256=%x", sha256.Sum256(data))
+		case unix.S_IFLNK:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " -> %s", target)
 		}
 		b.WriteString("\n")
 		return nil
