@@ -24,7 +24,7 @@ DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-regis
 export CGO_ENABLED := 1
 BUILD_TAGS  := netgo,osusergo
 
-.PHONY: all deps build test unit e2e lint run install clean cni-config
+.PHONY: all deps build test unit e2e lint run install clean cni-config kubelet
 
 all: build
 
@@ -53,6 +53,32 @@ e2e: build
 	CRI_RUNTIMED_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go' ; exit $${PIPESTATUS[0]}
 
 test: deps unit e2e
+
+# Kubelets for the kubelet suite, built from the k8s.io/kubernetes module
+# pinned in test/tools/kubernetes/<version> (test/tools/kubernetes/pin.sh
+# makes one) into a cache shared by every checkout. The first build of a
+# release takes ~6 minutes on two cores; a cached binary is used as is.
+# v1.34 is the oldest release we support; v1.36 the newest that still
+# starts on cgroup v1 (with failCgroupV1: false). v1.37 only runs on
+# cgroup v2: `make kubelet KUBELET_VERSIONS=v1.37.2`.
+KUBELET_VERSIONS ?= v1.34.4 v1.36.3
+KUBELET_CACHE    ?= /var/cache/cri-runtimed-test/kubelet
+KUBELET_BINS     := $(foreach v,$(KUBELET_VERSIONS),$(KUBELET_CACHE)/$(v)/kubelet)
+
+kubelet: $(KUBELET_BINS)
+
+# The version stamps are those of upstream's hack/lib/version.sh, so the
+# kubelet reports its release (node status, /metrics) rather than v0.0.0.
+# Built only when missing (a release's go.mod never changes once pinned);
+# the lock lets two checkouts ask for the same kubelet at once.
+$(KUBELET_CACHE)/%/kubelet:
+	@mkdir -p $(@D)
+	cd test/tools/kubernetes/$* && flock $(@D)/.build.lock sh -c '\
+		[ -x $@ ] && exit 0; \
+		v=$*; minor=$${v#v1.}; minor=$${minor%%.*}; \
+		x="-X k8s.io/component-base/version.gitVersion=$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$minor -X k8s.io/component-base/version.gitTreeState=clean"; \
+		x="$$x -X k8s.io/client-go/pkg/version.gitVersion=$$v -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$$minor -X k8s.io/client-go/pkg/version.gitTreeState=clean"; \
+		CGO_ENABLED=0 $(GO) build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w $$x" -o $@.tmp k8s.io/kubernetes/cmd/kubelet && mv $@.tmp $@'
 
 CNI_CONF_DIR ?= /etc/cni/net.d
 
