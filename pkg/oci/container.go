@@ -195,7 +195,7 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 	}
 
 	// Resources and devices.
-	res, err := linuxResources("linux.resources", cfg.GetLinux().GetResources(), h.cgroupV2())
+	res, err := linuxResources("linux.resources", cfg.GetLinux().GetResources(), h.cgroups())
 	if err != nil {
 		return nil, err
 	}

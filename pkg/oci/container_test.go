@@ -38,6 +38,7 @@ func fakeHost(devs map[string]specs.LinuxDevice, dirs map[string][]string) hostI
 		// host without AppArmor or SELinux unless a test says otherwise.
 		readProfile: readProfileFile,
 		cgroup2:     func() bool { return true },
+		hugetlb:     func() bool { return true },
 	}
 }
 

@@ -30,8 +30,9 @@ type hostIO struct {
 	readDir func(dir string) ([]string, error)
 	// readProfile reads a Localhost seccomp profile from the node.
 	readProfile func(path string) ([]byte, error)
-	// apparmor, selinux and cgroup2 report host features; nil means off.
-	apparmor, selinux, cgroup2 func() bool
+	// apparmor, selinux, cgroup2 and hugetlb report host features; nil
+	// means off.
+	apparmor, selinux, cgroup2, hugetlb func() bool
 	// grantable lists the capabilities the node can hand out; nil means
 	// GrantableCapabilities.
 	grantable func() []string
@@ -52,12 +53,18 @@ func realHostIO() hostIO {
 		apparmor:    AppArmorEnabled,
 		selinux:     SELinuxEnabled,
 		cgroup2:     CgroupV2,
+		hugetlb:     HugetlbController,
 	}
 }
 
 func (h hostIO) apparmorEnabled() bool { return h.apparmor != nil && h.apparmor() }
 func (h hostIO) selinuxEnabled() bool  { return h.selinux != nil && h.selinux() }
 func (h hostIO) cgroupV2() bool        { return h.cgroup2 != nil && h.cgroup2() }
+
+// cgroups is what linuxResources needs to know of the host's cgroups.
+func (h hostIO) cgroups() cgroupFeatures {
+	return cgroupFeatures{v2: h.cgroupV2(), hugetlb: h.hugetlb != nil && h.hugetlb()}
+}
 
 // statDevice stats p. isDir is true for a directory; a file that is
 // neither a directory nor a device node gives errNotDevice.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +20,7 @@ import (
 const (
 	apparmorEnabledFile = "/sys/module/apparmor/parameters/enabled"
 	selinuxEnforceFile  = "/sys/fs/selinux/enforce"
+	procSelfCgroup      = "/proc/self/cgroup"
 
 	// maxProfileBytes bounds a Localhost seccomp profile; real ones are a
 	// few tens of KiB.
@@ -36,6 +39,9 @@ var (
 		_, err := os.Stat(selinuxEnforceFile)
 		return err == nil
 	})
+	hugetlbOnce = sync.OnceValue(func() bool {
+		return hugetlbController(cgroups.DefaultMount+"/cgroup.controllers", procSelfCgroup, CgroupV2())
+	})
 )
 
 // AppArmorEnabled reports whether the kernel has AppArmor enabled. When it
@@ -52,6 +58,37 @@ func SELinuxEnabled() bool { return selinuxOnce() }
 // /sys/fs/cgroup/unified) is not: runc cannot apply "unified" resources
 // there.
 func CgroupV2() bool { return cgroups.Unified() }
+
+// HugetlbController reports whether runc can apply hugepage limits: the
+// hugetlb controller is enabled at the root of the unified hierarchy, or,
+// on a cgroup v1 or hybrid host, mounted as a v1 hierarchy. kubelet sends
+// hugepage_limits for every page size the node has, whether or not the
+// controller exists; like kubelet's own cgroup manager (and containerd),
+// the limits are left out where it does not.
+func HugetlbController() bool { return hugetlbOnce() }
+
+// hugetlbController reads the root's cgroup.controllers on a unified host
+// and the process's v1 hierarchies (/proc/self/cgroup lines
+// "ID:controllers:path" with an ID other than 0) otherwise. Only
+// hierarchies that are mounted appear there, which is what runc needs.
+func hugetlbController(controllersFile, procCgroupFile string, unified bool) bool {
+	if unified {
+		b, err := os.ReadFile(controllersFile)
+		return err == nil && slices.Contains(strings.Fields(string(b)), "hugetlb")
+	}
+	b, err := os.ReadFile(procCgroupFile)
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		id, rest, _ := strings.Cut(line, ":")
+		ctrls, _, _ := strings.Cut(rest, ":")
+		if id != "0" && slices.Contains(strings.Split(ctrls, ","), "hugetlb") {
+			return true
+		}
+	}
+	return false
+}
 
 // readProfileFile reads a seccomp profile the node's administrator
 // installed. Only a regular file of bounded size is read: the path comes

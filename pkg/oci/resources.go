@@ -23,7 +23,7 @@ func ValidateResources(r *runtimeapi.LinuxContainerResources) error {
 // but is not a cgroup resource and is not part of the result. "unified"
 // is accepted only on a cgroup v2 host.
 func ResourcesFromCRI(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResources, error) {
-	res, err := linuxResources("linux", r, CgroupV2())
+	res, err := linuxResources("linux", r, realHostIO().cgroups())
 	if err != nil {
 		return nil, err
 	}
@@ -33,12 +33,22 @@ func ResourcesFromCRI(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResour
 	return res, nil
 }
 
+// cgroupFeatures are the host cgroup facts that decide which resources a
+// spec may carry.
+type cgroupFeatures struct {
+	// v2: the host runs the unified hierarchy only.
+	v2 bool
+	// hugetlb: runc can apply hugepage limits (HugetlbController).
+	hugetlb bool
+}
+
 // linuxResources converts LinuxContainerResources. Zero means "not set"
 // for every numeric field, as in CRI; negative values and combinations the
 // kernel would reject are ErrInvalid errors naming the field (prefix is the
-// path of r in the request, e.g. "linux.resources"). cgroup2 says whether
-// "unified" can be applied on this host.
-func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cgroup2 bool) (*specs.LinuxResources, error) {
+// path of r in the request, e.g. "linux.resources"). cg says whether
+// "unified" can be applied on this host and whether hugepage limits can:
+// without the hugetlb controller they are validated and left out.
+func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cg cgroupFeatures) (*specs.LinuxResources, error) {
 	out := &specs.LinuxResources{}
 	if r == nil {
 		return out, nil
@@ -142,11 +152,14 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cgroup
 			return nil, invalid(field, "%q is also the page size of hugepage_limits[%d]", ps, j)
 		}
 		seenPage[ps] = i
+		if !cg.hugetlb {
+			continue
+		}
 		out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: ps, Limit: h.GetLimit()})
 	}
 
 	if len(r.GetUnified()) > 0 {
-		if !cgroup2 {
+		if !cg.v2 {
 			return nil, invalid(f("unified"), "cgroup v2 settings given but this node does not run the unified cgroup v2 hierarchy")
 		}
 		out.Unified = make(map[string]string, len(r.GetUnified()))

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"os"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -15,6 +16,7 @@ func TestLinuxResourcesValidation(t *testing.T) {
 		name    string
 		res     *R
 		v1      bool // on a cgroup v1 host
+		noHuge  bool // without the hugetlb controller
 		want    *specs.LinuxResources
 		wantErr string
 	}{
@@ -40,6 +42,13 @@ func TestLinuxResourcesValidation(t *testing.T) {
 		{name: "cpuset mems reversed", res: &R{CpusetMems: "2-1"}, wantErr: "linux.cpuset_mems"},
 		{name: "hugepages", res: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 1 << 21}, {PageSize: "1GB", Limit: 0}, {PageSize: "64KB", Limit: 1}}},
 			want: &specs.LinuxResources{HugepageLimits: []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1 << 21}, {Pagesize: "1GB"}, {Pagesize: "64KB", Limit: 1}}}},
+		// kubelet sends one limit per page size the node has, whether or
+		// not the hugetlb controller exists (issue 10: runc failed every
+		// container of a v1 node without it).
+		{name: "hugepages without hugetlb controller", v1: true, noHuge: true,
+			res:  &R{MemoryLimitInBytes: 1 << 20, HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}}},
+			want: &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64p(1 << 20), Swap: i64p(1 << 20)}}},
+		{name: "hugepages without hugetlb still validated", noHuge: true, res: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2Mi"}}}, wantErr: "linux.hugepage_limits[0].page_size"},
 		{name: "hugepage size without unit", res: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2048", Limit: 1}}}, wantErr: "linux.hugepage_limits[0].page_size"},
 		{name: "hugepage size lowercase", res: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2mb"}}}, wantErr: "linux.hugepage_limits[0].page_size"},
 		{name: "hugepage size 2Mi", res: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2Mi"}}}, wantErr: "linux.hugepage_limits[0].page_size"},
@@ -58,7 +67,7 @@ func TestLinuxResourcesValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := linuxResources("linux", tc.res, !tc.v1)
+			got, err := linuxResources("linux", tc.res, cgroupFeatures{v2: !tc.v1, hugetlb: !tc.noHuge})
 			if tc.wantErr != "" {
 				wantInvalid(t, err, tc.wantErr)
 				return
@@ -99,5 +108,39 @@ func TestResourcesFromCRI(t *testing.T) {
 	err = ValidateResources(&runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "max"}})
 	if CgroupV2() != (err == nil) {
 		t.Errorf("cgroup v2 host = %v, unified err = %v", CgroupV2(), err)
+	}
+}
+
+func TestHugetlbController(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// The development VM: v1 hierarchies without hugetlb, and hugetlb
+	// only in an empty cgroup2 mount that runc does not use.
+	hybridNoHugetlb := write("hybrid", "9:name=systemd:/\n8:pids:/\n4:memory:/x\n2:cpuacct:/\n1:cpu:/\n0::/\n")
+	v1Hugetlb := write("v1", "12:hugetlb:/\n3:cpu,cpuacct:/\n0::/\n")
+	v2Controllers := write("controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
+	v2NoHugetlb := write("controllers-nohuge", "cpuset cpu io memory pids\n")
+	missing := dir + "/missing"
+	tests := []struct {
+		name               string
+		controllers, procs string
+		unified, want      bool
+	}{
+		{"v1 without hugetlb hierarchy", v2Controllers, hybridNoHugetlb, false, false},
+		{"v1 with hugetlb hierarchy", missing, v1Hugetlb, false, true},
+		{"v2 with hugetlb", v2Controllers, hybridNoHugetlb, true, true},
+		{"v2 without hugetlb", v2NoHugetlb, v1Hugetlb, true, false},
+		{"unreadable", missing, missing, false, false},
+	}
+	for _, tc := range tests {
+		if got := hugetlbController(tc.controllers, tc.procs, tc.unified); got != tc.want {
+			t.Errorf("%s: hugetlbController = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -154,7 +154,7 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 		return nil, err
 	}
 
-	res, err := sandboxResources(linux, h.cgroupV2())
+	res, err := sandboxResources(linux, h.cgroups())
 	if err != nil {
 		return nil, err
 	}
@@ -191,12 +191,12 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 // sandboxResources sizes the pause cgroup from the pod's resources plus
 // the runtime class overhead. Limits only add up when the pod has one: an
 // overhead alone does not limit an otherwise unlimited pod.
-func sandboxResources(linux *runtimeapi.LinuxPodSandboxConfig, cgroup2 bool) (*specs.LinuxResources, error) {
-	pod, err := linuxResources("linux.resources", linux.GetResources(), cgroup2)
+func sandboxResources(linux *runtimeapi.LinuxPodSandboxConfig, cg cgroupFeatures) (*specs.LinuxResources, error) {
+	pod, err := linuxResources("linux.resources", linux.GetResources(), cg)
 	if err != nil {
 		return nil, err
 	}
-	over, err := linuxResources("linux.overhead", linux.GetOverhead(), cgroup2)
+	over, err := linuxResources("linux.overhead", linux.GetOverhead(), cg)
 	if err != nil {
 		return nil, err
 	}
