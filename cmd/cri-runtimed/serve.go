@@ -324,6 +324,11 @@ func listen(g config.GRPC) (net.Listener, error) {
 	// mode and group are set, so nobody connects while it has the mode the
 	// umask gave it. (Changing the umask instead would race with every
 	// other goroutine creating files.)
+	// A crash between here and the rename leaves one behind.
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(g.Address), ".bind-*"))
+	for _, d := range stale {
+		_ = os.RemoveAll(d)
+	}
 	tmpDir, err := os.MkdirTemp(filepath.Dir(g.Address), ".bind-")
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", g.Address, err)
