@@ -121,6 +121,9 @@ const (
 	matchDigest
 )
 
+// lookup finds an image with one read of the metadata store's name index
+// (or of the record, by ID); it never decodes every record, as kubelet
+// asks for an image's status before each container it creates.
 func (s *Service) lookup(name string) (meta.Image, matchKind, error) {
 	if name == "" {
 		return meta.Image{}, 0, fmt.Errorf("%w: empty image name", reference.ErrInvalid)
@@ -134,35 +137,23 @@ func (s *Service) lookup(name string) (meta.Image, matchKind, error) {
 			return meta.Image{}, 0, err
 		}
 	}
-	imgs, err := s.db.ListImages()
-	if err != nil {
-		return meta.Image{}, 0, err
-	}
 	ref, perr := reference.Parse(name)
 	if perr == nil {
-		full := ref.String()
-		for _, img := range imgs {
+		img, err := s.db.ImageByName(ref.String())
+		if err == nil {
 			if ref.Digest() != "" {
-				for _, d := range img.RepoDigests {
-					if d == full {
-						return img, matchDigest, nil
-					}
-				}
-				continue
+				return img, matchDigest, nil
 			}
-			for _, t := range img.RepoTags {
-				if t == full {
-					return img, matchTag, nil
-				}
-			}
+			return img, matchTag, nil
+		}
+		if !errors.Is(err, meta.ErrNotFound) {
+			return meta.Image{}, 0, err
 		}
 	}
 	if hex := strings.TrimPrefix(name, "sha256:"); len(hex) >= 12 && isHex(hex) {
-		var found []meta.Image
-		for _, img := range imgs {
-			if strings.HasPrefix(img.ID.Encoded(), hex) {
-				found = append(found, img)
-			}
+		found, err := s.db.ImagesByIDPrefix("sha256:"+hex, 2)
+		if err != nil {
+			return meta.Image{}, 0, err
 		}
 		if len(found) == 1 {
 			return found[0], matchID, nil

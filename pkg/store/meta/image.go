@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -10,7 +11,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-var bucketImages = []byte("images")
+var (
+	bucketImages = []byte("images")
+	// bucketImageNames indexes every RepoTags and RepoDigests entry:
+	// name -> image ID, so that a lookup by tag or digest reads one
+	// record instead of decoding them all. It is kept in the same
+	// transactions as the records, and rebuilt from them when missing.
+	bucketImageNames = []byte("imageNames")
+)
 
 // Image is the record of one pulled image, keyed by its ID (the digest of
 // its config, as kubelet and crictl expect).
@@ -59,6 +67,43 @@ func (db *DB) GetImage(id digest.Digest) (Image, error) {
 	return img, err
 }
 
+// ImageByName returns the image one of whose RepoTags or RepoDigests is
+// exactly name.
+func (db *DB) ImageByName(name string) (Image, error) {
+	var img Image
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketImageNames).Get([]byte(name))
+		if id == nil {
+			return fmt.Errorf("image %s: %w", name, ErrNotFound)
+		}
+		v := tx.Bucket(bucketImages).Get(id)
+		if v == nil {
+			return fmt.Errorf("image %s (%s): %w", name, id, ErrNotFound)
+		}
+		return json.Unmarshal(v, &img)
+	})
+	return img, err
+}
+
+// ImagesByIDPrefix returns up to limit images whose ID starts with
+// prefix ("sha256:" and some hex digits), in ID order.
+func (db *DB) ImagesByIDPrefix(prefix string, limit int) ([]Image, error) {
+	var out []Image
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketImages).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = c.Next() {
+			var img Image
+			if err := json.Unmarshal(v, &img); err != nil {
+				return fmt.Errorf("decode image %s: %w", k, err)
+			}
+			out = append(out, img)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // ListImages returns every image record.
 func (db *DB) ListImages() ([]Image, error) {
 	var out []Image
@@ -81,7 +126,7 @@ func (db *DB) ListImages() ([]Image, error) {
 // that lost a tag.
 func (db *DB) SaveImage(img Image) (untagged []digest.Digest, err error) {
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketImages)
+		b, names := tx.Bucket(bucketImages), tx.Bucket(bucketImageNames)
 		if v := b.Get([]byte(img.ID)); v != nil {
 			var old Image
 			if err := json.Unmarshal(v, &old); err != nil {
@@ -94,34 +139,51 @@ func (db *DB) SaveImage(img Image) (untagged []digest.Digest, err error) {
 				img.Created = old.Created
 			}
 		}
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if string(k) == string(img.ID) {
+		for _, tag := range img.RepoTags {
+			owner := names.Get([]byte(tag))
+			if owner == nil || string(owner) == string(img.ID) {
 				continue
 			}
-			var other Image
-			if err := json.Unmarshal(v, &other); err != nil {
-				return fmt.Errorf("decode image %s: %w", k, err)
-			}
-			kept := slices.DeleteFunc(slices.Clone(other.RepoTags), func(t string) bool { return slices.Contains(img.RepoTags, t) })
-			if len(kept) == len(other.RepoTags) {
-				continue
-			}
-			other.RepoTags = kept
-			if err := put(b, other); err != nil {
+			moved, err := untag(b, digest.Digest(owner), tag)
+			if err != nil {
 				return err
 			}
-			untagged = append(untagged, other.ID)
+			if moved {
+				untagged = append(untagged, digest.Digest(owner))
+			}
 		}
-		return put(b, img)
+		return put(b, names, img)
 	})
 	return untagged, err
 }
 
-// UpdateImage applies fn to the stored record of id.
+// untag removes tag from the record of id, if it has it.
+func untag(b *bolt.Bucket, id digest.Digest, tag string) (bool, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return false, nil
+	}
+	var other Image
+	if err := json.Unmarshal(v, &other); err != nil {
+		return false, fmt.Errorf("decode image %s: %w", id, err)
+	}
+	kept := slices.DeleteFunc(slices.Clone(other.RepoTags), func(t string) bool { return t == tag })
+	if len(kept) == len(other.RepoTags) {
+		return false, nil
+	}
+	other.RepoTags = kept
+	v, err := json.Marshal(other)
+	if err != nil {
+		return false, fmt.Errorf("encode image %s: %w", other.ID, err)
+	}
+	return true, b.Put([]byte(other.ID), v)
+}
+
+// UpdateImage applies fn to the stored record of id; names fn drops or
+// adds are dropped from or added to the index.
 func (db *DB) UpdateImage(id digest.Digest, fn func(*Image) error) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketImages)
+		b, names := tx.Bucket(bucketImages), tx.Bucket(bucketImageNames)
 		v := b.Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("image %s: %w", id, ErrNotFound)
@@ -130,24 +192,82 @@ func (db *DB) UpdateImage(id digest.Digest, fn func(*Image) error) error {
 		if err := json.Unmarshal(v, &img); err != nil {
 			return fmt.Errorf("decode image %s: %w", id, err)
 		}
+		before := imageNames(img)
 		if err := fn(&img); err != nil {
 			return err
 		}
-		return put(b, img)
+		if err := unindex(names, id, before); err != nil {
+			return err
+		}
+		return put(b, names, img)
 	})
 }
 
-// DeleteImage removes the record of id; a missing record is not an error.
+// DeleteImage removes the record of id and its names; a missing record
+// is not an error.
 func (db *DB) DeleteImage(id digest.Digest) error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketImages).Delete([]byte(id))
+		b := tx.Bucket(bucketImages)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var img Image
+		if err := json.Unmarshal(v, &img); err != nil {
+			return fmt.Errorf("decode image %s: %w", id, err)
+		}
+		if err := unindex(tx.Bucket(bucketImageNames), id, imageNames(img)); err != nil {
+			return err
+		}
+		return b.Delete([]byte(id))
 	})
 }
 
-func put(b *bolt.Bucket, img Image) error {
+func imageNames(img Image) []string {
+	return append(slices.Clone(img.RepoTags), img.RepoDigests...)
+}
+
+// unindex drops the names that still point at id.
+func unindex(names *bolt.Bucket, id digest.Digest, list []string) error {
+	for _, n := range list {
+		if string(names.Get([]byte(n))) != string(id) {
+			continue
+		}
+		if err := names.Delete([]byte(n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// indexImageNames rebuilds the name index from the records; Open runs it
+// when the index bucket is new (a database written before the index).
+func indexImageNames(tx *bolt.Tx) error {
+	names := tx.Bucket(bucketImageNames)
+	return tx.Bucket(bucketImages).ForEach(func(k, v []byte) error {
+		var img Image
+		if err := json.Unmarshal(v, &img); err != nil {
+			return fmt.Errorf("decode image %s: %w", k, err)
+		}
+		for _, n := range imageNames(img) {
+			if err := names.Put([]byte(n), k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// put stores the record and points each of its names at it.
+func put(b, names *bolt.Bucket, img Image) error {
 	v, err := json.Marshal(img)
 	if err != nil {
 		return fmt.Errorf("encode image %s: %w", img.ID, err)
+	}
+	for _, n := range imageNames(img) {
+		if err := names.Put([]byte(n), []byte(img.ID)); err != nil {
+			return err
+		}
 	}
 	return b.Put([]byte(img.ID), v)
 }

@@ -38,8 +38,16 @@ func Open(path string, lockTimeout time.Duration) (*DB, error) {
 	}
 	db := &DB{bolt: b}
 	if err := b.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketImages)
-		return err
+		if _, err := tx.CreateBucketIfNotExists(bucketImages); err != nil {
+			return err
+		}
+		if tx.Bucket(bucketImageNames) != nil {
+			return nil
+		}
+		if _, err := tx.CreateBucket(bucketImageNames); err != nil {
+			return err
+		}
+		return indexImageNames(tx)
 	}); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("initialise metadata database %s: %w", path, err)

@@ -155,3 +155,90 @@ func TestCorruptRecordsListed(t *testing.T) {
 		}
 	}
 }
+
+// TestImageNameIndex: tags and digests resolve through the index with one
+// record read, and the index follows every change of the records.
+func TestImageNameIndex(t *testing.T) {
+	db, path := openTest(t)
+	a, b := digest.FromString("a"), digest.FromString("b")
+	byName := func(name string) digest.Digest {
+		t.Helper()
+		img, err := db.ImageByName(name)
+		if errors.Is(err, ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatalf("ImageByName(%q): %v", name, err)
+		}
+		return img.ID
+	}
+	if _, err := db.SaveImage(Image{ID: a, RepoTags: []string{"x:1", "x:2"}, RepoDigests: []string{"x@" + a.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	// A record nobody can decode: a lookup that decoded every record
+	// would fail on it.
+	if err := db.Bolt().Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketImages).Put([]byte(digest.FromString("junk")), []byte("{not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"x:1", "x:2", "x@" + a.String()} {
+		if got := byName(name); got != a {
+			t.Errorf("ImageByName(%q) = %q, want %s", name, got, a)
+		}
+	}
+	if got := byName("x:3"); got != "" {
+		t.Errorf("unknown tag resolves to %s", got)
+	}
+	// x:2 moves to b.
+	if _, err := db.SaveImage(Image{ID: b, RepoTags: []string{"x:2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := byName("x:2"); got != b {
+		t.Errorf("moved tag resolves to %s, want %s", got, b)
+	}
+	// Untagging through UpdateImage drops the name.
+	if err := db.UpdateImage(a, func(i *Image) error { i.RepoTags = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := byName("x:1"); got != "" {
+		t.Errorf("removed tag still resolves to %s", got)
+	}
+	if got := byName("x@" + a.String()); got != a {
+		t.Errorf("digest lost by an untag: %q", got)
+	}
+	// Deleting an image drops its names, not another image's.
+	if err := db.DeleteImage(a); err != nil {
+		t.Fatal(err)
+	}
+	if got := byName("x@" + a.String()); got != "" {
+		t.Errorf("deleted image's digest resolves to %s", got)
+	}
+	if got := byName("x:2"); got != b {
+		t.Errorf("other image's tag: %q", got)
+	}
+	// ID prefixes seek instead of scanning.
+	found, err := db.ImagesByIDPrefix(b.String()[:20], 2)
+	if err != nil || len(found) != 1 || found[0].ID != b {
+		t.Errorf("ImagesByIDPrefix = %v, %v", found, err)
+	}
+
+	// A database from before the index gets it rebuilt at Open.
+	if err := db.Bolt().Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketImages).Delete([]byte(digest.FromString("junk"))); err != nil {
+			return err
+		}
+		return tx.DeleteBucket(bucketImageNames)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if img, err := db.ImageByName("x:2"); err != nil || img.ID != b {
+		t.Errorf("after rebuilding the index: %v, %v", img.ID, err)
+	}
+}
