@@ -82,6 +82,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		image.WithMaxManifestSize(cfg.Image.MaxManifestSize),
 		image.WithMaxUncompressedSize(cfg.Image.MaxUncompressedSize),
 	)
+	defer images.Close()
 	recoverState(ctx, cfg, cs, snap, images)
 	self, err := os.Executable()
 	if err != nil {

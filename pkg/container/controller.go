@@ -547,10 +547,9 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, ctr)
 	klog.V(2).InfoS("Container removed", "container", ctr.rec.ID)
 	// The container may have held the last reference to a removed image's
-	// layers.
-	if err := c.images.GC(ctx); err != nil {
-		klog.ErrorS(err, "Garbage collection after container removal")
-	}
+	// layers: the next GC pass, which the pod's other removals share,
+	// frees them.
+	c.images.ScheduleGC()
 	return nil
 }
 

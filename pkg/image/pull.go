@@ -50,11 +50,9 @@ func (s *Service) Pull(ctx context.Context, name string, creds registry.Credenti
 	img, err := s.pull(ctx, ref, creds)
 	if err != nil {
 		// A failed pull may have committed some layers and blobs no image
-		// will use; only partial downloads stay, for the next pull to
-		// resume.
-		if gcErr := s.GC(context.WithoutCancel(ctx)); gcErr != nil {
-			klog.ErrorS(gcErr, "Garbage collection after a failed pull", "ref", ref.String())
-		}
+		// will use; the next GC pass takes them. Only partial downloads
+		// stay, for the next pull to resume.
+		s.ScheduleGC()
 		return meta.Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	klog.V(2).InfoS("Pulled image", "ref", ref.String(), "image", img.ID, "size", img.Size, "duration", time.Since(start))

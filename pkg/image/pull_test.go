@@ -127,8 +127,30 @@ func newEnv(t *testing.T, opts ...Option) *env {
 	t.Cleanup(func() { snap.Close() })
 	reg := registrytest.New(t)
 	client := registry.New(reg.HostsDir(), registry.WithRetries(2, 10*time.Millisecond))
-	opts = append([]Option{WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"})}, opts...)
-	return &env{svc: New(db, cs, snap, client, opts...), reg: reg, cs: cs, snap: snap, db: db, name: reg.Host()}
+	opts = append([]Option{WithPlatform(ocispec.Platform{OS: "linux", Architecture: "amd64"}), WithGCDelay(20*time.Millisecond, 200*time.Millisecond)}, opts...)
+	svc := New(db, cs, snap, client, opts...)
+	t.Cleanup(svc.Close)
+	return &env{svc: svc, reg: reg, cs: cs, snap: snap, db: db, name: reg.Host()}
+}
+
+// waitGC waits until the scheduler has run at least n passes and has
+// none pending.
+func (e *env) waitGC(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g := &e.svc.gc
+		g.mu.Lock()
+		done := g.passes >= n && !g.pending
+		g.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no GC pass after 10s (want %d)", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (e *env) ref(repoTag string) string { return e.name + "/" + repoTag }
@@ -205,6 +227,7 @@ func TestPullListRemove(t *testing.T) {
 	if err := e.svc.Remove(ctx, got.ID.String()); err != nil {
 		t.Fatal(err)
 	}
+	e.waitGC(t, 1)
 	if n := countBlobs(t, e.cs); n != 0 {
 		t.Errorf("%d blobs left after remove", n)
 	}
@@ -267,6 +290,7 @@ func TestTagsAndSharedLayers(t *testing.T) {
 	if err := e.svc.Remove(ctx, imgA.ID.String()); err != nil {
 		t.Fatal(err)
 	}
+	e.waitGC(t, 1)
 	if _, err := e.snap.Stat(ctx, imgB.ChainIDs[0].String()); err != nil {
 		t.Fatalf("shared base snapshot gone: %v", err)
 	}
@@ -438,6 +462,7 @@ func TestPullBadImages(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", tc.ref, err, tc.want)
 		}
 	}
+	e.waitGC(t, 1)
 	if n := countSnapshots(t, e.snap); n != 0 {
 		t.Errorf("bad pulls left %d snapshots", n)
 	}

@@ -50,11 +50,19 @@ type Service struct {
 	blobs   flights // downloads shared by concurrent pulls, by digest
 	unpacks flights // layer unpacks shared by concurrent pulls, by chain ID
 
-	// leases protects what pulls in progress are using from GC; the
-	// sweep holds leaseMu so a pull cannot take a lease on something
-	// being deleted.
-	leaseMu sync.Mutex
-	leases  map[string]int
+	// leases protects what pulls in progress are using from GC. A GC
+	// pass decides what to delete under leaseMu and marks it deleting;
+	// a pull leasing a key being deleted waits on deleted.
+	leaseMu  sync.Mutex
+	leases   map[string]int
+	deleting map[string]bool
+	deleted  *sync.Cond
+	// gcMu runs GC passes one at a time; gc schedules them.
+	gcMu sync.Mutex
+	gc   gcScheduler
+	// beforeDelete, when set (by tests), is called before GC deletes a
+	// blob or snapshot.
+	beforeDelete func(key string)
 }
 
 // Option sets an optional Service setting.
@@ -90,7 +98,10 @@ func New(db *meta.DB, cs *content.Store, snap snapshot.Snapshotter, reg *registr
 		progressTimeout: 5 * time.Minute,
 		maxManifestSize: 4 << 20,
 		leases:          map[string]int{},
+		deleting:        map[string]bool{},
 	}
+	s.deleted = sync.NewCond(&s.leaseMu)
+	s.gc = gcScheduler{quiet: defaultGCQuiet, maxDelay: defaultGCMaxDelay, run: s.GC}
 	for _, o := range opts {
 		o(s)
 	}
@@ -194,8 +205,8 @@ func (s *Service) Config(ctx context.Context, img meta.Image) (ocispec.Image, er
 
 // Remove deletes the image named by name. Naming it by one of several
 // tags only removes that tag; naming it by ID, digest or its last tag
-// removes the image, and GC then frees what no other image uses. An
-// unknown image is not an error, as kubelet expects.
+// removes the image, and a GC pass soon after frees what no other image
+// uses. An unknown image is not an error, as kubelet expects.
 func (s *Service) Remove(ctx context.Context, name string) error {
 	img, kind, err := s.lookup(name)
 	if errors.Is(err, ErrNotFound) {
@@ -226,10 +237,9 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 		return fmt.Errorf("remove image %s: %w", img.ID, err)
 	}
 	klog.V(2).InfoS("Removed image", "image", img.ID, "tags", img.RepoTags)
-	if err := s.GC(ctx); err != nil {
-		// The record is gone; leftovers are collected by the next GC.
-		klog.ErrorS(err, "Garbage collection after image removal failed", "image", img.ID)
-	}
+	// What only this image held goes with the next GC pass, which a
+	// batch of removals shares.
+	s.ScheduleGC()
 	return nil
 }
 

@@ -1,0 +1,127 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+)
+
+// TestGCDebounced: removing a batch of images returns before anything is
+// collected, and the batch costs one GC pass.
+func TestGCDebounced(t *testing.T) {
+	e := newEnv(t, WithGCDelay(300*time.Millisecond, 5*time.Second))
+	ctx := context.Background()
+	var ids []string
+	for i := range 4 {
+		l, _ := layer(t, file{name: fmt.Sprintf("f%d", i), body: fmt.Sprint(i)})
+		push(t, e.reg, "app", fmt.Sprintf("v%d", i), "amd64", l)
+		img, err := e.svc.Pull(ctx, e.ref(fmt.Sprintf("app:v%d", i)), registry.Credentials{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, img.ID.String())
+	}
+	blobs, snaps := countBlobs(t, e.cs), countSnapshots(t, e.snap)
+	for _, id := range ids {
+		if err := e.svc.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Off the request path: nothing is collected yet.
+	if n := countBlobs(t, e.cs); n != blobs {
+		t.Errorf("%d blobs right after the removals, want the %d from before: GC ran on the request path", n, blobs)
+	}
+	if n := countSnapshots(t, e.snap); n != snaps {
+		t.Errorf("%d snapshots right after the removals, want %d", n, snaps)
+	}
+	e.waitGC(t, 1)
+	if n := countBlobs(t, e.cs); n != 0 {
+		t.Errorf("%d blobs left", n)
+	}
+	if n := countSnapshots(t, e.snap); n != 0 {
+		t.Errorf("%d snapshots left", n)
+	}
+	time.Sleep(400 * time.Millisecond)
+	e.svc.gc.mu.Lock()
+	passes := e.svc.gc.passes
+	e.svc.gc.mu.Unlock()
+	if passes != 1 {
+		t.Errorf("%d GC passes for one burst of removals, want 1", passes)
+	}
+}
+
+// TestGCDeletesWithoutLeaseLock: a pass holds the lease lock only to
+// decide; pulls can take leases while it deletes.
+func TestGCDeletesWithoutLeaseLock(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	l, _ := layer(t, file{name: "x", body: "x"})
+	push(t, e.reg, "app", "v1", "amd64", l)
+	img, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.db.DeleteImage(img.ID); err != nil {
+		t.Fatal(err)
+	}
+	var deletes, locked atomic.Int32
+	e.svc.beforeDelete = func(string) {
+		deletes.Add(1)
+		if !e.svc.leaseMu.TryLock() {
+			locked.Add(1)
+			return
+		}
+		e.svc.leaseMu.Unlock()
+	}
+	if err := e.svc.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if deletes.Load() == 0 {
+		t.Fatal("GC deleted nothing")
+	}
+	if n := locked.Load(); n > 0 {
+		t.Errorf("the lease lock was held during %d of %d deletions", n, deletes.Load())
+	}
+}
+
+// TestLeaseWaitsForDeletion: a pull leasing a key that a GC pass is
+// deleting gets its lease once the deletion is over, so that it then
+// sees the key gone rather than losing it after its check.
+func TestLeaseWaitsForDeletion(t *testing.T) {
+	e := newEnv(t)
+	s := e.svc
+	s.leaseMu.Lock()
+	s.deleting["k"] = true
+	s.leaseMu.Unlock()
+	got := make(chan struct{})
+	l := s.newLease()
+	go func() {
+		l.add("other", "k")
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("lease on a key being deleted granted during the deletion")
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.leaseMu.Lock()
+	other := s.leases["other"]
+	s.leaseMu.Unlock()
+	if other != 1 {
+		t.Errorf("lease on the other key = %d, want 1 while waiting", other)
+	}
+	s.doneDeleting([]string{"k"})
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("lease not granted after the deletion")
+	}
+	l.release()
+	if len(s.leases) != 0 {
+		t.Errorf("leases left: %v", s.leases)
+	}
+}
