@@ -13,6 +13,9 @@ import (
 type flights struct {
 	mu sync.Mutex
 	m  map[string]*flight
+	// running counts the operations still running, including those every
+	// caller gave up on, which wind down after their context ends.
+	running sync.WaitGroup
 }
 
 type flight struct {
@@ -32,7 +35,9 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) e
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		fl = &flight{done: make(chan struct{}), cancel: cancel}
 		f.m[key] = fl
+		f.running.Add(1)
 		go func() {
+			defer f.running.Done()
 			fl.err = fn(fctx)
 			cancel()
 			f.mu.Lock()
@@ -64,3 +69,6 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) e
 		return ctx.Err()
 	}
 }
+
+// wait returns once no operation runs.
+func (f *flights) wait() { f.running.Wait() }

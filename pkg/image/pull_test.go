@@ -431,6 +431,10 @@ func TestPullCancelledByClient(t *testing.T) {
 	if imgs, _ := e.svc.List(context.Background()); len(imgs) != 0 {
 		t.Fatalf("cancelled pull listed %v", imgs)
 	}
+	// The download winds down on its own goroutine once its last waiter
+	// is gone; the test's directory is removed only after it stopped
+	// writing there.
+	e.svc.blobs.wait()
 }
 
 func TestPullBadImages(t *testing.T) {

@@ -244,29 +244,14 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 }
 
 // FsUsage reports the bytes and inodes the images use on disk: committed
-// snapshots plus the content store, and the directory they live in.
+// snapshots plus the content store, and the directory they live in. Both
+// are totals their stores keep as content comes and goes, so kubelet's
+// polling costs no disk access however many images there are.
 func (s *Service) FsUsage(ctx context.Context) (mountpoint string, bytes, inodes int64, err error) {
-	err = s.snap.Walk(ctx, func(info snapshot.Info) error {
-		if info.Kind != snapshot.KindCommitted {
-			return nil
-		}
-		u, err := s.snap.Usage(ctx, info.Key)
-		if err != nil {
-			if errors.Is(err, snapshot.ErrNotFound) {
-				return nil
-			}
-			return err
-		}
-		bytes += u.Size
-		inodes += u.Inodes
-		return nil
-	})
-	if err != nil {
-		return "", 0, 0, fmt.Errorf("snapshot usage: %w", err)
-	}
 	cb, ci, err := s.content.Usage(ctx)
 	if err != nil {
 		return "", 0, 0, fmt.Errorf("content usage: %w", err)
 	}
-	return s.snap.Root(), bytes + cb, inodes + ci, nil
+	su := s.snap.CommittedUsage()
+	return s.snap.Root(), su.Size + cb, su.Inodes + ci, nil
 }

@@ -85,6 +85,10 @@ type Snapshotter interface {
 	// Usage of one snapshot; for committed snapshots it is computed once at
 	// commit and stored.
 	Usage(ctx context.Context, key string) (Usage, error)
+	// CommittedUsage is the usage of all committed snapshots together (the
+	// images' unpacked layers), kept as snapshots are committed and
+	// removed: reading it costs nothing.
+	CommittedUsage() Usage
 
 	// Apply unpacks an uncompressed OCI layer tar stream into the active
 	// snapshot key, converting OCI whiteouts into this snapshotter's

@@ -393,6 +393,60 @@ func TestWalkUsageLabels(t *testing.T) {
 	}
 }
 
+// TestCommittedUsage: the committed snapshots' total follows commits and
+// removals without a walk, and a snapshotter opened on the same database
+// starts from the same sum.
+func TestCommittedUsage(t *testing.T) {
+	for _, fac := range factories {
+		t.Run(fac.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, base := setup(t, fac)
+			sum := func() Usage {
+				var u Usage
+				if err := s.Walk(ctx, func(i Info) error {
+					if i.Kind == KindCommitted {
+						su, err := s.Usage(ctx, i.Key)
+						u.Size += su.Size
+						u.Inodes += su.Inodes
+						return err
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return u
+			}
+			if got := s.CommittedUsage(); got != (Usage{}) {
+				t.Fatalf("empty snapshotter: %+v", got)
+			}
+			buildChain(t, s)
+			if _, err := s.Prepare(ctx, "rw", "L3"); err != nil {
+				t.Fatal(err)
+			}
+			want := sum()
+			if got := s.CommittedUsage(); got != want || got.Size == 0 {
+				t.Errorf("after three commits: %+v, the records sum to %+v", got, want)
+			}
+			db := s.(*snapshotter).db
+			again, err := New(ctx, fac.name, filepath.Join(base, "snapshots", fac.name), db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := again.CommittedUsage(); got != want {
+				t.Errorf("reopened: %+v, want %+v", got, want)
+			}
+			for _, key := range []string{"rw", "L3", "L2"} {
+				if err := s.Remove(ctx, key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, want := s.CommittedUsage(), sum(); got != want {
+				t.Errorf("after removals: %+v, the records sum to %+v", got, want)
+			}
+		})
+	}
+}
+
 func TestCleanup(t *testing.T) {
 	for _, fac := range factories {
 		t.Run(fac.name, func(t *testing.T) {

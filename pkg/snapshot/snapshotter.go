@@ -51,6 +51,11 @@ type snapshotter struct {
 	// "record without directory", which are normal, brief states of a
 	// concurrent Prepare or Remove.
 	mu sync.RWMutex
+
+	// committed is the usage of every committed snapshot, summed from the
+	// records once and then kept by Commit and the removals.
+	usageMu   sync.Mutex
+	committed Usage
 }
 
 // New returns the snapshotter called name ("overlayfs" or "native") storing
@@ -84,8 +89,47 @@ func newSnapshotter(ctx context.Context, root string, db *bolt.DB, drv driver) (
 	if err := initBuckets(db, drv.name()); err != nil {
 		return nil, err
 	}
-	klog.FromContext(ctx).V(2).Info("Snapshotter ready", "snapshotter", drv.name(), "root", abs)
-	return &snapshotter{root: abs, db: db, bucket: []byte(bucketPrefix + drv.name()), drv: drv}, nil
+	s := &snapshotter{root: abs, db: db, bucket: []byte(bucketPrefix + drv.name()), drv: drv}
+	if err := s.sumCommitted(); err != nil {
+		return nil, err
+	}
+	klog.FromContext(ctx).V(2).Info("Snapshotter ready", "snapshotter", drv.name(), "root", abs, "committedBytes", s.committed.Size)
+	return s, nil
+}
+
+// sumCommitted adds up the stored usage of the committed snapshots.
+func (s *snapshotter) sumCommitted() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		b, err := s.buckets(tx)
+		if err != nil {
+			return err
+		}
+		return b.keys.ForEach(func(k, _ []byte) error {
+			r, err := b.get(string(k))
+			if err != nil {
+				return err
+			}
+			s.account(r, 1)
+			return nil
+		})
+	})
+}
+
+// account adds (sign 1) or subtracts (-1) a committed record's usage.
+func (s *snapshotter) account(r record, sign int64) {
+	if r.Kind != KindCommitted {
+		return
+	}
+	s.usageMu.Lock()
+	s.committed.Size += sign * r.Size
+	s.committed.Inodes += sign * r.Inodes
+	s.usageMu.Unlock()
+}
+
+func (s *snapshotter) CommittedUsage() Usage {
+	s.usageMu.Lock()
+	defer s.usageMu.Unlock()
+	return s.committed
 }
 
 func (s *snapshotter) Name() string { return s.drv.name() }
@@ -246,7 +290,11 @@ func (s *snapshotter) deleteRecord(key string, id uint64) error {
 				return err
 			}
 		}
-		return b.keys.Delete([]byte(key))
+		if err := b.keys.Delete([]byte(key)); err != nil {
+			return err
+		}
+		tx.OnCommit(func() { s.account(r, -1) })
+		return nil
 	})
 }
 
@@ -358,7 +406,11 @@ func (s *snapshotter) Commit(ctx context.Context, name, key string, opts ...Opt)
 		if err := b.keys.Delete([]byte(key)); err != nil {
 			return err
 		}
-		return b.put(name, committed)
+		if err := b.put(name, committed); err != nil {
+			return err
+		}
+		tx.OnCommit(func() { s.account(committed, 1) })
+		return nil
 	})
 	if err != nil {
 		return err
@@ -425,6 +477,7 @@ func (s *snapshotter) Remove(ctx context.Context, key string) error {
 		if err := b.keys.Delete([]byte(key)); err != nil {
 			return err
 		}
+		tx.OnCommit(func() { s.account(r, -1) })
 		// Rename before the record goes: once it is gone, the directory
 		// must already carry a name Cleanup removes without asking.
 		id = r.ID

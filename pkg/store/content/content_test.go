@@ -1174,3 +1174,100 @@ func TestSHA512Blob(t *testing.T) {
 		t.Errorf("Walk: err=%v seen=%d", err, seen)
 	}
 }
+
+// TestUsageTotals: Usage reads totals that every change keeps up to date;
+// after each step they equal what a fresh measurement of the directory
+// (a store opened anew on it) finds, and they are read without walking it.
+func TestUsageTotals(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	check := func(step string) {
+		t.Helper()
+		b, i, err := s.Usage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, err := New(s.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb, fi, _ := fresh.Usage(ctx)
+		if b != fb || i != fi {
+			t.Errorf("%s: totals say %d bytes %d inodes, the disk %d bytes %d inodes", step, b, i, fb, fi)
+		}
+	}
+	check("empty")
+	a := put(t, s, "a", blob(300<<10))
+	put(t, s, "b", blob(5000))
+	check("two blobs")
+
+	// A partial download kept for resume, then resumed and committed.
+	data := blob(200 << 10)
+	w, err := s.Writer(ctx, "c", digest.FromBytes(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data[:100<<10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("partial ingest")
+	w, err = s.Writer(ctx, "c", digest.FromBytes(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data[w.Offset():]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("resumed and committed")
+
+	// A commit that fails verification drops its ingest.
+	w, err = s.Writer(ctx, "bad", digest.FromString("other"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(blob(9000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("commit of wrong bytes: %v", err)
+	}
+	check("failed commit")
+
+	// An aborted ingest, a stale one cleaned up, a deleted blob.
+	for _, ref := range []string{"x", "y"} {
+		w, err := s.Writer(ctx, ref, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(blob(7000)); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	if err := s.Abort(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CleanupIngests(ctx, -time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	check("abort, cleanup, delete")
+
+	// Reading the totals does not look at the disk: a file the store did
+	// not write is only seen by a store opened afterwards.
+	before, _, _ := s.Usage(ctx)
+	if err := os.WriteFile(filepath.Join(s.Root(), "blobs", "stray"), blob(64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if after, _, _ := s.Usage(ctx); after != before {
+		t.Errorf("usage %d -> %d after a file appeared behind the store's back: Usage walked the store", before, after)
+	}
+}

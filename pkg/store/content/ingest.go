@@ -197,8 +197,10 @@ func (s *Store) Abort(ctx context.Context, ref string) error {
 // removeIngest deletes an ingest directory; the caller holds its lock.
 func (s *Store) removeIngest(key string) error {
 	if err := os.RemoveAll(s.ingestPath(key)); err != nil {
+		s.measureIngest(key)
 		return fmt.Errorf("remove ingest: %w", err)
 	}
+	s.usage.dropIngest(key)
 	return syncDir(s.ingest)
 }
 

@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -37,6 +36,7 @@ type Store struct {
 	blobs  string
 	ingest string
 	locks  *refLocks
+	usage  totals
 }
 
 // New opens the store at root (normally /var/lib/cri-runtimed/content),
@@ -64,6 +64,9 @@ func New(root string) (*Store, error) {
 		if !fi.IsDir() {
 			return nil, fmt.Errorf("content store: %s is not a directory", dir)
 		}
+	}
+	if err := s.measureAll(); err != nil {
+		return nil, fmt.Errorf("content store usage: %w", err)
 	}
 	return s, nil
 }
@@ -186,12 +189,17 @@ func (s *Store) Delete(ctx context.Context, dgst digest.Digest) error {
 	if err != nil {
 		return err
 	}
+	u, err := pathUsage(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("content delete %s: %w", dgst, err)
+	}
 	if err := os.Remove(p); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("content %s: %w", dgst, ErrNotFound)
 		}
 		return fmt.Errorf("content delete %s: %w", dgst, err)
 	}
+	s.usage.subBase(u)
 	// Without this a crash could resurrect the blob; harmless for
 	// correctness but it would undo garbage collection.
 	if err := syncDir(filepath.Dir(p)); err != nil {
@@ -248,43 +256,6 @@ func (s *Store) Walk(ctx context.Context, fn func(Info) error) error {
 		}
 	}
 	return nil
-}
-
-// Usage returns the disk space (allocated blocks, not apparent size) and the
-// inodes used by the whole store: committed blobs, ingests and their
-// directories. This is what kubelet's image filesystem accounting wants.
-func (s *Store) Usage(ctx context.Context) (bytes int64, inodes int64, err error) {
-	err = filepath.WalkDir(s.root, func(path string, d fs.DirEntry, werr error) error {
-		if werr != nil {
-			// Concurrent deletes and commits move entries under us.
-			if errors.Is(werr, fs.ErrNotExist) {
-				return nil
-			}
-			return werr
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		inodes++
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			// st_blocks is always in 512-byte units, whatever the fs block size.
-			bytes += st.Blocks * 512
-		} else {
-			bytes += fi.Size()
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("content usage: %w", err)
-	}
-	return bytes, inodes, nil
 }
 
 // syncDir makes a rename, create or unlink in dir durable.

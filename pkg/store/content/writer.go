@@ -81,6 +81,8 @@ func (s *Store) Writer(ctx context.Context, ref string, expected digest.Digest, 
 	}
 	w, err := s.openIngest(ctx, ref, key, expected, size, alg)
 	if err != nil {
+		// Whatever a failed open left (a new directory) is counted.
+		s.measureIngest(key)
 		s.locks.unlock(key)
 		return nil, err
 	}
@@ -143,6 +145,7 @@ func (s *Store) openIngest(ctx context.Context, ref, key string, expected digest
 		_ = f.Close()
 		return nil, err
 	}
+	s.measureIngest(key)
 	return w, nil
 }
 
@@ -280,6 +283,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.offset += int64(n)
+	w.s.usage.growIngest(w.key, int64(n))
 	if err != nil {
 		return n, fmt.Errorf("write ingest %q: %w", w.ref, err)
 	}
@@ -311,6 +315,7 @@ func (w *Writer) Truncate(size int64) error {
 	}
 	w.h = h
 	w.offset = size
+	w.s.measureIngest(w.key)
 	return nil
 }
 
@@ -377,6 +382,9 @@ func (w *Writer) commit() (err error) {
 	createdAlgDir := false
 	if err := os.Mkdir(algDir, dirMode); err == nil {
 		createdAlgDir = true
+		if u, err := pathUsage(algDir); err == nil {
+			w.s.usage.addBase(u)
+		}
 	} else if !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("commit ingest %q: %w", w.ref, err)
 	}
@@ -386,11 +394,15 @@ func (w *Writer) commit() (err error) {
 		}
 	}
 
+	blob, statErr := w.f.Stat()
 	existed, err := renameNoReplace(w.f.Name(), target)
 	if err != nil {
 		return fmt.Errorf("commit ingest %q: %w", w.ref, err)
 	}
 	renamed = !existed
+	if renamed && statErr == nil {
+		w.s.usage.addBase(fileUsage(blob))
+	}
 	if existed {
 		klog.V(2).InfoS("blob committed meanwhile by another writer", "ref", w.ref, "digest", actual)
 	} else if err := syncDir(algDir); err != nil {
@@ -444,6 +456,9 @@ func (w *Writer) finish() {
 	if err := w.f.Close(); err != nil {
 		klog.V(4).InfoS("close ingest data", "ref", w.ref, "err", err)
 	}
+	// What the ingest left on disk (nothing after a commit), measured
+	// while the ref lock still keeps other writers out.
+	w.s.measureIngest(w.key)
 	w.s.locks.unlock(w.key)
 }
 
