@@ -475,7 +475,7 @@ func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 	id := pod.ID()
 	// The network goes first and a failure keeps the netns, so that a
 	// retry can still release the IP and the host ports.
-	if err := c.teardownNetwork(ctx, pod.Record(), pod.cfg); err != nil {
+	if err := c.teardownNetwork(ctx, pod); err != nil {
 		return err
 	}
 	if cl := pod.Shim(); cl != nil {
@@ -562,7 +562,7 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 		// The shim is gone: make sure nothing of the pod still runs.
 		forceDelete(ctx, pod.handler, id)
 	}
-	if err := c.teardownNetwork(ctx, pod.rec, pod.cfg); err != nil {
+	if err := c.teardownNetwork(ctx, pod); err != nil {
 		return err
 	}
 	if pod.rec.NetNSPath != "" {
@@ -619,9 +619,17 @@ func (c *Controller) sandboxCgroupsPath(rec meta.Sandbox) string {
 
 // teardownNetwork runs CNI DEL for a pod on the pod network. DEL is
 // idempotent and works from the result cached at ADD, so it is safe after
-// a crash at any point of the pod's creation.
-func (c *Controller) teardownNetwork(ctx context.Context, rec meta.Sandbox, cfg *runtimeapi.PodSandboxConfig) error {
+// a crash at any point of the pod's creation. It runs once per pod: a
+// successful DEL is remembered in the pod's record (written with the
+// state change that follows), so StopPodSandbox and RemovePodSandbox,
+// and kubelet's repeated stops, do not call every plugin again.
+func (c *Controller) teardownNetwork(ctx context.Context, pod *Pod) error {
+	cfg := pod.cfg
 	if c.opts.Network == nil || cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE {
+		return nil
+	}
+	rec := pod.Record()
+	if rec.NetworkDown {
 		return nil
 	}
 	netnsPath := rec.NetNSPath
@@ -646,6 +654,9 @@ func (c *Controller) teardownNetwork(ctx context.Context, rec meta.Sandbox, cfg 
 		}
 		return fmt.Errorf("tear down pod network: %w", err)
 	}
+	pod.mu.Lock()
+	pod.rec.NetworkDown = true
+	pod.mu.Unlock()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -34,10 +35,14 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if err != nil {
 		return nil, err
 	}
-	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
+	err = eachContainer(ctx, s.ctrs.ListByPod(pod.ID()), func(ctx context.Context, ctr *container.Container) error {
 		if err := s.ctrs.Stop(ctx, ctr.ID(), 0); err != nil && !errors.Is(err, container.ErrNotFound) {
-			return nil, fmt.Errorf("stop container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
+			return fmt.Errorf("stop container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := s.pods.Stop(ctx, pod.ID()); err != nil {
 		return nil, err
@@ -55,15 +60,53 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if err != nil {
 		return nil, err
 	}
-	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
+	err = eachContainer(ctx, s.ctrs.ListByPod(pod.ID()), func(ctx context.Context, ctr *container.Container) error {
 		if err := s.ctrs.Remove(ctx, ctr.ID()); err != nil && !errors.Is(err, container.ErrNotFound) {
-			return nil, fmt.Errorf("remove container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
+			return fmt.Errorf("remove container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := s.pods.Remove(ctx, pod.ID()); err != nil && !errors.Is(err, podsandbox.ErrNotFound) {
 		return nil, err
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// podParallelism bounds how many of a pod's containers are stopped or
+// removed at once. Each container's operations are serialized by its own
+// lock and the shim serves concurrent requests, so the pod's containers
+// are independent; most of the time goes to runc and fsync, which
+// overlap well.
+const podParallelism = 8
+
+// eachContainer runs fn on every container, podParallelism at a time, and
+// returns the errors of all that failed.
+func eachContainer(ctx context.Context, ctrs []*container.Container, fn func(context.Context, *container.Container) error) error {
+	if len(ctrs) == 1 {
+		return fn(ctx, ctrs[0])
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, podParallelism)
+	)
+	for _, ctr := range ctrs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(ctx, ctr); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // PodSandboxStatus reports one pod.

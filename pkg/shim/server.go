@@ -438,10 +438,14 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 	defer c.opMu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
 	defer cancel()
+	// A forced delete kills and deletes in one runtime call; only an
+	// exited container still needs its plain delete.
+	forced := false
 	if c.state().Status != StatusExited {
 		if err := s.rt.Delete(rctx, c.runtimeLog(), id, true); err != nil && !runtime.IsNotExist(err) {
 			return State{}, fmt.Errorf("delete %s: %w", id, err)
 		}
+		forced = true
 		t := time.NewTimer(deleteWait)
 		defer t.Stop()
 		select {
@@ -452,9 +456,11 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 			return State{}, fmt.Errorf("delete %s: %w", id, ctx.Err())
 		}
 	}
-	if err := s.rt.Delete(rctx, c.runtimeLog(), id, false); err != nil && !runtime.IsNotExist(err) {
-		if ferr := s.rt.Delete(rctx, c.runtimeLog(), id, true); ferr != nil && !runtime.IsNotExist(ferr) {
-			return State{}, fmt.Errorf("delete %s: %w", id, errors.Join(err, ferr))
+	if !forced {
+		if err := s.rt.Delete(rctx, c.runtimeLog(), id, false); err != nil && !runtime.IsNotExist(err) {
+			if ferr := s.rt.Delete(rctx, c.runtimeLog(), id, true); ferr != nil && !runtime.IsNotExist(ferr) {
+				return State{}, fmt.Errorf("delete %s: %w", id, errors.Join(err, ferr))
+			}
 		}
 	}
 	c.mu.Lock()

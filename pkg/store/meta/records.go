@@ -39,6 +39,10 @@ type Sandbox struct {
 	CgroupParent string `json:"cgroupParent,omitempty"`
 	// IPs are the pod's addresses, primary first.
 	IPs []string `json:"ips,omitempty"`
+	// NetworkDown records a successful CNI DEL: the pod's network is
+	// released and the rest of its teardown does not call the plugins
+	// again.
+	NetworkDown bool `json:"networkDown,omitempty"`
 	// Extra holds controller data that is not indexed.
 	Extra map[string]string `json:"extra,omitempty"`
 	// Corrupt marks a record ListSandboxes could not decode: only ID is
