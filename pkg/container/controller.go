@@ -557,6 +557,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 // and deletes the record last.
 func (c *Controller) teardown(ctx context.Context, ctr *Container) error {
 	id := ctr.rec.ID
+	start := time.Now()
 	if cl := ctr.pod.Shim(); cl != nil {
 		if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
 			return fmt.Errorf("delete container %s: %w", id, err)
@@ -564,19 +565,24 @@ func (c *Controller) teardown(ctx context.Context, ctr *Container) error {
 	} else {
 		ctr.pod.ForceDelete(ctx, id)
 	}
+	tRuntime := time.Now()
 	bundle := ctr.pod.BundleDir(id)
 	if err := userns.UnmountRootfs(filepath.Join(bundle, "rootfs"), filepath.Join(bundle, "idmap")); err != nil {
 		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
 	}
+	tUnmount := time.Now()
 	if err := c.snap.Remove(ctx, ctr.rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 		return fmt.Errorf("remove rootfs snapshot of %s: %w", id, err)
 	}
+	tSnapshot := time.Now()
 	if err := os.RemoveAll(bundle); err != nil {
 		return fmt.Errorf("remove bundle of %s: %w", id, err)
 	}
 	if err := c.db.DeleteContainer(id); err != nil {
 		return fmt.Errorf("delete container record: %w", err)
 	}
+	klog.V(3).InfoS("Container teardown phases", "container", id, "runtime", tRuntime.Sub(start), "unmount", tUnmount.Sub(tRuntime),
+		"snapshot", tSnapshot.Sub(tUnmount), "record", time.Since(tSnapshot))
 	return nil
 }
 

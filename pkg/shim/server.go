@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/reaper"
@@ -65,6 +66,10 @@ type container struct {
 	oom    *oomCounter // nil when the cgroup's counter is unknown
 	oomAt  int64       // its value at create
 	exited chan struct{}
+	// pidfd refers to the init while it has not exited (nil when it could
+	// not be opened): a created container is killed through it, without
+	// a runtime call that would poll for the death.
+	pidfd *os.File
 	// startDone is non-nil while a start is in flight: the exit watcher
 	// waits for it, so a start failure decides the reason of the exit.
 	startDone chan struct{}
@@ -160,7 +165,14 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 	}
 
 	exitCh := s.reaper.Subscribe(pid)
+	// The init is this shim's child and only this shim's reaper reaps
+	// it, so the pid still names it here.
+	var pidfd *os.File
+	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
+		pidfd = os.NewFile(uintptr(fd), "pidfd")
+	}
 	c.mu.Lock()
+	c.pidfd = pidfd
 	c.io = cio
 	c.oom = s.ooms.watch(oomFile(c.rec.CgroupsPath))
 	c.oomAt = c.oom.read()
@@ -387,6 +399,10 @@ func (s *server) watch(c *container, pid int, ch <-chan reaper.Exit) {
 	if err := c.persistLocked(); err != nil {
 		klog.ErrorS(err, "Persist exit", "id", c.id)
 	}
+	if c.pidfd != nil {
+		c.pidfd.Close()
+		c.pidfd = nil
+	}
 	close(c.exited)
 	c.mu.Unlock()
 	s.events.publish(c.id, EventExited, st)
@@ -438,6 +454,20 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 	defer c.opMu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
 	defer cancel()
+	// A created container's init waits for its start: killed through its
+	// pidfd, it is gone at once and the plain delete below has nothing to
+	// wait for (a forced delete would poll for the death every 100ms).
+	if s.killCreated(c) {
+		t := time.NewTimer(deleteWait)
+		defer t.Stop()
+		select {
+		case <-c.exited:
+		case <-t.C:
+			return State{}, fmt.Errorf("delete %s: container did not exit after kill", id)
+		case <-ctx.Done():
+			return State{}, fmt.Errorf("delete %s: %w", id, ctx.Err())
+		}
+	}
 	// A forced delete kills and deletes in one runtime call; only an
 	// exited container still needs its plain delete.
 	forced := false
@@ -474,6 +504,21 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 	s.events.publish(id, EventDeleted, st)
 	klog.InfoS("Deleted container", "id", id)
 	return st, nil
+}
+
+// killCreated sends SIGKILL to the init of a created (never started)
+// container through its pidfd, and reports whether it did.
+func (s *server) killCreated(c *container) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rec.State.Status != StatusCreated || c.pidfd == nil {
+		return false
+	}
+	if err := unix.PidfdSendSignal(int(c.pidfd.Fd()), unix.SIGKILL, nil, 0); err != nil {
+		klog.V(2).InfoS("Kill of a created container through its pidfd failed", "id", c.id, "err", err)
+		return false
+	}
+	return true
 }
 
 func (s *server) list() []State {

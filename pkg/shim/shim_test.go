@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -304,6 +305,33 @@ func TestKill(t *testing.T) {
 			}
 			h.remove(id)
 		})
+	}
+}
+
+// TestDeleteCreated deletes containers that were created and never
+// started: the init waiting for its start is killed and reaped, and the
+// runtime forgets the container.
+func TestDeleteCreated(t *testing.T) {
+	h := newHarness(t, "/usr/sbin/runc", 0)
+	var ids []string
+	var pids []int
+	for range 3 {
+		id := shimtest.ID()
+		bundle := shimtest.Bundle(t, id, []string{"sleep", "1000"}, shimtest.BundleOptions{})
+		st, err := h.c.Create(h.ctx(), shim.CreateRequest{ID: id, Bundle: bundle, LogPath: filepath.Join(h.logDir, id+".log")})
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		ids, pids = append(ids, id), append(pids, st.Pid)
+	}
+	for i, id := range ids {
+		h.remove(id)
+		if err := syscall.Kill(pids[i], 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("init %d of deleted container %s: kill 0 = %v, want ESRCH", pids[i], id, err)
+		}
+		if out, err := exec.Command("/usr/sbin/runc", "--root", h.opts.RuntimeRoot, "state", id).CombinedOutput(); err == nil {
+			t.Errorf("runc still knows container %s: %s", id, out)
+		}
 	}
 }
 

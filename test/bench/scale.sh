@@ -25,7 +25,9 @@
 # Environment:
 #   PODS (25), CONTAINERS (20), SCALE_IMAGES (500), SAMPLES (30), BURST (20),
 #   PARALLEL (4, workers creating and removing pods), RUNS (1),
-#   RESULTS (a new /tmp/cri-bench-scale-XXXX), CRI_RUNTIMED_BIN, CRI_BENCH_BIN.
+#   RESULTS (a new /tmp/cri-bench-scale-XXXX), CRI_RUNTIMED_BIN, CRI_BENCH_BIN,
+#   CONTAINERD (1; 0 measures cri-runtimed alone), DAEMON_FLAGS (extra
+#   cri-runtimed flags, e.g. -v=3 for its phase timings in daemon.log).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,6 +46,8 @@ SAMPLES=${SAMPLES:-30}
 BURST=${BURST:-20}
 PARALLEL=${PARALLEL:-4}
 RUNS=${RUNS:-1}
+CONTAINERD=${CONTAINERD:-1}
+DAEMON_FLAGS=${DAEMON_FLAGS:-}
 DAEMON_PID=
 
 die() { echo "scale.sh: $*" >&2; exit 1; }
@@ -107,7 +111,11 @@ cleanup() {
 	ip link del "$BRIDGE" 2>/dev/null
 	[[ -f $STATE/daemon.log ]] && cp "$STATE/daemon.log" "$RESULTS/"
 	rm -rf "$STATE" "$ROOT"
-	"$HERE/containerd-peer-stop.sh" >&2
+	if ((CONTAINERD)); then
+		"$HERE/containerd-peer-stop.sh" >&2
+	else
+		"$HERE/local-registry.sh" stop
+	fi
 	log "results in $RESULTS"
 	exit "$rc"
 }
@@ -117,7 +125,11 @@ trap 'exit 143' TERM
 
 export CRI_BENCH_SCALE_IMAGES=$SCALE_IMAGES
 registry=$("$HERE/local-registry.sh" start) || die "registry failed"
-ctr_ep=$("$HERE/containerd-peer.sh") || die "containerd peer failed"
+endpoints=unix://$SOCK
+if ((CONTAINERD)); then
+	ctr_ep=$("$HERE/containerd-peer.sh") || die "containerd peer failed"
+	endpoints+=,$ctr_ep
+fi
 
 mkdir -p "$ROOT/certs.d/docker.io" "$ROOT/net.d" "$ROOT/ipam" "$STATE"
 cat >"$ROOT/certs.d/docker.io/hosts.toml" <<EOF
@@ -153,7 +165,8 @@ state = '$STATE'
 [cni]
   conf_dir = '$ROOT/net.d'
 EOF
-setsid "$CRI_RUNTIMED_BIN" --config "$ROOT/config.toml" >"$STATE/daemon.log" 2>&1 </dev/null &
+# shellcheck disable=SC2086 # DAEMON_FLAGS is a list of flags
+setsid "$CRI_RUNTIMED_BIN" --config "$ROOT/config.toml" $DAEMON_FLAGS >"$STATE/daemon.log" 2>&1 </dev/null &
 DAEMON_PID=$!
 for _ in $(seq 300); do
 	[[ -S $SOCK ]] && break
@@ -161,12 +174,12 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [[ -S $SOCK ]] || die "daemon socket $SOCK did not appear"
-log "cri-runtimed pid $DAEMON_PID on unix://$SOCK; containerd on $ctr_ep; load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "cri-runtimed pid $DAEMON_PID; endpoints $endpoints; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 rc=0
 for run in $(seq "$RUNS"); do
 	log "run $run of $RUNS"
-	"$CRI_BENCH_BIN" --scale --endpoint "unix://$SOCK,$ctr_ep" --pods "$PODS" --containers "$CONTAINERS" \
+	"$CRI_BENCH_BIN" --scale --endpoint "$endpoints" --pods "$PODS" --containers "$CONTAINERS" \
 		--images "$SCALE_IMAGES" --samples "$SAMPLES" --burst "$BURST" --parallel "$PARALLEL" \
 		--pod-cgroup-prefix "$POD_CGROUPS" --host-network --json "$RESULTS/scale-$run.json" "$@" |
 		tee "$RESULTS/scale-$run.txt"
