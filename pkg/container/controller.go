@@ -608,11 +608,14 @@ func (c *Controller) List() []*Container {
 // ListByPod returns the containers of one pod.
 func (c *Controller) ListByPod(podID string) []*Container {
 	var out []*Container
-	for _, ctr := range c.List() {
+	c.mu.RLock()
+	for _, ctr := range c.ctrs {
 		if ctr.rec.SandboxID == podID {
 			out = append(out, ctr)
 		}
 	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.CreatedAt.Before(out[j].rec.CreatedAt) })
 	return out
 }
 

@@ -240,3 +240,46 @@ func names100() []string {
 	}
 	return names
 }
+
+// TestLiveProcesses: the process count of a key read repeatedly
+// still shows processes joining and leaving.
+func TestLiveProcesses(t *testing.T) {
+	c := liveCollector(t)
+	ctx := context.Background()
+	p := makeCgroups(t, c.Root(), "procs")[0]
+	count := func() uint64 {
+		t.Helper()
+		s, err := c.Cgroup(ctx, "procs", p, Processes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Processes
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("empty cgroup: %d processes", n)
+	}
+	var cmds []*exec.Cmd
+	for i := range 2 {
+		cmd := exec.Command("sleep", "100")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		for _, ctrl := range v1Controllers {
+			if err := os.WriteFile(filepath.Join(c.Root(), ctrl, p, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := count(); n != uint64(i+1) {
+			t.Errorf("after moving %d processes in: %d", i+1, n)
+		}
+	}
+	for _, cmd := range cmds {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	if n := count(); n != 0 {
+		t.Errorf("after the processes exited: %d", n)
+	}
+}

@@ -61,6 +61,8 @@ func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 		}
 	}
 	if want&Processes != 0 {
+		// Never kept open: a cgroup.procs read again from offset 0 does
+		// not always start its listing over.
 		b, err := r.read(file("cgroup.procs"), false)
 		if err != nil {
 			return s, err
