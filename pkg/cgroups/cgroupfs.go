@@ -7,9 +7,14 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// rmdirBusyTimeout bounds how long RemovePod waits for a pod cgroup's last
+// processes to be reaped.
+const rmdirBusyTimeout = 5 * time.Second
 
 // cgroupfs names cgroups by their path below the mount root; runc creates
 // them (mkdir -p of the whole path) and removes the container's leaf.
@@ -49,7 +54,7 @@ func (d *cgroupfs) CreatePod(context.Context, string) error { return nil }
 
 // RemovePod removes the pod's directory in every hierarchy: runc removed
 // the containers' leaves below it.
-func (d *cgroupfs) RemovePod(_ context.Context, parent string) error {
+func (d *cgroupfs) RemovePod(ctx context.Context, parent string) error {
 	dir, err := Resolve(parent)
 	if err != nil || dir == "/" {
 		return fmt.Errorf("remove pod cgroup %q: not a pod cgroup", parent)
@@ -61,11 +66,32 @@ func (d *cgroupfs) RemovePod(_ context.Context, parent string) error {
 	var errs []error
 	for _, root := range l.Mounts {
 		p := filepath.Join(root, dir)
-		if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := rmdirBusy(ctx, p); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rmdirBusy removes a cgroup directory, retrying while it is busy: a
+// killed process stays a member of its cgroup until its parent (the
+// shim) has reaped it, which can lag the kill by a scheduling delay on a
+// loaded node.
+func rmdirBusy(ctx context.Context, p string) error {
+	delay := 10 * time.Millisecond
+	deadline := time.Now().Add(rmdirBusyTimeout)
+	for {
+		err := unix.Rmdir(p)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
 }
 
 func (d *cgroupfs) CgroupsPath(parent, id string) string {
