@@ -413,7 +413,6 @@ func TestExecSync(t *testing.T) {
 			}
 		})
 	}
-	logRSS(t, h.c.Pid())
 	if err := h.c.Kill(h.ctx(), id, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
@@ -422,44 +421,6 @@ func TestExecSync(t *testing.T) {
 	if !errors.Is(err, shim.ErrNotRunning) {
 		t.Errorf("exec in exited container: %v, want ErrNotRunning", err)
 	}
-	h.remove(id)
-}
-
-func logRSS(t *testing.T, pid int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Logf("read shim status: %v", err)
-		return
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS") || strings.HasPrefix(l, "RssAnon") || strings.HasPrefix(l, "RssFile") {
-			t.Logf("shim %d %s", pid, strings.Join(strings.Fields(l), " "))
-		}
-	}
-}
-
-func TestShimRSS(t *testing.T) {
-	h := newHarness(t, "/usr/sbin/runc", 0)
-	time.Sleep(100 * time.Millisecond)
-	t.Log("idle shim:")
-	logRSS(t, h.c.Pid())
-	if os.Getenv("SHIM_TEST_SMAPS") != "" {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", h.c.Pid()))
-		var hdr string
-		for _, l := range strings.Split(string(b), "\n") {
-			f := strings.Fields(l)
-			if len(f) >= 5 && strings.Contains(f[0], "-") {
-				hdr = l
-			}
-			if len(f) >= 2 && (f[0] == "Rss:" || f[0] == "Anonymous:") && f[1] != "0" {
-				t.Logf("%s %s | %s", f[0], f[1], hdr)
-			}
-		}
-	}
-	id, _ := h.run([]string{"sleep", "1000"}, shimtest.BundleOptions{})
-	time.Sleep(200 * time.Millisecond)
-	t.Log("shim with one running container:")
-	logRSS(t, h.c.Pid())
 	h.remove(id)
 }
 

@@ -654,15 +654,32 @@ func TestParityImageIDConsistency(t *testing.T) {
 
 // TestParityPullTimeout covers critest's "public image should timeout if
 // requested": a PullImage whose deadline passes fails with
-// DeadlineExceeded and returns no image.
+// DeadlineExceeded and returns no image. The deadline passes while the
+// daemon downloads (a layer the registry stalls), so it is the daemon
+// that must give up: the download stops (the registry sees its client go)
+// and nothing is listed.
 func TestParityPullTimeout(t *testing.T) {
-	env := framework.NewEnv(t)
-	env.Push(t, "parity-timeout:1", busybox(t))
-	ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+	d, reg := hostileDaemon(t)
+	img := busybox(t)
+	hostilePushBlobs(reg, "parity/timeout", img)
+	hostilePushManifest(t, reg, "parity/timeout", "1", img, nil)
+	reg.StallBlob(img.Layers[0].Digest, 10)
+	ref := hostileRef(reg, "parity/timeout", "1")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	ref, err := env.Daemon.Images().PullImage(ctx, spec("parity-timeout:1"), nil, nil)
-	if ref != "" || status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("PullImage with a 1ms deadline = %q, %v; want \"\" and DeadlineExceeded", ref, err)
+	got, err := d.Images().PullImage(ctx, spec(ref), nil, nil)
+	if got != "" || status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("PullImage past its deadline = %q, %v; want \"\" and DeadlineExceeded", got, err)
+	}
+	if reg.BlobGets(img.Layers[0].Digest) == 0 {
+		t.Fatalf("the daemon never downloaded the stalled layer: the deadline passed before the pull got there")
+	}
+	framework.Eventually(t, 10*time.Second, func() (bool, string) {
+		return reg.Stalled() == 0, fmt.Sprintf("%d downloads still wait on the stalled layer after the deadline", reg.Stalled())
+	})
+	if st, err := d.Images().ImageStatus(testCtx(t), spec(ref), false); err != nil || st.GetImage() != nil {
+		t.Errorf("after the timed-out pull: ImageStatus = %v, %v; want no image", st.GetImage(), err)
 	}
 }
 

@@ -402,16 +402,7 @@ func testShimDeath(t *testing.T, daemonDown bool) {
 	runningPidBefore := runningPid(t, d, running)
 	created := d.CreateContainer(t, pod, framework.ContainerConfig("created", "busybox", "sleep", "1000"), podCfg)
 	createdPid := verbosePid(t, d.ContainerStatus(t, created))
-	sandboxPid := 0
-	{
-		resp := d.PodStatus(t, pod)
-		var info struct {
-			Pid int `json:"pid"`
-		}
-		if err := json.Unmarshal([]byte(resp.GetInfo()["info"]), &info); err == nil {
-			sandboxPid = info.Pid
-		}
-	}
+	sandboxPid := infoPid(t, d.PodStatus(t, pod).GetInfo())
 
 	shimPid := d.ShimPid(t, pod)
 	if daemonDown {
@@ -452,7 +443,10 @@ func testShimDeath(t *testing.T, daemonDown bool) {
 		{"the created container's runc init", createdPid},
 		{"the sandbox process", sandboxPid},
 	} {
-		if p.pid > 0 && !framework.WaitProcessGone(p.pid, time.Until(deadline)) {
+		if p.pid <= 0 {
+			t.Fatalf("no pid of %s to check", p.what)
+		}
+		if !framework.WaitProcessGone(p.pid, time.Until(deadline)) {
 			t.Errorf("%s (pid %d) still runs 10s after its shim died and it was reported exited", p.what, p.pid)
 		}
 	}

@@ -420,29 +420,57 @@ func TestStreamingNoLeaks(t *testing.T) {
 	d, pod, pc := streamEnv(t)
 	id := d.CreateStarted(t, pod, sleeper("c"), pc)
 	shimPid := d.ShimPid(t, pod)
+	// run runs one exec and checks its outcome: a plain exec prints
+	// "done" and exits 0 once its stdin ends; a terminal exec, which has
+	// no end-of-file, is hung up when stdin ends and exits too; an
+	// abandoned one (stdin never ends, the client goes away) fails in the
+	// client.
 	run := func(i int) {
 		tty := i%3 == 0
+		abandoned := i%10 == 9
 		req := &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sh", "-c", "cat >/dev/null; echo done"}, Stdin: true, Stdout: true, Tty: tty, Stderr: !tty}
 		u := execURL(t, d, req)
 		ctx, cancel := context.WithCancel(testCtx(t))
 		defer cancel()
-		opts := remotecommand.StreamOptions{Stdin: strings.NewReader("x\n"), Stdout: io.Discard, Tty: tty}
+		var stdout, stderr bytes.Buffer
+		opts := remotecommand.StreamOptions{Stdin: strings.NewReader("x\n"), Stdout: &stdout, Tty: tty}
 		if !tty {
-			opts.Stderr = io.Discard
+			opts.Stderr = &stderr
 		}
-		if i%10 == 9 {
+		if abandoned {
 			// An abandoned client: stdin never ends, the client goes.
 			r, w := io.Pipe()
 			defer w.Close()
 			opts.Stdin = r
 			time.AfterFunc(200*time.Millisecond, cancel)
 		}
-		if tty && i%10 != 9 {
+		if tty && !abandoned {
 			// A terminal has no end-of-file: the shell ends with the
 			// hang-up that the end of stdin causes.
 			opts.Stdin = strings.NewReader("")
 		}
-		_ = spdyExecutor(t, u).StreamWithContext(ctx, opts)
+		err := spdyExecutor(t, u).StreamWithContext(ctx, opts)
+		switch {
+		case abandoned:
+			if err == nil {
+				t.Errorf("exec %d: an abandoned exec (stdin never ends) returned without error: stdout %q", i, stdout.String())
+			}
+		case tty:
+			// The end of stdin hangs the terminal up by closing the
+			// session (pkg/shim: a terminal has no end-of-file), so the
+			// client may get no exit code; if it does, sh died of the
+			// hang-up (129) or got to echo (0). Either way the process
+			// must go: checked below.
+			if err != nil && !strings.Contains(err.Error(), "stream closed before the process exited") {
+				if c := exitCode(t, err); c != 0 && c != 129 {
+					t.Errorf("exec %d (tty): exit code %d (%v), want 0 or 129 (SIGHUP)", i, c, err)
+				}
+			}
+		default:
+			if err != nil || stdout.String() != "done\n" || stderr.Len() != 0 {
+				t.Errorf("exec %d: err %v stdout %q stderr %q, want done and exit 0", i, err, stdout.String(), stderr.String())
+			}
+		}
 	}
 	// Warm up, so lazily started goroutines are part of the baseline.
 	for i := range 5 {
@@ -458,6 +486,11 @@ func TestStreamingNoLeaks(t *testing.T) {
 		g, fd, sfd := daemonGoroutines(t, d), procCount(t, d.Pid(), "fd"), procCount(t, shimPid, "fd")
 		return g <= baseG+slack && fd <= baseFD+2 && sfd <= baseShimFD,
 			fmt.Sprintf("after 100 execs: daemon goroutines %d (baseline %d), daemon fds %d (%d), shim fds %d (%d)", g, baseG, fd, baseFD, sfd, baseShimFD)
+	})
+	// Hung-up and abandoned execs do not linger in the container.
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		ps := d.ExecOK(t, id, "ps", "-o", "args")
+		return !strings.Contains(ps, "cat >/dev/null"), "exec'd processes still run after their sessions ended:\n" + ps
 	})
 	t.Logf("daemon goroutines %d (baseline %d), shim threads %d", daemonGoroutines(t, d), baseG, procCount(t, shimPid, "task"))
 }

@@ -132,6 +132,7 @@ type Registry struct {
 	redirect   bool
 	stall      map[digest.Digest]int64
 	failBlob   map[digest.Digest]int
+	stalled    int // GETs of stalled blobs waiting for their client
 	log        []*Request
 }
 
@@ -390,6 +391,15 @@ func (r *Registry) FailBlob(d digest.Digest, status int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.failBlob[d] = status
+}
+
+// Stalled is how many GETs of stalled blobs (StallBlob) are waiting for
+// their client to go away: a client that gave up on a download has
+// closed its connection.
+func (r *Registry) Stalled() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stalled
 }
 
 // CorruptBlob makes GETs of blob (or manifest) d serve the right length
@@ -836,7 +846,13 @@ func (r *Registry) writeBlob(w http.ResponseWriter, req *http.Request, d digest.
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
+		r.mu.Lock()
+		r.stalled++
+		r.mu.Unlock()
 		<-req.Context().Done()
+		r.mu.Lock()
+		r.stalled--
+		r.mu.Unlock()
 		panic(http.ErrAbortHandler)
 	}
 	if hasCut {
