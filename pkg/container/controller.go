@@ -37,7 +37,7 @@ type Sandbox interface {
 	ID() string
 	Config() *runtimeapi.PodSandboxConfig
 	Ready() bool
-	Shim() *shim.Client
+	Shim() shim.API
 	Info() oci.SandboxInfo
 	BundleDir(containerID string) string
 	// ForceDelete kills and deletes a container through the OCI runtime

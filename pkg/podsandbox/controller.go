@@ -72,7 +72,10 @@ type Options struct {
 	// the built-in pause.
 	SandboxImage SandboxImage
 	// Network attaches pods that do not use the host's network.
-	Network *cni.Manager
+	Network Network
+	// Shims starts and reconnects to pods' shims; nil is real shim
+	// processes.
+	Shims shim.Launcher
 }
 
 // SandboxImage runs the sandbox process from an image; the image side
@@ -83,6 +86,17 @@ type SandboxImage interface {
 	Mount(ctx context.Context, id, rootfs string) ([]string, error)
 	// Unmount undoes Mount; it is idempotent.
 	Unmount(ctx context.Context, id, rootfs string) error
+}
+
+// Network attaches pods to the node's pod network: *cni.Manager, or a
+// fake in tests.
+type Network interface {
+	// Setup runs CNI ADD in the pod's network namespace.
+	Setup(ctx context.Context, p cni.Pod) (*cni.Result, error)
+	// Teardown runs CNI DEL; it is idempotent.
+	Teardown(ctx context.Context, p cni.Pod) error
+	// Attached lists the IDs of the pods the CNI cache holds.
+	Attached() ([]string, error)
 }
 
 // EventHandler receives the shim events of containers other than the pod's
@@ -109,6 +123,9 @@ type Controller struct {
 
 // New returns a controller; call Recover before serving.
 func New(opts Options, db *meta.DB) *Controller {
+	if opts.Shims == nil {
+		opts.Shims = shim.Processes{}
+	}
 	handlers := make(map[string]Handler, len(opts.Handlers))
 	for name, h := range opts.Handlers {
 		h.Args = opts.Cgroups.RuntimeArgs()
@@ -334,7 +351,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		shimBin = c.opts.Binary
 	}
 	tShim := time.Now()
-	client, err := shim.Spawn(ctx, shim.SpawnOptions{
+	client, err := c.opts.Shims.Spawn(ctx, shim.SpawnOptions{
 		Binary:      shimBin,
 		PodID:       id,
 		StateDir:    pod.shimDir(),
@@ -544,7 +561,7 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 	// rather than one that died.
 	pod.setShim(nil)
 	if cl == nil {
-		if d, err := shim.Dial(ctx, pod.shimDir()); err == nil {
+		if d, err := c.opts.Shims.Dial(ctx, pod.shimDir()); err == nil {
 			cl = d
 		}
 	}

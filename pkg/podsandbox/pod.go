@@ -19,7 +19,7 @@ type Pod struct {
 
 	mu       sync.Mutex // guards rec and shim
 	rec      meta.Sandbox
-	shim     *shim.Client
+	shim     shim.API
 	cfg      *runtimeapi.PodSandboxConfig
 	dir      string
 	handler  Handler
@@ -51,13 +51,13 @@ func (p *Pod) Ready() bool {
 }
 
 // Shim is the client of the pod's shim, nil when the shim is gone.
-func (p *Pod) Shim() *shim.Client {
+func (p *Pod) Shim() shim.API {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.shim
 }
 
-func (p *Pod) setShim(c *shim.Client) {
+func (p *Pod) setShim(c shim.API) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.shim = c

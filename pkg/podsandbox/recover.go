@@ -73,7 +73,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 			}
 		}
 		var after uint64
-		cl, err := shim.Dial(ctx, pod.shimDir())
+		cl, err := c.opts.Shims.Dial(ctx, pod.shimDir())
 		switch {
 		case err == nil:
 			pod.shim = cl
@@ -210,7 +210,7 @@ func (c *Controller) monitor(pod *Pod, after uint64) {
 // shimDied handles a shim that is gone while the daemon runs: the pod
 // becomes not ready, its containers are reported exited, and whatever
 // processes remain are killed so nothing runs unsupervised.
-func (c *Controller) shimDied(pod *Pod, cl *shim.Client) {
+func (c *Controller) shimDied(pod *Pod, cl shim.API) {
 	if pod.Shim() != cl {
 		return // replaced or removed on purpose
 	}

@@ -11,7 +11,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/events"
@@ -32,7 +31,7 @@ type Server struct {
 	pods   *podsandbox.Controller
 	ctrs   *container.Controller
 	stream *streaming.Server // set by SetStreaming
-	net    *cni.Manager
+	net    Network
 	stats  *stats.Collector
 	// handlerFeatures is what each OCI runtime said it supports.
 	handlerFeatures map[string]HandlerFeatures
@@ -40,7 +39,7 @@ type Server struct {
 }
 
 // New returns a CRI server over the given services.
-func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network *cni.Manager, collector *stats.Collector) *Server {
+func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network Network, collector *stats.Collector) *Server {
 	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs, net: network, stats: collector}
 	pods.SetLifecycleHook(s.podEvent)
 	ctrs.SetEventHook(s.containerEvent)
@@ -50,6 +49,15 @@ func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller,
 		s.layerUsage(context.Background(), ctr)
 	}
 	return s
+}
+
+// Network is what the CRI server asks of the pod network: *cni.Manager,
+// or a fake in tests.
+type Network interface {
+	// Status is nil when pods can be networked (NetworkReady).
+	Status() error
+	// UpdatePodCIDR passes on kubelet's UpdateRuntimeConfig.
+	UpdatePodCIDR(cidr string) error
 }
 
 // HandlerFeatures are optional abilities of one OCI runtime.

@@ -1,0 +1,433 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/imagetest"
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/fakeshim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// The controller's state machine with fakes at its seams: a fake pod and
+// shim (pkg/shim/fakeshim), a real image service on a native snapshotter
+// in a temporary directory. Root is needed only to bind-mount the rootfs.
+
+const testImage = "docker.io/library/fake:1"
+
+// fakePod is the container controller's view of a pod.
+type fakePod struct {
+	id, dir string
+	cfg     *runtimeapi.PodSandboxConfig
+	shim    *fakeshim.Shim
+	shimOK  bool
+
+	mu           sync.Mutex
+	forceDeleted []string
+}
+
+func (p *fakePod) ID() string                           { return p.id }
+func (p *fakePod) Config() *runtimeapi.PodSandboxConfig { return p.cfg }
+func (p *fakePod) Ready() bool                          { return p.shimOK }
+func (p *fakePod) BundleDir(id string) string           { return filepath.Join(p.dir, "bundles", id) }
+func (p *fakePod) Info() oci.SandboxInfo {
+	return oci.SandboxInfo{ID: p.id, Pid: 1, HostNetwork: true, HostIPC: true, Hostname: "fake", CgroupParent: "/fake-pod"}
+}
+
+func (p *fakePod) Shim() shim.API {
+	if !p.shimOK {
+		return nil
+	}
+	return p.shim
+}
+
+func (p *fakePod) ForceDelete(_ context.Context, id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forceDeleted = append(p.forceDeleted, id)
+}
+
+type env struct {
+	t      *testing.T
+	c      *Controller
+	db     *meta.DB
+	images *imagetest.Images
+	pod    *fakePod
+	events chan runtimeapi.ContainerEventType
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("bind-mounting a container's rootfs needs root")
+	}
+	dir := t.TempDir()
+	db, err := meta.Open(filepath.Join(dir, "meta.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	images := imagetest.New(t, db)
+	images.Add(t, testImage, ocispec.ImageConfig{Cmd: []string{"sh"}, StopSignal: "SIGTERM"}, map[string]string{"etc/motd": "hi"})
+	sh, err := fakeshim.NewLauncher().Spawn(context.Background(), shim.SpawnOptions{StateDir: filepath.Join(dir, "shim")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &fakePod{id: "pod1", dir: filepath.Join(dir, "pod"), shim: sh.(*fakeshim.Shim), shimOK: true,
+		cfg: &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "ns", Uid: "u"}, LogDirectory: filepath.Join(dir, "logs")}}
+	e := &env{t: t, db: db, images: images, pod: pod, events: make(chan runtimeapi.ContainerEventType, 1000)}
+	e.c = e.controller()
+	return e
+}
+
+// controller makes a controller on the env's stores, as a daemon start
+// does.
+func (e *env) controller() *Controller {
+	drv, err := cgroups.New(cgroups.CgroupfsName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c := New(Options{Cgroups: drv, MaxExecOutput: 1 << 20}, e.db, e.images.Service, func(id string) (Sandbox, error) {
+		if id != e.pod.id {
+			return nil, errors.New("no such pod")
+		}
+		return e.pod, nil
+	})
+	c.SetEventHook(func(ev runtimeapi.ContainerEventType, _ *Container) { e.events <- ev })
+	e.t.Cleanup(func() {
+		for _, ctr := range c.List() {
+			if err := c.Remove(context.Background(), ctr.ID()); err != nil && !errors.Is(err, ErrNotFound) {
+				e.t.Errorf("cleanup: remove %s: %v", ctr.ID(), err)
+			}
+		}
+		c.Close()
+	})
+	return c
+}
+
+func (e *env) config(name string, attempt uint32) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name, Attempt: attempt},
+		Image: &runtimeapi.ImageSpec{Image: testImage}, Command: []string{"sleep", "1000"}, LogPath: name + ".log"}
+}
+
+func (e *env) create(name string) string {
+	e.t.Helper()
+	id, err := e.c.Create(context.Background(), e.pod, e.config(name, 0))
+	if err != nil {
+		e.t.Fatalf("Create(%s): %v", name, err)
+	}
+	return id
+}
+
+func (e *env) record(id string) meta.Container {
+	e.t.Helper()
+	ctr, err := e.c.Get(id)
+	if err != nil {
+		e.t.Fatalf("Get(%s): %v", id, err)
+	}
+	return ctr.Record()
+}
+
+// drain returns the events emitted so far.
+func (e *env) drain() []runtimeapi.ContainerEventType {
+	var out []runtimeapi.ContainerEventType
+	for {
+		select {
+		case ev := <-e.events:
+			out = append(out, ev)
+		default:
+			return out
+		}
+	}
+}
+
+// exitEvent is the event the pod's shim monitor would deliver for id.
+func (e *env) exitEvent(id string) shim.Event {
+	st, err := e.pod.shim.State(context.Background(), id)
+	if err != nil {
+		e.t.Fatalf("fake shim State(%s): %v", id, err)
+	}
+	return shim.Event{ID: id, Type: shim.EventExited, State: st}
+}
+
+var (
+	evCreated = runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT
+	evStarted = runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT
+	evStopped = runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT
+	evDeleted = runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT
+)
+
+// TestStartRacesExit: a container that exits as soon as it starts. Its
+// exit event reaches the controller before Start's "running" reply (in
+// the reply window, or concurrently at a random moment); in every run the
+// container must end EXITED with its code, and no STARTED event may
+// follow its STOPPED one.
+func TestStartRacesExit(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewSource(1))
+	for i := range 60 {
+		id, err := e.c.Create(ctx, e.pod, e.config("racer", uint32(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.pod.shim.ExitOnStart[id] = 7
+		var wg sync.WaitGroup
+		if i%2 == 0 {
+			// Deterministic: the exit lands in the reply window.
+			e.pod.shim.BeforeStartReply = func(id string) { e.c.HandleEvent(e.pod, e.exitEvent(id)) }
+		} else {
+			// Concurrent, as the pod monitor delivers it.
+			e.pod.shim.BeforeStartReply = nil
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(rng.Intn(200)) * time.Microsecond)
+				if ev, err := e.pod.shim.State(ctx, id); err == nil && ev.Status == shim.StatusExited {
+					e.c.HandleEvent(e.pod, shim.Event{ID: id, Type: shim.EventExited, State: ev})
+					return
+				}
+				st, _ := e.pod.shim.Wait(ctx, id)
+				e.c.HandleEvent(e.pod, shim.Event{ID: id, Type: shim.EventExited, State: st})
+			}()
+		}
+		if err := e.c.Start(ctx, id); err != nil {
+			t.Fatalf("run %d: Start: %v", i, err)
+		}
+		wg.Wait()
+		rec := e.record(id)
+		if rec.State != meta.ContainerExited || rec.ExitCode != 7 || rec.StartedAt.IsZero() || rec.FinishedAt.IsZero() {
+			t.Fatalf("run %d: %s code %d started %v finished %v; want exited 7 with both times", i, rec.State, rec.ExitCode, rec.StartedAt, rec.FinishedAt)
+		}
+		evs := e.drain()
+		if stop := slices.Index(evs, evStopped); stop < 0 || slices.Contains(evs[stop:], evStarted) {
+			t.Fatalf("run %d: events %v: want STOPPED last of the lifecycle", i, evs)
+		}
+		if err := e.c.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		e.drain()
+	}
+}
+
+// TestStopIdempotent: SIGTERM, then SIGKILL after the timeout for a
+// container that ignores SIGTERM; stopping an exited container succeeds
+// without asking the shim.
+func TestStopIdempotent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create("stubborn")
+	if err := e.c.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	e.pod.shim.IgnoreTerm[id] = true
+	if err := e.c.Stop(ctx, id, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec := e.record(id)
+	if rec.State != meta.ContainerExited || rec.ExitCode != 128+int32(syscall.SIGKILL) {
+		t.Fatalf("after Stop: %s code %d, want exited by SIGKILL", rec.State, rec.ExitCode)
+	}
+	calls := len(e.pod.shim.Calls())
+	if err := e.c.Stop(ctx, id, 10); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if n := len(e.pod.shim.Calls()); n != calls {
+		t.Errorf("stopping an exited container called the shim: %v", e.pod.shim.Calls()[calls:])
+	}
+	if err := e.c.Stop(ctx, "0123456789abcdef", 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Stop of an unknown container = %v, want ErrNotFound", err)
+	}
+}
+
+// TestStartWrongState: only a created container starts.
+func TestStartWrongState(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create("c")
+	if err := e.c.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Start(ctx, id); !errors.Is(err, ErrState) {
+		t.Errorf("Start of a running container = %v, want ErrState", err)
+	}
+	if err := e.c.Stop(ctx, id, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Start(ctx, id); !errors.Is(err, ErrState) {
+		t.Errorf("Start of an exited container = %v, want ErrState", err)
+	}
+}
+
+// TestRemoveReleasesEverything: Remove stops a running container and
+// leaves no record, snapshot, bundle or name; a second Remove is NotFound.
+func TestRemoveReleasesEverything(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create("c")
+	if err := e.c.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Remove(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := e.db.ListContainers(); len(recs) != 0 {
+		t.Errorf("records left: %+v", recs)
+	}
+	if _, err := e.images.Snap.Stat(ctx, id); !errors.Is(err, snapshot.ErrNotFound) {
+		t.Errorf("rootfs snapshot left: %v", err)
+	}
+	if _, err := os.Stat(e.pod.BundleDir(id)); !os.IsNotExist(err) {
+		t.Errorf("bundle left: %v", err)
+	}
+	if _, ok := e.pod.shim.Containers()[id]; ok {
+		t.Errorf("the shim still holds the container")
+	}
+	if err := e.c.Remove(ctx, id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Remove = %v, want ErrNotFound", err)
+	}
+	// The name is free again.
+	e.create("c")
+	if got := e.drain(); !slices.Equal(got[:4], []runtimeapi.ContainerEventType{evCreated, evStarted, evStopped, evDeleted}) {
+		t.Errorf("events %v", got)
+	}
+}
+
+// TestCreateFailureCleansUp: a create the shim refuses leaves nothing
+// behind, and the name can be used again.
+func TestCreateFailureCleansUp(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.pod.shim.Fail["Create"] = errors.New("runc create failed")
+	if _, err := e.c.Create(ctx, e.pod, e.config("c", 0)); err == nil {
+		t.Fatal("Create succeeded although the shim refused")
+	}
+	if recs, _ := e.db.ListContainers(); len(recs) != 0 {
+		t.Errorf("records left: %+v", recs)
+	}
+	n := 0
+	_ = e.images.Snap.Walk(ctx, func(i snapshot.Info) error {
+		if i.Kind == snapshot.KindActive {
+			n++
+		}
+		return nil
+	})
+	if n != 0 {
+		t.Errorf("%d rootfs snapshots left", n)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.pod.dir, "bundles")); len(entries) != 0 {
+		t.Errorf("bundles left: %v", entries)
+	}
+	delete(e.pod.shim.Fail, "Create")
+	e.create("c")
+}
+
+// TestShimDied: when the pod's shim dies, its running and created
+// containers are reported exited (ShimDied) and killed through the
+// runtime; exited ones keep their exit.
+func TestShimDied(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	running, created, done := e.create("running"), e.create("created"), e.create("done")
+	for _, id := range []string{running, done} {
+		if err := e.c.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.pod.shim.Exit(done, 3); err != nil {
+		t.Fatal(err)
+	}
+	e.c.HandleEvent(e.pod, e.exitEvent(done))
+	e.pod.shim.Die()
+	e.pod.shimOK = false
+	e.c.HandleEvent(e.pod, shim.Event{Type: shim.EventShimDied})
+	for _, id := range []string{running, created} {
+		if rec := e.record(id); rec.State != meta.ContainerExited || rec.Reason != "ShimDied" {
+			t.Errorf("%s after its shim died: %s %q", id, rec.State, rec.Reason)
+		}
+	}
+	if rec := e.record(done); rec.ExitCode != 3 || rec.Reason != "Error" {
+		t.Errorf("an exited container changed when its shim died: %d %q", rec.ExitCode, rec.Reason)
+	}
+	if got := e.pod.forceDeleted; !slices.Contains(got, running) || !slices.Contains(got, created) || slices.Contains(got, done) {
+		t.Errorf("force-deleted %v, want the running and created ones", got)
+	}
+	// Removal works without a shim.
+	for _, id := range []string{running, created, done} {
+		if err := e.c.Remove(ctx, id); err != nil {
+			t.Errorf("Remove(%s) without a shim: %v", id, err)
+		}
+	}
+}
+
+// TestRecover: a daemon start finds a creation cut short (torn down), a
+// container that exited while the daemon was away (takes the shim's
+// exit), one still running, and one whose shim is gone (reported killed).
+func TestRecover(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	running, exitedWhileDown := e.create("running"), e.create("exited")
+	for _, id := range []string{running, exitedWhileDown} {
+		if err := e.c.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	half := e.create("half")
+	rec := e.record(half)
+	rec.State = meta.ContainerCreating
+	if err := e.db.PutContainer(rec); err != nil {
+		t.Fatal(err)
+	}
+	// The daemon goes away; meanwhile one container exits.
+	e.c.Close()
+	if err := e.pod.shim.Exit(exitedWhileDown, 5); err != nil {
+		t.Fatal(err)
+	}
+	c2 := e.controller()
+	if err := c2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Get(half); !errors.Is(err, ErrNotFound) {
+		t.Errorf("interrupted creation still listed: %v", err)
+	}
+	if _, err := e.images.Snap.Stat(ctx, half); !errors.Is(err, snapshot.ErrNotFound) {
+		t.Errorf("interrupted creation's snapshot left: %v", err)
+	}
+	ctr, err := c2.Get(exitedWhileDown)
+	if err != nil || ctr.Record().State != meta.ContainerExited || ctr.Record().ExitCode != 5 {
+		t.Errorf("container that exited while down: %+v %v", ctr, err)
+	}
+	ctr, err = c2.Get(running)
+	if err != nil || ctr.Record().State != meta.ContainerRunning {
+		t.Fatalf("running container after recovery: %v", err)
+	}
+
+	// Another start, with the pod's shim gone.
+	c2.Close()
+	e.pod.shim.Die()
+	e.pod.shimOK = false
+	c3 := e.controller()
+	if err := c3.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ctr, err = c3.Get(running)
+	if err != nil || ctr.Record().State != meta.ContainerExited || ctr.Record().Reason != "ShimDied" {
+		t.Errorf("running container whose shim is gone: %+v %v", ctr.Record(), err)
+	}
+	e.c = c3
+}
