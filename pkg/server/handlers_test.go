@@ -1,0 +1,326 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+	"github.com/cri-runtimed/cri-runtimed/pkg/cni/fakecni"
+	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/imagetest"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/fakeshim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// The CRI handlers over the real controllers, with fakes only at the
+// bottom: shims (pkg/shim/fakeshim), the CNI network (pkg/cni/fakecni)
+// and an image service without a registry (pkg/image/imagetest). Root is
+// needed for netns pins, the pod's /dev/shm and rootfs bind mounts; no
+// runc, shim binary or CNI plugin.
+
+const handlerImage = "docker.io/library/handlers:1"
+
+type stack struct {
+	t     *testing.T
+	s     *Server
+	shims *fakeshim.Launcher
+	net   *fakecni.Network
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("netns pins, the pod's /dev/shm and rootfs mounts need root")
+	}
+	dir := t.TempDir()
+	// The pin directory becomes a mount point (shared propagation).
+	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(dir, "netns"), unix.MNT_DETACH) })
+	db, err := meta.Open(filepath.Join(dir, "meta.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	images := imagetest.New(t, db)
+	images.Add(t, handlerImage, ocispec.ImageConfig{Cmd: []string{"sleep", "1000"}}, map[string]string{"etc/motd": "hi"})
+	drv, err := cgroups.New(cgroups.CgroupfsName, cgroups.WithDefaultParent("/cri-runtimed-unit-"+filepath.Base(dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &stack{t: t, shims: fakeshim.NewLauncher(), net: fakecni.New()}
+	pods := podsandbox.New(podsandbox.Options{
+		StateDir:       filepath.Join(dir, "pods"),
+		NetNSDir:       filepath.Join(dir, "netns"),
+		Binary:         "/bin/true",
+		Handlers:       map[string]podsandbox.Handler{"runc": {Root: filepath.Join(dir, "runc")}},
+		DefaultHandler: "runc",
+		Cgroups:        drv,
+		Network:        st.net,
+		Shims:          st.shims,
+	}, db)
+	ctrs := container.New(container.Options{Cgroups: drv, MaxExecOutput: 1 << 20}, db, images.Service, func(id string) (container.Sandbox, error) {
+		pod, err := pods.Get(id)
+		if err != nil || pod.ID() != id {
+			return nil, fmt.Errorf("pod %s: %w", id, podsandbox.ErrNotFound)
+		}
+		return pod, nil
+	})
+	pods.SetEventHandler(func(pod *podsandbox.Pod, ev shim.Event) { ctrs.HandleEvent(pod, ev) })
+	collector, err := stats.NewCollector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Root, cfg.State = dir, dir
+	st.s = New(cfg, images.Service, pods, ctrs, st.net, collector)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, p := range pods.List() {
+			if _, err := st.s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.ID()}); err != nil {
+				t.Errorf("cleanup: RemovePodSandbox(%s): %v", p.ID(), err)
+			}
+		}
+		ctrs.Close()
+		pods.Close()
+	})
+	return st
+}
+
+func (st *stack) shimOf(podID string) *fakeshim.Shim {
+	st.t.Helper()
+	for _, s := range st.shims.Shims() {
+		if s.PodID == podID {
+			return s
+		}
+	}
+	st.t.Fatalf("no shim for pod %s", podID)
+	return nil
+}
+
+func podCfg(name string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "ns", Uid: "uid-" + name},
+		Labels: map[string]string{"app": name}}
+}
+
+func ctrCfg(name string, attempt uint32) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: name, Attempt: attempt},
+		Image: &runtimeapi.ImageSpec{Image: handlerImage}, Labels: map[string]string{"c": name}}
+}
+
+func (st *stack) runPod(name string) string {
+	st.t.Helper()
+	resp, err := st.s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podCfg(name)})
+	if err != nil {
+		st.t.Fatalf("RunPodSandbox: %v", err)
+	}
+	return resp.PodSandboxId
+}
+
+func (st *stack) createCtr(pod, name string, attempt uint32) string {
+	st.t.Helper()
+	resp, err := st.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: ctrCfg(name, attempt), SandboxConfig: podCfg("p")})
+	if err != nil {
+		st.t.Fatalf("CreateContainer: %v", err)
+	}
+	return resp.ContainerId
+}
+
+func (st *stack) ctrState(id string) *runtimeapi.ContainerStatus {
+	st.t.Helper()
+	resp, err := st.s.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		st.t.Fatalf("ContainerStatus(%s): %v", id, err)
+	}
+	return resp.Status
+}
+
+func wantCode(t *testing.T, what string, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(toStatus(err)); got != want {
+		t.Errorf("%s: %v (%v), want %v", what, got, err, want)
+	}
+}
+
+// TestHandlersLifecycle: what kubelet does to a pod and its containers,
+// and the codes it gets for what it gets wrong.
+func TestHandlersLifecycle(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("p")
+	a := st.createCtr(pod, "a", 0)
+	b := st.createCtr(pod, "b", 0)
+	if _, err := st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: a}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Lists and status.
+	list, err := st.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{
+		PodSandboxId: pod[:12], State: &runtimeapi.ContainerStateValue{State: runtimeapi.ContainerState_CONTAINER_RUNNING}}})
+	if err != nil || len(list.Containers) != 1 || list.Containers[0].Id != a {
+		t.Errorf("running containers of the pod (by ID prefix) = %v, %v; want only %s", list.GetContainers(), err, a)
+	}
+	list, _ = st.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{LabelSelector: map[string]string{"c": "b"}}})
+	if len(list.Containers) != 1 || list.Containers[0].Id != b || list.Containers[0].State != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("containers labelled c=b = %v", list.Containers)
+	}
+	if s := st.ctrState(a); s.State != runtimeapi.ContainerState_CONTAINER_RUNNING || s.StartedAt == 0 || s.ImageId == "" || s.Metadata.GetName() != "a" {
+		t.Errorf("status of a: %v", s)
+	}
+	ps, err := st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ps.Status.GetNetwork().GetIp() == "" {
+		t.Errorf("pod status = %v, %v", ps.GetStatus(), err)
+	}
+
+	// Errors, as kubelet and crictl see them.
+	_, err = st.s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: ctrCfg("a", 0)})
+	wantCode(t, "CreateContainer with a name in use", err, codes.AlreadyExists)
+	if err == nil || !strings.Contains(err.Error(), a) {
+		t.Errorf("the AlreadyExists error does not name the container holding the name: %v", err)
+	}
+	_, err = st.s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{Config: ctrCfg("x", 0)})
+	wantCode(t, "CreateContainer without a pod", err, codes.InvalidArgument)
+	_, err = st.s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: strings.Repeat("f", 64), Config: ctrCfg("x", 0)})
+	wantCode(t, "CreateContainer in an unknown pod", err, codes.NotFound)
+	_, err = st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: a})
+	wantCode(t, "StartContainer of a running container", err, codes.FailedPrecondition)
+	_, err = st.s.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: b, Cmd: []string{"true"}})
+	wantCode(t, "ExecSync in a created container", err, codes.FailedPrecondition)
+	_, err = st.s.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: strings.Repeat("e", 64)})
+	wantCode(t, "ContainerStatus of an unknown container", err, codes.NotFound)
+
+	// ExecSync reaches the container's shim.
+	st.shimOf(pod).ExecSyncFunc = func(req shim.ExecSyncRequest) (shim.ExecSyncResult, error) {
+		return shim.ExecSyncResult{Stdout: []byte("out"), Stderr: []byte("err"), ExitCode: 3}, nil
+	}
+	res, err := st.s.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: a, Cmd: []string{"x"}})
+	if err != nil || string(res.Stdout) != "out" || string(res.Stderr) != "err" || res.ExitCode != 3 {
+		t.Errorf("ExecSync = %v, %v", res, err)
+	}
+
+	// Stop and remove are idempotent; unknown IDs succeed, as kubelet
+	// retries them.
+	for range 2 {
+		if _, err := st.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: a}); err != nil {
+			t.Errorf("StopContainer: %v", err)
+		}
+	}
+	if s := st.ctrState(a); s.State != runtimeapi.ContainerState_CONTAINER_EXITED || s.FinishedAt == 0 {
+		t.Errorf("stopped container: %v", s)
+	}
+	for _, id := range []string{a, a, strings.Repeat("d", 64)} {
+		if _, err := st.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Errorf("RemoveContainer(%s): %v", id, err)
+		}
+	}
+	// Removing the pod removes what it still holds (b).
+	if _, err := st.s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: ctrCfg("late", 0)})
+	wantCode(t, "CreateContainer in a stopped pod", err, codes.FailedPrecondition)
+	for range 2 {
+		if _, err := st.s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+			t.Fatalf("RemovePodSandbox: %v", err)
+		}
+	}
+	all, _ := st.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	pods, _ := st.s.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if len(all.Containers) != 0 || len(pods.Items) != 0 {
+		t.Errorf("left after RemovePodSandbox: %v %v", all.Containers, pods.Items)
+	}
+	_, err = st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	wantCode(t, "PodSandboxStatus of a removed pod", err, codes.NotFound)
+	if ids, _ := st.net.Attached(); len(ids) != 0 {
+		t.Errorf("network attachments left: %v", ids)
+	}
+}
+
+// TestHandlersExitAtStart: a container that exits at once, through the
+// whole stack: its exit event travels the pod's shim monitor to the
+// container controller before StartContainer's "running" reply is
+// applied. Every run must end EXITED with the container's code.
+func TestHandlersExitAtStart(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("p")
+	sh := st.shimOf(pod)
+	for i := range 20 {
+		id := st.createCtr(pod, "once", uint32(i))
+		sh.ExitOnStart[id] = 9
+		sh.BeforeStartReply = func(id string) {
+			// Hold the reply until the monitor delivered the exit.
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if st.ctrState(id).State == runtimeapi.ContainerState_CONTAINER_EXITED {
+					return
+				}
+			}
+			t.Errorf("run %d: the exit event never reached the container controller", i)
+		}
+		if _, err := st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("run %d: StartContainer: %v", i, err)
+		}
+		if s := st.ctrState(id); s.State != runtimeapi.ContainerState_CONTAINER_EXITED || s.ExitCode != 9 {
+			t.Fatalf("run %d: %s code %d, want EXITED 9", i, s.State, s.ExitCode)
+		}
+		if _, err := st.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestHandlersPinned: ListImages and ImageStatus report an image pinned
+// while a container that has not exited uses it.
+func TestHandlersPinned(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pinned := func() bool {
+		t.Helper()
+		resp, err := st.s.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: handlerImage}})
+		if err != nil || resp.Image == nil {
+			t.Fatalf("ImageStatus: %v %v", resp, err)
+		}
+		list, err := st.s.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+		if err != nil || len(list.Images) != 1 || list.Images[0].Pinned != resp.Image.Pinned {
+			t.Fatalf("ListImages = %v, %v; ImageStatus pinned=%v", list.GetImages(), err, resp.Image.Pinned)
+		}
+		return resp.Image.Pinned
+	}
+	if pinned() {
+		t.Error("pinned before any container uses it")
+	}
+	pod := st.runPod("p")
+	id := st.createCtr(pod, "c", 0)
+	if !pinned() {
+		t.Error("not pinned while a created container uses it")
+	}
+	if _, err := st.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	// A created container "stopped" stays created; kill it for real.
+	if err := st.shimOf(pod).Exit(id, 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); st.ctrState(id).State != runtimeapi.ContainerState_CONTAINER_EXITED; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not exit")
+		}
+	}
+	if pinned() {
+		t.Error("still pinned after its only container exited")
+	}
+}
+
