@@ -78,14 +78,16 @@ var sentinelCodes = []struct {
 	{image.ErrPullStuck, codes.DeadlineExceeded},
 	// Past image.max_uncompressed_size.
 	{image.ErrTooLarge, codes.ResourceExhausted},
-	// An image the registry serves but that cannot be used as one.
-	{image.ErrInvalidImage, codes.InvalidArgument},
+	// An image the registry serves but that cannot be used as one: the
+	// request was well formed, the content is refused, so not
+	// InvalidArgument (kubelet and operators read that as their mistake).
+	{image.ErrInvalidImage, codes.FailedPrecondition},
 	{registry.ErrSchema1, codes.Unimplemented},
 	{registry.ErrNotFound, codes.NotFound},
 	{registry.ErrUnauthorized, codes.PermissionDenied},
 	{registry.ErrTooLarge, codes.ResourceExhausted},
 	{registry.ErrDigestMismatch, codes.DataLoss},
-	{layer.ErrUnsafePath, codes.InvalidArgument},
+	{layer.ErrUnsafePath, codes.FailedPrecondition},
 	{layer.ErrLimitExceeded, codes.ResourceExhausted},
 	{content.ErrDigestMismatch, codes.DataLoss},
 	{content.ErrSizeMismatch, codes.DataLoss},
