@@ -323,4 +323,3 @@ func TestHandlersPinned(t *testing.T) {
 		t.Error("still pinned after its only container exited")
 	}
 }
-
