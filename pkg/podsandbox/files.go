@@ -105,6 +105,11 @@ func resolvConf(dns *runtimeapi.DNSConfig) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// writeFile replaces path atomically. It does not fsync: pod files live
+// in the volatile state directory, and after a power cut they describe a
+// pod that is dead anyway (recovery finds its shim gone and marks it not
+// ready; no container can be created in it), so their durability buys
+// nothing and would cost every RunPodSandbox a journal commit.
 func writeFile(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
