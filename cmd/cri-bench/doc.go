@@ -7,6 +7,17 @@
 // containerd's CRI plugin are measured with exactly the same requests on
 // the same machine (DESIGN.md, "Testing layers", item 4).
 //
+// With --scale it measures a full node instead: each endpoint of the
+// comma-separated --endpoint list gets --pods pods of --containers
+// containers (created, or started with --start) and --images images
+// (tags library/scale:000... that test/bench/pushimages --scale-images
+// pushes), then every call kubelet keeps making on such a node (list,
+// status, stats and image calls) is timed --samples times, sample by
+// sample and runtime by runtime, so that the runtimes share the machine's
+// load alike; then the list calls while --burst pods start at once, and
+// the stop and removal of every pod. test/bench/scale.sh runs it against
+// cri-runtimed and the containerd peer.
+//
 // It is a benchmark, not a test: it has no thresholds and fails only when
 // the runtime returns an error. Everything it creates carries the label
 // io.cri-bench/run and is removed on exit, on error and on Ctrl-C;

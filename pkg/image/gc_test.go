@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 )
 
@@ -123,5 +125,37 @@ func TestLeaseWaitsForDeletion(t *testing.T) {
 	l.release()
 	if len(s.leases) != 0 {
 		t.Errorf("leases left: %v", s.leases)
+	}
+}
+
+// TestListCached: List decodes the records once and serves them until an
+// image record is written.
+func TestListCached(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	l, _ := layer(t, file{name: "x", body: "x"})
+	push(t, e.reg, "app", "v1", "amd64", l)
+	push(t, e.reg, "app", "v2", "amd64", l)
+	if _, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{}); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := e.svc.List(ctx); err != nil || len(imgs) != 1 {
+		t.Fatalf("List = %v, %v", imgs, err)
+	}
+	// A record only a decoding List would trip on.
+	if err := e.db.Bolt().Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("images")).Put([]byte("sha256:junk"), []byte("{"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := e.svc.List(ctx); err != nil || len(imgs) != 1 {
+		t.Fatalf("second List = %v, %v; want the cached list", imgs, err)
+	}
+	// A pull writes a record: the next List reads them all again.
+	if _, err := e.svc.Pull(ctx, e.ref("app:v2"), registry.Credentials{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.List(ctx); err == nil {
+		t.Fatal("List after a pull served the old list")
 	}
 }

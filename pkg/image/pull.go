@@ -146,6 +146,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 		img.Blobs = unionDigests(old.Blobs, img.Blobs)
 	}
 	untagged, err := s.db.SaveImage(img)
+	s.written()
 	if err != nil {
 		return meta.Image{}, fmt.Errorf("save image record: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,15 @@ type Service struct {
 	// beforeDelete, when set (by tests), is called before GC deletes a
 	// blob or snapshot.
 	beforeDelete func(key string)
+
+	// list caches what List last read, valid while no image record has
+	// been written since (gen counts the writes): kubelet lists the
+	// node's images every few seconds, and decoding hundreds of records
+	// each time is most of the call.
+	listMu  sync.Mutex
+	gen     uint64
+	list    []meta.Image
+	listGen uint64
 }
 
 // Option sets an optional Service setting.
@@ -111,9 +121,40 @@ func New(db *meta.DB, cs *content.Store, snap snapshot.Snapshotter, reg *registr
 // Snapshotter is the snapshotter images are unpacked with.
 func (s *Service) Snapshotter() snapshot.Snapshotter { return s.snap }
 
-// List returns every image.
+// List returns every image. The slice is the caller's; the records'
+// own slices are shared and must not be modified.
 func (s *Service) List(ctx context.Context) ([]meta.Image, error) {
-	return s.db.ListImages()
+	s.listMu.Lock()
+	gen := s.gen
+	if s.list != nil && s.listGen == gen {
+		out := slices.Clone(s.list)
+		s.listMu.Unlock()
+		return out, nil
+	}
+	s.listMu.Unlock()
+	imgs, err := s.db.ListImages()
+	if err != nil {
+		return nil, err
+	}
+	if imgs == nil {
+		imgs = []meta.Image{}
+	}
+	s.listMu.Lock()
+	// A write since gen was read leaves the cache to the next List.
+	if s.gen == gen {
+		s.list, s.listGen = imgs, gen
+	}
+	s.listMu.Unlock()
+	return slices.Clone(imgs), nil
+}
+
+// written records that image records changed: List reads them again.
+// Callers call it after the write is committed.
+func (s *Service) written() {
+	s.listMu.Lock()
+	s.gen++
+	s.list = nil
+	s.listMu.Unlock()
 }
 
 // Get finds the image named by an image ID (full, or with its sha256:
@@ -217,6 +258,7 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 	}
 	if kind == matchTag && len(img.RepoTags) > 1 {
 		ref, _ := reference.Parse(name)
+		defer s.written()
 		err := s.db.UpdateImage(img.ID, func(i *meta.Image) error {
 			out := i.RepoTags[:0]
 			for _, t := range i.RepoTags {
@@ -233,7 +275,9 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 		klog.V(2).InfoS("Untagged image", "image", img.ID, "tag", ref.String())
 		return nil
 	}
-	if err := s.db.DeleteImage(img.ID); err != nil {
+	err = s.db.DeleteImage(img.ID)
+	s.written()
+	if err != nil {
 		return fmt.Errorf("remove image %s: %w", img.ID, err)
 	}
 	klog.V(2).InfoS("Removed image", "image", img.ID, "tags", img.RepoTags)

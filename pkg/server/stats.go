@@ -12,6 +12,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
 // ContainerStats reports one container's resource usage.
@@ -57,22 +58,30 @@ func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.Container
 
 // containerStats reads the container's cgroup (the figures want asks for)
 // and the last measured usage of its writable layer; the raw reading is
-// returned too, for the callers that need more than the CRI figures. An
-// exited container has no cgroup left and reports its attributes only.
+// returned too, for the callers that need more than the CRI figures. A
+// container not started yet, or exited (its cgroup gone), reports its
+// attributes and writable layer only.
 func (s *Server) containerStats(ctx context.Context, ctr *container.Container, want stats.Figures) (*runtimeapi.ContainerStats, *stats.CgroupStats, error) {
 	cfg := ctr.Config()
 	st := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
 		Id: ctr.ID(), Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
 	}}
 	var reading *stats.CgroupStats
-	if cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.CgroupsPath(), want); err == nil {
-		reading = &cg
-		st.Cpu = cg.CPUUsage()
-		st.Memory = cg.MemoryUsage()
-		st.Swap = cg.SwapUsage()
-		st.Io = cg.IOUsage()
-	} else if !errors.Is(err, stats.ErrNotFound) {
-		return nil, nil, err
+	// A container not started yet has a cgroup holding only the runtime's
+	// init waiting for the start, whose usage is not the container's
+	// (containerd has no task to ask yet either): nothing to read.
+	if ctr.State() != meta.ContainerCreated {
+		cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.CgroupsPath(), want)
+		switch {
+		case err == nil:
+			reading = &cg
+			st.Cpu = cg.CPUUsage()
+			st.Memory = cg.MemoryUsage()
+			st.Swap = cg.SwapUsage()
+			st.Io = cg.IOUsage()
+		case !errors.Is(err, stats.ErrNotFound):
+			return nil, nil, err
+		}
 	}
 	if u, ok := s.layerUsage(ctx, ctr); ok {
 		st.WritableLayer = stats.FilesystemUsage(u.At, s.ctrs.SnapshotRoot(), u.Bytes, u.Inodes)
