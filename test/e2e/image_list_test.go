@@ -5,6 +5,7 @@ package e2e
 import (
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -91,6 +92,50 @@ func TestListImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListImagesFollowsWrites lists after every change to the image
+// records (a pull, a second tag, a tag moving to another image, an
+// untag, a removal): the list is served from memory between writes and
+// must show each at once.
+func TestListImagesFollowsWrites(t *testing.T) {
+	env := framework.NewEnv(t)
+	d := env.Daemon
+	one := busybox(t, images.WithLabels(map[string]string{"n": "one"}))
+	two := busybox(t, images.WithLabels(map[string]string{"n": "two"}))
+	const a, b, c = "docker.io/library/lw:a", "docker.io/library/lw:b", "docker.io/library/lw:c"
+	tagsOf := func() map[string][]string {
+		out := map[string][]string{}
+		for _, i := range listImages(t, d, nil) {
+			out[i.Id] = slices.Sorted(slices.Values(i.RepoTags))
+		}
+		return out
+	}
+	step := func(what string, want map[string][]string) {
+		t.Helper()
+		// Twice: the first reads the records, the second is served from memory.
+		for range 2 {
+			if got := tagsOf(); !maps.EqualFunc(got, want, slices.Equal) {
+				t.Fatalf("after %s: ListImages tags = %v, want %v", what, got, want)
+			}
+		}
+	}
+	step("nothing", map[string][]string{})
+	env.Push(t, a, one)
+	pull(t, d, a, one.ID().String())
+	step("a pull", map[string][]string{one.ID().String(): {a}})
+	env.Push(t, b, one)
+	pull(t, d, b, one.ID().String())
+	step("a second tag", map[string][]string{one.ID().String(): {a, b}})
+	env.Push(t, a, two)
+	env.Push(t, c, two)
+	pull(t, d, a, two.ID().String())
+	step("a tag moving", map[string][]string{one.ID().String(): {b}, two.ID().String(): {a}})
+	pull(t, d, c, two.ID().String())
+	removeImage(t, d, a)
+	step("an untag", map[string][]string{one.ID().String(): {b}, two.ID().String(): {c}})
+	removeImage(t, d, one.ID().String())
+	step("a removal", map[string][]string{two.ID().String(): {c}})
 }
 
 func TestImageStatus(t *testing.T) {

@@ -420,6 +420,40 @@ func TestContainerAndPodStats(t *testing.T) {
 		})
 	})
 
+	// A container created but not started has a cgroup holding only the
+	// runtime's init waiting for the start: its figures are not the
+	// container's, so none are reported (as containerd, which has no
+	// task to ask yet) until it starts; its writable layer is.
+	t.Run("created container", func(t *testing.T) {
+		created := d.CreateContainer(t, pod, sleeper("created"), pc)
+		st := containerStats(t, d, created)
+		if st.GetAttributes().GetId() != created || st.GetAttributes().GetMetadata().GetName() != "created" {
+			t.Errorf("attributes = %v, want the created container's", st.GetAttributes())
+		}
+		if st.GetCpu() != nil || st.GetMemory() != nil {
+			t.Errorf("a created container reports cpu %v, memory %v; want none before it starts", st.GetCpu(), st.GetMemory())
+		}
+		if st.GetWritableLayer().GetFsId().GetMountpoint() == "" {
+			t.Errorf("a created container's writable layer = %v, want one", st.GetWritableLayer())
+		}
+		list, err := d.Runtime().ListContainerStats(testCtx(t), &runtimeapi.ContainerStatsFilter{Id: created})
+		if err != nil || len(list) != 1 || list[0].GetCpu() != nil {
+			t.Errorf("ListContainerStats(%s) = %v, %v; want it listed without cpu", created, list, err)
+		}
+		d.StartContainer(t, created)
+		framework.Eventually(t, 20*time.Second, func() (bool, string) {
+			st := containerStats(t, d, created)
+			return st.GetCpu().GetTimestamp() != 0 && st.GetMemory().GetWorkingSetBytes().GetValue() > 0,
+				fmt.Sprintf("started container stats cpu %v memory %v; want both", st.GetCpu(), st.GetMemory())
+		})
+		if err := d.Runtime().StopContainer(testCtx(t), created, 0); err != nil {
+			t.Fatalf("StopContainer: %v", err)
+		}
+		if err := d.Runtime().RemoveContainer(testCtx(t), created); err != nil {
+			t.Fatalf("RemoveContainer: %v", err)
+		}
+	})
+
 	t.Run("cgroup v2 pressure and io", func(t *testing.T) {
 		requireUnified(t)
 		st := containerStats(t, d, busy)
