@@ -81,3 +81,11 @@ func (c *Container) CgroupsPath() string {
 	}
 	return ""
 }
+
+// StopSignal is the signal StopContainer sends first, RUNTIME_DEFAULT
+// where the record predates it (the image decides at the stop).
+func (c *Container) StopSignal() runtimeapi.Signal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return signalToCRI(parseSignalName(c.rec.StopSignal))
+}

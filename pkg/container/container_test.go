@@ -15,14 +15,72 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
-func TestParseSignal(t *testing.T) {
-	for in, want := range map[string]syscall.Signal{
-		"SIGTERM": syscall.SIGTERM, "SIGQUIT": syscall.SIGQUIT, "quit": syscall.SIGQUIT,
-		"USR1": syscall.SIGUSR1, "9": syscall.SIGKILL, "SIGRTMIN+3": syscall.SIGTERM, "bogus": syscall.SIGTERM, "0": syscall.SIGTERM,
+func TestEffectiveStopSignal(t *testing.T) {
+	for _, tc := range []struct {
+		cri   runtimeapi.Signal
+		image string
+		want  syscall.Signal
+	}{
+		{0, "", syscall.SIGTERM},
+		{0, "SIGQUIT", syscall.SIGQUIT},
+		{0, "quit", syscall.SIGQUIT},
+		{0, "USR1", syscall.SIGUSR1},
+		{0, "9", syscall.SIGKILL},
+		{0, "SIGRTMIN+3", 37},
+		{0, "SIGRTMAX-2", 62},
+		{0, "SIGRTMIN+99", syscall.SIGTERM},
+		{0, "SIGIOT", syscall.SIGABRT},
+		{0, "bogus", syscall.SIGTERM},
+		{0, "0", syscall.SIGTERM},
+		{0, "65", syscall.SIGTERM},
+		// The config's signal wins over the image's.
+		{runtimeapi.Signal_SIGNAL_SIGUSR2, "SIGQUIT", syscall.SIGUSR2},
+		{runtimeapi.Signal_SIGNAL_SIGRTMINPLUS1, "", 35},
+		{runtimeapi.Signal_SIGNAL_SIGRTMAXMINUS1, "", 63},
+		{runtimeapi.Signal_SIGNAL_SIGRTMAX, "", 64},
+		{runtimeapi.Signal_SIGNAL_SIGPOLL, "", syscall.SIGIO},
 	} {
-		if got := parseSignal(in); got != want {
-			t.Errorf("parseSignal(%q) = %v, want %v", in, got, want)
+		cfg := &runtimeapi.ContainerConfig{StopSignal: tc.cri}
+		if got := effectiveStopSignal(cfg, tc.image); got != tc.want {
+			t.Errorf("effectiveStopSignal(%s, %q) = %d, want %d", tc.cri, tc.image, got, tc.want)
 		}
+	}
+}
+
+// TestSignalCRIRoundTrip: every CRI signal maps to a signal of Linux and
+// back to itself (or to the name of which it is an alias).
+func TestSignalCRIRoundTrip(t *testing.T) {
+	aliases := map[runtimeapi.Signal]runtimeapi.Signal{
+		runtimeapi.Signal_SIGNAL_SIGIOT:  runtimeapi.Signal_SIGNAL_SIGABRT,
+		runtimeapi.Signal_SIGNAL_SIGCLD:  runtimeapi.Signal_SIGNAL_SIGCHLD,
+		runtimeapi.Signal_SIGNAL_SIGPOLL: runtimeapi.Signal_SIGNAL_SIGIO,
+	}
+	seen := map[syscall.Signal]bool{}
+	for v := range runtimeapi.Signal_name {
+		s := runtimeapi.Signal(v)
+		if s == runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+			continue
+		}
+		sig, err := signalFromCRI(s)
+		if err != nil || sig == 0 {
+			t.Errorf("signalFromCRI(%s) = %d, %v", s, sig, err)
+			continue
+		}
+		want := s
+		if a, ok := aliases[s]; ok {
+			want = a
+		} else {
+			if seen[sig] {
+				t.Errorf("signalFromCRI(%s) = %d, which another CRI signal also maps to", s, sig)
+			}
+			seen[sig] = true
+		}
+		if got := signalToCRI(sig); got != want {
+			t.Errorf("signalToCRI(signalFromCRI(%s) = %d) = %s", s, sig, got)
+		}
+	}
+	if _, err := signalFromCRI(runtimeapi.Signal(999)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("signalFromCRI(999) = %v, want ErrInvalid", err)
 	}
 }
 
@@ -65,6 +123,7 @@ func TestValidate(t *testing.T) {
 		{"relative host path", func(c *runtimeapi.ContainerConfig) {
 			c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/data", HostPath: "tmp"}}
 		}, "mounts[0].host_path"},
+		{"unknown stop signal", func(c *runtimeapi.ContainerConfig) { c.StopSignal = 999 }, "stop_signal"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -132,6 +131,9 @@ func validate(cfg *runtimeapi.ContainerConfig) error {
 	if p := cfg.GetLogPath(); p != "" && (!filepath.IsLocal(p) || strings.ContainsRune(p, 0)) {
 		return fmt.Errorf("%w: config.log_path %q must be relative to the pod's log directory", ErrInvalid, cfg.GetLogPath())
 	}
+	if _, err := signalFromCRI(cfg.GetStopSignal()); err != nil {
+		return err
+	}
 	for i, m := range cfg.GetMounts() {
 		if !filepath.IsAbs(m.GetContainerPath()) {
 			return fmt.Errorf("%w: config.mounts[%d].container_path %q is not absolute", ErrInvalid, i, m.GetContainerPath())
@@ -199,6 +201,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		SnapshotKey: id,
 		State:       meta.ContainerCreating,
 		CreatedAt:   time.Now().UTC(),
+		StopSignal:  signalName(effectiveStopSignal(cfg, imgCfg.Config.StopSignal)),
 	}
 	if dir, p := pod.Config().GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {
 		rec.LogPath = filepath.Join(dir, p)
@@ -445,8 +448,8 @@ func exitReason(st shim.State) (string, string) {
 	return "Error", st.Message
 }
 
-// Stop stops a running container: the image's stop signal (SIGTERM by
-// default), then SIGKILL after timeout seconds. Stopping a container
+// Stop stops a running container: its stop signal (the config's, else the
+// image's, else SIGTERM), then SIGKILL after timeout seconds. Stopping a container
 // that does not run succeeds.
 func (c *Controller) Stop(ctx context.Context, id string, timeout int64) error {
 	ctr, err := c.Get(id)
@@ -470,7 +473,10 @@ func (c *Controller) stop(ctx context.Context, ctr *Container, timeout int64) er
 		return nil
 	}
 	if timeout > 0 {
-		sig := c.stopSignal(ctx, rec)
+		sig := parseSignalName(rec.StopSignal)
+		if sig == 0 {
+			sig = c.imageStopSignal(ctx, rec)
+		}
 		if err := cl.Kill(ctx, rec.ID, sig, false); err != nil && !errors.Is(err, shim.ErrNotFound) {
 			return fmt.Errorf("signal container %s: %w", rec.ID, err)
 		}
@@ -498,31 +504,31 @@ func (c *Controller) stop(ctx context.Context, ctr *Container, timeout int64) er
 	return nil
 }
 
-// stopSignal is the image's StopSignal, else SIGTERM.
-func (c *Controller) stopSignal(ctx context.Context, rec meta.Container) syscall.Signal {
+// effectiveStopSignal is the signal a stop sends first: the config's
+// stop_signal (KEP-4960, validated), else the image's StopSignal, else
+// SIGTERM.
+func effectiveStopSignal(cfg *runtimeapi.ContainerConfig, imageSignal string) syscall.Signal {
+	if sig, _ := signalFromCRI(cfg.GetStopSignal()); sig != 0 {
+		return sig
+	}
+	if sig := parseSignalName(imageSignal); sig != 0 {
+		return sig
+	}
+	return syscall.SIGTERM
+}
+
+// imageStopSignal is the stop signal of a container whose record
+// predates StopSignal: the image's, else SIGTERM.
+func (c *Controller) imageStopSignal(ctx context.Context, rec meta.Container) syscall.Signal {
 	img, err := c.images.Get(ctx, rec.ImageID)
 	if err != nil {
 		return syscall.SIGTERM
 	}
 	cfg, err := c.images.Config(ctx, img)
-	if err != nil || cfg.Config.StopSignal == "" {
+	if err != nil {
 		return syscall.SIGTERM
 	}
-	return parseSignal(cfg.Config.StopSignal)
-}
-
-func parseSignal(s string) syscall.Signal {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n)
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig
-	}
-	return syscall.SIGTERM
+	return effectiveStopSignal(nil, cfg.Config.StopSignal)
 }
 
 // Remove deletes a container, stopping it first if it runs. Removing an

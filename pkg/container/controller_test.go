@@ -255,6 +255,41 @@ func TestStopIdempotent(t *testing.T) {
 	}
 }
 
+// TestStopSignal: the config's stop_signal is what a stop sends first,
+// over the image's StopSignal, and what the container reports.
+func TestStopSignal(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		sig  runtimeapi.Signal
+		want syscall.Signal
+	}{
+		{"image", runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT, syscall.SIGTERM},
+		{"config", runtimeapi.Signal_SIGNAL_SIGUSR1, syscall.SIGUSR1},
+	} {
+		cfg := e.config(tc.name, 0)
+		cfg.StopSignal = tc.sig
+		id, err := e.c.Create(ctx, e.pod, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.c.Start(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		ctr, _ := e.c.Get(id)
+		if got := ctr.StopSignal(); got != signalToCRI(tc.want) {
+			t.Errorf("%s: StopSignal() = %s, want %s", tc.name, got, signalToCRI(tc.want))
+		}
+		if err := e.c.Stop(ctx, id, 10); err != nil {
+			t.Fatal(err)
+		}
+		if rec := e.record(id); rec.ExitCode != 128+int32(tc.want) {
+			t.Errorf("%s: exit code %d after Stop, want %d (killed by %s)", tc.name, rec.ExitCode, 128+int32(tc.want), tc.want)
+		}
+	}
+}
+
 // TestStartWrongState: only a created container starts.
 func TestStartWrongState(t *testing.T) {
 	e := newEnv(t)

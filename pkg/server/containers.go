@@ -208,6 +208,7 @@ func containerStatus(ctr *container.Container) *runtimeapi.ContainerStatus {
 		Annotations: cfg.GetAnnotations(),
 		Mounts:      cfg.GetMounts(),
 		LogPath:     rec.LogPath,
+		StopSignal:  ctr.StopSignal(),
 	}
 	if u := ctr.User(); u != nil {
 		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID)}}

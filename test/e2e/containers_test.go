@@ -110,8 +110,9 @@ func TestContainerStartFailure(t *testing.T) {
 	}
 }
 
-// TestStopContainer checks the stop protocol: the stop signal (SIGTERM or
-// the image's StopSignal) first, SIGKILL after the timeout.
+// TestStopContainer checks the stop protocol: the stop signal (the
+// config's stop_signal, else the image's StopSignal, else SIGTERM) first,
+// SIGKILL after the timeout; the status reports the signal.
 func TestStopContainer(t *testing.T) {
 	env, d := podEnv(t)
 	env.PushImage(t, "usr1:v1", images.WithStopSignal("SIGUSR1"))
@@ -124,15 +125,28 @@ func TestStopContainer(t *testing.T) {
 		code    int32
 		min     time.Duration
 		max     time.Duration
+		stopSig runtimeapi.Signal // the config's
+		want    runtimeapi.Signal // in the status
 	}{
-		{"term honoured", bb, `trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 30, 0, 0, 5 * time.Second},
-		{"term ignored", bb, `trap '' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 2, 137, 2 * time.Second, 10 * time.Second},
-		{"image stop signal", "usr1:v1", `trap 'exit 42' USR1; trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 30, 42, 0, 5 * time.Second},
+		{"term honoured", bb, `trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 30, 0, 0, 5 * time.Second, 0, runtimeapi.Signal_SIGNAL_SIGTERM},
+		{"term ignored", bb, `trap '' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 2, 137, 2 * time.Second, 10 * time.Second, 0, runtimeapi.Signal_SIGNAL_SIGTERM},
+		{"image stop signal", "usr1:v1", `trap 'exit 42' USR1; trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 30, 42, 0, 5 * time.Second, 0, runtimeapi.Signal_SIGNAL_SIGUSR1},
+		// KEP-4960: the pod's lifecycle.stopSignal overrides the image's.
+		{"config stop signal", "usr1:v1", `trap 'exit 42' USR1; trap 'exit 43' USR2; trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 30, 43, 0, 5 * time.Second,
+			runtimeapi.Signal_SIGNAL_SIGUSR2, runtimeapi.Signal_SIGNAL_SIGUSR2},
+		// SIGRTMIN+1 is 35 (glibc and runc number real-time signals from 34).
+		{"config real-time signal", bb, `trap 'exit 44' 35; trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done`, 30, 44, 0, 5 * time.Second,
+			runtimeapi.Signal_SIGNAL_SIGRTMINPLUS1, runtimeapi.Signal_SIGNAL_SIGRTMINPLUS1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pc := framework.PodConfig("stop")
 			pod := d.RunPod(t, pc)
-			id := d.CreateStarted(t, pod, framework.Shell("c", tc.image, tc.script), pc)
+			cfg := framework.Shell("c", tc.image, tc.script)
+			cfg.StopSignal = tc.stopSig
+			id := d.CreateStarted(t, pod, cfg, pc)
+			if got := d.ContainerStatus(t, id).Status.StopSignal; got != tc.want {
+				t.Errorf("status stop_signal = %s, want %s", got, tc.want)
+			}
 			framework.Eventually(t, 10*time.Second, func() (bool, string) {
 				return d.Exec(t, id, 5*time.Second, "test", "-e", "/tmp/ready").ExitCode == 0, "trap not set yet"
 			})

@@ -86,6 +86,10 @@ type Container struct {
 	// Resources is the OCI LinuxResources JSON last applied, so updates
 	// survive restarts of the daemon.
 	Resources []byte `json:"resources,omitempty"`
+	// StopSignal is the signal StopContainer sends first ("SIGTERM"):
+	// the config's stop_signal, else the image's StopSignal, else SIGTERM.
+	// Empty in records older than the field: the image decides.
+	StopSignal string `json:"stopSignal,omitempty"`
 	// Corrupt marks a record ListContainers could not decode: only ID is
 	// set. It is never stored.
 	Corrupt bool `json:"-"`
