@@ -24,17 +24,29 @@ DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-regis
 export CGO_ENABLED := 1
 BUILD_TAGS  := netgo,osusergo
 
-.PHONY: all deps build test unit e2e lint run install clean cni-config kubelet
+.PHONY: all deps guest-deps build test unit e2e guest-smoke test-guest lint run install clean cni-config kubelet
 
 all: build
 
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+# The guest suite (test/guest) boots a Debian guest with systemd and
+# cgroup v2 under qemu's software emulation; these build and run it.
+GUEST_PACKAGES := qemu-system-x86 debootstrap e2fsprogs zstd
+
+# apt-install installs the Debian packages of $(1) that are missing.
+define apt-install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt-install,$(DEB_PACKAGES))
+
+guest-deps:
+	$(call apt-install,$(GUEST_PACKAGES))
 
 build:
 	$(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cri-runtimed
@@ -52,7 +64,16 @@ lint:
 e2e: build
 	CRI_RUNTIMED_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go' ; exit $${PIPESTATUS[0]}
 
-test: deps unit e2e
+# guest-smoke: the part of the guest suite `make test` runs (systemd
+# driver pod lifecycle, OOM kill and stats on cgroup v2, restarting the
+# systemd unit); test-guest: all of it (both drivers, crun, swap).
+guest-smoke: build guest-deps
+	test/guest/run.sh smoke
+
+test-guest: build guest-deps
+	test/guest/run.sh full
+
+test: deps unit e2e guest-smoke
 
 # Kubelets for the kubelet suite, built from the k8s.io/kubernetes module
 # pinned in test/tools/kubernetes/<version> (test/tools/kubernetes/pin.sh
@@ -96,7 +117,9 @@ cni-config:
 		echo "installed the default CNI network in $(CNI_CONF_DIR)"; \
 	fi
 
-install: build cni-config
+# NOBUILD=1 installs bin/cri-runtimed as it is, where there is no Go
+# toolchain (the test guest).
+install: $(if $(NOBUILD),,build) cni-config
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cri-runtimed
 	install -d -m 0755 $(DESTDIR)/etc/cri-runtimed/certs.d
 	[ -f $(DESTDIR)$(CONFIG) ] || ./$(BIN) config default > $(DESTDIR)$(CONFIG)
@@ -109,4 +132,4 @@ install: build cni-config
 	fi
 
 clean:
-	rm -rf bin e2e.log
+	rm -rf bin e2e.log guest-out

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,10 +112,14 @@ func TestPodCgroup(t *testing.T) {
 			t.Errorf("the pod's own cgroup %s is still there after the pod's removal (%v)", memoryDir(l, dir), err)
 		}
 		if systemd {
+			// systemd unloads a stopped transient unit when it next
+			// collects garbage.
 			slice := filepath.Base(dir)
-			if s := unitProperty(t, slice, "LoadState"); s != "not-found" {
-				t.Errorf("pod slice %s is %s after the pod's removal, want not-found", slice, s)
-			}
+			framework.Eventually(t, 30*time.Second, func() (bool, string) {
+				load, active := unitProperty(t, slice, "LoadState"), unitProperty(t, slice, "ActiveState")
+				return load == "not-found" && active == "inactive",
+					fmt.Sprintf("pod slice %s is %s and %s after the pod's removal, want not-found and inactive", slice, load, active)
+			})
 		}
 	})
 	t.Run("kubelet's", func(t *testing.T) {

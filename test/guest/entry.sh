@@ -1,0 +1,97 @@
+#!/bin/bash
+# entry.sh runs inside the guest (as /mnt/host/entry, started by the
+# image's guest-run unit once systemd is up) and runs the suite named in
+# /mnt/host/suite: the e2e test binary (/mnt/host/e2e.test) against the
+# daemon built on the host (/mnt/host/src/bin/cri-runtimed), once per
+# cgroup driver and runtime handler the suite lists, plus the systemd unit
+# test on a daemon installed with `make install`. Full logs go to
+# /mnt/out; the console shows test names and failures. The exit status is
+# the number of failed runs (0: all passed).
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+host=/mnt/host
+out=/mnt/out
+suite=$(cat "$host/suite")
+export CRI_RUNTIMED_BIN=$host/src/bin/cri-runtimed
+export HOME=/root
+
+failed=0
+now() { cut -d' ' -f1 /proc/uptime; }
+
+# The swap tests need swap: kubelet's LimitedSwap only makes sense with it.
+if fallocate -l 1G /swapfile && chmod 600 /swapfile && mkswap -q /swapfile && swapon /swapfile; then
+	echo "guest: 1 GiB swap file active"
+else
+	echo "guest: no swap file"
+fi
+state=$(systemctl is-system-running --wait 2>/dev/null)
+echo "guest: systemd $state after $(now) s"
+if [ "$state" != running ]; then
+	systemctl --failed --no-legend
+fi
+
+# e2e NAME REGEX [VAR=value...] runs the e2e tests matching REGEX with the
+# given environment; the console gets the lines `make e2e` shows.
+e2e() {
+	local name=$1 regex=$2 t0 rc
+	shift 2
+	t0=$(now)
+	echo "guest: == $name (${*:-defaults}): $regex"
+	env "$@" "$host/e2e.test" -test.run "$regex" -test.v -test.count=1 -test.timeout 40m \
+		>"$out/$name.log" 2>&1
+	rc=$?
+	grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go' "$out/$name.log"
+	echo "guest: == $name: exit $rc after $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
+	[ $rc = 0 ] || failed=$((failed + 1))
+}
+
+# unit installs the daemon as an operator does (make install, then the
+# unit) and runs the tests that restart it through systemd.
+unit() {
+	local t0 rc
+	t0=$(now)
+	echo "guest: == systemd unit: make install; systemctl enable --now cri-runtimed"
+	if ! make -s -C "$host/src" install NOBUILD=1 >"$out/install.log" 2>&1 ||
+		! systemctl enable --now cri-runtimed >>"$out/install.log" 2>&1; then
+		cat "$out/install.log"
+		failed=$((failed + 1))
+		return
+	fi
+	e2e unit 'TestSystemdUnit' CRI_RUNTIMED_E2E_INSTALLED=1
+	journalctl -u cri-runtimed --no-pager >"$out/unit-journal.log" 2>&1
+	systemctl disable --now cri-runtimed >/dev/null 2>&1
+	echo "guest: == systemd unit: $(echo "$(now) - $t0" | awk '{print $1 - $3}') s in all"
+}
+
+# Tests whose subject is cgroups, resources, OOM and stats, run with both
+# drivers; pod lifecycle tests run with both handlers.
+cgroup_tests='^(TestMemoryLimitOOM|TestResourceLimitsInCgroups|TestUpdateContainerResources|TestContainerAndPodStats|TestStatsFiltersAndStreams|TestSwapLimit|TestPodCgroup|TestRuntimeConfig)$'
+pod_tests='^(TestPodSharedNamespaces|TestPodLifecycleErrors|TestNothingLeaks|TestRestartKeepsPodsRunning|TestShimDeath|TestContainerExitReasons|TestStopContainer|TestPIDNamespaceModes|TestContainerUser|TestExecSync|TestContainerLogs|TestMemoryLimitOOM|TestResourceLimitsInCgroups|TestUpdateContainerResources)$'
+# The smoke subset (make test): pod lifecycle in the daemon's own slice,
+# an OOM kill and the v2 stats, all with the systemd driver.
+smoke_tests='^(TestPodCgroup|TestMemoryLimitOOM|TestContainerAndPodStats)$/^(own|main_process|cpu_and_memory|cgroup_v2_pressure_and_io)$'
+
+case "$suite" in
+smoke)
+	e2e smoke-systemd "$smoke_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd
+	unit
+	;;
+full)
+	e2e cgroups-systemd "$cgroup_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd
+	e2e cgroups-cgroupfs "$cgroup_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=cgroupfs
+	e2e pods-crun-systemd "$pod_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd CRI_RUNTIMED_E2E_HANDLER=crun
+	unit
+	t0=$(now)
+	echo "guest: == pod start latency, systemd against cgroupfs driver"
+	if ! "$host/bench"; then
+		failed=$((failed + 1))
+	fi
+	echo "guest: == bench: $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
+	;;
+*)
+	echo "guest: unknown suite $suite"
+	exit 99
+	;;
+esac
+echo "guest: suite $suite: $failed failed run(s) after $(now) s"
+exit $failed

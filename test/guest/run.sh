@@ -1,0 +1,41 @@
+#!/bin/bash
+# run.sh SUITE runs a guest suite (smoke or full, see entry.sh) on the
+# daemon built by `make build`: it builds the e2e test binary, stages both
+# with the files `make install` needs into a read-only share, boots the
+# guest (boot.sh) and exits with the suite's status. The guest's logs land
+# in $GUEST_OUT (default guest-out/ in the repository), the console in
+# $GUEST_OUT/console.log and on stdout.
+set -euo pipefail
+
+suite=${1:?usage: run.sh smoke|full}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+out=${GUEST_OUT:-$repo/guest-out}
+bin=$repo/bin/cri-runtimed
+[ -x "$bin" ] || {
+	echo "run.sh: $bin missing; run make build first" >&2
+	exit 2
+}
+
+share=$(mktemp -d /var/tmp/cri-guest-share.XXXXXX)
+trap 'rm -rf "$share"' EXIT
+mkdir -p "$share/src/bin"
+cp "$bin" "$share/src/bin/"
+cp "$repo/Makefile" "$share/src/"
+cp -r "$repo/deploy" "$share/src/"
+cp "$here/entry.sh" "$share/entry"
+echo "$suite" >"$share/suite"
+t0=$(date +%s)
+(cd "$repo" && go test -c -tags e2e -o "$share/e2e.test" ./test/e2e)
+if [ "$suite" = full ]; then
+	cp "$here/bench.sh" "$share/bench"
+	(cd "$repo" && go build -o "$share/cri-bench" ./cmd/cri-bench &&
+		go build -tags e2e -o "$share/pushimages" ./test/bench/pushimages)
+fi
+echo "run.sh: e2e test binary built in $(($(date +%s) - t0)) s" >&2
+
+rm -rf "$out"
+mkdir -p "$out"
+rc=0
+"$here/boot.sh" "$share" "$out" 2>&1 | tee "$out/console.log" || rc=${PIPESTATUS[0]}
+exit "$rc"
