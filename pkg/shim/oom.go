@@ -34,24 +34,28 @@ func bundleCgroupsPath(bundle string) string {
 	return spec.Linux.CgroupsPath
 }
 
-// oomFile returns the file holding the oom_kill counter of the container's
-// cgroup, in either driver's form (a systemd scope resolves to its
-// directory below the slices), or "" if it cannot be located.
-func oomFile(cgroupsPath string) string {
+// oomFiles returns the files holding the oom_kill counters of the
+// container's cgroup and of the pod's (its parent) for a cgroups path in
+// either driver's form; "" where unknown. The pod's is only given on
+// cgroup v2, whose memory.events counts the kills below the cgroup too.
+func oomFiles(cgroupsPath string) (own, pod string) {
 	if cgroupsPath == "" {
-		return ""
+		return "", ""
 	}
 	dir, err := cgroups.Resolve(cgroupsPath)
 	if err != nil {
 		klog.InfoS("No OOM detection for an unreadable cgroups path", "cgroupsPath", cgroupsPath, "err", err)
-		return ""
+		return "", ""
 	}
 	l, err := cgroups.HostLayout()
 	if err != nil {
 		klog.InfoS("No OOM detection: cgroup mounts unknown", "err", err)
-		return ""
+		return "", ""
 	}
-	return l.OOMFile(dir)
+	if l.Unified() && filepath.Dir(dir) != "/" {
+		pod = l.OOMFile(filepath.Dir(dir))
+	}
+	return l.OOMFile(dir), pod
 }
 
 // oomKills reads the oom_kill counter (same key in v1 oom_control and v2
@@ -83,6 +87,12 @@ type oomCounter struct {
 	file string
 	wd   int32 // inotify watch, -1 when none
 	seen atomic.Int64
+	// at is the counter when the container was created.
+	at int64
+	// pod is the pod cgroup's counter and podAt its value at create: it
+	// outlives the container's cgroup.
+	pod   string
+	podAt int64
 }
 
 // read returns the highest value of the counter seen so far, reading the
@@ -101,6 +111,25 @@ func (o *oomCounter) read() int64 {
 			return n
 		}
 	}
+}
+
+// killed reports whether the OOM killer hit a process of the container
+// since its creation. killedBy9 says the container's init died of SIGKILL
+// or exited with 137, as a shell does when its child was OOM-killed.
+//
+// The container's own counter decides when it is known. When the cgroup
+// is gone before a kill was seen (systemd removed the scope at once and
+// the kernel's change notification, which it delays up to 10ms after
+// another, came too late) the pod's counter, which counts its containers'
+// kills and stays, decides for a container killed by SIGKILL.
+func (o *oomCounter) killed(killedBy9 bool) bool {
+	if o == nil || o.at < 0 {
+		return false
+	}
+	if o.read() > o.at {
+		return true
+	}
+	return killedBy9 && oomKills(o.file) < 0 && o.podAt >= 0 && oomKills(o.pod) > o.podAt
 }
 
 // oomWatcher reads oom_kill counters as the kernel changes them (a change
@@ -130,14 +159,22 @@ func newOOMWatcher() *oomWatcher {
 	return w
 }
 
-// watch starts following file, once the container's cgroup exists, and
-// reads its current value.
-func (w *oomWatcher) watch(file string) *oomCounter {
+// watch starts following the counters of the container with cgroupsPath,
+// once its cgroup exists, and reads their current values.
+func (w *oomWatcher) watch(cgroupsPath string) *oomCounter {
+	file, pod := oomFiles(cgroupsPath)
+	return w.watchFiles(file, pod)
+}
+
+func (w *oomWatcher) watchFiles(file, pod string) *oomCounter {
 	if file == "" {
 		return nil
 	}
-	o := &oomCounter{file: file, wd: -1}
+	o := &oomCounter{file: file, wd: -1, pod: pod, podAt: -1}
 	o.seen.Store(-1)
+	if pod != "" {
+		o.podAt = oomKills(pod)
+	}
 	if w.f != nil && strings.HasSuffix(file, "memory.events") {
 		wd, err := unix.InotifyAddWatch(int(w.f.Fd()), file, unix.IN_MODIFY)
 		if err == nil {
@@ -149,7 +186,7 @@ func (w *oomWatcher) watch(file string) *oomCounter {
 			klog.V(2).InfoS("Cannot watch the OOM counter", "file", file, "err", err)
 		}
 	}
-	o.read()
+	o.at = o.read()
 	return o
 }
 

@@ -3,6 +3,7 @@ package shim
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -47,8 +48,8 @@ func TestOOMWatcherKeepsKillsOfRemovedCgroup(t *testing.T) {
 	if err := os.WriteFile(f, []byte("oom 0\noom_kill 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := w.watch(f)
-	if at := c.read(); at != 0 {
+	c := w.watchFiles(f, "")
+	if at := c.read(); at != 0 || c.at != 0 {
 		t.Fatalf("counter at create = %d, want 0", at)
 	}
 	if err := os.WriteFile(f, []byte("oom 1\noom_kill 1\n"), 0o644); err != nil {
@@ -76,7 +77,49 @@ func TestOOMWatcherKeepsKillsOfRemovedCgroup(t *testing.T) {
 		t.Errorf("%d watches left after unwatch", n)
 	}
 	var none *oomCounter
-	if none.read() != -1 || w.watch("") != nil {
-		t.Error("a container without a counter must read -1")
+	if none.read() != -1 || none.killed(true) || w.watch("") != nil {
+		t.Error("a container without a counter must read -1 and never be OOM-killed")
+	}
+}
+
+// TestOOMKilledFromPodCounter: when the container's cgroup is gone before
+// its kill was seen, the pod's counter, which counts the kills of its
+// containers, decides for a container that died of SIGKILL.
+func TestOOMKilledFromPodCounter(t *testing.T) {
+	dir := t.TempDir()
+	own, pod := filepath.Join(dir, "ctr.events"), filepath.Join(dir, "pod.events")
+	write := func(f string, n int) {
+		if err := os.WriteFile(f, []byte("oom_kill "+strconv.Itoa(n)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name      string
+		ownAfter  int // -1: the container's cgroup is gone
+		podAfter  int
+		killedBy9 bool
+		want      bool
+	}{
+		{"own counter grew", 1, 3, false, true},
+		{"own counter unchanged, another container's kill", 0, 3, true, false},
+		{"cgroup gone, pod counter grew, SIGKILL", -1, 3, true, true},
+		{"cgroup gone, pod counter grew, other exit", -1, 3, false, false},
+		{"cgroup gone, pod counter unchanged", -1, 2, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			write(own, 0)
+			write(pod, 2)
+			w := &oomWatcher{byWD: map[int32]*oomCounter{}} // no inotify: reads only
+			c := w.watchFiles(own, pod)
+			if tc.ownAfter < 0 {
+				os.Remove(own)
+			} else {
+				write(own, tc.ownAfter)
+			}
+			write(pod, tc.podAfter)
+			if got := c.killed(tc.killedBy9); got != tc.want {
+				t.Errorf("killed(%v) = %v, want %v", tc.killedBy9, got, tc.want)
+			}
+		})
 	}
 }

@@ -33,7 +33,7 @@ func (s *server) reload(ctx context.Context) {
 			}
 			continue
 		}
-		c := &container{id: rec.State.ID, dir: dir, rec: *rec, exited: make(chan struct{}), oomAt: -1}
+		c := &container{id: rec.State.ID, dir: dir, rec: *rec, exited: make(chan struct{})}
 		if c.id != e.Name() {
 			klog.ErrorS(nil, "Container record does not match its directory", "dir", dir, "id", c.id)
 			continue

@@ -64,7 +64,6 @@ type container struct {
 	rec    record
 	io     *containerIO
 	oom    *oomCounter // nil when the cgroup's counter is unknown
-	oomAt  int64       // its value at create
 	exited chan struct{}
 	// pidfd refers to the init while it has not exited (nil when it could
 	// not be opened): a created container is killed through it, without
@@ -174,8 +173,7 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 	c.mu.Lock()
 	c.pidfd = pidfd
 	c.io = cio
-	c.oom = s.ooms.watch(oomFile(c.rec.CgroupsPath))
-	c.oomAt = c.oom.read()
+	c.oom = s.ooms.watch(c.rec.CgroupsPath)
 	c.rec.State.Pid = pid
 	err = c.persistLocked()
 	st := c.rec.State
@@ -384,7 +382,7 @@ func (s *server) watch(c *container, pid int, ch <-chan reaper.Exit) {
 	case c.startErr != nil:
 		st.ExitCode = startErrorExitCode
 		st.Reason, st.Message = ReasonStartError, runtimeMessage(c.startErr)
-	case c.oomAt >= 0 && c.oom.read() > c.oomAt:
+	case c.oom.killed(e.Status == 128+int(syscall.SIGKILL)):
 		// The kernel killed some process of the container for memory: the
 		// main one, or a child whose death made it exit. kubelet reports
 		// either as OOMKilled, as other runtimes do.

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,11 +114,20 @@ func TestPodCgroup(t *testing.T) {
 			// systemd unloads a stopped transient unit when it next
 			// collects garbage.
 			slice := filepath.Base(dir)
-			framework.Eventually(t, 30*time.Second, func() (bool, string) {
-				load, active := unitProperty(t, slice, "LoadState"), unitProperty(t, slice, "ActiveState")
-				return load == "not-found" && active == "inactive",
-					fmt.Sprintf("pod slice %s is %s and %s after the pod's removal, want not-found and inactive", slice, load, active)
-			})
+			var load, active string
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+				load, active = unitProperty(t, slice, "LoadState"), unitProperty(t, slice, "ActiveState")
+				if load == "not-found" && active == "inactive" {
+					break
+				}
+			}
+			if load != "not-found" || active != "inactive" {
+				show, _ := exec.Command("systemctl", "show", slice).CombinedOutput()
+				rev, _ := exec.Command("systemctl", "list-dependencies", "--reverse", "--all", "--no-pager", slice).CombinedOutput()
+				units, _ := exec.Command("systemctl", "list-units", "--all", "--no-pager", "--no-legend", "cri-runtimed-*", "crie2e*").CombinedOutput()
+				t.Errorf("pod slice %s is %s and %s 30s after the pod's removal, want not-found and inactive\n%s\nreverse dependencies:\n%s\nunits:\n%s",
+					slice, load, active, show, rev, units)
+			}
 		}
 	})
 	t.Run("kubelet's", func(t *testing.T) {

@@ -26,6 +26,21 @@ rm -f "$out/status"
 # qemu writes the disk's throw-away overlay (snapshot=on) to TMPDIR.
 export TMPDIR=${TMPDIR:-/var/tmp}
 start=$(date +%s%N)
+elapsed() {
+	local ms=$((($(date +%s%N) - start) / 1000000))
+	echo "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
+}
+# The console, with the wall time at which the guest's systemd started the
+# tests (the boot time: firmware, kernel, initrd, systemd).
+console() {
+	local line
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case $line in
+		*"guest: up after"*) echo "boot.sh: guest booted in $(elapsed) s (wall time since qemu started)" ;;
+		esac
+	done
+}
 rc=0
 timeout -k 10 "${GUEST_TIMEOUT:-3600}" qemu-system-x86_64 \
 	-accel tcg,thread=multi -cpu max -smp "${GUEST_CPUS:-2}" -m "${GUEST_MEM:-3072}" \
@@ -35,9 +50,8 @@ timeout -k 10 "${GUEST_TIMEOUT:-3600}" qemu-system-x86_64 \
 	-drive "file=$img/disk.img,format=raw,if=virtio,cache=unsafe,snapshot=on" \
 	-virtfs "local,path=$share,mount_tag=hostshare,security_model=none,readonly=on" \
 	-virtfs "local,path=$out,mount_tag=hostout,security_model=none" \
-	</dev/null || rc=$?
-ms=$((($(date +%s%N) - start) / 1000000))
-elapsed=$((ms / 1000)).$(printf %03d $((ms % 1000)))
+	</dev/null | console || rc=${PIPESTATUS[0]}
+elapsed=$(elapsed)
 if [ "$rc" = 124 ]; then
 	echo "boot.sh: the guest did not finish within ${GUEST_TIMEOUT:-3600} s" >&2
 	exit 124

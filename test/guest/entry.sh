@@ -37,10 +37,9 @@ e2e() {
 	shift 2
 	t0=$(now)
 	echo "guest: == $name (${*:-defaults}): $regex"
-	env "$@" "$host/e2e.test" -test.run "$regex" -test.v -test.count=1 -test.timeout 40m \
-		>"$out/$name.log" 2>&1
-	rc=$?
-	grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go' "$out/$name.log"
+	env "$@" "$host/e2e.test" -test.run "$regex" -test.v -test.count=1 -test.timeout 40m 2>&1 |
+		tee "$out/$name.log" | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go'
+	rc=${PIPESTATUS[0]}
 	echo "guest: == $name: exit $rc after $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
 	[ $rc = 0 ] || failed=$((failed + 1))
 }
