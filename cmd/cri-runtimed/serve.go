@@ -112,7 +112,8 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	}
 	defer cgroupDriver.Close()
 	klog.InfoS("Cgroup driver", "driver", cgroupDriver.Name())
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver)
+	features := handlerFeatures(ctx, cfg)
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features)
 	if err != nil {
 		return err
 	}
@@ -125,7 +126,11 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	}
 	defer collector.Close()
 	cri := server.New(cfg, images, pods, ctrs, network, collector)
-	cri.SetHandlerFeatures(handlerFeatures(ctx, cfg))
+	serverFeatures := map[string]server.HandlerFeatures{}
+	for name, f := range features {
+		serverFeatures[name] = server.HandlerFeatures{RecursiveReadOnly: f.recursiveReadOnly}
+	}
+	cri.SetHandlerFeatures(serverFeatures)
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
 		TLSCertFile:     cfg.Streaming.TLSCertFile,
@@ -185,7 +190,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver) (*podsandbox.Controller, *container.Controller, error) {
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -193,7 +198,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 			klog.InfoS("OCI runtime of handler not found; pods naming it will fail", "handler", name, "binary", h.Binary, "err", err)
 			bin = h.Binary
 		}
-		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name)}
+		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name), OCIVersionMax: features[name].ociVersionMax}
 	}
 	minOOM := ownOOMScoreAdj()
 	podOpts := podsandbox.Options{
@@ -374,11 +379,17 @@ func lookupGroup(name string) (int, error) {
 	return gid, nil
 }
 
+// runtimeFeatures is what one OCI runtime says it supports.
+type runtimeFeatures struct {
+	recursiveReadOnly bool
+	ociVersionMax     string
+}
+
 // handlerFeatures asks each OCI runtime what it supports (`<runtime>
 // features`, from the OCI runtime features spec); a runtime that cannot
 // tell supports nothing optional.
-func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]server.HandlerFeatures {
-	out := map[string]server.HandlerFeatures{}
+func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]runtimeFeatures {
+	out := map[string]runtimeFeatures{}
 	for name, h := range cfg.Runtime.Handlers {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		b, err := exec.CommandContext(fctx, h.Binary, "features").Output()
@@ -388,12 +399,13 @@ func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]server.
 			continue
 		}
 		var f struct {
-			MountOptions []string `json:"mountOptions"`
+			OCIVersionMax string   `json:"ociVersionMax"`
+			MountOptions  []string `json:"mountOptions"`
 		}
 		if err := json.Unmarshal(b, &f); err != nil {
 			continue
 		}
-		out[name] = server.HandlerFeatures{RecursiveReadOnly: slices.Contains(f.MountOptions, "rro")}
+		out[name] = runtimeFeatures{recursiveReadOnly: slices.Contains(f.MountOptions, "rro"), ociVersionMax: f.OCIVersionMax}
 	}
 	return out
 }

@@ -44,7 +44,7 @@ func (h hostIO) containerSpec(id string, cfg *runtimeapi.ContainerConfig, sandbo
 		return nil, invalid("linux.security_context.privileged", "privileged container in a sandbox that is not privileged")
 	}
 
-	s := baseSpec()
+	s := baseSpec(info.OCIVersionMax)
 	if rootfs != "" {
 		s.Root.Path = rootfs
 	}

@@ -41,6 +41,10 @@ type SandboxInfo struct {
 	// CgroupParent is the pod's cgroup: LinuxPodSandboxConfig.cgroup_parent
 	// or the one the daemon made for the pod (see cgroups.Driver).
 	CgroupParent string
+	// OCIVersionMax is the newest runtime-spec version the pod's OCI
+	// runtime accepts (its `features`' ociVersionMax); the specs say that
+	// version when it is older than ours. Empty: no limit.
+	OCIVersionMax string
 }
 
 // SandboxSpec builds the spec of a pod's pause process. The process is
@@ -69,7 +73,7 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 	hostPID := info.HostPID || nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE
 	hostIPC := info.HostIPC || nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
 
-	s := baseSpec()
+	s := baseSpec(info.OCIVersionMax)
 	s.Process.Args = []string{defaultPauseCommand}
 	s.Process.Env = []string{defaultPath}
 	s.Process.NoNewPrivileges = true

@@ -326,3 +326,27 @@ func TestSaveLoad(t *testing.T) {
 		t.Fatal("Save(nil) succeeded")
 	}
 }
+
+// TestOCIVersionMax: the spec says the runtime's newest version when that
+// is older than ours (crun 1.8 refuses anything but 1.0.x), ours otherwise.
+func TestOCIVersionMax(t *testing.T) {
+	for _, tc := range []struct{ max, want string }{
+		{"", specs.Version},
+		{"1.0.2-dev", "1.0.2-dev"},
+		{"1.1.0", "1.1.0"},
+		{"9.0.0", specs.Version},
+		{specs.Version, specs.Version},
+	} {
+		s, err := SandboxSpec("sb1", testSandboxConfig(), SandboxInfo{OCIVersionMax: tc.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := fakeHost(testDevices, testDirs).containerSpec("c1", testConfig(nil), testSandboxConfig(), testImage, SandboxInfo{ID: "sb1", Pid: 1, OCIVersionMax: tc.max}, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Version != tc.want || c.Version != tc.want {
+			t.Errorf("ociVersionMax %q: sandbox spec %q, container spec %q; want %q", tc.max, s.Version, c.Version, tc.want)
+		}
+	}
+}

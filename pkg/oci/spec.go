@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -216,6 +217,27 @@ func WithReadonlyPaths(paths []string) SpecOpt {
 	}
 }
 
+// olderVersion reports whether semantic version a ("1.0.2-dev") is older
+// than b, comparing major, minor and patch numbers.
+func olderVersion(a, b string) bool {
+	pa, pb := versionParts(a), versionParts(b)
+	for i := range pa {
+		if pa[i] != pb[i] {
+			return pa[i] < pb[i]
+		}
+	}
+	return false
+}
+
+func versionParts(v string) [3]int {
+	var out [3]int
+	core, _, _ := strings.Cut(strings.TrimPrefix(v, "v"), "-")
+	for i, p := range strings.SplitN(core, ".", 3) {
+		out[i], _ = strconv.Atoi(p)
+	}
+	return out
+}
+
 // WithRlimits sets process.rlimits (none by default: the container inherits
 // the shim's limits, which the daemon's systemd unit sets).
 func WithRlimits(r []specs.POSIXRlimit) SpecOpt {
@@ -225,10 +247,16 @@ func WithRlimits(r []specs.POSIXRlimit) SpecOpt {
 	}
 }
 
-// baseSpec is the skeleton both spec kinds start from.
-func baseSpec() *specs.Spec {
+// baseSpec is the skeleton both spec kinds start from. maxVersion caps
+// the runtime-spec version it says: crun before 1.9 refuses any but 1.0.x
+// (Debian 12's crun says ociVersionMax 1.0.2-dev), runc reads any 1.x.
+func baseSpec(maxVersion string) *specs.Spec {
+	version := specs.Version
+	if maxVersion != "" && olderVersion(maxVersion, version) {
+		version = maxVersion
+	}
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: version,
 		Root:    &specs.Root{Path: defaultRootfs},
 		Process: &specs.Process{
 			Cwd:  "/",

@@ -47,6 +47,9 @@ type Handler struct {
 	// Args are global options of every invocation; New sets the cgroup
 	// driver's (--systemd-cgroup).
 	Args []string
+	// OCIVersionMax is the newest runtime-spec version the runtime
+	// accepts (ociVersionMax of `<runtime> features`); empty: any.
+	OCIVersionMax string
 }
 
 // Options configure the controller.

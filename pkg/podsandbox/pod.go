@@ -100,6 +100,8 @@ func (p *Pod) info() oci.SandboxInfo {
 		HostsPath:    f.Hosts,
 		ResolvPath:   f.Resolv,
 		CgroupParent: p.rec.CgroupParent,
+		// The containers' specs go to the same runtime as the sandbox's.
+		OCIVersionMax: p.handler.OCIVersionMax,
 	}
 	if !info.HostIPC {
 		info.ShmPath = f.Shm
