@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +36,10 @@ const (
 	// EnvKeep keeps each test's daemon directory (logs, state) for
 	// debugging instead of removing it.
 	EnvKeep = "CRI_RUNTIMED_E2E_KEEP"
+	// EnvSlow multiplies every timeout of the framework and of Eventually
+	// ("4": four times as long), for machines much slower than a
+	// developer's: the guest suite runs under software emulation.
+	EnvSlow = "CRI_RUNTIMED_E2E_SLOW"
 	// envInstance marks the daemon and everything it starts (shims
 	// inherit the environment) so cleanup can find leftovers.
 	envInstance = "CRI_RUNTIMED_E2E_INSTANCE"
@@ -43,13 +48,22 @@ const (
 // Timeouts.
 var (
 	// StartTimeout bounds the wait for the socket and a Version answer.
-	StartTimeout = 60 * time.Second
+	StartTimeout = Slow(60 * time.Second)
 	// StopTimeout bounds the wait for exit after SIGTERM.
-	StopTimeout = 30 * time.Second
+	StopTimeout = Slow(30 * time.Second)
 	// RequestTimeout is the cri-client per-call timeout (kubelet's
 	// default runtime-request-timeout is 2m).
-	RequestTimeout = 2 * time.Minute
+	RequestTimeout = Slow(2 * time.Minute)
 )
+
+// Slow scales a timeout by EnvSlow (unset: 1).
+func Slow(d time.Duration) time.Duration {
+	f, err := strconv.ParseFloat(os.Getenv(EnvSlow), 64)
+	if err != nil || f < 1 {
+		return d
+	}
+	return time.Duration(float64(d) * f)
+}
 
 var built struct {
 	once sync.Once

@@ -84,12 +84,13 @@ func RegistryPath(t testing.TB, ref string) (repo, tag string) {
 	return reference.Path(named), reference.TagNameOnly(named).(reference.Tagged).Tag()
 }
 
-// Eventually polls cond every 50ms until it returns true or timeout passes,
-// then fails the test with the last message cond returned. It is for state
-// the daemon reaches asynchronously (GC, usage accounting), never a
-// replacement for waiting on a known event.
+// Eventually polls cond every 50ms until it returns true or timeout
+// (scaled by EnvSlow) passes, then fails the test with the last message
+// cond returned. It is for state the daemon reaches asynchronously (GC,
+// usage accounting), never a replacement for waiting on a known event.
 func Eventually(t testing.TB, timeout time.Duration, cond func() (ok bool, msg string)) {
 	t.Helper()
+	timeout = Slow(timeout)
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()

@@ -36,7 +36,7 @@ const PodNamespace = "e2e"
 const logDirPrefix = "e2e-podlogs-"
 
 // CallTimeout bounds the helper RPCs of this file.
-var CallTimeout = 2 * time.Minute
+var CallTimeout = Slow(2 * time.Minute)
 
 // ShortStateDir makes a state directory short enough for the daemon's
 // per-pod unix sockets (<state>/pods/<64 hex>/shim/shim.sock must stay
