@@ -64,7 +64,7 @@ lint:
 e2e: build
 	CRI_RUNTIMED_BIN=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go' ; exit $${PIPESTATUS[0]}
 
-# guest-smoke: the part of the guest suite `make test` runs (systemd
+# guest-smoke: a short part of the guest suite (systemd
 # driver pod lifecycle, OOM kill and stats on cgroup v2, restarting the
 # systemd unit); test-guest: all of it (both drivers, crun, swap).
 guest-smoke: build guest-deps
@@ -73,7 +73,7 @@ guest-smoke: build guest-deps
 test-guest: build guest-deps
 	test/guest/run.sh full
 
-test: deps unit e2e guest-smoke
+test: deps unit e2e
 
 # Kubelets for the kubelet suite, built from the k8s.io/kubernetes module
 # pinned in test/tools/kubernetes/<version> (test/tools/kubernetes/pin.sh
