@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
@@ -113,7 +114,9 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	defer cgroupDriver.Close()
 	klog.InfoS("Cgroup driver", "driver", cgroupDriver.Name())
 	features := handlerFeatures(ctx, cfg)
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features)
+	devices := cdi.New(cfg.Runtime.CDISpecDirs)
+	defer devices.Close()
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices)
 	if err != nil {
 		return err
 	}
@@ -190,7 +193,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures) (*podsandbox.Controller, *container.Controller, error) {
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures, devices *cdi.Registry) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -221,6 +224,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		Cgroups:        cgroupDriver,
 		MinOOMScoreAdj: minOOM,
 		MaxExecOutput:  cfg.Runtime.MaxExecSyncOutput,
+		CDI:            devices,
 	}, db, images, func(id string) (container.Sandbox, error) {
 		pod, err := pods.Get(id)
 		if err != nil || pod.ID() != id {

@@ -73,6 +73,8 @@ type Runtime struct {
 	MaxExecSyncOutput int `toml:"max_exec_sync_output" comment:"Bytes of stdout and of stderr ExecSync returns; the rest is discarded."`
 	// MaxContainerLogLineSize splits longer lines into partial log records.
 	MaxContainerLogLineSize int `toml:"max_container_log_line_size" comment:"Longer lines are split into partial (P) CRI log records."`
+	// CDISpecDirs hold the CDI specs devices are resolved from.
+	CDISpecDirs []string `toml:"cdi_spec_dirs" comment:"Directories of CDI device specs (later ones take precedence), watched for changes; empty: CDI devices are refused."`
 	// Handlers maps runtime handler names to OCI runtimes.
 	Handlers map[string]Handler `toml:"handlers" comment:"OCI runtimes by runtime handler name."`
 }
@@ -163,6 +165,7 @@ func Default() *Config {
 			DefaultHandler:          "runc",
 			MaxExecSyncOutput:       16 << 20,
 			MaxContainerLogLineSize: 16 << 10,
+			CDISpecDirs:             []string{"/etc/cdi", "/var/run/cdi"},
 			Handlers: map[string]Handler{
 				"runc": {Binary: "runc"},
 				"crun": {Binary: "crun"},
@@ -260,6 +263,9 @@ func (c *Config) Validate() error {
 		if h.Root != "" && !filepath.IsAbs(h.Root) {
 			errs = append(errs, fmt.Sprintf("runtime.handlers.%s.root: %q must be an absolute path", name, h.Root))
 		}
+	}
+	for i, d := range c.Runtime.CDISpecDirs {
+		abs(fmt.Sprintf("runtime.cdi_spec_dirs[%d]", i), d)
 	}
 	abs("cni.conf_dir", c.CNI.ConfDir)
 	for i, d := range c.CNI.BinDirs {

@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
@@ -50,6 +51,8 @@ type Options struct {
 	Cgroups        cgroups.Driver
 	MinOOMScoreAdj int
 	MaxExecOutput  int
+	// CDI resolves the CDI devices containers ask for; nil refuses them.
+	CDI *cdi.Registry
 }
 
 // Controller owns every container of the node.
@@ -164,6 +167,10 @@ func (c *Controller) Create(ctx context.Context, pod Sandbox, cfg *runtimeapi.Co
 var errNotReady = fmt.Errorf("%w: pod sandbox is not ready", ErrState)
 
 func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *runtimeapi.ContainerConfig) (id string, retErr error) {
+	devices, err := cdi.Requested(cfg)
+	if err != nil {
+		return "", err
+	}
 	img, err := c.images.Get(ctx, cfg.GetImage().GetImage())
 	if err != nil {
 		return "", fmt.Errorf("image %q: %w", cfg.GetImage().GetImage(), err)
@@ -277,6 +284,9 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		oci.WithCgroupsPath(c.opts.Cgroups.CgroupsPath(info.CgroupParent, id)),
 	)
 	if err != nil {
+		return "", err
+	}
+	if err := c.opts.CDI.Inject(spec, devices); err != nil {
 		return "", err
 	}
 	if err := oci.Save(spec, bundle); err != nil {

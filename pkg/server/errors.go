@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
@@ -62,6 +63,8 @@ var sentinelCodes = []struct {
 	{cni.ErrInvalidArgument, codes.InvalidArgument},
 	{reference.ErrInvalid, codes.InvalidArgument},
 	{cgroups.ErrInvalidParent, codes.InvalidArgument},
+	{cdi.ErrInvalidName, codes.InvalidArgument},
+	{cdi.ErrUnknownDevice, codes.InvalidArgument},
 	{podsandbox.ErrAmbiguous, codes.InvalidArgument},
 	{container.ErrAmbiguous, codes.InvalidArgument},
 	{podsandbox.ErrAlreadyExists, codes.AlreadyExists},
@@ -106,6 +109,9 @@ var sentinelCodes = []struct {
 	{netns.ErrNotFound, codes.NotFound},
 	{stats.ErrNotFound, codes.NotFound},
 	{userns.ErrUnsupported, codes.FailedPrecondition},
+	// A CDI spec whose edits do not apply on this node (a device node
+	// missing on the host).
+	{cdi.ErrInject, codes.FailedPrecondition},
 	{cni.ErrPluginTimeout, codes.DeadlineExceeded},
 	{registrar.ErrNameReserved, codes.AlreadyExists},
 	{registrar.ErrIDReserved, codes.AlreadyExists},
