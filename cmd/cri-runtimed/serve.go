@@ -34,6 +34,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
+	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
@@ -72,6 +73,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	}
 	defer snap.Close()
 
+	rec := telemetry.New()
 	reg := registry.New(cfg.Image.RegistryConfigPath,
 		registry.WithRetries(cfg.Image.RegistryRetries, 200*time.Millisecond),
 		registry.WithMaxManifestSize(cfg.Image.MaxManifestSize),
@@ -82,6 +84,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		image.WithProgressTimeout(time.Duration(cfg.Image.PullProgressTimeout)),
 		image.WithMaxManifestSize(cfg.Image.MaxManifestSize),
 		image.WithMaxUncompressedSize(cfg.Image.MaxUncompressedSize),
+		image.WithTelemetry(rec),
 	)
 	defer images.Close()
 	recoverState(ctx, cfg, cs, snap, images)
@@ -116,7 +119,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	features := handlerFeatures(ctx, cfg)
 	devices := cdi.New(cfg.Runtime.CDISpecDirs)
 	defer devices.Close()
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices)
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices, rec)
 	if err != nil {
 		return err
 	}
@@ -128,7 +131,8 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("stats: %w", err)
 	}
 	defer collector.Close()
-	cri := server.New(cfg, images, pods, ctrs, network, collector)
+	rec.WatchStates(objectStates(pods, ctrs))
+	cri := server.New(cfg, images, pods, ctrs, network, collector, server.WithTelemetry(rec))
 	serverFeatures := map[string]server.HandlerFeatures{}
 	for name, f := range features {
 		serverFeatures[name] = server.HandlerFeatures{RecursiveReadOnly: f.recursiveReadOnly}
@@ -159,10 +163,24 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Metrics.Address != "" {
+		ms, err := rec.ServeMetrics(cfg.Metrics.Address)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer cancel()
+			_ = ms.Close(sctx)
+		}()
+	}
+	// The telemetry interceptors are outermost: they see the code the
+	// client gets, after the server's own mapping.
 	unary, stream := server.Interceptors()
+	mUnary, mStream := rec.Interceptors()
 	g := grpc.NewServer(
-		grpc.UnaryInterceptor(unary),
-		grpc.StreamInterceptor(stream),
+		grpc.ChainUnaryInterceptor(mUnary, unary),
+		grpc.ChainStreamInterceptor(mStream, stream),
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageSize),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMessageSize),
 	)
@@ -193,7 +211,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures, devices *cdi.Registry) (*podsandbox.Controller, *container.Controller, error) {
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures, devices *cdi.Registry, rec *telemetry.Recorder) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -215,6 +233,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		MinOOMScoreAdj: minOOM,
 		ShimLogLevel:   int(klogVerbosity()),
 		Network:        network,
+		Telemetry:      rec,
 	}
 	if cfg.Runtime.SandboxImage != "" {
 		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images, AuthFile: cfg.Runtime.SandboxImageAuthFile}
@@ -244,6 +263,42 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		return nil, nil, fmt.Errorf("recover containers: %w", err)
 	}
 	return pods, ctrs, nil
+}
+
+// objectStates counts pods, containers and live shims for the metrics,
+// when Prometheus scrapes.
+func objectStates(pods *podsandbox.Controller, ctrs *container.Controller) telemetry.States {
+	return telemetry.States{
+		Pods: func() map[string]int {
+			n := map[string]int{}
+			for _, st := range []meta.SandboxState{meta.SandboxCreating, meta.SandboxReady, meta.SandboxNotReady} {
+				n[string(st)] = 0
+			}
+			for _, p := range pods.List() {
+				n[string(p.Record().State)]++
+			}
+			return n
+		},
+		Containers: func() map[string]int {
+			n := map[string]int{}
+			for _, st := range []meta.ContainerState{meta.ContainerCreating, meta.ContainerCreated, meta.ContainerRunning, meta.ContainerExited, meta.ContainerUnknown} {
+				n[string(st)] = 0
+			}
+			for _, c := range ctrs.List() {
+				n[string(c.State())]++
+			}
+			return n
+		},
+		Shims: func() int {
+			n := 0
+			for _, p := range pods.List() {
+				if p.Shim() != nil {
+					n++
+				}
+			}
+			return n
+		},
+	}
 }
 
 // ownOOMScoreAdj is the lowest oom_score_adj the daemon may give its

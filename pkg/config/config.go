@@ -32,6 +32,13 @@ type Config struct {
 	CNI     CNI     `toml:"cni"`
 	// Streaming is the exec, attach and port-forward server.
 	Streaming Streaming `toml:"streaming"`
+	// Metrics is the Prometheus endpoint.
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	Address string `toml:"address" comment:"host:port serving Prometheus metrics at /metrics (plain http); empty: off."`
 }
 
 // Streaming configures the server whose URLs the Exec, Attach and
@@ -293,6 +300,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, "runtime.max_container_log_line_size: must be at least 256")
 	}
 	errs = append(errs, c.Streaming.validate()...)
+	if a := c.Metrics.Address; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Sprintf("metrics.address: %q is not host:port: %v", a, err))
+		}
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

@@ -90,8 +90,10 @@ func (s *Service) GC(ctx context.Context) error {
 	defer s.gcMu.Unlock()
 
 	var blobs []string
+	sizes := map[string]int64{}
 	if err := s.content.Walk(ctx, func(info content.Info) error {
 		blobs = append(blobs, info.Digest.String())
+		sizes[info.Digest.String()] = info.Size
 		return nil
 	}); err != nil {
 		return fmt.Errorf("gc: walk content: %w", err)
@@ -101,6 +103,7 @@ func (s *Service) GC(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	var reclaimed int64
 	for _, d := range stale {
 		if s.beforeDelete != nil {
 			s.beforeDelete(d)
@@ -109,14 +112,16 @@ func (s *Service) GC(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("delete blob %s: %w", d, err))
 		} else {
 			klog.V(3).InfoS("GC removed blob", "digest", d)
+			reclaimed += sizes[d]
 		}
 	}
 	s.doneDeleting(stale)
 
-	removedSnapshots, err := s.sweepSnapshots(ctx)
+	removedSnapshots, snapBytes, err := s.sweepSnapshots(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	s.telemetry.GCDone(reclaimed + snapBytes)
 	if len(stale) > 0 || removedSnapshots > 0 {
 		klog.V(2).InfoS("Garbage collected images' content", "blobs", len(stale), "snapshots", removedSnapshots)
 	}
@@ -173,8 +178,10 @@ func (s *Service) doneDeleting(keys []string) {
 // until a round removes nothing, since a parent becomes removable only
 // once its children are gone. A snapshot that cannot be removed is
 // reported and skipped; the others are still collected.
-func (s *Service) sweepSnapshots(ctx context.Context) (int, error) {
+// It returns how many it removed and the bytes of the committed ones.
+func (s *Service) sweepSnapshots(ctx context.Context) (int, int64, error) {
 	removed := 0
+	var bytes int64
 	failed := map[string]error{}
 	for {
 		var infos []snapshot.Info
@@ -182,7 +189,7 @@ func (s *Service) sweepSnapshots(ctx context.Context) (int, error) {
 			infos = append(infos, i)
 			return nil
 		}); err != nil {
-			return removed, fmt.Errorf("gc: walk snapshots: %w", err)
+			return removed, bytes, fmt.Errorf("gc: walk snapshots: %w", err)
 		}
 		children := map[string]int{}
 		for _, i := range infos {
@@ -191,7 +198,9 @@ func (s *Service) sweepSnapshots(ctx context.Context) (int, error) {
 			}
 		}
 		var candidates []string
+		committed := map[string]bool{}
 		for _, i := range infos {
+			committed[i.Key] = i.Kind == snapshot.KindCommitted
 			collectable := i.Kind == snapshot.KindCommitted ||
 				(i.Kind == snapshot.KindActive && strings.HasPrefix(i.Key, "extract-"))
 			if collectable && children[i.Key] == 0 && failed[i.Key] == nil {
@@ -200,12 +209,18 @@ func (s *Service) sweepSnapshots(ctx context.Context) (int, error) {
 		}
 		stale, err := s.decide(candidates)
 		if err != nil {
-			return removed, err
+			return removed, bytes, err
 		}
 		progress := false
 		for _, key := range stale {
 			if s.beforeDelete != nil {
 				s.beforeDelete(key)
+			}
+			// Stored at commit: reading it walks nothing. Extraction
+			// leftovers are not measured.
+			var usage snapshot.Usage
+			if committed[key] {
+				usage, _ = s.snap.Usage(ctx, key)
 			}
 			// A child made since the walk (a container's rootfs) makes
 			// Remove refuse: the snapshot stays.
@@ -217,6 +232,7 @@ func (s *Service) sweepSnapshots(ctx context.Context) (int, error) {
 			}
 			klog.V(3).InfoS("GC removed snapshot", "key", key)
 			removed++
+			bytes += usage.Size
 			progress = true
 		}
 		s.doneDeleting(stale)
@@ -225,7 +241,7 @@ func (s *Service) sweepSnapshots(ctx context.Context) (int, error) {
 			for _, err := range failed {
 				errs = append(errs, err)
 			}
-			return removed, errors.Join(errs...)
+			return removed, bytes, errors.Join(errs...)
 		}
 	}
 }

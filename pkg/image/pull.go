@@ -475,8 +475,9 @@ func (s *Service) downloadOnce(ctx context.Context, repo *registry.Repository, d
 		// fails at commit instead of filling the disk.
 		limit = io.LimitReader(pr, desc.Size-offset+1)
 	}
-	_, err = io.Copy(w, limit)
+	n, err := io.Copy(w, limit)
 	stopWatch()
+	s.telemetry.PulledBytes(n)
 	if err != nil {
 		return false, progressErr(ctx, fmt.Errorf("download %s (from byte %d): %w", desc.Digest, offset, err), s.progressTimeout)
 	}

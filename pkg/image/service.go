@@ -19,6 +19,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/content"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 )
 
 var (
@@ -73,6 +74,8 @@ type Service struct {
 	gen     uint64
 	list    []meta.Image
 	listGen uint64
+	// telemetry counts downloaded bytes and GC passes; nil counts nothing.
+	telemetry *telemetry.Recorder
 }
 
 // Option sets an optional Service setting.
@@ -95,6 +98,9 @@ func WithMaxManifestSize(n int64) Option { return func(s *Service) { s.maxManife
 // WithMaxUncompressedSize bounds the uncompressed bytes of the layers one
 // pull unpacks; 0 means no bound.
 func WithMaxUncompressedSize(n int64) Option { return func(s *Service) { s.maxUncompressed = n } }
+
+// WithTelemetry records downloaded bytes and GC passes in rec.
+func WithTelemetry(rec *telemetry.Recorder) Option { return func(s *Service) { s.telemetry = rec } }
 
 // New returns the image service.
 func New(db *meta.DB, cs *content.Store, snap snapshot.Snapshotter, reg *registry.Client, opts ...Option) *Service {

@@ -27,6 +27,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 )
 
 // Keys of meta.Sandbox.Extra.
@@ -79,6 +80,9 @@ type Options struct {
 	// Shims starts and reconnects to pods' shims; nil is real shim
 	// processes.
 	Shims shim.Launcher
+	// Telemetry records pod start phases and shim deaths; nil records
+	// nothing.
+	Telemetry *telemetry.Recorder
 }
 
 // SandboxImage runs the sandbox process from an image; the image side
@@ -346,7 +350,12 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	defer func() { _ = waitNet() }()
 	if podNet && uids == nil {
 		netDone = make(chan error, 1)
-		go func() { netDone <- c.setupNetwork(ctx, pod) }()
+		go func() {
+			t := time.Now()
+			err := c.setupNetwork(ctx, pod)
+			c.opts.Telemetry.PodStartPhase(ctx, "network", t, time.Now())
+			netDone <- err
+		}()
 	}
 
 	shimBin := c.opts.ShimBinary
@@ -430,6 +439,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	}
 	klog.V(3).InfoS("Pod sandbox start phases", "pod", id, "prepare", tShim.Sub(start), "shim", tCreate.Sub(tShim),
 		"create", tStart.Sub(tCreate), "start", tNet.Sub(tStart), "networkWait", time.Since(tNet))
+	c.podStartPhases(ctx, start, tShim, tCreate, tStart, tNet)
 	pod.mu.Lock()
 	pod.rec.Pid = st.Pid
 	pod.rec.State = meta.SandboxReady
@@ -446,6 +456,17 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	c.monitor(pod, 0)
 	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "pid", st.Pid, "duration", time.Since(start))
 	return id, nil
+}
+
+// podStartPhases records the phases of a pod start that ran in sequence;
+// the network phase, which overlaps them, is recorded where it runs.
+func (c *Controller) podStartPhases(ctx context.Context, start, tShim, tCreate, tStart, tEnd time.Time) {
+	rec := c.opts.Telemetry
+	rec.PodStartPhase(ctx, "prepare", start, tShim)
+	rec.PodStartPhase(ctx, "shim", tShim, tCreate)
+	rec.PodStartPhase(ctx, "runc_create", tCreate, tStart)
+	rec.PodStartPhase(ctx, "runc_start", tStart, tEnd)
+	rec.PodStartPhase(ctx, "total", start, time.Now())
 }
 
 func withPauseBinary(binary string) oci.SpecOpt {

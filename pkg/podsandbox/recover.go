@@ -215,6 +215,7 @@ func (c *Controller) shimDied(pod *Pod, cl shim.API) {
 		return // replaced or removed on purpose
 	}
 	klog.InfoS("Shim of pod died", "pod", pod.ID())
+	c.opts.Telemetry.ShimDied()
 	pod.setShim(nil)
 	cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -46,10 +46,13 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	img, err := s.images.Pull(ctx, name, creds)
 	if err != nil {
+		s.telemetry.PullDone(time.Since(start), codeOf(err).String())
 		return nil, err
 	}
+	s.telemetry.PullDone(time.Since(start), "")
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID.String()}, nil
 }
 

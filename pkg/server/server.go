@@ -18,6 +18,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/stats"
 	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
+	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 )
 
 // Server implements CRI v1. RuntimeService RPCs this daemon does not have
@@ -36,11 +37,21 @@ type Server struct {
 	// handlerFeatures is what each OCI runtime said it supports.
 	handlerFeatures map[string]HandlerFeatures
 	events          events.Queue[*runtimeapi.ContainerEventResponse]
+	telemetry       *telemetry.Recorder
 }
 
+// Option sets an optional Server setting.
+type Option func(*Server)
+
+// WithTelemetry records pull outcomes in rec.
+func WithTelemetry(rec *telemetry.Recorder) Option { return func(s *Server) { s.telemetry = rec } }
+
 // New returns a CRI server over the given services.
-func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network Network, collector *stats.Collector) *Server {
+func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network Network, collector *stats.Collector, opts ...Option) *Server {
 	s := &Server{cfg: cfg, images: images, pods: pods, ctrs: ctrs, net: network, stats: collector}
+	for _, o := range opts {
+		o(s)
+	}
 	pods.SetLifecycleHook(s.podEvent)
 	ctrs.SetEventHook(s.containerEvent)
 	// The containers found at start get their writable layers measured

@@ -1,0 +1,168 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc/status"
+
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
+)
+
+// scrape is one reading of the daemon's /metrics.
+type scrape map[string]*dto.MetricFamily
+
+// get is the value of name{labels} (a histogram's sample count), or 0
+// when there is no such series.
+func (s scrape) get(name string, labels ...string) float64 {
+	mf := s[name]
+	if mf == nil {
+		return 0
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if got[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return 0
+}
+
+var metricsAddrRe = regexp.MustCompile(`"Serving metrics" address="([^"]+)"`)
+
+func scrapeMetrics(t *testing.T, d *framework.Daemon) scrape {
+	t.Helper()
+	m := metricsAddrRe.FindStringSubmatch(d.Log())
+	if m == nil {
+		t.Fatal("the daemon's log does not say where it serves metrics")
+	}
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// TestMetrics: with metrics.address set, /metrics follows the work done:
+// RPC counts and codes, pulls (bytes, failures by reason), pod start
+// phases, pods, containers and shims by state, and GC after a removal.
+func TestMetrics(t *testing.T) {
+	_, d := podEnv(t, framework.WithConfig("metrics.address", "127.0.0.1:0"))
+	before := scrapeMetrics(t, d)
+	if n := before.get("cri_runtimed_image_pull_bytes_total"); n <= 0 {
+		t.Errorf("pull_bytes_total = %v after pulling busybox, want > 0", n)
+	}
+	if before.get("process_resident_memory_bytes") <= 0 || before.get("go_goroutines") <= 0 {
+		t.Error("no Go runtime or process metrics")
+	}
+
+	_, err := d.Images().PullImage(testCtx(t), spec("no/such-image:1"), nil, nil)
+	if err == nil {
+		t.Fatal("pulling a missing image succeeded")
+	}
+	reason := status.Code(err).String()
+	podCfg := framework.PodConfig("metrics")
+	pod := d.RunPod(t, podCfg)
+	ctr := d.CreateStarted(t, pod, sleeper("m"), podCfg)
+
+	after := scrapeMetrics(t, d)
+	moved := []struct {
+		name   string
+		labels []string
+		delta  float64
+	}{
+		{"cri_runtimed_grpc_requests_total", []string{"method", "RunPodSandbox", "code", "OK"}, 1},
+		{"cri_runtimed_grpc_requests_total", []string{"method", "CreateContainer", "code", "OK"}, 1},
+		{"cri_runtimed_grpc_requests_total", []string{"method", "PullImage", "code", reason}, 1},
+		{"cri_runtimed_grpc_request_duration_seconds", []string{"method", "StartContainer"}, 1},
+		{"cri_runtimed_image_pulls_total", nil, 1},
+		{"cri_runtimed_image_pull_failures_total", []string{"reason", reason}, 1},
+		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "total"}, 1},
+		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "shim"}, 1},
+		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "runc_create"}, 1},
+		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "network"}, 1},
+		{"cri_runtimed_pods", []string{"state", "ready"}, 1},
+		{"cri_runtimed_containers", []string{"state", "running"}, 1},
+		{"cri_runtimed_shims", nil, 1},
+	}
+	for _, m := range moved {
+		if got := after.get(m.name, m.labels...) - before.get(m.name, m.labels...); got != m.delta {
+			t.Errorf("%s%v moved by %v, want %v", m.name, m.labels, got, m.delta)
+		}
+	}
+
+	// Removing everything and then the image leaves garbage that the
+	// debounced GC reclaims.
+	ctx := testCtx(t)
+	rs := d.Runtime()
+	if err := rs.StopContainer(ctx, ctr, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.RemoveContainer(ctx, ctr); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Images().RemoveImage(ctx, spec(bb)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := scrapeMetrics(t, d)
+		if s.get("cri_runtimed_image_gc_reclaimed_bytes_total") > after.get("cri_runtimed_image_gc_reclaimed_bytes_total") {
+			if s.get("cri_runtimed_image_gc_runs_total") <= after.get("cri_runtimed_image_gc_runs_total") {
+				t.Error("bytes reclaimed without a GC run counted")
+			}
+			if s.get("cri_runtimed_pods", "state", "ready") != 0 || s.get("cri_runtimed_shims") != 0 {
+				t.Errorf("after removal: %v ready pods, %v shims", s.get("cri_runtimed_pods", "state", "ready"), s.get("cri_runtimed_shims"))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no GC reclaimed the removed image's content within 30s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestMetricsOffByDefault: without metrics.address nothing listens.
+func TestMetricsOffByDefault(t *testing.T) {
+	d := framework.NewDaemon(t)
+	if metricsAddrRe.MatchString(d.Log()) {
+		t.Fatal("the daemon serves metrics without metrics.address")
+	}
+}
