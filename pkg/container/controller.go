@@ -569,6 +569,27 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// Release unmounts the rootfs of an exited container of a pod being
+// stopped: kubelet keeps a stopped pod's containers (and their exit
+// states and logs) until its garbage collection, or as long as a
+// completed pod exists. RemoveContainer removes the rest.
+func (c *Controller) Release(ctx context.Context, id string) error {
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	ctr.op.Lock()
+	defer ctr.op.Unlock()
+	if ctr.Record().State != meta.ContainerExited {
+		return nil
+	}
+	bundle := ctr.pod.BundleDir(id)
+	if err := userns.UnmountRootfs(filepath.Join(bundle, "rootfs"), filepath.Join(bundle, "idmap")); err != nil {
+		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	}
+	return nil
+}
+
 // teardown releases the container's resources, each step idempotent,
 // and deletes the record last.
 func (c *Controller) teardown(ctx context.Context, ctr *Container) error {

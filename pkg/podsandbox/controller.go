@@ -500,8 +500,9 @@ func (c *Controller) List() []*Pod {
 	return out
 }
 
-// Stop stops the sandbox process; the caller stops the pod's containers
-// first. Stopping a stopped pod succeeds.
+// Stop stops the sandbox process and releases what a stopped pod no
+// longer needs (release); the caller stops the pod's containers first.
+// Stopping a stopped pod succeeds.
 func (c *Controller) Stop(ctx context.Context, id string) error {
 	pod, err := c.Get(id)
 	if err != nil {
@@ -514,6 +515,9 @@ func (c *Controller) Stop(ctx context.Context, id string) error {
 
 func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 	id := pod.ID()
+	if pod.released() {
+		return nil
+	}
 	// The network goes first and a failure keeps the netns, so that a
 	// retry can still release the IP and the host ports.
 	if err := c.teardownNetwork(ctx, pod); err != nil {
@@ -527,7 +531,107 @@ func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 			return fmt.Errorf("wait for sandbox container: %w", err)
 		}
 	}
-	return c.setState(pod, meta.SandboxNotReady)
+	if err := c.setState(pod, meta.SandboxNotReady); err != nil {
+		return err
+	}
+	return c.release(ctx, pod)
+}
+
+// release frees what a stopped pod holds besides its record and
+// directory: the shim (which deletes the runtime state of every container
+// it ran; their exit states are in the daemon's records), the network
+// namespace pin, /dev/shm, the sandbox's rootfs and a cgroup the daemon
+// made. kubelet removes a stopped sandbox only in its garbage collection
+// a minute later, and never the last sandbox of a completed pod that still exists (a Job's):
+// until RemovePodSandbox those would otherwise hold a process and mounts
+// per pod. The pod's network must already be torn down.
+func (c *Controller) release(ctx context.Context, pod *Pod) error {
+	errs := append(c.releaseShim(ctx, pod), c.releaseMounts(ctx, pod)...)
+	errs = append(errs, c.releaseCgroup(ctx, pod))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	pod.mu.Lock()
+	pod.rec.Released = true
+	rec := pod.rec
+	pod.mu.Unlock()
+	if err := c.db.PutSandbox(rec); err != nil {
+		return fmt.Errorf("save pod record: %w", err)
+	}
+	klog.V(2).InfoS("Pod sandbox released", "pod", pod.ID())
+	return nil
+}
+
+// releaseShim stops the pod's shim, deleting the runtime state of the
+// sandbox and of every container; without a shim, it deletes the
+// sandbox from the OCI runtime directly.
+func (c *Controller) releaseShim(ctx context.Context, pod *Pod) []error {
+	var errs []error
+	id := pod.ID()
+	cl := pod.Shim()
+	// Detached first, so the monitor sees a shim going away on purpose
+	// rather than one that died.
+	pod.setShim(nil)
+	if cl == nil {
+		if d, err := c.opts.Shims.Dial(ctx, pod.shimDir()); err == nil {
+			cl = d
+		}
+	}
+	if cl == nil {
+		// The shim is gone: make sure nothing of the pod still runs.
+		forceDelete(ctx, pod.handler, id)
+		return nil
+	}
+	if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
+		errs = append(errs, fmt.Errorf("delete sandbox container: %w", err))
+	}
+	// Forced: a container the daemon no longer knows (its record was
+	// lost or corrupt) must not keep the shim, and the pod, alive.
+	if err := cl.ForceShutdown(ctx); err != nil && !errors.Is(err, shim.ErrShimGone) {
+		errs = append(errs, fmt.Errorf("shut down shim: %w", err))
+	}
+	cl.Close()
+	return errs
+}
+
+// releaseCgroup removes the pod's cgroup when the daemon made it (a pod
+// without a cgroup parent); kubelet's pod cgroups are kubelet's.
+func (c *Controller) releaseCgroup(ctx context.Context, pod *Pod) error {
+	if pod.rec.Extra[extraOwnCgroup] != "true" {
+		return nil
+	}
+	return c.opts.Cgroups.RemovePod(ctx, pod.rec.CgroupParent)
+}
+
+// releaseMounts removes the network namespace pin and unmounts /dev/shm
+// and the sandbox's rootfs.
+func (c *Controller) releaseMounts(ctx context.Context, pod *Pod) []error {
+	var errs []error
+	id := pod.ID()
+	if pod.rec.NetNSPath != "" {
+		if err := netns.Remove(pod.rec.NetNSPath); err != nil {
+			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
+		}
+	} else {
+		// Maybe created, with the crash before its path was recorded;
+		// removing a pin that does not exist succeeds.
+		if err := netns.Remove(filepath.Join(c.opts.NetNSDir, id)); err != nil {
+			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
+		}
+	}
+	f := filesIn(pod.dir)
+	if err := snapshot.UnmountAll(f.Shm); err != nil {
+		errs = append(errs, err)
+	}
+	rootfs := filepath.Join(pod.bundleDir(id), "rootfs")
+	if c.opts.SandboxImage != nil {
+		if err := c.opts.SandboxImage.Unmount(ctx, id, rootfs); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := snapshot.UnmountAll(rootfs); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
 }
 
 // setState persists a state change of the pod.
@@ -578,61 +682,14 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 // teardown releases every resource of the pod, each step idempotent, and
 // deletes its record last so a crash half-way is finished by Recover.
 func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
-	var errs []error
 	id := pod.ID()
-	cl := pod.Shim()
-	// Detached first, so the monitor sees a shim going away on purpose
-	// rather than one that died.
-	pod.setShim(nil)
-	if cl == nil {
-		if d, err := c.opts.Shims.Dial(ctx, pod.shimDir()); err == nil {
-			cl = d
-		}
-	}
-	if cl != nil {
-		if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {
-			errs = append(errs, fmt.Errorf("delete sandbox container: %w", err))
-		}
-		// Forced: a container the daemon no longer knows (its record was
-		// lost or corrupt) must not keep the shim, and the pod, alive.
-		if err := cl.ForceShutdown(ctx); err != nil && !errors.Is(err, shim.ErrShimGone) {
-			errs = append(errs, fmt.Errorf("shut down shim: %w", err))
-		}
-		cl.Close()
-	} else {
-		// The shim is gone: make sure nothing of the pod still runs.
-		forceDelete(ctx, pod.handler, id)
-	}
+	errs := c.releaseShim(ctx, pod)
 	if err := c.teardownNetwork(ctx, pod); err != nil {
 		return err
 	}
-	if pod.rec.NetNSPath != "" {
-		if err := netns.Remove(pod.rec.NetNSPath); err != nil {
-			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
-		}
-	} else {
-		// Maybe created, with the crash before its path was recorded;
-		// removing a pin that does not exist succeeds.
-		if err := netns.Remove(filepath.Join(c.opts.NetNSDir, id)); err != nil {
-			errs = append(errs, fmt.Errorf("remove network namespace: %w", err))
-		}
-	}
-	f := filesIn(pod.dir)
-	if err := snapshot.UnmountAll(f.Shm); err != nil {
+	errs = append(errs, c.releaseMounts(ctx, pod)...)
+	if err := c.releaseCgroup(ctx, pod); err != nil {
 		errs = append(errs, err)
-	}
-	rootfs := filepath.Join(pod.bundleDir(id), "rootfs")
-	if c.opts.SandboxImage != nil {
-		if err := c.opts.SandboxImage.Unmount(ctx, id, rootfs); err != nil {
-			errs = append(errs, err)
-		}
-	} else if err := snapshot.UnmountAll(rootfs); err != nil {
-		errs = append(errs, err)
-	}
-	if pod.rec.Extra[extraOwnCgroup] == "true" {
-		if err := c.opts.Cgroups.RemovePod(ctx, pod.rec.CgroupParent); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	// Whatever is still mounted in the pod's directory (the rootfs of a
 	// container whose record was lost) would keep it from going.

@@ -50,6 +50,14 @@ func (p *Pod) Ready() bool {
 	return p.rec.State == meta.SandboxReady
 }
 
+// released reports whether the pod was stopped and its shim, network
+// namespace and mounts are gone.
+func (p *Pod) released() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rec.Released
+}
+
 // Shim is the client of the pod's shim, nil when the shim is gone.
 func (p *Pod) Shim() shim.API {
 	p.mu.Lock()

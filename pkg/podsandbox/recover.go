@@ -73,8 +73,14 @@ func (c *Controller) Recover(ctx context.Context) error {
 			}
 		}
 		var after uint64
-		cl, err := c.opts.Shims.Dial(ctx, pod.shimDir())
+		var cl shim.API
+		var err error
+		if !pod.released() {
+			cl, err = c.opts.Shims.Dial(ctx, pod.shimDir())
+		}
 		switch {
+		case pod.released():
+			// Stopped and released on purpose: no shim to look for.
 		case err == nil:
 			pod.shim = cl
 			st, err := cl.State(ctx, rec.ID)
@@ -237,6 +243,14 @@ func (c *Controller) shimDied(pod *Pod, cl shim.API) {
 func forceDelete(ctx context.Context, h Handler, id string) {
 	if h.Binary == "" {
 		return
+	}
+	if h.Root != "" {
+		// No state directory: the runtime has nothing of it (a released
+		// pod's containers, deleted by their shim), and two runtime
+		// processes per container would be spent on finding that out.
+		if _, err := os.Stat(filepath.Join(h.Root, id)); errors.Is(err, os.ErrNotExist) {
+			return
+		}
 	}
 	args := append([]string{}, h.Args...)
 	if h.Root != "" {

@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +323,107 @@ func TestHandlersPinned(t *testing.T) {
 	}
 	if pinned() {
 		t.Error("still pinned after its only container exited")
+	}
+}
+
+// TestHandlersStopReleases: kubelet stops a pod and removes it only in
+// its garbage collection a minute later, or never for the last sandbox of
+// a completed pod that still exists. StopPodSandbox therefore releases
+// the shim (which deletes every container's runtime state) and the netns
+// pin, and keeps the record and the containers' exit states; repeated
+// stops and the removal then touch neither shim nor network again.
+func TestHandlersStopReleases(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("job")
+	done := st.createCtr(pod, "done", 0)
+	if _, err := st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: done}); err != nil {
+		t.Fatal(err)
+	}
+	sh := st.shimOf(pod)
+	if err := sh.Exit(done, 3); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); st.ctrState(done).State != runtimeapi.ContainerState_CONTAINER_EXITED; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the container did not exit")
+		}
+	}
+	ps, err := st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		NetNSPath string `json:"netNamespacePath"`
+	}
+	if err := json.Unmarshal([]byte(ps.Info["info"]), &info); err != nil || info.NetNSPath == "" {
+		t.Fatalf("verbose pod info %q: %v", ps.Info["info"], err)
+	}
+
+	for range 2 {
+		if _, err := st.s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+			t.Fatalf("StopPodSandbox: %v", err)
+		}
+	}
+	if _, err := st.shims.Dial(ctx, sh.Dir); err == nil {
+		t.Error("the stopped pod's shim still serves")
+	}
+	if calls := sh.Calls(); !slices.Contains(calls, "ForceShutdown ") {
+		t.Errorf("the shim was not shut down: calls %v", calls)
+	}
+	if _, err := os.Lstat(info.NetNSPath); !os.IsNotExist(err) {
+		t.Errorf("netns pin %s of the stopped pod: %v", info.NetNSPath, err)
+	}
+	ps, err = st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("stopped pod status = %v, %v", ps.GetStatus(), err)
+	}
+	if s := st.ctrState(done); s.State != runtimeapi.ContainerState_CONTAINER_EXITED || s.ExitCode != 3 {
+		t.Errorf("exited container after the pod's release: %s code %d, want EXITED 3", s.State, s.ExitCode)
+	}
+	dels := func() (n int) {
+		for _, c := range st.net.Calls() {
+			if c == "DEL "+pod {
+				n++
+			}
+		}
+		return n
+	}
+	if n := dels(); n != 1 {
+		t.Errorf("%d CNI DELs for two stops, want 1", n)
+	}
+	calls := len(sh.Calls())
+	if _, err := st.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: done}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	if after := sh.Calls(); len(after) != calls {
+		t.Errorf("removal called the released shim: %v", after[calls:])
+	}
+	if n := dels(); n != 1 {
+		t.Errorf("%d CNI DELs after removal, want 1", n)
+	}
+}
+
+// TestHandlersPodStatsNetwork: kubelet's CRI stats provider (1.34, with
+// PodAndContainerStatsFromCRI) dereferences default_interface of every
+// network usage it gets and crashed the kubelet on a pod whose network
+// namespace had no eth0, as during its teardown. Here the fake CNI
+// creates no interface at all.
+func TestHandlersPodStatsNetwork(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("p")
+	resp, err := st.s.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Stats) != 1 || resp.Stats[0].GetAttributes().GetId() != pod {
+		t.Fatalf("pod stats = %v", resp.Stats)
+	}
+	if n := resp.Stats[0].GetLinux().GetNetwork(); n != nil && n.DefaultInterface == nil {
+		t.Errorf("network usage without a default interface: %v", n)
 	}
 }

@@ -47,6 +47,15 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if err := s.pods.Stop(ctx, pod.ID()); err != nil {
 		return nil, err
 	}
+	err = eachContainer(ctx, s.ctrs.ListByPod(pod.ID()), func(ctx context.Context, ctr *container.Container) error {
+		if err := s.ctrs.Release(ctx, ctr.ID()); err != nil && !errors.Is(err, container.ErrNotFound) {
+			return fmt.Errorf("release container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
 

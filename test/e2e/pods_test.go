@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim/crilog"
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
 
@@ -502,4 +503,69 @@ func TestNothingLeaks(t *testing.T) {
 	if entries, _ := os.ReadDir(hostDir); len(entries) != 0 {
 		t.Errorf("host path holds %v after the pods went", entries)
 	}
+}
+
+// TestStoppedPodReleasesResources follows kubelet rather than critest:
+// kubelet stops a pod and removes it only in its garbage collection a
+// minute later, and never removes the last sandbox of a completed pod
+// that still exists (a Job's). A stopped pod must therefore hold no
+// process, netns pin or mount until then, while its record and its
+// containers' exit states stay listed, also across a daemon restart.
+func TestStoppedPodReleasesResources(t *testing.T) {
+	_, d := podEnv(t)
+	before := d.Leaks(t)
+	rs := d.Runtime()
+	ctx := testCtx(t)
+
+	pc := framework.PodConfig("job")
+	pod := d.RunPod(t, pc)
+	done := d.CreateStarted(t, pod, framework.Shell("done", bb, "echo finished; exit 3"), pc)
+	d.WaitExited(t, done, 30*time.Second)
+	running := d.CreateStarted(t, pod, sleeper("running"), pc)
+	if err := rs.StopContainer(ctx, running, 0); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	if err := rs.StopPodSandbox(ctx, pod); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		var held []string
+		for _, l := range before.New(d.Leaks(t)) {
+			// The pod's directory and the containers' rootfs snapshots
+			// wait for RemovePodSandbox and RemoveContainer.
+			if !strings.HasPrefix(l, framework.LeakPodDirs) && !strings.HasPrefix(l, framework.LeakSnapshots) {
+				held = append(held, l)
+			}
+		}
+		if len(held) > 0 {
+			t.Errorf("%s, a stopped pod still holds:\n  %s", when, strings.Join(held, "\n  "))
+		}
+		if st := d.PodStatus(t, pod).GetStatus(); st.GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			t.Errorf("%s: pod is %s, want NOTREADY", when, st.GetState())
+		}
+		if st := d.ContainerStatus(t, done).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || st.GetExitCode() != 3 {
+			t.Errorf("%s: container done is %s with exit code %d, want EXITED with 3", when, st.GetState(), st.GetExitCode())
+		}
+		if got := framework.StreamText(framework.ReadCRILines(t, framework.LogPath(pc, framework.ContainerConfig("done", bb))), crilog.Stdout); got != "finished\n" {
+			t.Errorf("%s: log of done = %q", when, got)
+		}
+	}
+	check("after StopPodSandbox")
+	// kubelet repeats StopPodSandbox (terminating pod, then GC).
+	if err := rs.StopPodSandbox(ctx, pod); err != nil {
+		t.Fatalf("second StopPodSandbox: %v", err)
+	}
+	d.Restart(t)
+	rs = d.Runtime()
+	check("after a daemon restart")
+	for _, c := range []string{done, running} {
+		if err := rs.RemoveContainer(ctx, c); err != nil {
+			t.Fatalf("RemoveContainer: %v", err)
+		}
+	}
+	if err := rs.RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	d.CheckNoLeaks(t, before, 30*time.Second)
 }

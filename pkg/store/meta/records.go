@@ -43,6 +43,10 @@ type Sandbox struct {
 	// released and the rest of its teardown does not call the plugins
 	// again.
 	NetworkDown bool `json:"networkDown,omitempty"`
+	// Released records that a stopped pod's shim, network namespace pin
+	// and mounts are gone: only the record and the pod's directory wait
+	// for its removal.
+	Released bool `json:"released,omitempty"`
 	// Extra holds controller data that is not indexed.
 	Extra map[string]string `json:"extra,omitempty"`
 	// Corrupt marks a record ListSandboxes could not decode: only ID is
