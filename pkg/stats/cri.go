@@ -75,8 +75,15 @@ const DefaultInterface = "eth0"
 
 // NetworkUsage puts interface counters in the CRI form, with defaultIface
 // (DefaultInterface when empty) as default_interface and the others in
-// interfaces.
+// interfaces. kubelet (1.34 at least) dereferences default_interface of
+// any network usage it gets and panics on a nil one, so without
+// defaultIface (a pod whose eth0 is gone mid-teardown, or named
+// otherwise) the first interface takes its place, and without any
+// interface there is no network usage (nil).
 func NetworkUsage(at time.Time, ifaces []InterfaceStats, defaultIface string) *runtimeapi.NetworkUsage {
+	if len(ifaces) == 0 {
+		return nil
+	}
 	if defaultIface == "" {
 		defaultIface = DefaultInterface
 	}
@@ -94,6 +101,9 @@ func NetworkUsage(at time.Time, ifaces []InterfaceStats, defaultIface string) *r
 			continue
 		}
 		n.Interfaces = append(n.Interfaces, u)
+	}
+	if n.DefaultInterface == nil {
+		n.DefaultInterface, n.Interfaces = n.Interfaces[0], n.Interfaces[1:]
 	}
 	return n
 }

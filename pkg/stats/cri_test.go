@@ -74,7 +74,8 @@ func TestNetworkUsage(t *testing.T) {
 	}{
 		{name: "kubelet default", def: "", wantDefault: "eth0", wantOthers: 2},
 		{name: "explicit", def: "net2", wantDefault: "net2", wantOthers: 2},
-		{name: "absent default", def: "eth9", wantDefault: "", wantOthers: 3},
+		// kubelet panics on a network usage without a default interface.
+		{name: "absent default", def: "eth9", wantDefault: "net1", wantOthers: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,6 +84,9 @@ func TestNetworkUsage(t *testing.T) {
 				t.Fatalf("default %q others %d; want %q %d", n.DefaultInterface.GetName(), len(n.Interfaces), tt.wantDefault, tt.wantOthers)
 			}
 		})
+	}
+	if n := NetworkUsage(time.Unix(1, 0), nil, ""); n != nil {
+		t.Fatalf("network usage of a namespace without interfaces = %v, want none", n)
 	}
 	fs := FilesystemUsage(time.Unix(1, 0), "/var/lib/cri-runtimed", 10, 2)
 	if fs.FsId.GetMountpoint() != "/var/lib/cri-runtimed" || fs.UsedBytes.GetValue() != 10 || fs.InodesUsed.GetValue() != 2 {
