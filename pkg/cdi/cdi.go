@@ -41,6 +41,11 @@ func New(dirs []string) *Registry {
 	// NewCache's error is always nil (kept for its API's compatibility).
 	r.cache, _ = cdiapi.NewCache(cdiapi.WithSpecDirs(dirs...), cdiapi.WithAutoRefresh(true))
 	for path, errs := range r.cache.GetErrors() {
+		if slices.Contains(r.dirs, path) {
+			// A directory that does not exist (yet): watched for.
+			klog.V(2).InfoS("CDI spec directory not watched yet", "dir", path, "err", errors.Join(errs...))
+			continue
+		}
 		klog.ErrorS(errors.Join(errs...), "CDI spec not loaded", "spec", path)
 	}
 	klog.V(2).InfoS("CDI specs loaded", "dirs", dirs, "devices", len(r.cache.ListDevices()))

@@ -179,6 +179,10 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err != nil {
 		return "", err
 	}
+	volumes, err := c.resolveImageVolumes(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
 	id = registrar.NewID()
 	if err := c.names.Reserve(name, id); err != nil {
 		var re *registrar.ReservedError
@@ -209,6 +213,9 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		State:       meta.ContainerCreating,
 		CreatedAt:   time.Now().UTC(),
 		StopSignal:  signalName(effectiveStopSignal(cfg, imgCfg.Config.StopSignal)),
+	}
+	for _, v := range volumes {
+		rec.ImageVolumes = append(rec.ImageVolumes, v.ID.String())
 	}
 	if dir, p := pod.Config().GetLogDirectory(), cfg.GetLogPath(); dir != "" && p != "" {
 		rec.LogPath = filepath.Join(dir, p)
@@ -254,6 +261,10 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 			return "", fmt.Errorf("mount rootfs for the pod's user namespace: %w", err)
 		}
 	}
+	specCfg, err := c.mountImageVolumes(ctx, id, bundle, cfg, volumes, uids, gids)
+	if err != nil {
+		return "", err
+	}
 	if err := createHostPaths(cfg); err != nil {
 		return "", err
 	}
@@ -278,7 +289,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		info.TargetPid = trec.Pid
 	}
 	oom := int(cfg.GetLinux().GetResources().GetOomScoreAdj())
-	spec, err := oci.ContainerSpec(id, cfg, podCfg, imgCfg.Config, info, rootfs,
+	spec, err := oci.ContainerSpec(id, specCfg, podCfg, imgCfg.Config, info, rootfs,
 		oci.WithRootfs(rootfs),
 		oci.WithOOMScoreAdj(max(oom, c.opts.MinOOMScoreAdj)),
 		oci.WithCgroupsPath(c.opts.Cgroups.CgroupsPath(info.CgroupParent, id)),
@@ -606,6 +617,9 @@ func (c *Controller) teardown(ctx context.Context, ctr *Container) error {
 	bundle := ctr.pod.BundleDir(id)
 	if err := userns.UnmountRootfs(filepath.Join(bundle, "rootfs"), filepath.Join(bundle, "idmap")); err != nil {
 		return fmt.Errorf("unmount rootfs of %s: %w", id, err)
+	}
+	if err := c.unmountImageVolumes(ctx, ctr.rec, bundle); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
 	}
 	tUnmount := time.Now()
 	if err := c.snap.Remove(ctx, ctr.rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {

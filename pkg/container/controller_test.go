@@ -7,15 +7,18 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/imagetest"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
@@ -465,4 +468,109 @@ func TestRecover(t *testing.T) {
 		t.Errorf("running container whose shim is gone: %+v %v", ctr.Record(), err)
 	}
 	e.c = c3
+}
+
+// TestImageVolumes: a mount naming an image gets a read-only, noexec view
+// of that image, whole or at its sub path, bound into the container; the
+// container reports the image in use until it is removed, and removal
+// unmounts and deletes the view.
+func TestImageVolumes(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	vol := e.images.Add(t, "docker.io/library/data:1", ocispec.ImageConfig{}, map[string]string{"data/hello": "world", "top": "level"})
+	withVolume := func(name, ref, sub string) *runtimeapi.ContainerConfig {
+		cfg := e.config(name, 0)
+		cfg.Mounts = []*runtimeapi.Mount{
+			{ContainerPath: "/host", HostPath: t.TempDir()},
+			{ContainerPath: "/vol", Image: &runtimeapi.ImageSpec{Image: ref}, ImageSubPath: sub, Readonly: true},
+		}
+		return cfg
+	}
+	for _, tc := range []struct {
+		name, sub, file, content string
+	}{
+		{"whole", "", "data/hello", "world"},
+		{"subpath", "data", "hello", "world"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := e.c.Create(ctx, e.pod, withVolume(tc.name, "docker.io/library/data:1", tc.sub))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := e.record(id)
+			if !slices.Equal(rec.ImageVolumes, []string{vol.ID.String()}) {
+				t.Errorf("record ImageVolumes = %v, want [%s]", rec.ImageVolumes, vol.ID)
+			}
+			ctr, _ := e.c.Get(id)
+			var m *specs.Mount
+			for i := range ctr.Spec().Mounts {
+				if ctr.Spec().Mounts[i].Destination == "/vol" {
+					m = &ctr.Spec().Mounts[i]
+				}
+			}
+			if m == nil {
+				t.Fatalf("no /vol mount in the spec: %+v", ctr.Spec().Mounts)
+			}
+			for _, o := range []string{"ro", "noexec", "nosuid", "nodev"} {
+				if !slices.Contains(m.Options, o) {
+					t.Errorf("/vol options %v lack %s", m.Options, o)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(m.Source, tc.file)); err != nil || string(b) != tc.content {
+				t.Errorf("%s in the volume: %q, %v", tc.file, b, err)
+			}
+			if tc.sub != "" {
+				if _, err := os.Stat(filepath.Join(m.Source, "top")); !os.IsNotExist(err) {
+					t.Errorf("the sub path mount shows the image's top level: %v", err)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(m.Source, "new"), nil, 0o644); err == nil {
+				t.Errorf("the image volume is writable on the host")
+			}
+			if got := e.c.ImageVolumeUser(vol.ID.String()); got != id {
+				t.Errorf("ImageVolumeUser = %q, want %s", got, id)
+			}
+			if err := e.c.Remove(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.images.Snap.Stat(ctx, imageVolumeKey(id, 0)); !errors.Is(err, snapshot.ErrNotFound) {
+				t.Errorf("image volume snapshot left: %v", err)
+			}
+			if got := e.c.ImageVolumeUser(vol.ID.String()); got != "" {
+				t.Errorf("ImageVolumeUser after removal = %q", got)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, ref, sub string
+		want           error
+	}{
+		{"missing image", "docker.io/library/absent:1", "", image.ErrNotFound},
+		{"missing sub path", "docker.io/library/data:1", "nope", ErrInvalid},
+		{"escaping sub path", "docker.io/library/data:1", "../../etc", ErrInvalid},
+		{"absolute sub path", "docker.io/library/data:1", "/data", ErrInvalid},
+	} {
+		if _, err := e.c.Create(ctx, e.pod, withVolume(strings.ReplaceAll(tc.name, " ", "-"), tc.ref, tc.sub)); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Create = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if snaps := e.snapshotKeys(t); len(snaps) != 0 {
+		t.Errorf("snapshots left after failed creations: %v", snaps)
+	}
+}
+
+// snapshotKeys lists the snapshots other than the images' layers.
+func (e *env) snapshotKeys(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := e.images.Snap.Walk(context.Background(), func(i snapshot.Info) error {
+		if i.Kind != snapshot.KindCommitted {
+			out = append(out, i.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

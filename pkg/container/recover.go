@@ -93,6 +93,9 @@ func (c *Controller) recoverOne(ctx context.Context, rec meta.Container) {
 		if err := c.snap.Remove(ctx, rec.SnapshotKey); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 			klog.ErrorS(err, "Removing snapshot of orphan container", "container", rec.ID)
 		}
+		if err := c.removeImageVolumeSnapshots(ctx, rec); err != nil {
+			klog.ErrorS(err, "Removing image volume snapshots of orphan container", "container", rec.ID)
+		}
 		if err := c.db.DeleteContainer(rec.ID); err != nil {
 			klog.ErrorS(err, "Removing the record of an orphan container", "container", rec.ID)
 		}

@@ -106,6 +106,14 @@ func criMounts(ms []*runtimeapi.Mount) ([]specs.Mount, string, error) {
 		} else {
 			opts = append(opts, "rw")
 		}
+		if m.GetImage().GetImage() != "" {
+			// An image volume (KEP-4639): read-only, and nothing in it
+			// runs or acts as a device.
+			if !m.GetReadonly() {
+				return nil, "", invalid(field+".readonly", "an image volume is read-only")
+			}
+			opts = append(opts, "nosuid", "nodev", "noexec")
+		}
 		if m.GetRecursiveReadOnly() {
 			if !m.GetReadonly() {
 				return nil, "", invalid(field+".recursive_read_only", "needs readonly")

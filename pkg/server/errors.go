@@ -74,6 +74,7 @@ var sentinelCodes = []struct {
 	{podsandbox.ErrNotReady, codes.FailedPrecondition},
 	{container.ErrState, codes.FailedPrecondition},
 	{container.ErrNotRunning, codes.FailedPrecondition},
+	{container.ErrImageInUse, codes.FailedPrecondition},
 	{container.ErrExecTimeout, codes.DeadlineExceeded},
 
 	// Images and registries.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
@@ -174,7 +175,8 @@ func (s *Server) imageInfo(ctx context.Context, img meta.Image) (map[string]stri
 
 // pinnedImages are the IDs of the images kubelet's image GC must leave
 // alone: the sandbox image (pods cannot start without it) and the image
-// of every container that has not exited. From memory: no disk read but
+// of every container that has not exited, and the images mounted as
+// volumes. From memory: no disk read but
 // the sandbox image's lookup.
 func (s *Server) pinnedImages(ctx context.Context) map[string]bool {
 	pinned := map[string]bool{}
@@ -184,8 +186,13 @@ func (s *Server) pinnedImages(ctx context.Context) map[string]bool {
 		}
 	}
 	for _, ctr := range s.ctrs.List() {
-		if rec := ctr.Record(); rec.State != meta.ContainerExited {
+		rec := ctr.Record()
+		if rec.State != meta.ContainerExited {
 			pinned[rec.ImageID] = true
+		}
+		// Image volumes stay mounted until the container is removed.
+		for _, id := range rec.ImageVolumes {
+			pinned[id] = true
 		}
 	}
 	return pinned
@@ -222,6 +229,11 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 	name := req.GetImage().GetImage()
 	if name == "" {
 		return nil, fmt.Errorf("%w: image.image is empty", errInvalid)
+	}
+	if img, err := s.images.Get(ctx, name); err == nil {
+		if ctr := s.ctrs.ImageVolumeUser(img.ID.String()); ctr != "" {
+			return nil, fmt.Errorf("%w: image %s is mounted by container %s; remove the container first", container.ErrImageInUse, img.ID, ctr)
+		}
 	}
 	if err := s.images.Remove(ctx, name); err != nil {
 		return nil, err

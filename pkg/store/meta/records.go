@@ -94,6 +94,11 @@ type Container struct {
 	// the config's stop_signal, else the image's StopSignal, else SIGTERM.
 	// Empty in records older than the field: the image decides.
 	StopSignal string `json:"stopSignal,omitempty"`
+	// ImageVolumes are the IDs of the images mounted as volumes
+	// (Mount.image), in the order of those mounts; the n-th is mounted
+	// from the read-only snapshot "<ID>-imagevolume-<n>". Recorded before
+	// any is mounted, so removal and recovery find them all.
+	ImageVolumes []string `json:"imageVolumes,omitempty"`
 	// Corrupt marks a record ListContainers could not decode: only ID is
 	// set. It is never stored.
 	Corrupt bool `json:"-"`
