@@ -182,9 +182,21 @@ func TestHandlersLifecycle(t *testing.T) {
 	if s := st.ctrState(a); s.State != runtimeapi.ContainerState_CONTAINER_RUNNING || s.StartedAt == 0 || s.ImageId == "" || s.Metadata.GetName() != "a" {
 		t.Errorf("status of a: %v", s)
 	}
+	before := time.Now().UnixNano()
 	ps, err := st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
 	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ps.Status.GetNetwork().GetIp() == "" {
 		t.Errorf("pod status = %v, %v", ps.GetStatus(), err)
+	}
+	// Evented PLEG: the pod's containers and when they were read.
+	if ps.GetTimestamp() < before || ps.GetTimestamp() > time.Now().UnixNano() {
+		t.Errorf("pod status timestamp %d, want the time of the call (after %d)", ps.GetTimestamp(), before)
+	}
+	states := map[string]runtimeapi.ContainerState{}
+	for _, cs := range ps.GetContainersStatuses() {
+		states[cs.GetId()] = cs.GetState()
+	}
+	if len(states) != 2 || states[a] != runtimeapi.ContainerState_CONTAINER_RUNNING || states[b] != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("pod status containers_statuses = %v, want a running and b created", states)
 	}
 
 	// Errors, as kubelet and crictl see them.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -124,7 +125,14 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(pod)}
+	// Kubelet's evented PLEG takes the pod's containers from here too, and
+	// keeps the timestamp to tell later events from older ones: it is
+	// taken before the statuses are read, so no change made after the
+	// read can look older than it. From memory, like ContainerStatus.
+	resp := &runtimeapi.PodSandboxStatusResponse{Timestamp: time.Now().UnixNano(), Status: podStatus(pod)}
+	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
+		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(ctr))
+	}
 	if req.GetVerbose() {
 		rec := pod.Record()
 		info := struct {

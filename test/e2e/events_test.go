@@ -403,3 +403,32 @@ func TestStalledEventSubscriber(t *testing.T) {
 	fresh := subscribeEvents(t, d.RuntimeClient())
 	syncSubs(t, d, fresh, reader)
 }
+
+// TestPodSandboxStatusContainers: PodSandboxStatus carries the statuses of
+// the pod's containers and the time they were read, as kubelet's evented
+// PLEG (EventedPLEG gate) takes them instead of listing containers.
+func TestPodSandboxStatusContainers(t *testing.T) {
+	_, d := podEnv(t)
+	pc := framework.PodConfig("plegstatus")
+	pod := d.RunPod(t, pc)
+	running := d.CreateStarted(t, pod, sleeper("running"), pc)
+	created := d.CreateContainer(t, pod, sleeper("created"), pc)
+	before := time.Now().UnixNano()
+	resp, err := d.RuntimeClient().PodSandboxStatus(testCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := resp.GetTimestamp(); ts < before || ts > time.Now().UnixNano() {
+		t.Errorf("timestamp %d, want the time of the call (after %d)", ts, before)
+	}
+	got := map[string]runtimeapi.ContainerState{}
+	for _, cs := range resp.GetContainersStatuses() {
+		got[cs.GetId()] = cs.GetState()
+		if cs.GetMetadata().GetName() == "" || cs.GetImageRef() == "" || cs.GetCreatedAt() == 0 {
+			t.Errorf("container status %s lacks metadata, image ref or creation time: %v", cs.GetId(), cs)
+		}
+	}
+	if len(got) != 2 || got[running] != runtimeapi.ContainerState_CONTAINER_RUNNING || got[created] != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Errorf("containers_statuses = %v, want %s running and %s created", got, running, created)
+	}
+}
