@@ -73,7 +73,18 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	}
 	defer snap.Close()
 
-	rec := telemetry.New()
+	rec, err := newRecorder(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush the spans of the last calls.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := rec.Close(fctx); err != nil {
+			klog.ErrorS(err, "Flushing traces")
+		}
+	}()
 	reg := registry.New(cfg.Image.RegistryConfigPath,
 		registry.WithRetries(cfg.Image.RegistryRetries, 200*time.Millisecond),
 		registry.WithMaxManifestSize(cfg.Image.MaxManifestSize),
@@ -178,12 +189,16 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	// client gets, after the server's own mapping.
 	unary, stream := server.Interceptors()
 	mUnary, mStream := rec.Interceptors()
-	g := grpc.NewServer(
+	grpcOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(mUnary, unary),
 		grpc.ChainStreamInterceptor(mStream, stream),
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageSize),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMessageSize),
-	)
+	}
+	if h := rec.StatsHandler(); h != nil {
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(h))
+	}
+	g := grpc.NewServer(grpcOpts...)
 	cri.Register(g)
 
 	errc := make(chan error, 1)
@@ -263,6 +278,21 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		return nil, nil, fmt.Errorf("recover containers: %w", err)
 	}
 	return pods, ctrs, nil
+}
+
+// newRecorder makes the daemon's telemetry, exporting traces when
+// tracing.endpoint is set.
+func newRecorder(ctx context.Context, cfg *config.Config) (*telemetry.Recorder, error) {
+	opts := []telemetry.Option{telemetry.WithVersion(version.Version)}
+	if cfg.Tracing.Endpoint != "" {
+		exp, err := telemetry.NewOTLPExporter(ctx, cfg.Tracing.Endpoint, cfg.Tracing.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, telemetry.WithTracing(exp, cfg.Tracing.SamplingRatio))
+		klog.InfoS("Exporting traces", "endpoint", cfg.Tracing.Endpoint, "samplingRatio", cfg.Tracing.SamplingRatio)
+	}
+	return telemetry.New(opts...), nil
 }
 
 // objectStates counts pods, containers and live shims for the metrics,

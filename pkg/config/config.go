@@ -34,6 +34,18 @@ type Config struct {
 	Streaming Streaming `toml:"streaming"`
 	// Metrics is the Prometheus endpoint.
 	Metrics Metrics `toml:"metrics"`
+	// Tracing exports OpenTelemetry spans.
+	Tracing Tracing `toml:"tracing"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	Endpoint string `toml:"endpoint" comment:"host:port of an OTLP/gRPC collector receiving a span per CRI call and per pod start and pull phase; empty: off."`
+	// Insecure sends spans in plaintext (a collector on the node).
+	Insecure bool `toml:"insecure" comment:"Plaintext to the collector; false: TLS with the system's roots."`
+	// SamplingRatio is the share of calls traced that arrive without a
+	// sampled parent (kubelet's own sampling decides for the others).
+	SamplingRatio float64 `toml:"sampling_ratio" comment:"Fraction (0 to 1) of CRI calls traced when the caller sends no sampled trace context."`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -158,6 +170,7 @@ func Default() *Config {
 			RegistryRetries:        3,
 			StaleIngestAge:         Duration(24 * time.Hour),
 		},
+		Tracing: Tracing{SamplingRatio: 1},
 		Streaming: Streaming{
 			Address:         "127.0.0.1:0",
 			IdleTimeout:     Duration(4 * time.Hour),
@@ -300,6 +313,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, "runtime.max_container_log_line_size: must be at least 256")
 	}
 	errs = append(errs, c.Streaming.validate()...)
+	if a := c.Tracing.Endpoint; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Sprintf("tracing.endpoint: %q is not host:port: %v", a, err))
+		}
+	}
+	if r := c.Tracing.SamplingRatio; r < 0 || r > 1 {
+		errs = append(errs, "tracing.sampling_ratio: must be between 0 and 1")
+	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			errs = append(errs, fmt.Sprintf("metrics.address: %q is not host:port: %v", a, err))

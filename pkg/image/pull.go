@@ -63,6 +63,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	lease := s.newLease()
 	defer lease.release()
 
+	tResolve := time.Now()
 	repo, err := s.registry.Repository(ctx, ref.Named(), creds)
 	if err != nil {
 		return meta.Image{}, err
@@ -117,9 +118,14 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	for i := range chainIDs {
 		lease.add(manifest.Layers[i].Digest.String(), chainIDs[i].String())
 	}
+	tLayers := time.Now()
+	s.telemetry.PullPhase(ctx, "resolve", tResolve, tLayers)
 	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs, newBudget(s.maxUncompressed)); err != nil {
 		return meta.Image{}, err
 	}
+	tRecord := time.Now()
+	s.telemetry.PullPhase(ctx, "layers", tLayers, tRecord)
+	defer func() { s.telemetry.PullPhase(ctx, "record", tRecord, time.Now()) }()
 
 	size := manifest.Config.Size
 	blobs = append(blobs, manifest.Config.Digest)

@@ -29,8 +29,12 @@ type Recorder struct {
 	pullSeconds  prometheus.Histogram
 	pullBytes    prometheus.Counter
 
+	pullPhases   *prometheus.HistogramVec
+
 	gcRuns      prometheus.Counter
 	gcReclaimed prometheus.Counter
+
+	tracing *tracing // nil: tracing off
 }
 
 // Latency buckets from 1ms (list and status calls) to 5 minutes (a large
@@ -38,9 +42,13 @@ type Recorder struct {
 var rpcBuckets = prometheus.ExponentialBucketsRange(0.001, 300, 18)
 
 // New returns a Recorder with the Go runtime and process collectors
-// registered.
-func New() *Recorder {
-	r := &Recorder{reg: prometheus.NewRegistry()}
+// registered, tracing when WithTracing says so.
+func New(opts ...Option) *Recorder {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := &Recorder{reg: prometheus.NewRegistry(), tracing: newTracing(o)}
 	r.rpcs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "grpc", Name: "requests_total",
 		Help: "CRI requests handled, by method and gRPC status code.",
@@ -76,6 +84,11 @@ func New() *Recorder {
 		Namespace: namespace, Subsystem: "image", Name: "pull_bytes_total",
 		Help: "Bytes downloaded from registries (layers shared with images already present are not downloaded again).",
 	})
+	r.pullPhases = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "image", Name: "pull_phase_duration_seconds",
+		Help:    "Duration of each phase of a pull: resolve (tag to manifest and config), layers (download and unpack), record.",
+		Buckets: rpcBuckets,
+	}, []string{"phase"})
 	r.gcRuns = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "image", Name: "gc_runs_total",
 		Help: "Garbage collection passes over images' blobs and snapshots.",
@@ -85,7 +98,7 @@ func New() *Recorder {
 		Help: "Bytes of blobs and unpacked snapshots removed by garbage collection.",
 	})
 	r.reg.MustRegister(r.rpcs, r.rpcSeconds, r.podPhases, r.shimDeaths,
-		r.pulls, r.pullFailures, r.pullSeconds, r.pullBytes, r.gcRuns, r.gcReclaimed,
+		r.pulls, r.pullFailures, r.pullSeconds, r.pullBytes, r.pullPhases, r.gcRuns, r.gcReclaimed,
 		collectors.NewGoCollector(),
 		// go_* and process_* keep their standard names, which dashboards expect.
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -152,6 +165,16 @@ func (r *Recorder) PullDone(d time.Duration, reason string) {
 		return
 	}
 	r.pullSeconds.Observe(d.Seconds())
+}
+
+// PullPhase records one phase of a pull, and traces it as a span of the
+// request in ctx when tracing is on.
+func (r *Recorder) PullPhase(ctx context.Context, phase string, start, end time.Time) {
+	if r == nil {
+		return
+	}
+	r.pullPhases.WithLabelValues(phase).Observe(end.Sub(start).Seconds())
+	r.span(ctx, "image_pull."+phase, start, end)
 }
 
 // PulledBytes counts bytes received from a registry.
