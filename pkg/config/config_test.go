@@ -59,7 +59,9 @@ func TestLoad(t *testing.T) {
 		{name: "no uncompressed size limit", body: "[image]\nmax_uncompressed_size = 0\n", check: func(c *Config) bool { return c.Image.MaxUncompressedSize == 0 }},
 		{name: "metrics on", body: "[metrics]\naddress = \"127.0.0.1:9101\"\n", check: func(c *Config) bool { return c.Metrics.Address == "127.0.0.1:9101" }},
 		{name: "bad metrics address", body: "[metrics]\naddress = \"9101\"\n", wantErr: "metrics.address"},
-		{name: "tracing on", body: "[tracing]\nendpoint = \"127.0.0.1:4317\"\ninsecure = true\n", check: func(c *Config) bool { return c.Tracing.Endpoint == "127.0.0.1:4317" && c.Tracing.Insecure && c.Tracing.SamplingRatio == 1 }},
+		{name: "tracing on", body: "[tracing]\nendpoint = \"127.0.0.1:4317\"\ninsecure = true\n", check: func(c *Config) bool {
+			return c.Tracing.Endpoint == "127.0.0.1:4317" && c.Tracing.Insecure && c.Tracing.SamplingRatio == 1
+		}},
 		{name: "bad sampling ratio", body: "[tracing]\nsampling_ratio = 2.0\n", wantErr: "tracing.sampling_ratio"},
 		{name: "syntax", body: "root = \n", wantErr: "line 1"},
 		{name: "bad cgroup driver", body: "[runtime]\ncgroup_driver = \"cgroupv2\"\n", wantErr: "runtime.cgroup_driver"},

@@ -29,7 +29,7 @@ type Recorder struct {
 	pullSeconds  prometheus.Histogram
 	pullBytes    prometheus.Counter
 
-	pullPhases   *prometheus.HistogramVec
+	pullPhases *prometheus.HistogramVec
 
 	gcRuns      prometheus.Counter
 	gcReclaimed prometheus.Counter
