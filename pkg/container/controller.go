@@ -656,6 +656,31 @@ func (c *Controller) List() []*Container {
 	return out
 }
 
+// ImagesInUse returns the image IDs of the containers that have not
+// exited and of every container's image volumes, unsorted and without
+// copying records: image lookups ask it on every call.
+func (c *Controller) ImagesInUse() map[string]bool {
+	c.mu.RLock()
+	ctrs := make([]*Container, 0, len(c.ctrs))
+	for _, ctr := range c.ctrs {
+		ctrs = append(ctrs, ctr)
+	}
+	c.mu.RUnlock()
+	used := map[string]bool{}
+	for _, ctr := range ctrs {
+		ctr.mu.Lock()
+		if ctr.rec.State != meta.ContainerExited {
+			used[ctr.rec.ImageID] = true
+		}
+		// Image volumes stay mounted until the container is removed.
+		for _, id := range ctr.rec.ImageVolumes {
+			used[id] = true
+		}
+		ctr.mu.Unlock()
+	}
+	return used
+}
+
 // ListByPod returns the containers of one pod.
 func (c *Controller) ListByPod(podID string) []*Container {
 	var out []*Container

@@ -179,20 +179,10 @@ func (s *Server) imageInfo(ctx context.Context, img meta.Image) (map[string]stri
 // volumes. From memory: no disk read but
 // the sandbox image's lookup.
 func (s *Server) pinnedImages(ctx context.Context) map[string]bool {
-	pinned := map[string]bool{}
+	pinned := s.ctrs.ImagesInUse()
 	if ref := s.cfg.Runtime.SandboxImage; ref != "" {
 		if img, err := s.images.Get(ctx, ref); err == nil {
 			pinned[img.ID.String()] = true
-		}
-	}
-	for _, ctr := range s.ctrs.List() {
-		rec := ctr.Record()
-		if rec.State != meta.ContainerExited {
-			pinned[rec.ImageID] = true
-		}
-		// Image volumes stay mounted until the container is removed.
-		for _, id := range rec.ImageVolumes {
-			pinned[id] = true
 		}
 	}
 	return pinned
