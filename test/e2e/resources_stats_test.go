@@ -722,8 +722,10 @@ func TestStatsFiltersAndStreams(t *testing.T) {
 	})
 }
 
-// TestStatsManyContainers: stats of 100 running containers come back in
-// well under a second, as kubelet polls them every few seconds.
+// TestStatsManyContainers: the stats lists of 100 running containers in
+// 10 pods hold every container, each with its figures, and each pod with
+// its own ten. How fast they come back is cri-bench --scale's to measure
+// (test/bench/README.md), not a test's.
 func TestStatsManyContainers(t *testing.T) {
 	const pods, perPod = 10, 10
 	_, d := podEnv(t)
@@ -772,11 +774,8 @@ func TestStatsManyContainers(t *testing.T) {
 		wg.Wait()
 	})
 
-	var took []time.Duration
 	for i := range 3 {
-		start := time.Now()
 		list, err := d.Runtime().ListContainerStats(ctx, nil)
-		took = append(took, time.Since(start))
 		if err != nil {
 			t.Fatalf("ListContainerStats: %v", err)
 		}
@@ -784,26 +783,28 @@ func TestStatsManyContainers(t *testing.T) {
 			t.Fatalf("ListContainerStats #%d returned %d containers, want %d", i+1, len(list), pods*perPod)
 		}
 		for _, s := range list {
-			if s.GetCpu() == nil || s.GetMemory() == nil {
-				t.Fatalf("stats of %s lack cpu or memory: %v", s.GetAttributes().GetId(), s)
+			if s.GetCpu() == nil || s.GetMemory() == nil || s.GetWritableLayer() == nil {
+				t.Fatalf("stats of %s lack cpu, memory or writable layer: %v", s.GetAttributes().GetId(), s)
 			}
 		}
 	}
-	start := time.Now()
 	plist, err := d.Runtime().ListPodSandboxStats(ctx, nil)
-	ptook := time.Since(start)
 	if err != nil || len(plist) != pods {
 		t.Fatalf("ListPodSandboxStats: %d pods, %v; want %d", len(plist), err, pods)
 	}
-	t.Logf("ListContainerStats of %d containers took %v; ListPodSandboxStats of %d pods %v", pods*perPod, took, pods, ptook)
-	// The first call walks every writable layer; later ones are served
-	// within the usage cache's lifetime. Both must stay under a second.
-	for i, d := range took {
-		if d >= time.Second {
-			t.Errorf("ListContainerStats #%d of %d containers took %v, want < 1s", i+1, pods*perPod, d)
+	seen := map[string]bool{}
+	for _, p := range plist {
+		ctrs := p.GetLinux().GetContainers()
+		if len(ctrs) != perPod {
+			t.Errorf("pod %s stats hold %d containers, want %d", p.GetAttributes().GetId(), len(ctrs), perPod)
+		}
+		for _, c := range ctrs {
+			seen[c.GetAttributes().GetId()] = true
 		}
 	}
-	if ptook >= time.Second {
-		t.Errorf("ListPodSandboxStats of %d pods took %v, want < 1s", pods, ptook)
+	for _, id := range all {
+		if !seen[id] {
+			t.Errorf("container %s is in no pod's stats", id)
+		}
 	}
 }
