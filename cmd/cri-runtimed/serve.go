@@ -35,6 +35,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 	"github.com/cri-runtimed/cri-runtimed/pkg/streaming"
 	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/userns"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
@@ -144,11 +145,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	defer collector.Close()
 	rec.WatchStates(objectStates(pods, ctrs))
 	cri := server.New(cfg, images, pods, ctrs, network, collector, server.WithTelemetry(rec))
-	serverFeatures := map[string]server.HandlerFeatures{}
-	for name, f := range features {
-		serverFeatures[name] = server.HandlerFeatures{RecursiveReadOnly: f.recursiveReadOnly}
-	}
-	cri.SetHandlerFeatures(serverFeatures)
+	cri.SetHandlerFeatures(serverFeatures(cfg, features, snap.Root()))
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
 		TLSCertFile:     cfg.Streaming.TLSCertFile,
@@ -495,6 +492,26 @@ func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]runtime
 			continue
 		}
 		out[name] = runtimeFeatures{recursiveReadOnly: slices.Contains(f.MountOptions, "rro"), ociVersionMax: f.OCIVersionMax}
+	}
+	return out
+}
+
+// serverFeatures are what Status reports of each handler: what the
+// runtime said, and what this node's kernel and snapshot filesystem
+// allow (probed once).
+func serverFeatures(cfg *config.Config, features map[string]runtimeFeatures, snapshotRoot string) map[string]server.HandlerFeatures {
+	idmapErr := userns.Probe(snapshotRoot)
+	if idmapErr != nil {
+		klog.InfoS("Idmapped mounts do not work on the snapshots' filesystem; user namespaces are not reported", "dir", snapshotRoot, "err", idmapErr)
+	}
+	mountSetattr := userns.MountSetattrSupported()
+	out := map[string]server.HandlerFeatures{}
+	for name := range cfg.Runtime.Handlers {
+		f := features[name]
+		out[name] = server.HandlerFeatures{
+			RecursiveReadOnly: f.recursiveReadOnly && mountSetattr,
+			UserNamespaces:    idmapErr == nil,
+		}
 	}
 	return out
 }

@@ -182,8 +182,13 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 	if err != nil {
 		return nil, err
 	}
-	if uids != nil && (hostNet || hostPID || hostIPC) {
-		return nil, invalid(usernsField, "a pod with a user namespace cannot share the host's network, pid or ipc namespace")
+	// The host's network is allowed (KEP-127's UserNamespacesHostNetworkSupport,
+	// RuntimeFeatures.user_namespaces_host_network): its processes stay
+	// unprivileged in it, and /sys is the host's, bound read-only
+	// (withUserNamespace), as a user namespace that does not own the
+	// network namespace cannot mount sysfs.
+	if uids != nil && (hostPID || hostIPC) {
+		return nil, invalid(usernsField, "a pod with a user namespace cannot share the host's pid or ipc namespace")
 	}
 	withUserNamespace(s, "", uids, gids)
 	if err := applyOpts(s, opts); err != nil {

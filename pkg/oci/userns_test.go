@@ -63,3 +63,46 @@ func TestUserNamespace(t *testing.T) {
 		})
 	}
 }
+
+// TestUserNamespaceHostNamespaces: a pod with a user namespace may use the
+// host's network (user_namespaces_host_network), not its pid or ipc
+// namespace.
+func TestUserNamespaceHostNamespaces(t *testing.T) {
+	one := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1000, Length: 100000}}
+	for _, tc := range []struct {
+		name          string
+		net, pid, ipc runtimeapi.NamespaceMode
+		wantErr       bool
+	}{
+		{"host network", runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_POD, false},
+		{"host pid", runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_POD, true},
+		{"host ipc", runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_NODE, true},
+	} {
+		pod := &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: "p", Namespace: "n", Uid: "u"},
+			Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{
+				Network: tc.net, Pid: tc.pid, Ipc: tc.ipc,
+				UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: one, Gids: one}}}},
+		}
+		spec, err := SandboxSpec("s", pod, SandboxInfo{ID: "s", HostNetwork: tc.net == runtimeapi.NamespaceMode_NODE})
+		if tc.wantErr {
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s: err = %v, want ErrInvalid", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Type == "network" {
+				t.Errorf("%s: the sandbox gets a network namespace of its own", tc.name)
+			}
+		}
+		for _, m := range spec.Mounts {
+			if m.Destination == "/sys" && (m.Type != "bind" || !strings.Contains(strings.Join(m.Options, ","), "ro")) {
+				t.Errorf("%s: /sys is %s %v, want the host's bound read-only", tc.name, m.Type, m.Options)
+			}
+		}
+	}
+}

@@ -53,11 +53,11 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		}
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{
 			// Pods get user namespaces from the mappings kubelet sends.
-			UserNamespaces:          true,
+			UserNamespaces:          s.handlerFeatures[h].UserNamespaces,
 			RecursiveReadOnlyMounts: s.handlerFeatures[h].RecursiveReadOnly,
 		}})
 	}
-	resp.Features = &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true}
+	resp.Features = runtimeFeatures
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)
 		if err != nil {
@@ -72,12 +72,47 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			return nil, err
 		}
 		resp.Info["securityModules"] = string(lsm)
+		features, err := json.Marshal(s.featureInfo())
+		if err != nil {
+			return nil, err
+		}
+		resp.Info["features"] = string(features)
 		// The snapshotter in use: overlayfs falls back to native where
 		// overlay cannot mount, which operators (and tests) must see.
 		resp.Info["snapshotter"] = s.images.Snapshotter().Name()
 		debugInfo(resp.Info)
 	}
 	return resp, nil
+}
+
+// runtimeFeatures are the handler-independent features: ContainerUser and
+// SupplementalGroupsPolicy, user-namespace pods on the host network (the
+// host's /sys bound read-only), and mount_options (noexec, nodev, nosuid
+// on bind mounts; runc applies them).
+var runtimeFeatures = &runtimeapi.RuntimeFeatures{
+	SupplementalGroupsPolicy:  true,
+	UserNamespacesHostNetwork: true,
+	MountOptions:              true,
+}
+
+// featureInfo documents, in Status's verbose info, the features reported
+// and the CRI fields honoured that have no feature flag.
+func (s *Server) featureInfo() map[string]any {
+	handlers := map[string]HandlerFeatures{}
+	for _, n := range s.handlerNames()[1:] {
+		handlers[n] = s.handlerFeatures[n]
+	}
+	return map[string]any{
+		"supplementalGroupsPolicy":  runtimeFeatures.SupplementalGroupsPolicy,
+		"userNamespacesHostNetwork": runtimeFeatures.UserNamespacesHostNetwork,
+		"mountOptions":              runtimeFeatures.MountOptions,
+		"handlers":                  handlers,
+		"imageVolumes":              true,
+		"imageVolumeSubPath":        true,
+		"cdiDevices":                s.cfg.Runtime.CDISpecDirs,
+		"containerStopSignals":      true,
+		"eventedPLEG":               true,
+	}
 }
 
 // handlerNames lists the configured runtime handlers, the default one

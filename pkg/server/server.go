@@ -73,8 +73,12 @@ type Network interface {
 
 // HandlerFeatures are optional abilities of one OCI runtime.
 type HandlerFeatures struct {
-	// RecursiveReadOnly: the runtime knows the "rro" mount option.
+	// RecursiveReadOnly: the runtime knows the "rro" mount option and
+	// the kernel has mount_setattr.
 	RecursiveReadOnly bool
+	// UserNamespaces: the snapshots' filesystem can be idmapped, as the
+	// root filesystems of pods with a user namespace are.
+	UserNamespaces bool
 }
 
 // SetHandlerFeatures records what each runtime handler supports.
