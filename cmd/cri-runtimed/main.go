@@ -68,7 +68,8 @@ Flags:
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
-		if err := serve(ctx, cfg); err != nil {
+		load := func() (*config.Config, error) { return config.Load(*configPath, explicit) }
+		if err := serve(ctx, cfg, load); err != nil {
 			klog.ErrorS(err, "cri-runtimed failed")
 			klog.Flush()
 			fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)

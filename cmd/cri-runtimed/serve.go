@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,7 +26,6 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
-	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/server"
@@ -46,7 +47,9 @@ const lockTimeout = time.Second
 // shutdownGrace bounds how long in-flight RPCs may finish on SIGTERM.
 const shutdownGrace = 10 * time.Second
 
-func serve(ctx context.Context, cfg *config.Config) error {
+// serve runs the daemon with cfg until ctx ends; load re-reads the config
+// on SIGHUP.
+func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error)) error {
 	klog.InfoS("Starting cri-runtimed", "version", version.Version, "root", cfg.Root, "state", cfg.State)
 	for _, dir := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.GRPC.Address)} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -86,17 +89,8 @@ func serve(ctx context.Context, cfg *config.Config) error {
 			klog.ErrorS(err, "Flushing traces")
 		}
 	}()
-	reg := registry.New(cfg.Image.RegistryConfigPath,
-		registry.WithRetries(cfg.Image.RegistryRetries, 200*time.Millisecond),
-		registry.WithMaxManifestSize(cfg.Image.MaxManifestSize),
-		registry.WithUserAgent("cri-runtimed/"+version.Version),
-	)
-	images := image.New(db, cs, snap, reg,
-		image.WithMaxConcurrentDownloads(cfg.Image.MaxConcurrentDownloads),
-		image.WithProgressTimeout(time.Duration(cfg.Image.PullProgressTimeout)),
-		image.WithMaxManifestSize(cfg.Image.MaxManifestSize),
-		image.WithMaxUncompressedSize(cfg.Image.MaxUncompressedSize),
-		image.WithTelemetry(rec),
+	images := image.New(db, cs, snap, newRegistry(cfg),
+		append(pullOptions(cfg), image.WithTelemetry(rec))...,
 	)
 	defer images.Close()
 	recoverState(ctx, cfg, cs, snap, images)
@@ -171,17 +165,15 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Metrics.Address != "" {
-		ms, err := rec.ServeMetrics(cfg.Metrics.Address)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-			defer cancel()
-			_ = ms.Close(sctx)
-		}()
+	running := *cfg // the reloader's copy: it changes reloaded keys
+	reload := &reloader{load: load, cfg: &running, images: images, rec: rec}
+	if err := reload.setMetrics(cfg.Metrics.Address); err != nil {
+		return err
 	}
+	defer reload.closeMetrics()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// The telemetry interceptors are outermost: they see the code the
 	// client gets, after the server's own mapping.
 	unary, stream := server.Interceptors()
@@ -202,10 +194,16 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	go func() { errc <- g.Serve(lis) }()
 	klog.InfoS("Serving CRI", "address", cfg.GRPC.Address, "snapshotter", snap.Name())
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("grpc server: %w", err)
-	case <-ctx.Done():
+	for done := false; !done; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("grpc server: %w", err)
+		case <-hup:
+			klog.InfoS("SIGHUP: reloading the config")
+			reload.reload()
+		case <-ctx.Done():
+			done = true
+		}
 	}
 	klog.InfoS("Shutting down")
 	stopped := make(chan struct{})

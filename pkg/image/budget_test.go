@@ -61,3 +61,27 @@ func TestPullUncompressedLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestReconfigure: new limits and a new registry client apply to the
+// pulls that start after Reconfigure (image.* keys reloaded on SIGHUP).
+func TestReconfigure(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	big, _ := layer(t, file{name: "a", body: strings.Repeat("a", 600<<10)})
+	push(t, e.reg, "app", "v1", "amd64", big)
+	e.svc.Reconfigure(registry.New(e.reg.HostsDir()), WithMaxUncompressedSize(100<<10))
+	if _, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Pull past a reloaded limit = %v, want ErrTooLarge", err)
+	}
+	// The new client is the one used: one refusing every manifest fails.
+	other, _ := layer(t, file{name: "b", body: "b"})
+	push(t, e.reg, "app", "v2", "amd64", other)
+	e.svc.Reconfigure(registry.New(e.reg.HostsDir(), registry.WithMaxManifestSize(16)), WithMaxUncompressedSize(0))
+	if _, err := e.svc.Pull(ctx, e.ref("app:v2"), registry.Credentials{}); err == nil {
+		t.Fatal("Pull through a client refusing every manifest succeeded")
+	}
+	e.svc.Reconfigure(registry.New(e.reg.HostsDir()))
+	if _, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{}); err != nil {
+		t.Fatalf("Pull after restoring the client: %v", err)
+	}
+}

@@ -64,7 +64,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	defer lease.release()
 
 	tResolve := time.Now()
-	repo, err := s.registry.Repository(ctx, ref.Named(), creds)
+	repo, err := s.pulls().registry.Repository(ctx, ref.Named(), creds)
 	if err != nil {
 		return meta.Image{}, err
 	}
@@ -120,7 +120,7 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	}
 	tLayers := time.Now()
 	s.telemetry.PullPhase(ctx, "resolve", tResolve, tLayers)
-	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs, newBudget(s.maxUncompressed)); err != nil {
+	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs, newBudget(s.pulls().maxUncompressed)); err != nil {
 		return meta.Image{}, err
 	}
 	tRecord := time.Now()
@@ -268,10 +268,10 @@ func detectMediaType(fromRegistry string, body []byte) string {
 // fetchManifest returns the manifest bytes, from the content store when a
 // previous pull stored them, else from the registry (which verifies them).
 func (s *Service) fetchManifest(ctx context.Context, repo *registry.Repository, desc ocispec.Descriptor) ([]byte, error) {
-	if desc.Size > s.maxManifestSize {
-		return nil, fmt.Errorf("manifest %s is %d bytes, over the %d limit: %w", desc.Digest, desc.Size, s.maxManifestSize, registry.ErrTooLarge)
+	if desc.Size > s.pulls().maxManifestSize {
+		return nil, fmt.Errorf("manifest %s is %d bytes, over the %d limit: %w", desc.Digest, desc.Size, s.pulls().maxManifestSize, registry.ErrTooLarge)
 	}
-	if b, err := s.content.ReadAll(ctx, desc.Digest, s.maxManifestSize); err == nil {
+	if b, err := s.content.ReadAll(ctx, desc.Digest, s.pulls().maxManifestSize); err == nil {
 		return b, nil
 	}
 	b, err := repo.FetchManifest(ctx, desc)
@@ -286,10 +286,10 @@ func (s *Service) fetchManifest(ctx context.Context, repo *registry.Repository, 
 
 // fetchConfig downloads an image config, bounded by the manifest size limit.
 func (s *Service) fetchConfig(ctx context.Context, repo *registry.Repository, desc ocispec.Descriptor) ([]byte, error) {
-	if desc.Size > s.maxManifestSize {
-		return nil, fmt.Errorf("image config %s is %d bytes, over the %d limit: %w", desc.Digest, desc.Size, s.maxManifestSize, registry.ErrTooLarge)
+	if desc.Size > s.pulls().maxManifestSize {
+		return nil, fmt.Errorf("image config %s is %d bytes, over the %d limit: %w", desc.Digest, desc.Size, s.pulls().maxManifestSize, registry.ErrTooLarge)
 	}
-	if b, err := s.content.ReadAll(ctx, desc.Digest, s.maxManifestSize); err == nil {
+	if b, err := s.content.ReadAll(ctx, desc.Digest, s.pulls().maxManifestSize); err == nil {
 		return b, nil
 	}
 	rc, err := repo.FetchBlob(ctx, desc, 0)
@@ -297,12 +297,12 @@ func (s *Service) fetchConfig(ctx context.Context, repo *registry.Repository, de
 		return nil, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, s.maxManifestSize+1))
+	b, err := io.ReadAll(io.LimitReader(rc, s.pulls().maxManifestSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read image config %s: %w", desc.Digest, err)
 	}
-	if int64(len(b)) > s.maxManifestSize {
-		return nil, fmt.Errorf("image config %s is over the %d byte limit: %w", desc.Digest, s.maxManifestSize, registry.ErrTooLarge)
+	if int64(len(b)) > s.pulls().maxManifestSize {
+		return nil, fmt.Errorf("image config %s is over the %d byte limit: %w", desc.Digest, s.pulls().maxManifestSize, registry.ErrTooLarge)
 	}
 	if got := digest.FromBytes(b); got != desc.Digest || (desc.Size > 0 && int64(len(b)) != desc.Size) {
 		return nil, fmt.Errorf("image config %s: got %s (%d bytes): %w", desc.Digest, got, len(b), registry.ErrDigestMismatch)
@@ -354,7 +354,7 @@ func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, la
 		err  error
 	}
 	jobs := make([]*job, len(layers))
-	sem := make(chan struct{}, s.maxDownloads)
+	sem := make(chan struct{}, s.pulls().maxDownloads)
 	for i, l := range layers {
 		j := &job{done: make(chan struct{})}
 		jobs[i] = j
@@ -468,7 +468,7 @@ func (s *Service) downloadOnce(ctx context.Context, repo *registry.Repository, d
 	defer cancel(nil)
 	rc, err := repo.FetchBlob(ctx, desc, offset)
 	if err != nil {
-		return false, progressErr(ctx, err, s.progressTimeout)
+		return false, progressErr(ctx, err, s.pulls().progressTimeout)
 	}
 	defer rc.Close()
 
@@ -485,7 +485,7 @@ func (s *Service) downloadOnce(ctx context.Context, repo *registry.Repository, d
 	stopWatch()
 	s.telemetry.PulledBytes(n)
 	if err != nil {
-		return false, progressErr(ctx, fmt.Errorf("download %s (from byte %d): %w", desc.Digest, offset, err), s.progressTimeout)
+		return false, progressErr(ctx, fmt.Errorf("download %s (from byte %d): %w", desc.Digest, offset, err), s.pulls().progressTimeout)
 	}
 	if err := w.Commit(ctx); err != nil {
 		return true, fmt.Errorf("blob %s: %w", desc.Digest, err)
@@ -520,7 +520,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 func (s *Service) watchProgress(ctx context.Context, cancel context.CancelCauseFunc, pr *progressReader) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	tick := s.progressTimeout / 10
+	tick := s.pulls().progressTimeout / 10
 	if tick > time.Second {
 		tick = time.Second
 	}
@@ -538,7 +538,7 @@ func (s *Service) watchProgress(ctx context.Context, cancel context.CancelCauseF
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if time.Since(time.Unix(0, pr.last.Load())) > s.progressTimeout {
+				if time.Since(time.Unix(0, pr.last.Load())) > s.pulls().progressTimeout {
 					cancel(ErrPullStuck)
 					return
 				}

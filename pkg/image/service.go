@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -38,16 +39,15 @@ var (
 
 // Service owns the images of the node.
 type Service struct {
-	db       *meta.DB
-	content  *content.Store
-	snap     snapshot.Snapshotter
-	registry *registry.Client
+	db      *meta.DB
+	content *content.Store
+	snap    snapshot.Snapshotter
 
-	platform        ocispec.Platform
-	maxDownloads    int
-	progressTimeout time.Duration
-	maxManifestSize int64
-	maxUncompressed int64
+	platform ocispec.Platform
+	// settings are what Reconfigure may change while the daemon runs;
+	// init collects them from the options in New.
+	settings atomic.Pointer[pullSettings]
+	init     pullSettings
 
 	blobs   flights // downloads shared by concurrent pulls, by digest
 	unpacks flights // layer unpacks shared by concurrent pulls, by chain ID
@@ -85,19 +85,19 @@ type Option func(*Service)
 func WithPlatform(p ocispec.Platform) Option { return func(s *Service) { s.platform = p } }
 
 // WithMaxConcurrentDownloads bounds the layers downloaded at once per pull.
-func WithMaxConcurrentDownloads(n int) Option { return func(s *Service) { s.maxDownloads = n } }
+func WithMaxConcurrentDownloads(n int) Option { return func(s *Service) { s.init.maxDownloads = n } }
 
 // WithProgressTimeout cancels a download that receives nothing for d.
 func WithProgressTimeout(d time.Duration) Option {
-	return func(s *Service) { s.progressTimeout = d }
+	return func(s *Service) { s.init.progressTimeout = d }
 }
 
 // WithMaxManifestSize bounds manifests and image configs.
-func WithMaxManifestSize(n int64) Option { return func(s *Service) { s.maxManifestSize = n } }
+func WithMaxManifestSize(n int64) Option { return func(s *Service) { s.init.maxManifestSize = n } }
 
 // WithMaxUncompressedSize bounds the uncompressed bytes of the layers one
 // pull unpacks; 0 means no bound.
-func WithMaxUncompressedSize(n int64) Option { return func(s *Service) { s.maxUncompressed = n } }
+func WithMaxUncompressedSize(n int64) Option { return func(s *Service) { s.init.maxUncompressed = n } }
 
 // WithTelemetry records downloaded bytes and GC passes in rec.
 func WithTelemetry(rec *telemetry.Recorder) Option { return func(s *Service) { s.telemetry = rec } }
@@ -105,23 +105,55 @@ func WithTelemetry(rec *telemetry.Recorder) Option { return func(s *Service) { s
 // New returns the image service.
 func New(db *meta.DB, cs *content.Store, snap snapshot.Snapshotter, reg *registry.Client, opts ...Option) *Service {
 	s := &Service{
-		db:              db,
-		content:         cs,
-		snap:            snap,
-		registry:        reg,
-		platform:        ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH},
-		maxDownloads:    3,
-		progressTimeout: 5 * time.Minute,
-		maxManifestSize: 4 << 20,
-		leases:          map[string]int{},
-		deleting:        map[string]bool{},
+		db:       db,
+		content:  cs,
+		snap:     snap,
+		platform: ocispec.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH},
+		init: pullSettings{
+			registry:        reg,
+			maxDownloads:    3,
+			progressTimeout: 5 * time.Minute,
+			maxManifestSize: 4 << 20,
+		},
+		leases:   map[string]int{},
+		deleting: map[string]bool{},
 	}
 	s.deleted = sync.NewCond(&s.leaseMu)
 	s.gc = gcScheduler{quiet: defaultGCQuiet, maxDelay: defaultGCMaxDelay, run: s.GC}
 	for _, o := range opts {
 		o(s)
 	}
+	st := s.init
+	s.settings.Store(&st)
 	return s
+}
+
+// pullSettings are the registry client and the limits of pulls.
+type pullSettings struct {
+	registry        *registry.Client
+	maxDownloads    int
+	progressTimeout time.Duration
+	maxManifestSize int64
+	maxUncompressed int64
+}
+
+// pulls returns the current pull settings. A pull reads them as it goes:
+// one running during a Reconfigure may see old and new values, each of
+// them valid.
+func (s *Service) pulls() *pullSettings { return s.settings.Load() }
+
+// Reconfigure replaces the registry client and the pull limits of the
+// options given (WithMaxConcurrentDownloads, WithProgressTimeout,
+// WithMaxManifestSize, WithMaxUncompressedSize; others are ignored) for
+// the pulls that start from now on, on a running daemon (SIGHUP).
+func (s *Service) Reconfigure(reg *registry.Client, opts ...Option) {
+	tmp := &Service{init: *s.pulls()}
+	tmp.init.registry = reg
+	for _, o := range opts {
+		o(tmp)
+	}
+	st := tmp.init
+	s.settings.Store(&st)
 }
 
 // Snapshotter is the snapshotter images are unpacked with.
@@ -240,7 +272,7 @@ func isHex(s string) bool {
 // Config reads the image's OCI config from the content store.
 func (s *Service) Config(ctx context.Context, img meta.Image) (ocispec.Image, error) {
 	var cfg ocispec.Image
-	b, err := s.content.ReadAll(ctx, img.ID, s.maxManifestSize)
+	b, err := s.content.ReadAll(ctx, img.ID, s.pulls().maxManifestSize)
 	if err != nil {
 		return cfg, fmt.Errorf("read config of image %s: %w", img.ID, err)
 	}
