@@ -33,6 +33,12 @@ func ResourcesFromCRI(r *runtimeapi.LinuxContainerResources) (*specs.LinuxResour
 	return res, nil
 }
 
+// SandboxResources are the limits of a pod's sandbox cgroup: the pod's
+// resources plus its overhead (as at creation), for UpdatePodSandboxResources.
+func SandboxResources(linux *runtimeapi.LinuxPodSandboxConfig) (*specs.LinuxResources, error) {
+	return sandboxResources(linux, realHostIO().cgroups())
+}
+
 // cgroupFeatures are the host cgroup facts that decide which resources a
 // spec may carry.
 type cgroupFeatures struct {

@@ -31,8 +31,13 @@ type Pod struct {
 // ID is the pod's 64-hex-character ID.
 func (p *Pod) ID() string { return p.rec.ID }
 
-// Config is the CRI config the pod was created with.
-func (p *Pod) Config() *runtimeapi.PodSandboxConfig { return p.cfg }
+// Config is the CRI config the pod was created with, with the resources
+// of its last UpdateResources.
+func (p *Pod) Config() *runtimeapi.PodSandboxConfig {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg
+}
 
 // Record returns a copy of the pod's record.
 func (p *Pod) Record() meta.Sandbox {

@@ -439,3 +439,29 @@ func TestHandlersPodStatsNetwork(t *testing.T) {
 		t.Errorf("network usage without a default interface: %v", n)
 	}
 }
+
+// TestUpdatePodSandboxResources: the pod's new resources reach its
+// sandbox through the shim and stay in its config; a stopped pod refuses.
+func TestUpdatePodSandboxResources(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("p")
+	req := &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: pod,
+		Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 256 << 20},
+		Overhead:  &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20}}
+	if _, err := st.s.UpdatePodSandboxResources(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if calls := st.shimOf(pod).Calls(); !slices.Contains(calls, "Update "+pod) {
+		t.Errorf("the pod's shim was not asked to update the sandbox: %v", calls)
+	}
+	ps, err := st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod, Verbose: true})
+	if err != nil || !strings.Contains(ps.GetInfo()["info"], `"overhead"`) {
+		t.Errorf("the pod's config does not keep the overhead: %v %v", ps.GetInfo(), err)
+	}
+	if _, err := st.s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.s.UpdatePodSandboxResources(ctx, req)
+	wantCode(t, "UpdatePodSandboxResources of a stopped pod", err, codes.FailedPrecondition)
+}

@@ -244,13 +244,11 @@ func labelsMatch(labels, selector map[string]string) bool {
 	return true
 }
 
-// UpdatePodSandboxResources validates the pod's new resources. kubelet
-// resizes the pod cgroup itself; the call tells the runtime (and NRI
-// plugins, once they exist) what changed.
+// UpdatePodSandboxResources applies the pod's new resources and overhead
+// to its sandbox's cgroup, sized from them at creation (what VM-based
+// handlers size the VM from), and records them. kubelet resizes the pod
+// cgroup it made itself.
 func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	if _, err := s.pods.Get(req.GetPodSandboxId()); err != nil {
-		return nil, err
-	}
 	for field, r := range map[string]*runtimeapi.LinuxContainerResources{"resources": req.GetResources(), "overhead": req.GetOverhead()} {
 		if r == nil {
 			continue
@@ -258,6 +256,9 @@ func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.
 		if err := oci.ValidateResources(r); err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
+	}
+	if err := s.pods.UpdateResources(ctx, req.GetPodSandboxId(), req.GetResources(), req.GetOverhead()); err != nil {
+		return nil, err
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
 }

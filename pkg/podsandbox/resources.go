@@ -1,0 +1,70 @@
+package podsandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+)
+
+// UpdateResources applies kubelet's pod-level resources and overhead
+// (UpdatePodSandboxResources, after an in-place resize) to the pod's
+// sandbox cgroup, as its creation sized it: through the OCI runtime's
+// update of the sandbox process, so every cgroup driver and version is
+// handled by the runtime. A nil resources or overhead keeps the current
+// one. The pod's config records them, so status and a restart see them.
+func (c *Controller) UpdateResources(ctx context.Context, id string, resources, overhead *runtimeapi.LinuxContainerResources) error {
+	pod, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	pod.op.Lock()
+	defer pod.op.Unlock()
+	if !pod.Ready() {
+		return fmt.Errorf("%w: cannot update the resources of pod sandbox %s", ErrNotReady, pod.ID())
+	}
+	cfg := proto.Clone(pod.Config()).(*runtimeapi.PodSandboxConfig)
+	if cfg.Linux == nil {
+		cfg.Linux = &runtimeapi.LinuxPodSandboxConfig{}
+	}
+	if resources != nil {
+		cfg.Linux.Resources = resources
+	}
+	if overhead != nil {
+		cfg.Linux.Overhead = overhead
+	}
+	res, err := oci.SandboxResources(cfg.GetLinux())
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encode resources: %w", err)
+	}
+	cl := pod.Shim()
+	if cl == nil {
+		return fmt.Errorf("%w: the shim of pod sandbox %s is gone", ErrNotReady, pod.ID())
+	}
+	if err := cl.Update(ctx, pod.ID(), raw); err != nil {
+		return fmt.Errorf("update resources of pod sandbox %s: %w", pod.ID(), err)
+	}
+	b, err := proto.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode pod config: %w", err)
+	}
+	pod.mu.Lock()
+	pod.cfg = cfg
+	pod.rec.Config = b
+	rec := pod.rec
+	pod.mu.Unlock()
+	if err := c.db.PutSandbox(rec); err != nil {
+		return fmt.Errorf("save pod record: %w", err)
+	}
+	klog.V(2).InfoS("Pod sandbox resources updated", "pod", pod.ID())
+	return nil
+}
