@@ -123,6 +123,9 @@ install: $(if $(NOBUILD),,build) cni-config
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cri-runtimed
 	install -d -m 0755 $(DESTDIR)/etc/cri-runtimed/certs.d
 	[ -f $(DESTDIR)$(CONFIG) ] || ./$(BIN) config default > $(DESTDIR)$(CONFIG)
+	# The preflight of the installed binary and config (not when staging
+	# into a DESTDIR for another machine).
+	[ -n "$(DESTDIR)" ] || $(PREFIX)/bin/cri-runtimed --config $(CONFIG) check
 	if [ -d /run/systemd/system ]; then \
 		install -D -m 0644 deploy/cri-runtimed.service $(DESTDIR)/etc/systemd/system/cri-runtimed.service; \
 		systemctl daemon-reload; \

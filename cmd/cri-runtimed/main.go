@@ -8,14 +8,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	_ "github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
+	"github.com/cri-runtimed/cri-runtimed/pkg/preflight"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
@@ -36,6 +39,7 @@ func run(args []string) int {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: cri-runtimed [flags]            serve CRI v1 (default)
        cri-runtimed config default    print the default configuration
+       cri-runtimed check             check that this node can run the daemon (exit 0 if it can)
        cri-runtimed version           print the version
 
 Flags:
@@ -85,6 +89,8 @@ Flags:
 		}
 		os.Stdout.Write(b)
 		return 0
+	case rest[0] == "check" && len(rest) == 1:
+		return check(*configPath, explicit)
 	case rest[0] == "version":
 		printVersion()
 		return 0
@@ -93,6 +99,27 @@ Flags:
 		fs.Usage()
 		return 2
 	}
+}
+
+// check runs the preflight checks for the config at path and prints one
+// line each.
+func check(path string, explicit bool) int {
+	cfg, err := config.Load(path, explicit)
+	if err != nil {
+		fmt.Printf("FAIL  config  %v\n", err)
+		return 1
+	}
+	// The packages checked log as they would in the daemon; here the
+	// report says it all.
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if !preflight.Report(os.Stdout, preflight.Run(ctx, preflight.Checks(cfg))) {
+		fmt.Println("The daemon cannot run on this node as configured: fix each FAIL above.")
+		return 1
+	}
+	return 0
 }
 
 func printVersion() {
