@@ -59,6 +59,17 @@ func TestParityPortForwardHostNetwork(t *testing.T) {
 		"mkdir -p /tmp/www && echo 'hi from the host network' > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:%d -h /tmp/www", port))
 	srv.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
 	d.CreateStarted(t, pod, srv, pc)
+	// The server must listen before the first forwarded connection:
+	// client-go's forwarder ends at the first stream the pod refuses, so
+	// a GET racing httpd's bind (a loaded node) would kill the forward.
+	// The pod is on the host network, so the host sees the listener.
+	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil, fmt.Sprintf("httpd listening on the node's loopback: %v", err)
+	})
 
 	resp, err := d.RuntimeClient().PortForward(testCtx(t), &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{int32(port)}})
 	if err != nil {
