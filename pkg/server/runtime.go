@@ -76,7 +76,8 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		if err != nil {
 			return nil, err
 		}
-		resp.Info["features"] = string(features)
+		// Not "features": crictl info prints RuntimeFeatures under that key.
+		resp.Info["supportedFeatures"] = string(features)
 		// The snapshotter in use: overlayfs falls back to native where
 		// overlay cannot mount, which operators (and tests) must see.
 		resp.Info["snapshotter"] = s.images.Snapshotter().Name()

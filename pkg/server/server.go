@@ -75,10 +75,10 @@ type Network interface {
 type HandlerFeatures struct {
 	// RecursiveReadOnly: the runtime knows the "rro" mount option and
 	// the kernel has mount_setattr.
-	RecursiveReadOnly bool
+	RecursiveReadOnly bool `json:"recursiveReadOnlyMounts"`
 	// UserNamespaces: the snapshots' filesystem can be idmapped, as the
 	// root filesystems of pods with a user namespace are.
-	UserNamespaces bool
+	UserNamespaces bool `json:"userNamespaces"`
 }
 
 // SetHandlerFeatures records what each runtime handler supports.

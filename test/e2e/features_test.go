@@ -35,8 +35,8 @@ func TestRuntimeFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info map[string]any
-	if err := json.Unmarshal([]byte(verbose.GetInfo()["features"]), &info); err != nil {
-		t.Fatalf("verbose info features %q: %v", verbose.GetInfo()["features"], err)
+	if err := json.Unmarshal([]byte(verbose.GetInfo()["supportedFeatures"]), &info); err != nil {
+		t.Fatalf("verbose info features %q: %v", verbose.GetInfo()["supportedFeatures"], err)
 	}
 	for _, k := range []string{"mountOptions", "userNamespacesHostNetwork", "imageVolumes", "containerStopSignals", "eventedPLEG"} {
 		if info[k] != true {
