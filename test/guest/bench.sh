@@ -7,7 +7,7 @@
 # both alike. Images come from a registry inside the guest
 # (test/bench/pushimages). Reports land in /mnt/out/bench-*.
 set -eu
-host=/mnt/host
+host=${GUEST_SHARE:-/mnt/host}
 out=/mnt/out
 work=/var/tmp/bench
 pods=${BENCH_PODS:-10}
