@@ -70,8 +70,12 @@ e2e: build
 guest-smoke: build guest-deps
 	test/guest/run.sh smoke
 
+# The guest's kubelet is the newest release, which refuses cgroup v1.
+GUEST_KUBELET_VERSION ?= v1.37.2
+
 test-guest: build guest-deps
-	test/guest/run.sh full
+	$(MAKE) kubelet KUBELET_VERSIONS=$(GUEST_KUBELET_VERSION)
+	GUEST_KUBELET=$(KUBELET_CACHE)/$(GUEST_KUBELET_VERSION)/kubelet test/guest/run.sh full
 
 test: deps unit e2e
 

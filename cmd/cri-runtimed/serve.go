@@ -469,27 +469,19 @@ type runtimeFeatures struct {
 	ociVersionMax     string
 }
 
+// preFeaturesOCIVersion is what a runtime without `features` accepts:
+// the features command came with runtime-spec 1.1, so such a runtime
+// predates it (crun 1.8, Debian 12's, refuses any spec version but 1.0.x
+// and has no `features`).
+const preFeaturesOCIVersion = "1.0.2"
+
 // handlerFeatures asks each OCI runtime what it supports (`<runtime>
 // features`, from the OCI runtime features spec); a runtime that cannot
-// tell supports nothing optional.
+// tell supports nothing optional and runtime-spec 1.0 only.
 func handlerFeatures(ctx context.Context, cfg *config.Config) map[string]runtimeFeatures {
 	out := map[string]runtimeFeatures{}
 	for name, h := range cfg.Runtime.Handlers {
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		b, err := exec.CommandContext(fctx, h.Binary, "features").Output()
-		cancel()
-		if err != nil {
-			klog.V(2).InfoS("OCI runtime did not report its features", "handler", name, "err", err)
-			continue
-		}
-		var f struct {
-			OCIVersionMax string   `json:"ociVersionMax"`
-			MountOptions  []string `json:"mountOptions"`
-		}
-		if err := json.Unmarshal(b, &f); err != nil {
-			continue
-		}
-		out[name] = runtimeFeatures{recursiveReadOnly: slices.Contains(f.MountOptions, "rro"), ociVersionMax: f.OCIVersionMax}
+		out[name] = runtimeFeaturesOf(ctx, name, h.Binary)
 	}
 	return out
 }
@@ -512,6 +504,29 @@ func serverFeatures(cfg *config.Config, features map[string]runtimeFeatures, sna
 		}
 	}
 	return out
+}
+
+// runtimeFeaturesOf runs `<binary> features` for handler name.
+func runtimeFeaturesOf(ctx context.Context, name, binary string) runtimeFeatures {
+	none := runtimeFeatures{ociVersionMax: preFeaturesOCIVersion}
+	// Generous: it runs once at start, and a loaded or emulated machine
+	// (the guest suite) can take seconds to start a runtime.
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(fctx, binary, "features").Output()
+	if err != nil {
+		klog.InfoS("OCI runtime did not report its features; assuming runtime-spec 1.0", "handler", name, "err", err)
+		return none
+	}
+	var f struct {
+		OCIVersionMax string   `json:"ociVersionMax"`
+		MountOptions  []string `json:"mountOptions"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		klog.InfoS("OCI runtime's features unreadable; assuming runtime-spec 1.0", "handler", name, "err", err)
+		return none
+	}
+	return runtimeFeatures{recursiveReadOnly: slices.Contains(f.MountOptions, "rro"), ociVersionMax: f.OCIVersionMax}
 }
 
 // traversable makes dir searchable by everyone (o+x, listing stays

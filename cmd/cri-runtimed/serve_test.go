@@ -53,3 +53,33 @@ func TestListenMode(t *testing.T) {
 		})
 	}
 }
+
+// TestRuntimeFeatures: what `<runtime> features` says is used; a runtime
+// without the command (crun 1.8: "unknown command features") or with an
+// unreadable answer gets runtime-spec 1.0 specs, since it predates 1.1.
+func TestRuntimeFeatures(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, binary string
+		want         runtimeFeatures
+	}{
+		{"reports", script("new", `echo '{"ociVersionMax": "1.2.1", "mountOptions": ["ro", "rro"]}'`), runtimeFeatures{recursiveReadOnly: true, ociVersionMax: "1.2.1"}},
+		{"reports without rro", script("runc11", `echo '{"ociVersionMax": "1.0.2-dev", "mountOptions": ["ro"]}'`), runtimeFeatures{ociVersionMax: "1.0.2-dev"}},
+		{"no features command", script("crun18", `echo "unknown command $1" >&2; exit 1`), runtimeFeatures{ociVersionMax: "1.0.2"}},
+		{"garbage", script("garbage", `echo 'not json'`), runtimeFeatures{ociVersionMax: "1.0.2"}},
+		{"missing binary", filepath.Join(dir, "absent"), runtimeFeatures{ociVersionMax: "1.0.2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := runtimeFeaturesOf(t.Context(), tc.name, tc.binary); got != tc.want {
+				t.Errorf("runtimeFeaturesOf = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -68,6 +68,15 @@ unit() {
 		return
 	fi
 	e2e unit 'TestSystemdUnit' CRI_RUNTIMED_E2E_INSTALLED=1
+	if [ "$suite" = full ]; then
+		if [ -x "$host/kubelet" ]; then
+			echo "guest: == kubelet $("$host/kubelet" --version 2>&1) on the unit, static pods"
+			"$host/kubelet.sh" || failed=$((failed + 1))
+		else
+			echo "guest: == kubelet: none staged (run.sh takes it from \$GUEST_KUBELET)"
+			failed=$((failed + 1))
+		fi
+	fi
 	journalctl -u cri-runtimed --no-pager >"$out/unit-journal.log" 2>&1
 	systemctl disable --now cri-runtimed >/dev/null 2>&1
 	echo "guest: == systemd unit: $(echo "$(now) - $t0" | awk '{print $1 - $3}') s in all"
