@@ -20,6 +20,13 @@ echo "guest: share copied to /opt/test in $(awk -v a="$t0" -v b="$(cut -d' ' -f1
 export GUEST_SHARE=/opt/test
 host=$GUEST_SHARE
 suite=$(cat "$host/suite")
+# GUEST_STAGES on the host (run.sh) picks stages of the suite by name
+# (e.g. "pods-crun-systemd kubelet"); none: all of them.
+stages=$(cat "$host/stages" 2>/dev/null)
+want() { [ -z "$stages" ] || [[ " $stages " == *" $1 "* ]]; }
+# GUEST_TESTS narrows every e2e stage to the tests it names (a -test.run
+# regex).
+only=$(cat "$host/tests" 2>/dev/null)
 export CRI_RUNTIMED_BIN=$host/src/bin/cri-runtimed
 # Software emulation is several times slower than the machines the
 # tests' timeouts were written for.
@@ -46,6 +53,8 @@ fi
 e2e() {
 	local name=$1 regex=$2 t0 rc
 	shift 2
+	want "$name" || return 0
+	[ -z "$only" ] || regex=$only
 	t0=$(now)
 	echo "guest: == $name (${*:-defaults}): $regex"
 	env "$@" "$host/e2e.test" -test.run "$regex" -test.v -test.count=1 -test.timeout 90m 2>&1 |
@@ -59,6 +68,7 @@ e2e() {
 # unit) and runs the tests that restart it through systemd.
 unit() {
 	local t0 rc
+	want unit || want kubelet || return 0
 	t0=$(now)
 	echo "guest: == systemd unit: make install; systemctl enable --now cri-runtimed"
 	if ! make -s -C "$host/src" install NOBUILD=1 >"$out/install.log" 2>&1 ||
@@ -68,7 +78,7 @@ unit() {
 		return
 	fi
 	e2e unit 'TestSystemdUnit' CRI_RUNTIMED_E2E_INSTALLED=1
-	if [ "$suite" = full ]; then
+	if [ "$suite" = full ] && want kubelet; then
 		if [ -x "$host/kubelet" ]; then
 			echo "guest: == kubelet $("$host/kubelet" --version 2>&1) on the unit, static pods"
 			"$host/kubelet.sh" || failed=$((failed + 1))
@@ -100,12 +110,14 @@ full)
 	e2e cgroups-cgroupfs "$cgroup_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=cgroupfs
 	e2e pods-crun-systemd "$pod_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd CRI_RUNTIMED_E2E_HANDLER=crun
 	unit
-	t0=$(now)
-	echo "guest: == pod start latency, systemd against cgroupfs driver"
-	if ! "$host/bench"; then
-		failed=$((failed + 1))
+	if want bench; then
+		t0=$(now)
+		echo "guest: == pod start latency, systemd against cgroupfs driver"
+		if ! "$host/bench"; then
+			failed=$((failed + 1))
+		fi
+		echo "guest: == bench: $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
 	fi
-	echo "guest: == bench: $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
 	;;
 *)
 	echo "guest: unknown suite $suite"

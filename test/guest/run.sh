@@ -25,6 +25,8 @@ cp "$repo/Makefile" "$share/src/"
 cp -r "$repo/deploy" "$share/src/"
 cp "$here/entry.sh" "$share/entry"
 echo "$suite" >"$share/suite"
+echo "${GUEST_STAGES:-}" >"$share/stages"
+echo "${GUEST_TESTS:-}" >"$share/tests"
 t0=$(date +%s)
 (cd "$repo" && go test -c -tags e2e -o "$share/e2e.test" ./test/e2e)
 if [ "$suite" = full ]; then
