@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
 )
@@ -40,6 +41,11 @@ func DefaultConfig(dir string) Config {
 			"max_concurrent_downloads": 3,
 			"pull_progress_timeout":    "5m",
 		},
+	}
+	// A slow machine (EnvSlow) gets CNI plugins the same leeway as the
+	// tests: the bridge plugin took over the default minute under TCG.
+	if t := Slow(time.Minute); t > time.Minute {
+		c.Set("cni.plugin_timeout", t.String())
 	}
 	if d := os.Getenv(EnvCgroupDriver); d != "" {
 		c.Set("runtime.cgroup_driver", d)
