@@ -67,7 +67,10 @@ type Controller struct {
 
 	mu   sync.RWMutex
 	ctrs map[string]*Container
-	hook EventHook
+	// byPod indexes ctrs by pod ID: kubelet asks for one pod's
+	// containers (PodSandboxStatus, pod stats) many times a minute.
+	byPod map[string]map[string]*Container
+	hook  EventHook
 }
 
 // EventHook receives each lifecycle transition of a container, in order
@@ -100,6 +103,7 @@ func New(opts Options, db *meta.DB, images *image.Service, pod func(id string) (
 		names:  registrar.New(),
 		pod:    pod,
 		ctrs:   map[string]*Container{},
+		byPod:  map[string]map[string]*Container{},
 	}
 	c.creations = registrar.NewCreations[string](5*time.Minute, registrar.WithExpire(func(name, id string) {
 		klog.InfoS("Removing container abandoned by a timed-out request", "container", id, "name", name)
@@ -323,9 +327,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err := c.db.PutContainer(ctr.rec); err != nil {
 		return "", fmt.Errorf("save container record: %w", err)
 	}
-	c.mu.Lock()
-	c.ctrs[id] = ctr
-	c.mu.Unlock()
+	c.add(ctr)
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctr)
 	klog.V(2).InfoS("Container created", "container", id, "name", name, "pod", pod.ID(), "duration", time.Since(start))
 	return id, nil
@@ -569,6 +571,12 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	delete(c.ctrs, ctr.rec.ID)
+	if pod := c.byPod[ctr.rec.SandboxID]; pod != nil {
+		delete(pod, ctr.rec.ID)
+		if len(pod) == 0 {
+			delete(c.byPod, ctr.rec.SandboxID)
+		}
+	}
 	c.mu.Unlock()
 	c.names.ReleaseID(ctr.rec.ID)
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, ctr)
@@ -681,14 +689,26 @@ func (c *Controller) ImagesInUse() map[string]bool {
 	return used
 }
 
+// add lists ctr, under its ID and its pod's.
+func (c *Controller) add(ctr *Container) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ctrs[ctr.rec.ID] = ctr
+	pod := c.byPod[ctr.rec.SandboxID]
+	if pod == nil {
+		pod = map[string]*Container{}
+		c.byPod[ctr.rec.SandboxID] = pod
+	}
+	pod[ctr.rec.ID] = ctr
+}
+
 // ListByPod returns the containers of one pod.
 func (c *Controller) ListByPod(podID string) []*Container {
-	var out []*Container
 	c.mu.RLock()
-	for _, ctr := range c.ctrs {
-		if ctr.rec.SandboxID == podID {
-			out = append(out, ctr)
-		}
+	pod := c.byPod[podID]
+	out := make([]*Container, 0, len(pod))
+	for _, ctr := range pod {
+		out = append(out, ctr)
 	}
 	c.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].rec.CreatedAt.Before(out[j].rec.CreatedAt) })

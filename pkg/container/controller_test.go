@@ -321,8 +321,14 @@ func TestRemoveReleasesEverything(t *testing.T) {
 	if err := e.c.Start(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	if got := ids(e.c.ListByPod(e.pod.id)); !slices.Equal(got, []string{id}) {
+		t.Errorf("ListByPod before removal = %v, want [%s]", got, id)
+	}
 	if err := e.c.Remove(ctx, id); err != nil {
 		t.Fatal(err)
+	}
+	if got := e.c.ListByPod(e.pod.id); len(got) != 0 {
+		t.Errorf("ListByPod after removal = %v, want none", ids(got))
 	}
 	if recs, _ := e.db.ListContainers(); len(recs) != 0 {
 		t.Errorf("records left: %+v", recs)
@@ -445,6 +451,10 @@ func TestRecover(t *testing.T) {
 	}
 	if _, err := e.images.Snap.Stat(ctx, half); !errors.Is(err, snapshot.ErrNotFound) {
 		t.Errorf("interrupted creation's snapshot left: %v", err)
+	}
+	// The pod's list is rebuilt from the records, oldest first.
+	if got := ids(c2.ListByPod(e.pod.id)); !slices.Equal(got, []string{running, exitedWhileDown}) {
+		t.Errorf("ListByPod after recovery = %v, want %v", got, []string{running, exitedWhileDown})
 	}
 	ctr, err := c2.Get(exitedWhileDown)
 	if err != nil || ctr.Record().State != meta.ContainerExited || ctr.Record().ExitCode != 5 {
@@ -571,6 +581,14 @@ func (e *env) snapshotKeys(t *testing.T) []string {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+func ids(ctrs []*Container) []string {
+	out := make([]string, 0, len(ctrs))
+	for _, c := range ctrs {
+		out = append(out, c.ID())
 	}
 	return out
 }

@@ -117,9 +117,7 @@ func (c *Controller) recoverOne(ctx context.Context, rec meta.Container) {
 		// removal must not free the other's (Remove releases by ID).
 		klog.ErrorS(err, "Container name is taken by another container; listing it without its name", "container", rec.ID, "name", rec.Name)
 	}
-	c.mu.Lock()
-	c.ctrs[rec.ID] = ctr
-	c.mu.Unlock()
+	c.add(ctr)
 	c.refresh(ctx, ctr)
 }
 
