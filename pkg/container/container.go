@@ -19,8 +19,10 @@ type Container struct {
 	rec meta.Container
 	cfg *runtimeapi.ContainerConfig
 	pod Sandbox
-	// spec caches the bundle's config.json.
-	spec *specs.Spec
+	// facts caches what status and stats calls need of the bundle's
+	// config.json: set at creation, read from the bundle once after a
+	// restart. The whole spec is not kept (memory per container).
+	facts *specFacts
 	// writable caches the directory of the container's writable layer.
 	writable string
 }
@@ -53,31 +55,66 @@ func (c *Container) State() meta.ContainerState {
 // Pod is the container's pod.
 func (c *Container) Pod() Sandbox { return c.pod }
 
-// Spec is the container's OCI spec as written to its bundle, read once
-// and cached; nil if it cannot be read.
+// Spec is the container's OCI spec as written to its bundle, read from
+// it at each call (verbose status, tests); nil if it cannot be read.
 func (c *Container) Spec() *specs.Spec {
+	s, err := oci.Load(c.pod.BundleDir(c.rec.ID))
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+// specFacts is what the status and stats calls need of the spec.
+type specFacts struct {
+	user        *specs.User
+	cgroupsPath string
+}
+
+func factsOf(s *specs.Spec) *specFacts {
+	f := &specFacts{}
+	if s.Process != nil {
+		u := s.Process.User
+		f.user = &u
+	}
+	if s.Linux != nil {
+		f.cgroupsPath = s.Linux.CgroupsPath
+	}
+	return f
+}
+
+// specFacts returns the cached facts, reading the bundle the first time
+// (nil while it cannot be read).
+func (c *Container) specFacts() *specFacts {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.spec == nil {
+	if c.facts == nil {
 		if s, err := oci.Load(c.pod.BundleDir(c.rec.ID)); err == nil {
-			c.spec = s
+			c.facts = factsOf(s)
 		}
 	}
-	return c.spec
+	return c.facts
+}
+
+// setSpec records the facts of the spec just written to the bundle.
+func (c *Container) setSpec(s *specs.Spec) {
+	c.mu.Lock()
+	c.facts = factsOf(s)
+	c.mu.Unlock()
 }
 
 // User is the user the container's process runs as.
 func (c *Container) User() *specs.User {
-	if s := c.Spec(); s != nil && s.Process != nil {
-		return &s.Process.User
+	if f := c.specFacts(); f != nil {
+		return f.user
 	}
 	return nil
 }
 
 // CgroupsPath is the container's linux.cgroupsPath, "" if unknown.
 func (c *Container) CgroupsPath() string {
-	if s := c.Spec(); s != nil && s.Linux != nil {
-		return s.Linux.CgroupsPath
+	if f := c.specFacts(); f != nil {
+		return f.cgroupsPath
 	}
 	return ""
 }

@@ -307,6 +307,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err := oci.Save(spec, bundle); err != nil {
 		return "", err
 	}
+	ctr.setSpec(spec)
 	cl := pod.Shim()
 	if cl == nil {
 		return "", fmt.Errorf("%w: the pod's shim is gone", errNotReady)

@@ -592,3 +592,28 @@ func ids(ctrs []*Container) []string {
 	}
 	return out
 }
+
+// TestSpecFactsFromMemory: the status and stats calls get the user and
+// cgroups path of a new container without reading its bundle.
+func TestSpecFactsFromMemory(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("c")
+	ctr, err := e.c.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ctr.Spec()
+	if want == nil || want.Process == nil || want.Linux == nil || want.Linux.CgroupsPath == "" {
+		t.Fatalf("spec of a new container = %+v", want)
+	}
+	if err := os.Rename(filepath.Join(e.pod.BundleDir(id), "config.json"), filepath.Join(e.pod.BundleDir(id), "config.json.away")); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Rename(filepath.Join(e.pod.BundleDir(id), "config.json.away"), filepath.Join(e.pod.BundleDir(id), "config.json"))
+	if got := ctr.CgroupsPath(); got != want.Linux.CgroupsPath {
+		t.Errorf("CgroupsPath = %q, want %q", got, want.Linux.CgroupsPath)
+	}
+	if got := ctr.User(); got == nil || got.UID != want.Process.User.UID || got.GID != want.Process.User.GID {
+		t.Errorf("User = %+v, want %+v", got, want.Process.User)
+	}
+}
