@@ -5,6 +5,7 @@ package framework
 import (
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,9 @@ type TestNetwork struct {
 	Bridge  string
 	Subnet  string // e.g. 10.213.7.0/24
 	Gateway string // e.g. 10.213.7.1
+	// IPAMDir is host-local's dataDir: one file per allocated IP, under
+	// a directory named after the network.
+	IPAMDir string
 }
 
 // forwarding counts live test networks, so that ip_forward is restored
@@ -46,6 +50,7 @@ func NewTestNetwork(t testing.TB) *TestNetwork {
 		Gateway: fmt.Sprintf("10.%d.%d.1", 200+int(b[0])%50, b[1]),
 	}
 	ipam := filepath.Join(t.TempDir(), "ipam")
+	n.IPAMDir = ipam
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "e2e-%[1]s",
@@ -83,6 +88,19 @@ func NewTestNetwork(t testing.TB) *TestNetwork {
 		}
 	})
 	return n
+}
+
+// AllocatedIPs lists the addresses host-local has handed out and not
+// released.
+func (n *TestNetwork) AllocatedIPs() []string {
+	var ips []string
+	_ = filepath.WalkDir(n.IPAMDir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && net.ParseIP(e.Name()) != nil {
+			ips = append(ips, e.Name())
+		}
+		return nil
+	})
+	return ips
 }
 
 // Option points the daemon at this network.
