@@ -227,7 +227,12 @@ func (n *node) testProbes(t *testing.T) {
 	web.ReadinessProbe = probe(corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intPort(8081)}})
 	ex := shell("exec", "touch /tmp/ready; exec sleep 3600")
 	ex.ReadinessProbe = probe(corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"cat", "/tmp/ready"}}})
-	ex.LivenessProbe = probe(corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}})
+	// A passing exec liveness probe must restart nothing. Each exec is a
+	// runc exec, which takes seconds on a loaded CI machine: this probe
+	// gets room for that (a timed-out probe is a failed one), so that a
+	// restart means the runtime reported a failure, not that it was slow.
+	ex.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}},
+		PeriodSeconds: 2, FailureThreshold: 5, TimeoutSeconds: 10}
 	g := corev1.Container{
 		Name: "grpc", Image: grpcImage, ImagePullPolicy: corev1.PullIfNotPresent,
 		Command: []string{"sh", "-c", "touch /tmp/healthy; exec grpchealth -addr :9090 -healthy /tmp/healthy"},
