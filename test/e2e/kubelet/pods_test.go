@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,8 +50,23 @@ func TestKubelet(t *testing.T) {
 // state changes from GetContainerEvents instead of relisting) and
 // PodAndContainerStatsFromCRI (/stats/summary from ListPodSandboxStats
 // and ListContainerStats, without cAdvisor).
+//
+// Not EventedPLEG on kubelet 1.37: its GetPodStatus, when the runtime
+// sets PodSandboxStatus.timestamp (as containerd and we do), takes the
+// containers from PodSandboxStatus.containers_statuses and leaves the
+// pod's ActiveContainerStatuses empty; computeInitContainerActions then
+// runs completed init containers again and the pod never initializes,
+// with any runtime (kuberuntime_manager.go, GetPodStatus). The gate is
+// alpha; the suite runs it on the kubelets where it works.
 func TestKubeletFromCRI(t *testing.T) {
-	n := newNode(t, map[string]bool{"EventedPLEG": true, "PodAndContainerStatsFromCRI": true})
+	gates := map[string]bool{"PodAndContainerStatsFromCRI": true}
+	evented := kubeletMinor(t) < 37
+	if evented {
+		gates["EventedPLEG"] = true
+	} else {
+		t.Log("EventedPLEG off: kubelet 1.37 re-runs completed init containers with it (see the comment)")
+	}
+	n := newNode(t, gates)
 	t.Run("pods", func(t *testing.T) {
 		t.Run("PodNetwork", n.testPodNetwork)
 		t.Run("InitContainersAndVolumes", n.testInitContainersAndVolumes)
@@ -62,8 +78,25 @@ func TestKubeletFromCRI(t *testing.T) {
 	})
 	// Before DaemonKilled: while the daemon is away, kubelet rightly
 	// logs failed GetContainerEvents calls.
-	t.Run("EventStream", n.testEventStream)
+	if evented {
+		t.Run("EventStream", n.testEventStream)
+	}
 	t.Run("DaemonKilled", n.testDaemonKilled)
+}
+
+// kubeletMinor is the minor version of the suite's kubelet (`kubelet
+// --version`: "Kubernetes v1.37.2").
+func kubeletMinor(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command(os.Getenv(envKubelet), "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", os.Getenv(envKubelet), err)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "Kubernetes v%d.%d", &major, &minor); err != nil {
+		t.Fatalf("kubelet version %q: %v", out, err)
+	}
+	return minor
 }
 
 // testEventStream: kubelet's evented PLEG connected to GetContainerEvents
