@@ -71,7 +71,7 @@ e2e: build
 guest-smoke: build guest-deps
 	test/guest/run.sh smoke
 
-# The guest's kubelet is the newest release, which refuses cgroup v1.
+# The guest runs the newest kubelet release on cgroup v2 with systemd.
 GUEST_KUBELET_VERSION ?= v1.37.2
 
 test-guest: build guest-deps
