@@ -36,6 +36,39 @@ type Config struct {
 	Metrics Metrics `toml:"metrics"`
 	// Tracing exports OpenTelemetry spans.
 	Tracing Tracing `toml:"tracing"`
+	// NRI is the Node Resource Interface: plugins that see and adjust
+	// every pod and container.
+	NRI NRI `toml:"nri"`
+}
+
+// NRI configures the Node Resource Interface, with containerd's keys and
+// defaults.
+type NRI struct {
+	Disable            bool   `toml:"disable" comment:"Turn NRI off: no socket, no plugins, no hook calls."`
+	DisableConnections bool   `toml:"disable_connections" comment:"Only run the plugins of plugin_path; accept no connection on socket_path."`
+	PluginConfigPath   string `toml:"plugin_config_path" comment:"Configs of the plugins in plugin_path: <index>-<name>.conf or <name>.conf."`
+	PluginPath         string `toml:"plugin_path" comment:"Plugins started with the daemon: executables named <index>-<name>."`
+	// PluginRegistrationTimeout bounds a plugin's registration.
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" comment:"A plugin that has not registered this long after starting or connecting is dropped."`
+	// PluginRequestTimeout bounds each request to a plugin.
+	PluginRequestTimeout Duration `toml:"plugin_request_timeout" comment:"A plugin that does not answer a request within this is dropped (unless its failure policy keeps it) and the request goes on without it."`
+	SocketPath           string   `toml:"socket_path" comment:"Socket external plugins connect to."`
+	// DefaultValidator is NRI's built-in validator of adjustments.
+	DefaultValidator NRIValidator `toml:"default_validator" comment:"The built-in validator: rejects container adjustments the node does not allow."`
+}
+
+// NRIValidator configures NRI's default validator, with the keys of
+// containerd's default_validator table.
+type NRIValidator struct {
+	Enable                                bool     `toml:"enable" comment:"Validate every container adjustment with the rules below."`
+	RejectOCIHookAdjustment               bool     `toml:"reject_oci_hook_adjustment" comment:"Reject adjustments that add OCI hooks."`
+	RejectRuntimeDefaultSeccompAdjustment bool     `toml:"reject_runtime_default_seccomp_adjustment" comment:"Reject seccomp changes of containers with the RuntimeDefault profile."`
+	RejectUnconfinedSeccompAdjustment     bool     `toml:"reject_unconfined_seccomp_adjustment" comment:"Reject seccomp changes of unconfined containers."`
+	RejectCustomSeccompAdjustment         bool     `toml:"reject_custom_seccomp_adjustment" comment:"Reject seccomp changes of containers with a Localhost profile."`
+	RejectNamespaceAdjustment             bool     `toml:"reject_namespace_adjustment" comment:"Reject adjustments of Linux namespaces."`
+	RejectSysctlAdjustment                bool     `toml:"reject_sysctl_adjustment" comment:"Reject adjustments of sysctls."`
+	RequiredPlugins                       []string `toml:"required_plugins" comment:"Plugins that must have seen a container for it to be created."`
+	TolerateMissingAnnotation             string   `toml:"tolerate_missing_plugins_annotation" comment:"Annotation that lets a pod or container tolerate missing required plugins."`
 }
 
 // Tracing configures OpenTelemetry tracing.
@@ -180,6 +213,15 @@ func Default() *Config {
 			ConfDir:       "/etc/cni/net.d",
 			BinDirs:       []string{"/opt/cni/bin", "/usr/lib/cni"},
 			PluginTimeout: Duration(time.Minute),
+		},
+		NRI: NRI{
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginPath:                "/opt/nri/plugins",
+			PluginRegistrationTimeout: Duration(5 * time.Second),
+			PluginRequestTimeout:      Duration(2 * time.Second),
+			SocketPath:                "/var/run/nri/nri.sock",
+			// Empty, not nil: "config default" prints the key.
+			DefaultValidator: NRIValidator{RequiredPlugins: []string{}},
 		},
 		Runtime: Runtime{
 			DefaultHandler:          "runc",
@@ -326,6 +368,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Sprintf("metrics.address: %q is not host:port: %v", a, err))
 		}
 	}
+	errs = append(errs, c.NRI.validate()...)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
@@ -347,6 +390,25 @@ func (s Streaming) validate() []string {
 	}
 	if s.CreationTimeout <= 0 {
 		errs = append(errs, "streaming.stream_creation_timeout: must be positive")
+	}
+	return errs
+}
+
+func (n NRI) validate() []string {
+	if n.Disable {
+		return nil
+	}
+	var errs []string
+	for _, p := range [][2]string{{"nri.plugin_config_path", n.PluginConfigPath}, {"nri.plugin_path", n.PluginPath}, {"nri.socket_path", n.SocketPath}} {
+		if !filepath.IsAbs(p[1]) {
+			errs = append(errs, fmt.Sprintf("%s: %q must be an absolute path", p[0], p[1]))
+		}
+	}
+	if n.PluginRegistrationTimeout <= 0 {
+		errs = append(errs, "nri.plugin_registration_timeout: must be positive")
+	}
+	if n.PluginRequestTimeout <= 0 {
+		errs = append(errs, "nri.plugin_request_timeout: must be positive")
 	}
 	return errs
 }

@@ -15,7 +15,7 @@ func TestDefaultRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"root", "state", "address", "snapshotter", "registry_config_path", "max_concurrent_downloads", "pull_progress_timeout = '5m0s'"} {
+	for _, key := range []string{"root", "state", "address", "snapshotter", "registry_config_path", "max_concurrent_downloads", "pull_progress_timeout = '5m0s'", "[nri]", "socket_path = '/var/run/nri/nri.sock'", "plugin_request_timeout = '2s'", "[nri.default_validator]", "reject_oci_hook_adjustment = false"} {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("default config lacks %q:\n%s", key, data)
 		}
@@ -64,6 +64,20 @@ func TestLoad(t *testing.T) {
 		}},
 		{name: "bad sampling ratio", body: "[tracing]\nsampling_ratio = 2.0\n", wantErr: "tracing.sampling_ratio"},
 		{name: "syntax", body: "root = \n", wantErr: "line 1"},
+		{name: "nri defaults", body: "", check: func(c *Config) bool {
+			n := c.NRI
+			return !n.Disable && !n.DisableConnections && n.SocketPath == "/var/run/nri/nri.sock" && n.PluginPath == "/opt/nri/plugins" &&
+				n.PluginConfigPath == "/etc/nri/conf.d" && time.Duration(n.PluginRegistrationTimeout) == 5*time.Second &&
+				time.Duration(n.PluginRequestTimeout) == 2*time.Second && !n.DefaultValidator.Enable
+		}},
+		{name: "nri validator", body: "[nri.default_validator]\nenable = true\nreject_oci_hook_adjustment = true\nrequired_plugins = [\"a\", \"b\"]\n",
+			check: func(c *Config) bool {
+				v := c.NRI.DefaultValidator
+				return v.Enable && v.RejectOCIHookAdjustment && !v.RejectSysctlAdjustment && reflect.DeepEqual(v.RequiredPlugins, []string{"a", "b"})
+			}},
+		{name: "nri relative socket", body: "[nri]\nsocket_path = \"nri.sock\"\n", wantErr: "nri.socket_path"},
+		{name: "nri zero timeout", body: "[nri]\nplugin_request_timeout = \"0s\"\n", wantErr: "nri.plugin_request_timeout"},
+		{name: "nri disabled skips checks", body: "[nri]\ndisable = true\nsocket_path = \"\"\n", check: func(c *Config) bool { return c.NRI.Disable }},
 		{name: "bad cgroup driver", body: "[runtime]\ncgroup_driver = \"cgroupv2\"\n", wantErr: "runtime.cgroup_driver"},
 		{name: "slice for cgroupfs", body: "[runtime]\ncgroup_driver = \"cgroupfs\"\ndefault_cgroup_parent = \"pods.slice\"\n", wantErr: "runtime.default_cgroup_parent"},
 		{name: "path for systemd", body: "[runtime]\ncgroup_driver = \"systemd\"\ndefault_cgroup_parent = \"/pods\"\n", wantErr: "runtime.default_cgroup_parent"},
