@@ -1,0 +1,524 @@
+package nri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	nri "github.com/containerd/nri/pkg/adaptation"
+	"github.com/containerd/nri/pkg/adaptation/builtin"
+	"github.com/containerd/nri/pkg/api"
+	nrilog "github.com/containerd/nri/pkg/log"
+	validator "github.com/containerd/nri/plugins/default-validator/builtin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+)
+
+// Options configure the adapter; zero values take NRI's defaults.
+type Options struct {
+	SocketPath       string
+	PluginPath       string
+	PluginConfigPath string
+	// DisableConnections: only the plugins of PluginPath run.
+	DisableConnections  bool
+	RegistrationTimeout time.Duration
+	RequestTimeout      time.Duration
+	// Validator configures NRI's default validator; nil or not enabled:
+	// none.
+	Validator *validator.DefaultValidatorConfig
+	// CDI injects CDI devices plugins ask for; nil refuses them.
+	CDI CDIInjector
+	// Builtin are in-process plugins (tests).
+	Builtin []*builtin.BuiltinPlugin
+}
+
+// Adapter relays the daemon's lifecycle to NRI plugins.
+type Adapter struct {
+	opts     Options
+	nri      *nri.Adaptation
+	failures *failures
+
+	// rt is set by Start, before any plugin can register.
+	rt Runtime
+
+	// mu serializes the hooks, as the relayed events must reach plugins
+	// in the order they happened, and guards state.
+	mu    sync.Mutex
+	state map[string]lifecycle
+
+	// bg runs the relays that do not block their caller (a container's
+	// own exit, evictions); Stop waits for them.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+var _ API = (*Adapter)(nil)
+
+// lifecycle is what plugins were last told of a pod or container, so that
+// a stop is relayed once and nothing is relayed for what they never saw.
+type lifecycle int
+
+const (
+	created lifecycle = iota + 1
+	running
+	stopped
+)
+
+// New sets NRI up; plugins start and connect once Start is called.
+func New(name, version string, opts Options) (*Adapter, error) {
+	nrilog.Set(klogLogger{})
+	if opts.RegistrationTimeout > 0 {
+		nri.SetPluginRegistrationTimeout(opts.RegistrationTimeout)
+	}
+	if opts.RequestTimeout > 0 {
+		nri.SetPluginRequestTimeout(opts.RequestTimeout)
+	}
+	bgCtx, cancel := context.WithCancel(context.Background())
+	a := &Adapter{opts: opts, failures: &failures{}, state: map[string]lifecycle{}, bgCtx: bgCtx, bgCancel: cancel}
+	nopts := []nri.Option{nri.WithMetrics(a.failures)}
+	if opts.SocketPath != "" {
+		nopts = append(nopts, nri.WithSocketPath(opts.SocketPath))
+	}
+	if opts.PluginPath != "" {
+		nopts = append(nopts, nri.WithPluginPath(opts.PluginPath))
+	}
+	if opts.PluginConfigPath != "" {
+		nopts = append(nopts, nri.WithPluginConfigPath(opts.PluginConfigPath))
+	}
+	if opts.DisableConnections {
+		nopts = append(nopts, nri.WithDisabledExternalConnections())
+	}
+	if opts.Validator != nil {
+		nopts = append(nopts, nri.WithDefaultValidator(opts.Validator))
+	}
+	if len(opts.Builtin) > 0 {
+		nopts = append(nopts, nri.WithBuiltinPlugins(opts.Builtin...))
+	}
+	adapt, err := nri.New(name, version, a.synchronize, a.updateFromPlugin, nopts...)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("set up NRI: %w", err)
+	}
+	a.nri = adapt
+	return a, nil
+}
+
+// Start starts the plugins of the plugin path, synchronizes them with
+// the pods and containers rt lists, and accepts plugin connections.
+func (a *Adapter) Start(ctx context.Context, rt Runtime) error {
+	a.rt = rt
+	if err := a.nri.Start(); err != nil {
+		return fmt.Errorf("start NRI: %w", err)
+	}
+	klog.InfoS("NRI started", "socket", a.opts.SocketPath, "pluginPath", a.opts.PluginPath, "connections", !a.opts.DisableConnections)
+	return nil
+}
+
+// Stop closes plugin connections, stops the plugins the daemon started
+// and waits for background relays.
+func (a *Adapter) Stop() {
+	a.bgCancel()
+	a.bg.Wait()
+	a.nri.Stop()
+}
+
+// BlockSync implements API.
+func (a *Adapter) BlockSync() func() {
+	b := a.nri.BlockPluginSync()
+	return b.Unblock
+}
+
+func (a *Adapter) needsStop(id string) bool {
+	s := a.state[id]
+	return s == created || s == running
+}
+
+func (a *Adapter) set(id string, s lifecycle) { a.state[id] = s }
+func (a *Adapter) forget(id string)           { delete(a.state, id) }
+
+// RunPodSandbox implements API.
+func (a *Adapter) RunPodSandbox(ctx context.Context, pod PodSandbox) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := podToNRI(pod)
+	a.set(pod.ID(), running)
+	a.failures.reset()
+	err := a.nri.RunPodSandbox(ctx, &nri.RunPodSandboxRequest{Pod: p})
+	if err == nil {
+		return nil
+	}
+	err = a.failures.name("RunPodSandbox", err)
+	// The pod will not run: plugins that saw it must forget it.
+	a.stopPod(ctx, p)
+	a.removePod(ctx, p)
+	return err
+}
+
+// UpdatePodSandbox implements API.
+func (a *Adapter) UpdatePodSandbox(ctx context.Context, pod PodSandbox, overhead, resources *runtimeapi.LinuxContainerResources) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failures.reset()
+	_, err := a.nri.UpdatePodSandbox(ctx, &nri.UpdatePodSandboxRequest{
+		Pod:                    podToNRI(pod),
+		OverheadLinuxResources: criResourcesToNRI(overhead),
+		LinuxResources:         criResourcesToNRI(resources),
+	})
+	return a.failures.name("UpdatePodSandbox", err)
+}
+
+// PostUpdatePodSandbox implements API.
+func (a *Adapter) PostUpdatePodSandbox(ctx context.Context, pod PodSandbox) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.logged("PostUpdatePodSandbox", pod.ID(), a.nri.PostUpdatePodSandbox(ctx, &nri.PostUpdatePodSandboxRequest{Pod: podToNRI(pod)}))
+}
+
+// StopPodSandbox implements API.
+func (a *Adapter) StopPodSandbox(ctx context.Context, pod PodSandbox) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.needsStop(pod.ID()) {
+		a.stopPod(ctx, podToNRI(pod))
+	}
+}
+
+func (a *Adapter) stopPod(ctx context.Context, p *api.PodSandbox) {
+	a.set(p.Id, stopped)
+	a.logged("StopPodSandbox", p.Id, a.nri.StopPodSandbox(ctx, &nri.StopPodSandboxRequest{Pod: p}))
+}
+
+// RemovePodSandbox implements API.
+func (a *Adapter) RemovePodSandbox(ctx context.Context, pod PodSandbox) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, known := a.state[pod.ID()]; !known {
+		return
+	}
+	p := podToNRI(pod)
+	if a.needsStop(pod.ID()) {
+		a.stopPod(ctx, p)
+	}
+	a.removePod(ctx, p)
+}
+
+func (a *Adapter) removePod(ctx context.Context, p *api.PodSandbox) {
+	a.forget(p.Id)
+	a.logged("RemovePodSandbox", p.Id, a.nri.RemovePodSandbox(ctx, &nri.RemovePodSandboxRequest{Pod: p}))
+}
+
+// CreateContainer implements API.
+func (a *Adapter) CreateContainer(ctx context.Context, pod PodSandbox, ctr Container, spec *specs.Spec) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.set(ctr.ID(), created)
+	a.failures.reset()
+	resp, err := a.nri.CreateContainer(ctx, &nri.CreateContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, spec)})
+	if err != nil {
+		return a.failures.name("CreateContainer", err)
+	}
+	if err := adjustSpec(spec, resp.GetAdjust(), a.opts.CDI); err != nil {
+		return err
+	}
+	a.applyUpdates(ctx, "CreateContainer", resp.GetUpdate())
+	a.evict(resp.GetEvict())
+	return nil
+}
+
+// UndoCreateContainer implements API.
+func (a *Adapter) UndoCreateContainer(ctx context.Context, pod PodSandbox, ctr Container) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, known := a.state[ctr.ID()]; !known {
+		return
+	}
+	p, c := podToNRI(pod), containerToNRI(ctr, nil)
+	a.stopContainer(ctx, p, c)
+	a.removeContainer(ctx, p, c)
+}
+
+// PostCreateContainer implements API.
+func (a *Adapter) PostCreateContainer(ctx context.Context, pod PodSandbox, ctr Container) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.logged("PostCreateContainer", ctr.ID(), a.nri.PostCreateContainer(ctx, &nri.PostCreateContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)}))
+}
+
+// StartContainer implements API.
+func (a *Adapter) StartContainer(ctx context.Context, pod PodSandbox, ctr Container) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.set(ctr.ID(), running)
+	a.failures.reset()
+	err := a.nri.StartContainer(ctx, &nri.StartContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)})
+	return a.failures.name("StartContainer", err)
+}
+
+// PostStartContainer implements API.
+func (a *Adapter) PostStartContainer(ctx context.Context, pod PodSandbox, ctr Container) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.logged("PostStartContainer", ctr.ID(), a.nri.PostStartContainer(ctx, &nri.PostStartContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)}))
+}
+
+// UpdateContainer implements API.
+func (a *Adapter) UpdateContainer(ctx context.Context, pod PodSandbox, ctr Container, res *specs.LinuxResources) (*specs.LinuxResources, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failures.reset()
+	resp, err := a.nri.UpdateContainer(ctx, &nri.UpdateContainerRequest{
+		Pod:            podToNRI(pod),
+		Container:      containerToNRI(ctr, nil),
+		LinuxResources: api.FromOCILinuxResources(res, nil),
+	})
+	if err != nil {
+		return nil, a.failures.name("UpdateContainer", err)
+	}
+	a.evict(resp.GetEvict())
+	// The last update is the container's own, as the plugins left it;
+	// the others are for other containers.
+	updates := resp.GetUpdate()
+	var own *api.LinuxResources
+	if n := len(updates); n > 0 && updates[n-1].GetContainerId() == ctr.ID() {
+		own = updates[n-1].GetLinux().GetResources()
+		updates = updates[:n-1]
+	}
+	a.applyUpdates(ctx, "UpdateContainer", updates)
+	if own == nil {
+		return res, nil
+	}
+	out := own.ToOCI()
+	// Devices are the container's own, never part of an update.
+	out.Devices = nil
+	return out, nil
+}
+
+// PostUpdateContainer implements API.
+func (a *Adapter) PostUpdateContainer(ctx context.Context, pod PodSandbox, ctr Container) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.logged("PostUpdateContainer", ctr.ID(), a.nri.PostUpdateContainer(ctx, &nri.PostUpdateContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)}))
+}
+
+// StopContainer implements API.
+func (a *Adapter) StopContainer(ctx context.Context, pod PodSandbox, ctr Container) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.needsStop(ctr.ID()) {
+		a.stopContainer(ctx, podToNRI(pod), containerToNRI(ctr, nil))
+	}
+}
+
+// ContainerExited implements API.
+func (a *Adapter) ContainerExited(pod PodSandbox, ctr Container) {
+	a.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(a.bgCtx, time.Minute)
+		defer cancel()
+		a.StopContainer(ctx, pod, ctr)
+	})
+}
+
+func (a *Adapter) stopContainer(ctx context.Context, p *api.PodSandbox, c *api.Container) {
+	a.set(c.Id, stopped)
+	resp, err := a.nri.StopContainer(ctx, &nri.StopContainerRequest{Pod: p, Container: c})
+	a.logged("StopContainer", c.Id, err)
+	a.applyUpdates(ctx, "StopContainer", resp.GetUpdate())
+}
+
+// RemoveContainer implements API.
+func (a *Adapter) RemoveContainer(ctx context.Context, pod PodSandbox, ctr Container) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, known := a.state[ctr.ID()]; !known {
+		return
+	}
+	p, c := podToNRI(pod), containerToNRI(ctr, nil)
+	if a.needsStop(ctr.ID()) {
+		a.stopContainer(ctx, p, c)
+	}
+	a.removeContainer(ctx, p, c)
+}
+
+func (a *Adapter) removeContainer(ctx context.Context, p *api.PodSandbox, c *api.Container) {
+	a.forget(c.Id)
+	a.logged("RemoveContainer", c.Id, a.nri.RemoveContainer(ctx, &nri.RemoveContainerRequest{Pod: p, Container: c}))
+}
+
+// logged logs the failure of a relay that cannot fail its operation.
+func (a *Adapter) logged(op, id string, err error) {
+	if err != nil {
+		klog.ErrorS(err, "NRI plugins failed an event", "event", op, "id", id)
+	}
+}
+
+// synchronize gives a registering plugin every pod and container, and
+// applies the updates it answers with. The adaptation calls it with
+// plugin registration blocked, so no creation is half way.
+func (a *Adapter) synchronize(ctx context.Context, cb nri.SyncCB) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var pods []*api.PodSandbox
+	for _, pod := range a.rt.PodSandboxes() {
+		p := podToNRI(pod)
+		pods = append(pods, p)
+		if _, known := a.state[p.Id]; !known {
+			if pod.Info().Pid != 0 && podReady(pod) {
+				a.set(p.Id, running)
+			} else {
+				a.set(p.Id, stopped)
+			}
+		}
+	}
+	var ctrs []*api.Container
+	for _, pc := range a.rt.Containers() {
+		c := containerToNRI(pc.Container, nil)
+		switch c.State {
+		case api.ContainerState_CONTAINER_CREATED:
+			a.set(c.Id, created)
+		case api.ContainerState_CONTAINER_RUNNING:
+			a.set(c.Id, running)
+		default:
+			// Exited containers are not synchronized (as in containerd);
+			// their removal is still relayed.
+			a.set(c.Id, stopped)
+			continue
+		}
+		ctrs = append(ctrs, c)
+	}
+	klog.V(2).InfoS("Synchronizing NRI plugin", "pods", len(pods), "containers", len(ctrs))
+	updates, err := cb(ctx, pods, ctrs)
+	if err != nil {
+		return err
+	}
+	a.applyUpdates(ctx, "Synchronize", updates)
+	return nil
+}
+
+// podReady: a pod of the pod controller reports its state.
+func podReady(pod PodSandbox) bool {
+	if r, ok := pod.(interface{ Ready() bool }); ok {
+		return r.Ready()
+	}
+	return true
+}
+
+// updateFromPlugin carries out updates a plugin asks for on its own, and
+// returns those that failed.
+func (a *Adapter) updateFromPlugin(ctx context.Context, updates []*nri.ContainerUpdate) ([]*nri.ContainerUpdate, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	failed := a.applyUpdates(ctx, "UpdateContainers", updates)
+	if len(failed) > 0 {
+		return failed, fmt.Errorf("%d of %d container updates failed", len(failed), len(updates))
+	}
+	return nil, nil
+}
+
+// applyUpdates applies container updates plugins asked for, without
+// relaying them back to the plugins, and returns those that failed.
+func (a *Adapter) applyUpdates(ctx context.Context, op string, updates []*nri.ContainerUpdate) []*nri.ContainerUpdate {
+	var failed []*nri.ContainerUpdate
+	for _, u := range updates {
+		res := u.GetLinux().GetResources().ToOCI()
+		if res != nil {
+			res.Devices = nil
+		}
+		err := a.rt.UpdateContainer(ctx, u.GetContainerId(), res)
+		if err == nil {
+			klog.V(2).InfoS("NRI plugin updated a container", "container", u.GetContainerId(), "after", op)
+			continue
+		}
+		if u.GetIgnoreFailure() {
+			klog.V(2).InfoS("NRI container update failed (ignored)", "container", u.GetContainerId(), "err", err)
+			continue
+		}
+		klog.ErrorS(err, "NRI container update failed", "container", u.GetContainerId(), "after", op)
+		failed = append(failed, u)
+	}
+	return failed
+}
+
+// evict stops the containers plugins evicted, in the background: the
+// stop relays its own StopContainer, which waits for the hook that
+// asked for the eviction to finish.
+func (a *Adapter) evict(evictions []*api.ContainerEviction) {
+	for _, e := range evictions {
+		a.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(a.bgCtx, 2*time.Minute)
+			defer cancel()
+			klog.InfoS("NRI plugin evicts a container", "container", e.GetContainerId(), "reason", e.GetReason())
+			if err := a.rt.EvictContainer(ctx, e.GetContainerId(), e.GetReason()); err != nil {
+				klog.ErrorS(err, "Evicting container for NRI plugin", "container", e.GetContainerId())
+			}
+		})
+	}
+}
+
+// failures remembers the plugin whose request failed last, so that the
+// error of a hook can name it (the adaptation returns what the plugin
+// said, without its name). It is NRI's metrics hook; hooks run one at a
+// time, so the failure recorded during a hook is that hook's.
+type failures struct {
+	mu     sync.Mutex
+	plugin string
+	err    error
+}
+
+var _ nri.Metrics = (*failures)(nil)
+
+func (f *failures) reset() {
+	f.mu.Lock()
+	f.plugin, f.err = "", nil
+	f.mu.Unlock()
+}
+
+// name wraps err, naming the plugin that failed it when known.
+func (f *failures) name(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	f.mu.Lock()
+	plugin, perr := f.plugin, f.err
+	f.mu.Unlock()
+	if plugin != "" && (errors.Is(err, perr) || err.Error() == perr.Error()) {
+		return fmt.Errorf("%w: NRI plugin %q failed %s: %w", ErrRejected, plugin, op, err)
+	}
+	return fmt.Errorf("%w: NRI %s: %w", ErrRejected, op, err)
+}
+
+func (f *failures) RecordPluginInvocation(plugin, _ string, err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	f.plugin, f.err = plugin, err
+	f.mu.Unlock()
+}
+
+func (f *failures) RecordPluginLatency(string, string, time.Duration) {}
+func (f *failures) RecordPluginAdjustments(string, string, *nri.ContainerAdjustment, int, int) {
+}
+func (f *failures) UpdatePluginCount(n int) { klog.V(3).InfoS("NRI plugins", "count", n) }
+
+// ErrRejected: an NRI plugin or validator refused an operation.
+var ErrRejected = errors.New("rejected by NRI")
+
+// klogLogger routes NRI's own log lines to klog.
+type klogLogger struct{}
+
+func (klogLogger) Debugf(_ context.Context, format string, args ...any) {
+	klog.V(4).InfoS("NRI: " + fmt.Sprintf(format, args...))
+}
+func (klogLogger) Infof(_ context.Context, format string, args ...any) {
+	klog.V(2).InfoS("NRI: " + fmt.Sprintf(format, args...))
+}
+func (klogLogger) Warnf(_ context.Context, format string, args ...any) {
+	klog.InfoS("NRI warning: " + fmt.Sprintf(format, args...))
+}
+func (klogLogger) Errorf(_ context.Context, format string, args ...any) {
+	klog.ErrorS(nil, "NRI: "+fmt.Sprintf(format, args...))
+}
