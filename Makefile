@@ -22,7 +22,7 @@ DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-regis
 # binary; it is linked statically because it also runs inside the pause
 # container's empty rootfs.
 export CGO_ENABLED := 1
-BUILD_TAGS  := netgo,osusergo
+BUILD_TAGS  := netgo,osusergo,nri_no_wasm
 
 .PHONY: all deps guest-deps build test unit e2e guest-smoke test-guest lint run install clean cni-config kubelet e2e-kubelet
 

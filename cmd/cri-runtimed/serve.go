@@ -26,6 +26,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/server"
@@ -122,10 +123,14 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	defer cgroupDriver.Close()
 	klog.InfoS("Cgroup driver", "driver", cgroupDriver.Name())
+	nriAPI, err := newNRI(cfg.NRI)
+	if err != nil {
+		return err
+	}
 	features := handlerFeatures(ctx, cfg)
 	devices := cdi.New(cfg.Runtime.CDISpecDirs)
 	defer devices.Close()
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices, rec)
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices, rec, nriAPI)
 	if err != nil {
 		return err
 	}
@@ -139,6 +144,14 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	defer collector.Close()
 	rec.WatchStates(objectStates(pods, ctrs))
 	cri := server.New(cfg, images, pods, ctrs, network, collector, server.WithTelemetry(rec))
+	if a, ok := nriAPI.(*nri.Adapter); ok {
+		// Plugins connect and are synchronized once every pod and
+		// container is known; stopped before the controllers close.
+		if err := a.Start(ctx, cri.NRIRuntime()); err != nil {
+			return err
+		}
+		defer a.Stop()
+	}
 	cri.SetHandlerFeatures(serverFeatures(cfg, features, snap.Root()))
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
@@ -221,7 +234,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
-func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures, devices *cdi.Registry, rec *telemetry.Recorder) (*podsandbox.Controller, *container.Controller, error) {
+func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures, devices *cdi.Registry, rec *telemetry.Recorder, nriAPI nri.API) (*podsandbox.Controller, *container.Controller, error) {
 	handlers := map[string]podsandbox.Handler{}
 	for name, h := range cfg.Runtime.Handlers {
 		bin, err := exec.LookPath(h.Binary)
@@ -244,6 +257,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		ShimLogLevel:   int(klogVerbosity()),
 		Network:        network,
 		Telemetry:      rec,
+		NRI:            nriAPI,
 	}
 	if cfg.Runtime.SandboxImage != "" {
 		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images, AuthFile: cfg.Runtime.SandboxImageAuthFile}
@@ -254,6 +268,7 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		MinOOMScoreAdj: minOOM,
 		MaxExecOutput:  cfg.Runtime.MaxExecSyncOutput,
 		CDI:            devices,
+		NRI:            nriAPI,
 	}, db, images, func(id string) (container.Sandbox, error) {
 		pod, err := pods.Get(id)
 		if err != nil || pod.ID() != id {
@@ -547,4 +562,36 @@ func traversable(dir string) error {
 		}
 	}
 	return nil
+}
+
+// newNRI sets up the Node Resource Interface, or nri.Off when disabled.
+func newNRI(c config.NRI) (nri.API, error) {
+	if c.Disable {
+		klog.InfoS("NRI is disabled")
+		return nri.Off{}, nil
+	}
+	v := c.DefaultValidator
+	a, err := nri.New("cri-runtimed", version.Version, nri.Options{
+		SocketPath:          c.SocketPath,
+		PluginPath:          c.PluginPath,
+		PluginConfigPath:    c.PluginConfigPath,
+		DisableConnections:  c.DisableConnections,
+		RegistrationTimeout: time.Duration(c.PluginRegistrationTimeout),
+		RequestTimeout:      time.Duration(c.PluginRequestTimeout),
+		Validator: &nri.ValidatorConfig{
+			Enable:                                v.Enable,
+			RejectOCIHookAdjustment:               v.RejectOCIHookAdjustment,
+			RejectRuntimeDefaultSeccompAdjustment: v.RejectRuntimeDefaultSeccompAdjustment,
+			RejectUnconfinedSeccompAdjustment:     v.RejectUnconfinedSeccompAdjustment,
+			RejectCustomSeccompAdjustment:         v.RejectCustomSeccompAdjustment,
+			RejectNamespaceAdjustment:             v.RejectNamespaceAdjustment,
+			RejectSysctlAdjustment:                v.RejectSysctlAdjustment,
+			RequiredPlugins:                       v.RequiredPlugins,
+			TolerateMissingAnnotation:             v.TolerateMissingAnnotation,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nri: %w", err)
+	}
+	return a, nil
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -21,6 +22,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
@@ -53,6 +55,8 @@ type Options struct {
 	MaxExecOutput  int
 	// CDI resolves the CDI devices containers ask for; nil refuses them.
 	CDI *cdi.Registry
+	// NRI relays the containers' lifecycle to NRI plugins; nil is off.
+	NRI nri.API
 }
 
 // Controller owns every container of the node.
@@ -95,6 +99,9 @@ func (c *Controller) emit(t runtimeapi.ContainerEventType, ctr *Container) {
 
 // New returns a controller; pod finds a pod by exact ID.
 func New(opts Options, db *meta.DB, images *image.Service, pod func(id string) (Sandbox, error)) *Controller {
+	if opts.NRI == nil {
+		opts.NRI = nri.Off{}
+	}
 	c := &Controller{
 		opts:   opts,
 		db:     db,
@@ -233,6 +240,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
+			c.opts.NRI.UndoCreateContainer(cctx, pod, ctr)
 			if err := c.teardown(cctx, ctr); err != nil {
 				klog.ErrorS(err, "Cleaning up failed container", "container", id)
 			}
@@ -304,6 +312,13 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err := c.opts.CDI.Inject(spec, devices); err != nil {
 		return "", err
 	}
+	// A plugin registering from here on waits for the container to be
+	// listed, or it would never hear of it.
+	unblock := c.opts.NRI.BlockSync()
+	defer unblock()
+	if err := c.nriAdjust(ctx, ctr, spec); err != nil {
+		return "", err
+	}
 	if err := oci.Save(spec, bundle); err != nil {
 		return "", err
 	}
@@ -329,6 +344,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		return "", fmt.Errorf("save container record: %w", err)
 	}
 	c.add(ctr)
+	c.opts.NRI.PostCreateContainer(ctx, pod, ctr)
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctr)
 	klog.V(2).InfoS("Container created", "container", id, "name", name, "pod", pod.ID(), "duration", time.Since(start))
 	return id, nil
@@ -367,6 +383,11 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
 	}
+	if err := c.opts.NRI.StartContainer(ctx, ctr.pod, ctr); err != nil {
+		// As containerd: the container will not run.
+		c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()})
+		return fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
 	st, err := cl.Start(ctx, rec.ID)
 	if err != nil {
 		// The shim records why; reflect it.
@@ -379,6 +400,7 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if st.Status == shim.StatusExited && st.Reason != "" {
 		return fmt.Errorf("start container %s: %s: %s", rec.ID, st.Reason, st.Message)
 	}
+	c.opts.NRI.PostStartContainer(ctx, ctr.pod, ctr)
 	klog.V(2).InfoS("Container started", "container", rec.ID, "pid", st.Pid)
 	return nil
 }
@@ -386,6 +408,9 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 // apply records a state the shim reported.
 func (c *Controller) apply(ctr *Container, st shim.State) {
 	if ev, changed := c.record(ctr, st); changed {
+		if ev == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
+			c.opts.NRI.ContainerExited(ctr.pod, ctr)
+		}
 		c.emit(ev, ctr)
 	}
 }
@@ -482,7 +507,13 @@ func (c *Controller) Stop(ctx context.Context, id string, timeout int64) error {
 	}
 	ctr.op.Lock()
 	defer ctr.op.Unlock()
-	return c.stop(ctx, ctr, timeout)
+	if err := c.stop(ctx, ctr, timeout); err != nil {
+		return err
+	}
+	if ctr.State() == meta.ContainerExited {
+		c.opts.NRI.StopContainer(ctx, ctr.pod, ctr)
+	}
+	return nil
 }
 
 func (c *Controller) stop(ctx context.Context, ctr *Container, timeout int64) error {
@@ -567,6 +598,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	if err := c.stop(ctx, ctr, 0); err != nil {
 		return err
 	}
+	c.opts.NRI.RemoveContainer(ctx, ctr.pod, ctr)
 	if err := c.teardown(ctx, ctr); err != nil {
 		return err
 	}
@@ -844,8 +876,9 @@ func (c *Controller) WritableLayer(ctx context.Context, ctr *Container) (string,
 func (c *Controller) SnapshotRoot() string { return c.snap.Root() }
 
 // UpdateResources applies new resource limits to a running (or created)
-// container through the OCI runtime, and records them so that status
-// reports them, also after a restart of the daemon.
+// container through the OCI runtime, as NRI plugins adjust them, and
+// records them so that status reports them, also after a restart of the
+// daemon.
 func (c *Controller) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
 		return fmt.Errorf("%w: linux resources are empty", ErrInvalid)
@@ -866,6 +899,39 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, r *runtimea
 	}
 	// Devices are the container's own; an update must not replace them.
 	res.Devices = nil
+	if res, err = c.opts.NRI.UpdateContainer(ctx, ctr.pod, ctr, res); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
+	if err := c.applyResources(ctx, ctr, res, nri.CRIResources(r, res)); err != nil {
+		return err
+	}
+	c.opts.NRI.PostUpdateContainer(ctx, ctr.pod, ctr)
+	klog.V(2).InfoS("Container resources updated", "container", rec.ID)
+	return nil
+}
+
+// ApplyResources applies resources an NRI plugin asked for, without
+// relaying them to the plugins. It does not wait for the container's
+// other operations (the plugin may be answering a hook of one of them);
+// one that removed the container makes it fail.
+func (c *Controller) ApplyResources(ctx context.Context, id string, res *specs.LinuxResources) error {
+	ctr, err := c.Get(id)
+	if err != nil {
+		return err
+	}
+	if ctr.ID() != id {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if st := ctr.State(); st != meta.ContainerRunning && st != meta.ContainerCreated {
+		return fmt.Errorf("%w: cannot update the resources of container %s: it is %s", ErrState, id, st)
+	}
+	return c.applyResources(ctx, ctr, res, nri.CRIResources(ctr.Config().GetLinux().GetResources(), res))
+}
+
+// applyResources has the shim apply res and records them (criRes is
+// what ContainerStatus reports).
+func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *specs.LinuxResources, criRes *runtimeapi.LinuxContainerResources) error {
+	rec := ctr.Record()
 	raw, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode resources: %w", err)
@@ -877,16 +943,17 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, r *runtimea
 	if err := cl.Update(ctx, rec.ID, raw); err != nil {
 		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
+	ctr.mu.Lock()
 	cfg := proto.Clone(ctr.cfg).(*runtimeapi.ContainerConfig)
 	if cfg.Linux == nil {
 		cfg.Linux = &runtimeapi.LinuxContainerConfig{}
 	}
-	cfg.Linux.Resources = r
+	cfg.Linux.Resources = criRes
 	b, err := proto.Marshal(cfg)
 	if err != nil {
+		ctr.mu.Unlock()
 		return fmt.Errorf("encode container config: %w", err)
 	}
-	ctr.mu.Lock()
 	ctr.cfg = cfg
 	ctr.rec.Config = b
 	ctr.rec.Resources = raw
@@ -895,6 +962,14 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, r *runtimea
 	if err := c.db.PutContainer(saved); err != nil {
 		return fmt.Errorf("save container record: %w", err)
 	}
-	klog.V(2).InfoS("Container resources updated", "container", rec.ID)
+	return nil
+}
+
+// nriAdjust has NRI plugins see the container about to be created and
+// applies their adjustments to its spec.
+func (c *Controller) nriAdjust(ctx context.Context, ctr *Container, spec *specs.Spec) error {
+	if err := c.opts.NRI.CreateContainer(ctx, ctr.pod, ctr, spec); err != nil {
+		return fmt.Errorf("create container %q: %w", ctr.cfg.GetMetadata().GetName(), err)
+	}
 	return nil
 }

@@ -28,12 +28,15 @@ type Options struct {
 	RequestTimeout      time.Duration
 	// Validator configures NRI's default validator; nil or not enabled:
 	// none.
-	Validator *validator.DefaultValidatorConfig
+	Validator *ValidatorConfig
 	// CDI injects CDI devices plugins ask for; nil refuses them.
 	CDI CDIInjector
 	// Builtin are in-process plugins (tests).
 	Builtin []*builtin.BuiltinPlugin
 }
+
+// ValidatorConfig configures NRI's default validator.
+type ValidatorConfig = validator.DefaultValidatorConfig
 
 // Adapter relays the daemon's lifecycle to NRI plugins.
 type Adapter struct {

@@ -21,6 +21,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
+	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
 	"github.com/cri-runtimed/cri-runtimed/pkg/registrar"
@@ -83,6 +84,8 @@ type Options struct {
 	// Telemetry records pod start phases and shim deaths; nil records
 	// nothing.
 	Telemetry *telemetry.Recorder
+	// NRI relays the pods' lifecycle to NRI plugins; nil is off.
+	NRI nri.API
 }
 
 // SandboxImage runs the sandbox process from an image; the image side
@@ -139,6 +142,9 @@ func New(opts Options, db *meta.DB) *Controller {
 		handlers[name] = h
 	}
 	opts.Handlers = handlers
+	if opts.NRI == nil {
+		opts.NRI = nri.Off{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{
 		opts:        opts,
@@ -448,6 +454,13 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	if err := c.db.PutSandbox(rec); err != nil {
 		return "", fmt.Errorf("save pod record: %w", err)
 	}
+	// A plugin registering from here on waits for the pod to be listed,
+	// or it would never hear of it.
+	unblock := c.opts.NRI.BlockSync()
+	defer unblock()
+	if err := c.opts.NRI.RunPodSandbox(ctx, pod); err != nil {
+		return "", fmt.Errorf("run pod sandbox %q: %w", name, err)
+	}
 	c.mu.Lock()
 	c.pods[id] = pod
 	c.mu.Unlock()
@@ -534,6 +547,7 @@ func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 	if err := c.setState(pod, meta.SandboxNotReady); err != nil {
 		return err
 	}
+	c.opts.NRI.StopPodSandbox(ctx, pod)
 	return c.release(ctx, pod)
 }
 
@@ -667,6 +681,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	if err := c.stop(ctx, pod); err != nil {
 		return err
 	}
+	c.opts.NRI.RemovePodSandbox(ctx, pod)
 	if err := c.teardown(ctx, pod); err != nil {
 		return err
 	}

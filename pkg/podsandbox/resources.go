@@ -28,6 +28,10 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 	if !pod.Ready() {
 		return fmt.Errorf("%w: cannot update the resources of pod sandbox %s", ErrNotReady, pod.ID())
 	}
+	// NRI plugins see the new resources first, and may refuse them.
+	if err := c.opts.NRI.UpdatePodSandbox(ctx, pod, overhead, resources); err != nil {
+		return fmt.Errorf("update pod sandbox %s: %w", pod.ID(), err)
+	}
 	cfg := proto.Clone(pod.Config()).(*runtimeapi.PodSandboxConfig)
 	if cfg.Linux == nil {
 		cfg.Linux = &runtimeapi.LinuxPodSandboxConfig{}
@@ -65,6 +69,7 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 	if err := c.db.PutSandbox(rec); err != nil {
 		return fmt.Errorf("save pod record: %w", err)
 	}
+	c.opts.NRI.PostUpdatePodSandbox(ctx, pod)
 	klog.V(2).InfoS("Pod sandbox resources updated", "pod", pod.ID())
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
+	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci/seccomp"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
@@ -76,6 +77,8 @@ var sentinelCodes = []struct {
 	{container.ErrNotRunning, codes.FailedPrecondition},
 	{container.ErrImageInUse, codes.FailedPrecondition},
 	{container.ErrExecTimeout, codes.DeadlineExceeded},
+	// An NRI plugin or the default validator refused the operation.
+	{nri.ErrRejected, codes.FailedPrecondition},
 
 	// Images and registries.
 	{image.ErrNotFound, codes.NotFound},

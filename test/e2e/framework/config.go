@@ -35,6 +35,13 @@ func DefaultConfig(dir string) Config {
 		"cni": map[string]any{
 			"conf_dir": filepath.Join(dir, "net.d"),
 		},
+		// Never the host's NRI socket and plugins: each daemon gets its
+		// own, and tests that want plugins put them there.
+		"nri": map[string]any{
+			"socket_path":        filepath.Join(dir, "nri", "nri.sock"),
+			"plugin_path":        filepath.Join(dir, "nri", "plugins"),
+			"plugin_config_path": filepath.Join(dir, "nri", "conf.d"),
+		},
 		"image": map[string]any{
 			"snapshotter":              "overlayfs",
 			"registry_config_path":     filepath.Join(dir, "certs.d"),

@@ -110,7 +110,7 @@ func DaemonBinary() (string, error) {
 		built.path = filepath.Join(built.dir, "cri-runtimed")
 		// Built as `make build` does: static, because the binary is also
 		// the pause process inside an empty rootfs.
-		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo", "-ldflags", "-extldflags=-static", "-o", built.path, "./cmd/cri-runtimed")
+		cmd := exec.Command("go", "build", "-tags", "netgo,osusergo,nri_no_wasm", "-ldflags", "-extldflags=-static", "-o", built.path, "./cmd/cri-runtimed")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
