@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -426,6 +427,9 @@ func (a *Adapter) updateFromPlugin(ctx context.Context, updates []*nri.Container
 func (a *Adapter) applyUpdates(ctx context.Context, op string, updates []*nri.ContainerUpdate) []*nri.ContainerUpdate {
 	var failed []*nri.ContainerUpdate
 	for _, u := range updates {
+		if u == nil {
+			continue
+		}
 		res := u.GetLinux().GetResources().ToOCI()
 		if res != nil {
 			res.Devices = nil
@@ -523,5 +527,11 @@ func (klogLogger) Warnf(_ context.Context, format string, args ...any) {
 	klog.InfoS("NRI warning: " + fmt.Sprintf(format, args...))
 }
 func (klogLogger) Errorf(_ context.Context, format string, args ...any) {
-	klog.ErrorS(nil, "NRI: "+fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, nri.ErrWasmDisabled.Error()) {
+		// Built without WASM plugins on purpose (nri_no_wasm).
+		klog.V(2).InfoS("NRI: " + msg)
+		return
+	}
+	klog.ErrorS(nil, "NRI: "+msg)
 }

@@ -116,10 +116,10 @@ func containerToNRI(ctr Container, spec *specs.Spec) *api.Container {
 
 // specToNRI fills in what the OCI spec says of the container.
 func specToNRI(c *api.Container, s *specs.Spec) {
-	maps.Copy(c.Annotations, s.Annotations)
 	if c.Annotations == nil {
-		c.Annotations = maps.Clone(s.Annotations)
+		c.Annotations = map[string]string{}
 	}
+	maps.Copy(c.Annotations, s.Annotations)
 	c.Mounts = api.FromOCIMounts(s.Mounts)
 	c.Hooks = api.FromOCIHooks(s.Hooks)
 	if p := s.Process; p != nil {
@@ -140,7 +140,9 @@ func specToNRI(c *api.Container, s *specs.Spec) {
 		c.Linux.Devices = api.FromOCILinuxDevices(l.Devices)
 		c.Linux.Resources = api.FromOCILinuxResources(l.Resources, nil)
 		c.Linux.CgroupsPath = l.CgroupsPath
-		c.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
+		if l.Seccomp != nil {
+			c.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
+		}
 		c.Linux.Sysctl = maps.Clone(l.Sysctl)
 		c.Linux.NetDevices = api.FromOCILinuxNetDevices(l.NetDevices)
 	}

@@ -127,6 +127,9 @@ func Main(m *testing.M) {
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}
+	if nriPlugin.dir != "" {
+		os.RemoveAll(nriPlugin.dir)
+	}
 	os.Exit(code)
 }
 

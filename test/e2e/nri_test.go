@@ -1,0 +1,182 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
+)
+
+// nriRecord is one event the recorder plugin (test/nriplugin) wrote.
+type nriRecord struct {
+	Event      string            `json:"event"`
+	Pod        *api.PodSandbox   `json:"pod"`
+	Container  *api.Container    `json:"container"`
+	Pods       []*api.PodSandbox `json:"pods"`
+	Containers []*api.Container  `json:"containers"`
+	Extra      map[string]any    `json:"extra"`
+}
+
+// readNRIRecords reads what a recorder wrote so far.
+func readNRIRecords(t *testing.T, path string) []nriRecord {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []nriRecord
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var r nriRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("record %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// startRecorder connects a recorder plugin to d and returns the file it
+// writes.
+func startRecorder(t *testing.T, d *framework.Daemon, idx string) (*framework.NRIPlugin, string) {
+	t.Helper()
+	out := filepath.Join(d.Dir, "nri-"+idx+"-recorder.jsonl")
+	return d.StartNRIPlugin(t, idx, "recorder", "-role", "recorder", "-out", out), out
+}
+
+// eventsOf is the events of one pod (and its containers), as
+// "Event" or "Event:container-name".
+func eventsOf(recs []nriRecord, podID string) []string {
+	var out []string
+	for _, r := range recs {
+		if r.Pod.GetId() != podID {
+			continue
+		}
+		e := r.Event
+		if r.Container != nil {
+			e += ":" + r.Container.GetName()
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func findRecord(recs []nriRecord, event, ctrName string) *nriRecord {
+	for i := range recs {
+		if recs[i].Event == event && (ctrName == "" || recs[i].Container.GetName() == ctrName) {
+			return &recs[i]
+		}
+	}
+	return nil
+}
+
+// TestNRIEventsOfAPodLifecycle: a plugin sees every event of a pod with
+// two containers through its whole life, in order and with the content
+// containerd gives plugins.
+func TestNRIEventsOfAPodLifecycle(t *testing.T) {
+	_, d := podEnv(t)
+	_, out := startRecorder(t, d, "10")
+	ctx := testCtx(t)
+
+	pc := framework.PodConfig("nri-life", framework.WithPodLabels(map[string]string{"app": "nri"}))
+	pc.Annotations = map[string]string{"pod-note": "hello"}
+	pod := d.RunPod(t, pc)
+	first := sleeper("first")
+	first.Envs = []*runtimeapi.KeyValue{{Key: "FROM_CRI", Value: []byte("yes")}}
+	first.Labels = map[string]string{"ctr": "first"}
+	c1 := d.CreateStarted(t, pod, first, pc)
+	c2 := d.CreateStarted(t, pod, framework.Shell("second", bb, "sleep 1; exit 3"), pc)
+	if err := d.Runtime().UpdateContainerResources(ctx, c1, &runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{CpuShares: 300}}); err != nil {
+		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	if _, err := d.RuntimeClient().UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: pod, Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024},
+	}); err != nil {
+		t.Fatalf("UpdatePodSandboxResources: %v", err)
+	}
+	d.WaitExited(t, c2, 30*time.Second)
+	// The exit is relayed in the background.
+	framework.Eventually(t, 10*time.Second, func() (bool, string) {
+		return findRecord(readNRIRecords(t, out), "StopContainer", "second") != nil, "no StopContainer for the container that exited"
+	})
+	if err := d.Runtime().StopContainer(ctx, c1, 1); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	if err := d.Runtime().StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	// Stopping again relays nothing more.
+	if err := d.Runtime().StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Runtime().RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	recs := readNRIRecords(t, out)
+	if recs[0].Event != "Configure" || recs[1].Event != "Synchronize" {
+		t.Errorf("first events %q, %q; want Configure, Synchronize", recs[0].Event, recs[1].Event)
+	}
+	got := eventsOf(recs, pod)
+	want := []string{
+		"RunPodSandbox",
+		"CreateContainer:first", "PostCreateContainer:first", "StartContainer:first", "PostStartContainer:first",
+		"CreateContainer:second", "PostCreateContainer:second", "StartContainer:second", "PostStartContainer:second",
+		"UpdateContainer:first", "PostUpdateContainer:first",
+		"UpdatePodSandbox", "PostUpdatePodSandbox",
+		"StopContainer:second", "StopContainer:first",
+		"StopPodSandbox",
+	}
+	// The pod's containers are removed in parallel.
+	removals := []string{"RemoveContainer:first", "RemoveContainer:second"}
+	if len(got) != len(want)+3 || !slices.Equal(got[:len(want)], want) ||
+		!slices.Equal(slices.Sorted(slices.Values(got[len(want):len(want)+2])), removals) || got[len(got)-1] != "RemovePodSandbox" {
+		t.Fatalf("events of the pod:\n%s\nwant:\n%s\nthen %s in any order, then RemovePodSandbox", strings.Join(got, "\n"), strings.Join(want, "\n"), removals)
+	}
+
+	// What the plugin was told.
+	run := findRecord(recs, "RunPodSandbox", "").Pod
+	if run.GetName() != "nri-life" || run.GetNamespace() != framework.PodNamespace || run.GetUid() != pc.Metadata.Uid ||
+		run.GetLabels()["app"] != "nri" || run.GetAnnotations()["pod-note"] != "hello" || run.GetRuntimeHandler() != "runc" ||
+		run.GetPid() == 0 || len(run.GetIps()) == 0 || run.GetLinux().GetCgroupParent() == "" {
+		t.Errorf("RunPodSandbox pod = %+v", run)
+	}
+	created := findRecord(recs, "CreateContainer", "first").Container
+	if created.GetPodSandboxId() != pod || created.GetState() != api.ContainerState_CONTAINER_CREATED ||
+		!slices.Contains(created.GetEnv(), "FROM_CRI=yes") || !slices.Equal(created.GetArgs(), []string{"sleep", "100000"}) ||
+		created.GetLabels()["ctr"] != "first" || created.GetLinux().GetCgroupsPath() == "" || len(created.GetMounts()) == 0 {
+		t.Errorf("CreateContainer container = %+v", created)
+	}
+	started := findRecord(recs, "PostStartContainer", "first").Container
+	if started.GetId() != c1 || started.GetState() != api.ContainerState_CONTAINER_RUNNING || started.GetPid() == 0 {
+		t.Errorf("PostStartContainer container = %+v", started)
+	}
+	exited := findRecord(recs, "StopContainer", "second").Container
+	if exited.GetId() != c2 || exited.GetState() != api.ContainerState_CONTAINER_STOPPED || exited.GetExitCode() != 3 {
+		t.Errorf("StopContainer of the exited container = %+v", exited)
+	}
+	upd := findRecord(recs, "UpdateContainer", "first")
+	if res, _ := json.Marshal(upd.Extra["resources"]); !strings.Contains(string(res), `"shares":{"value":300}`) {
+		t.Errorf("UpdateContainer resources = %s, want 300 cpu shares", res)
+	}
+	podUpd := findRecord(recs, "UpdatePodSandbox", "")
+	if res, _ := json.Marshal(podUpd.Extra["resources"]); !strings.Contains(string(res), `"shares":{"value":1024}`) {
+		t.Errorf("UpdatePodSandbox resources = %s, want 1024 cpu shares", res)
+	}
+}
