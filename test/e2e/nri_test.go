@@ -180,3 +180,82 @@ func TestNRIEventsOfAPodLifecycle(t *testing.T) {
 		t.Errorf("UpdatePodSandbox resources = %s, want 1024 cpu shares", res)
 	}
 }
+
+// TestNRIInjectsIntoContainers: a plugin the daemon starts from its
+// plugin path (configured from plugin_config_path) adds an environment
+// variable, a bind mount, a device and an rlimit to a container, and they
+// are there inside it.
+func TestNRIInjectsIntoContainers(t *testing.T) {
+	env := framework.NewPodEnv(t, framework.WithoutStart())
+	d := env.Daemon
+	hostDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostDir, "greeting"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(d.Dir, "injector-ready")
+	d.InstallNRIPlugin(t, "20", "injector", map[string]any{
+		"role":   "injector",
+		"env":    "NRI_INJECTED=yes",
+		"mount":  hostDir + ":/mnt/nri",
+		"device": "/dev/null:/dev/nri-null",
+		"rlimit": "RLIMIT_NOFILE:1234:2345",
+		"ready":  ready,
+	})
+	d.Start(t)
+	env.PushImage(t, bb)
+	if _, err := os.Stat(ready); err != nil {
+		t.Fatalf("the daemon did not start and synchronize the plugin of its plugin path: %v", err)
+	}
+	pc := framework.PodConfig("nri-inject")
+	pod := d.RunPod(t, pc)
+	id := d.CreateStarted(t, pod, sleeper("c"), pc)
+	for _, c := range []struct{ cmd, want string }{
+		{"echo $NRI_INJECTED", "yes"},
+		{"cat /mnt/nri/greeting", "from the host"},
+		{"stat -c %t:%T /dev/nri-null && echo data > /dev/nri-null && echo written", "1:3\nwritten"},
+		// The container's process; an exec'd one is not the point here.
+		{"grep 'open files' /proc/1/limits | awk '{print $4, $5}'", "1234 2345"},
+	} {
+		if got := strings.TrimSpace(d.ExecOK(t, id, "sh", "-c", c.cmd)); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.cmd, got, c.want)
+		}
+	}
+}
+
+// TestNRIAdjustsAndUpdatesResources: a plugin's resources replace those
+// of an UpdateContainerResources before they reach the cgroup, and a
+// plugin's unsolicited update is applied; ContainerStatus reports both.
+func TestNRIAdjustsAndUpdatesResources(t *testing.T) {
+	requireCgroups(t)
+	_, d := podEnv(t)
+	d.StartNRIPlugin(t, "30", "adjuster", "-role", "adjuster", "-memory", "100663296")
+	pc := framework.PodConfig("nri-adjust")
+	pod := d.RunPod(t, pc)
+	cfg := withResources(sleeper("c"), &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 * mib, CpuShares: 512})
+	cfg.Labels = map[string]string{"nri-test/cpu-shares": "777"}
+	id := d.CreateStarted(t, pod, cfg, pc)
+	cg := containerCgroup(t, d, id)
+	memFile, sharesFile, sharesWant := "memory.limit_in_bytes", "cpu.shares", []string{"777"}
+	if cg.layout.Unified() {
+		memFile, sharesFile, sharesWant = "memory.max", "cpu.weight", cpuWeight(777)
+	}
+	// Unsolicited, after the container started.
+	framework.Eventually(t, 10*time.Second, func() (bool, string) {
+		got := cg.read(t, "cpu", sharesFile)
+		return slices.Contains(sharesWant, got), "cpu shares " + got + ", want the plugin's 777"
+	})
+	if got := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux().GetCpuShares(); got != 777 {
+		t.Errorf("ContainerStatus cpu shares %d after the plugin's update, want 777", got)
+	}
+	if err := d.Runtime().UpdateContainerResources(testCtx(t), id, &runtimeapi.ContainerResources{
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 * mib, CpuShares: 777},
+	}); err != nil {
+		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	if got := cg.read(t, "memory", memFile); got != "100663296" {
+		t.Errorf("%s = %s after an update to 128 MiB, want the plugin's 96 MiB", memFile, got)
+	}
+	if got := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux().GetMemoryLimitInBytes(); got != 96*mib {
+		t.Errorf("ContainerStatus memory limit %d, want the plugin's %d", got, 96*mib)
+	}
+}
