@@ -14,6 +14,7 @@ import (
 	nrilog "github.com/containerd/nri/pkg/log"
 	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 )
@@ -491,10 +492,13 @@ func (f *failures) name(op string, err error) error {
 	f.mu.Lock()
 	plugin, perr := f.plugin, f.err
 	f.mu.Unlock()
+	// The plugin's own words, without the transport's status wrapping,
+	// which would otherwise decide the CRI error code.
+	msg := status.Convert(err).Message()
 	if plugin != "" && (errors.Is(err, perr) || err.Error() == perr.Error()) {
-		return fmt.Errorf("%w: NRI plugin %q failed %s: %w", ErrRejected, plugin, op, err)
+		return fmt.Errorf("%w: NRI plugin %q failed %s: %s", ErrRejected, plugin, op, msg)
 	}
-	return fmt.Errorf("%w: NRI %s: %w", ErrRejected, op, err)
+	return fmt.Errorf("%w: NRI %s: %s", ErrRejected, op, msg)
 }
 
 func (f *failures) RecordPluginInvocation(plugin, _ string, err error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
+	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
@@ -258,4 +259,152 @@ func TestNRIAdjustsAndUpdatesResources(t *testing.T) {
 	if got := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux().GetMemoryLimitInBytes(); got != 96*mib {
 		t.Errorf("ContainerStatus memory limit %d, want the plugin's %d", got, 96*mib)
 	}
+}
+
+// TestNRIPluginFailuresAreContained: a plugin that rejects a container,
+// hangs past its request timeout or crashes does not wedge or crash the
+// daemon. A rejected CreateContainer fails naming the plugin and leaves
+// nothing behind; plugins that saw it are told it is gone. A hung or
+// crashed plugin is dropped and the request goes on without it.
+func TestNRIPluginFailuresAreContained(t *testing.T) {
+	_, d := podEnv(t, framework.WithConfig("nri.plugin_request_timeout", "1s"))
+	_, out := startRecorder(t, d, "10")
+	rejecter := d.StartNRIPlugin(t, "40", "rejecter", "-role", "fault", "-event", "CreateContainer", "-match", "rejected", "-mode", "error")
+	ctx := testCtx(t)
+	pc := framework.PodConfig("nri-faults")
+	pod := d.RunPod(t, pc)
+
+	before := d.Leaks(t)
+	_, err := d.Runtime().CreateContainer(ctx, pod, sleeper("rejected"), pc)
+	wantCode(t, "CreateContainer rejected by a plugin", err, codes.FailedPrecondition, `NRI plugin "40-rejecter"`, "nriplugin refuses CreateContainer of rejected")
+	if ctrs, err := d.Runtime().ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: pod}); err != nil || len(ctrs) != 0 {
+		t.Errorf("containers after the rejection: %v (%v), want none", ctrs, err)
+	}
+	d.CheckNoLeaks(t, before, 10*time.Second)
+	if got, want := eventsOf(readNRIRecords(t, out), pod)[1:], []string{"CreateContainer:rejected", "StopContainer:rejected", "RemoveContainer:rejected"}; !slices.Equal(got, want) {
+		t.Errorf("the recorder saw %q, want %q (told of the undone creation)", got, want)
+	}
+	select {
+	case <-rejecter.Exited():
+		t.Error("a plugin that returned an error was dropped")
+	default:
+	}
+	d.CreateStarted(t, pod, sleeper("accepted"), pc)
+
+	for _, mode := range []string{"hang", "crash"} {
+		t.Run(mode, func(t *testing.T) {
+			p := d.StartNRIPlugin(t, "50", mode, "-role", "fault", "-event", "StartContainer", "-match", mode, "-mode", mode)
+			id := d.CreateStarted(t, pod, sleeper(mode), pc)
+			if st := d.ContainerStatus(t, id).GetStatus().GetState(); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+				t.Errorf("container started past a plugin that failed to answer: %s", st)
+			}
+			select {
+			case <-p.Exited():
+			case <-time.After(15 * time.Second):
+				t.Errorf("the plugin that failed (%s) was not disconnected", mode)
+			}
+			// Later requests go on without it.
+			d.CreateStarted(t, pod, sleeper(mode+"-after"), pc)
+			if _, err := d.Runtime().Version(ctx, ""); err != nil {
+				t.Fatalf("daemon after a plugin %s: %v", mode, err)
+			}
+		})
+	}
+}
+
+// TestNRIDefaultValidator: with the default validator requiring a plugin
+// that is not there, CreateContainer fails saying so and leaves nothing
+// behind; a pod annotated to tolerate it is let through.
+func TestNRIDefaultValidator(t *testing.T) {
+	_, d := podEnv(t,
+		framework.WithConfig("nri.default_validator.enable", true),
+		framework.WithConfig("nri.default_validator.required_plugins", []string{"must-have"}),
+		framework.WithConfig("nri.default_validator.tolerate_missing_plugins_annotation", "nri-test/tolerate-missing"))
+	ctx := testCtx(t)
+	pc := framework.PodConfig("nri-validate")
+	pod := d.RunPod(t, pc)
+	before := d.Leaks(t)
+	_, err := d.Runtime().CreateContainer(ctx, pod, sleeper("c"), pc)
+	wantCode(t, "CreateContainer without a required plugin", err, codes.FailedPrecondition, "default-validator", "must-have")
+	d.CheckNoLeaks(t, before, 10*time.Second)
+
+	tolerant := framework.PodConfig("nri-tolerant")
+	tolerant.Annotations = map[string]string{"nri-test/tolerate-missing": "true"}
+	tpod := d.RunPod(t, tolerant)
+	d.CreateStarted(t, tpod, sleeper("c"), tolerant)
+}
+
+// TestNRIResynchronizesAfterRestart: after the daemon was killed and
+// restarted, a plugin that connects is synchronized with the pods and
+// containers that outlived it, and is told when they stop and go.
+func TestNRIResynchronizesAfterRestart(t *testing.T) {
+	_, d := podEnv(t)
+	pc := framework.PodConfig("nri-restart")
+	pod := d.RunPod(t, pc)
+	id := d.CreateStarted(t, pod, sleeper("c"), pc)
+	d.Kill(t)
+	d.Start(t)
+	_, out := startRecorder(t, d, "10")
+	sync := findRecord(readNRIRecords(t, out), "Synchronize", "")
+	if sync == nil {
+		t.Fatal("no Synchronize")
+	}
+	var syncedPod *api.PodSandbox
+	for _, p := range sync.Pods {
+		if p.GetId() == pod {
+			syncedPod = p
+		}
+	}
+	var syncedCtr *api.Container
+	for _, c := range sync.Containers {
+		if c.GetId() == id {
+			syncedCtr = c
+		}
+	}
+	if syncedPod == nil || syncedPod.GetName() != "nri-restart" || len(syncedPod.GetIps()) == 0 {
+		t.Errorf("synchronized pod %+v, want pod %s with its IPs", syncedPod, pod)
+	}
+	if syncedCtr == nil || syncedCtr.GetState() != api.ContainerState_CONTAINER_RUNNING || syncedCtr.GetPid() == 0 || syncedCtr.GetPodSandboxId() != pod {
+		t.Errorf("synchronized container %+v, want running container %s", syncedCtr, id)
+	}
+	ctx := testCtx(t)
+	if err := d.Runtime().StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Runtime().RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"StopContainer:c", "StopPodSandbox", "RemoveContainer:c", "RemovePodSandbox"}
+	if got := eventsOf(readNRIRecords(t, out), pod); !slices.Equal(got, want) {
+		t.Errorf("events after the restart %q, want %q", got, want)
+	}
+}
+
+// TestNRIKilledMidHook: the daemon killed while a plugin holds a
+// CreateContainer leaves a consistent state: after a restart the
+// half-created container is gone with everything it held.
+func TestNRIKilledMidHook(t *testing.T) {
+	_, d := podEnv(t, framework.WithConfig("nri.plugin_request_timeout", "2m"))
+	pc := framework.PodConfig("nri-kill")
+	pod := d.RunPod(t, pc)
+	before := d.Leaks(t)
+	p := d.StartNRIPlugin(t, "40", "hanger", "-role", "fault", "-event", "CreateContainer", "-mode", "hang")
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Runtime().CreateContainer(testCtx(t), pod, sleeper("half"), pc)
+		done <- err
+	}()
+	framework.Eventually(t, 20*time.Second, func() (bool, string) {
+		b, _ := os.ReadFile(p.LogPath)
+		return strings.Contains(string(b), "hanging"), "the plugin did not get the CreateContainer"
+	})
+	d.Kill(t)
+	<-done
+	p.Kill()
+	d.Start(t)
+	if ctrs, err := d.Runtime().ListContainers(testCtx(t), nil); err != nil || len(ctrs) != 0 {
+		t.Errorf("containers after the restart: %v (%v), want none", ctrs, err)
+	}
+	d.CheckNoLeaks(t, before, 20*time.Second)
+	d.CreateStarted(t, pod, sleeper("whole"), pc)
 }
