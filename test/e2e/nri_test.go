@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,11 +244,9 @@ func TestNRIAdjustsAndUpdatesResources(t *testing.T) {
 	// Unsolicited, after the container started.
 	framework.Eventually(t, 10*time.Second, func() (bool, string) {
 		got := cg.read(t, "cpu", sharesFile)
-		return slices.Contains(sharesWant, got), "cpu shares " + got + ", want the plugin's 777"
+		reported := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux().GetCpuShares()
+		return slices.Contains(sharesWant, got) && reported == 777, fmt.Sprintf("cpu shares %s, reported %d; want the plugin's 777", got, reported)
 	})
-	if got := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux().GetCpuShares(); got != 777 {
-		t.Errorf("ContainerStatus cpu shares %d after the plugin's update, want 777", got)
-	}
 	if err := d.Runtime().UpdateContainerResources(testCtx(t), id, &runtimeapi.ContainerResources{
 		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 * mib, CpuShares: 777},
 	}); err != nil {
