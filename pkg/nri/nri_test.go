@@ -1,0 +1,194 @@
+package nri
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/nri/pkg/adaptation/builtin"
+	"github.com/containerd/nri/pkg/api"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+func baseSpec() *specs.Spec {
+	return &specs.Spec{
+		Process: &specs.Process{Args: []string{"sleep", "1"}, Env: []string{"PATH=/bin", "KEEP=1", "DROP=1"}},
+		Mounts:  []specs.Mount{{Destination: "/data", Source: "/old", Type: "bind"}},
+		Linux: &specs.Linux{
+			Namespaces:  []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/run/netns/a"}},
+			CgroupsPath: "/pod/ctr",
+		},
+		Annotations: map[string]string{"gone": "x"},
+	}
+}
+
+func TestAdjustSpec(t *testing.T) {
+	adj := &api.ContainerAdjustment{}
+	adj.AddEnv("KEEP", "2")
+	adj.RemoveEnv("DROP")
+	adj.AddEnv("NEW", "3")
+	adj.AddMount(&api.Mount{Destination: "/data", Source: "/new", Type: "bind", Options: []string{"rbind", "ro"}})
+	adj.AddDevice(&api.LinuxDevice{Path: "/dev/x", Type: "c", Major: 1, Minor: 3})
+	adj.AddRlimit("RLIMIT_NOFILE", 20, 10)
+	adj.RemoveAnnotation("gone")
+	adj.AddAnnotation("added", "y")
+	adj.AddOrReplaceNamespace(&api.LinuxNamespace{Type: "network", Path: "/run/netns/b"})
+	adj.SetLinuxCgroupsPath("/other")
+	adj.SetLinuxMemoryLimit(1 << 20)
+	adj.AddHooks(&api.Hooks{Prestart: []*api.Hook{{Path: "/bin/hook"}}})
+
+	s := baseSpec()
+	if err := adjustSpec(s, adj, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"PATH=/bin", "KEEP=2", "NEW=3"}; !slices.Equal(s.Process.Env, want) {
+		t.Errorf("env %q, want %q", s.Process.Env, want)
+	}
+	if len(s.Mounts) != 1 || s.Mounts[0].Source != "/new" {
+		t.Errorf("mounts %+v, want /data from /new only", s.Mounts)
+	}
+	if len(s.Linux.Devices) != 1 || s.Linux.Devices[0].Path != "/dev/x" || len(s.Linux.Resources.Devices) != 1 || !s.Linux.Resources.Devices[0].Allow {
+		t.Errorf("devices %+v, cgroup rules %+v", s.Linux.Devices, s.Linux.Resources.Devices)
+	}
+	if len(s.Process.Rlimits) != 1 || s.Process.Rlimits[0] != (specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: 20, Soft: 10}) {
+		t.Errorf("rlimits %+v", s.Process.Rlimits)
+	}
+	if _, ok := s.Annotations["gone"]; ok || s.Annotations["added"] != "y" {
+		t.Errorf("annotations %v", s.Annotations)
+	}
+	if len(s.Linux.Namespaces) != 1 || s.Linux.Namespaces[0].Path != "/run/netns/b" {
+		t.Errorf("namespaces %+v", s.Linux.Namespaces)
+	}
+	if s.Linux.CgroupsPath != "/other" || *s.Linux.Resources.Memory.Limit != 1<<20 {
+		t.Errorf("cgroups path %q, memory %v", s.Linux.CgroupsPath, s.Linux.Resources.Memory)
+	}
+	if len(s.Hooks.Prestart) != 1 { //nolint:staticcheck // NRI relays prestart hooks
+		t.Errorf("hooks %+v", s.Hooks)
+	}
+
+	cdi := &api.ContainerAdjustment{}
+	cdi.AddCDIDevice(&api.CDIDevice{Name: "vendor.com/gpu=0"})
+	if err := adjustSpec(baseSpec(), cdi, nil); err == nil || !strings.Contains(err.Error(), "vendor.com/gpu=0") {
+		t.Errorf("CDI device without an injector: %v, want an error naming it", err)
+	}
+	var injected []string
+	if err := adjustSpec(baseSpec(), cdi, func(_ *specs.Spec, d []string) error { injected = d; return nil }); err != nil || !slices.Equal(injected, []string{"vendor.com/gpu=0"}) {
+		t.Errorf("CDI injector got %q (%v)", injected, err)
+	}
+}
+
+type fakePod struct{ id string }
+
+func (p fakePod) ID() string { return p.id }
+func (p fakePod) Config() *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "pod", Namespace: "ns", Uid: "u"}}
+}
+func (p fakePod) Info() oci.SandboxInfo { return oci.SandboxInfo{ID: p.id, Pid: 42, NetNSPath: "/run/netns/x"} }
+
+type fakeCtr struct {
+	id   string
+	spec *specs.Spec
+}
+
+func (c fakeCtr) ID() string { return c.id }
+func (c fakeCtr) Config() *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "ctr-" + c.id}}
+}
+func (c fakeCtr) Record() meta.Container {
+	return meta.Container{ID: c.id, SandboxID: "p", State: meta.ContainerCreated}
+}
+func (c fakeCtr) Spec() *specs.Spec { return c.spec }
+
+type fakeRuntime struct{ updated []string }
+
+func (r *fakeRuntime) PodSandboxes() []PodSandbox { return []PodSandbox{fakePod{"p"}} }
+func (r *fakeRuntime) Containers() []PodContainer { return nil }
+func (r *fakeRuntime) UpdateContainer(_ context.Context, id string, _ *specs.LinuxResources) error {
+	r.updated = append(r.updated, id)
+	return nil
+}
+func (r *fakeRuntime) EvictContainer(context.Context, string, string) error { return nil }
+
+// TestAdapter drives the adapter with an in-process plugin: adjustments
+// reach the spec, a rejection names the plugin, a stop and a removal are
+// relayed once, and nothing is relayed for containers plugins never saw.
+func TestAdapter(t *testing.T) {
+	var events []string
+	plugin := &builtin.BuiltinPlugin{Base: "test", Index: "10", Handlers: builtin.BuiltinHandlers{
+		CreateContainer: func(_ context.Context, req *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+			events = append(events, "create:"+req.Container.Name)
+			if req.Container.Name == "ctr-bad" {
+				return nil, errors.New("no, thanks")
+			}
+			adj := &api.ContainerAdjustment{}
+			adj.AddEnv("FROM_PLUGIN", "1")
+			u := &api.ContainerUpdate{ContainerId: "other"}
+			u.SetLinuxCPUShares(5)
+			return &api.CreateContainerResponse{Adjust: adj, Update: []*api.ContainerUpdate{u}}, nil
+		},
+		StopContainer: func(_ context.Context, req *api.StopContainerRequest) (*api.StopContainerResponse, error) {
+			events = append(events, "stop:"+req.Container.Name)
+			return &api.StopContainerResponse{}, nil
+		},
+		RemoveContainer: func(_ context.Context, req *api.RemoveContainerRequest) error {
+			events = append(events, "remove:"+req.Container.Name)
+			return nil
+		},
+	}}
+	a, err := New("test", "v0", Options{DisableConnections: true, PluginPath: t.TempDir(), PluginConfigPath: t.TempDir(), Builtin: []*builtin.BuiltinPlugin{plugin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &fakeRuntime{}
+	if err := a.Start(context.Background(), rt); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	ctx := context.Background()
+	pod := fakePod{"p"}
+
+	s := baseSpec()
+	good := fakeCtr{id: "good", spec: s}
+	if err := a.CreateContainer(ctx, pod, good, s); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(s.Process.Env, "FROM_PLUGIN=1") || !slices.Equal(rt.updated, []string{"other"}) {
+		t.Errorf("env %q, updates %q", s.Process.Env, rt.updated)
+	}
+	a.StopContainer(ctx, pod, good)
+	a.StopContainer(ctx, pod, good)
+	a.RemoveContainer(ctx, pod, good)
+
+	bad := fakeCtr{id: "bad", spec: baseSpec()}
+	err = a.CreateContainer(ctx, pod, bad, bad.spec)
+	if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), `NRI plugin "10-test"`) || !strings.Contains(err.Error(), "no, thanks") {
+		t.Errorf("rejection: %v", err)
+	}
+	a.UndoCreateContainer(ctx, pod, bad)
+	a.RemoveContainer(ctx, pod, fakeCtr{id: "never-seen"})
+
+	want := []string{"create:ctr-good", "stop:ctr-good", "remove:ctr-good", "create:ctr-bad", "stop:ctr-bad", "remove:ctr-bad"}
+	if !slices.Equal(events, want) {
+		t.Errorf("plugin saw %q, want %q", events, want)
+	}
+}
+
+// TestOff: NRI off leaves specs and resources alone.
+func TestOff(t *testing.T) {
+	var o API = Off{}
+	s := baseSpec()
+	if err := o.CreateContainer(context.Background(), fakePod{"p"}, fakeCtr{id: "c"}, s); err != nil {
+		t.Fatal(err)
+	}
+	res := &specs.LinuxResources{}
+	if got, err := o.UpdateContainer(context.Background(), fakePod{"p"}, fakeCtr{id: "c"}, res); got != res || err != nil {
+		t.Errorf("UpdateContainer off = %v, %v", got, err)
+	}
+	o.BlockSync()()
+}
