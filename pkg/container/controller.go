@@ -99,9 +99,6 @@ func (c *Controller) emit(t runtimeapi.ContainerEventType, ctr *Container) {
 
 // New returns a controller; pod finds a pod by exact ID.
 func New(opts Options, db *meta.DB, images *image.Service, pod func(id string) (Sandbox, error)) *Controller {
-	if opts.NRI == nil {
-		opts.NRI = nri.Off{}
-	}
 	c := &Controller{
 		opts:   opts,
 		db:     db,
@@ -240,7 +237,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			c.opts.NRI.UndoCreateContainer(cctx, pod, ctr)
+			c.nri().UndoCreateContainer(cctx, pod, ctr)
 			if err := c.teardown(cctx, ctr); err != nil {
 				klog.ErrorS(err, "Cleaning up failed container", "container", id)
 			}
@@ -314,7 +311,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	}
 	// A plugin registering from here on waits for the container to be
 	// listed, or it would never hear of it.
-	unblock := c.opts.NRI.BlockSync()
+	unblock := c.nri().BlockSync()
 	defer unblock()
 	if err := c.nriAdjust(ctx, ctr, spec); err != nil {
 		return "", err
@@ -344,7 +341,7 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		return "", fmt.Errorf("save container record: %w", err)
 	}
 	c.add(ctr)
-	c.opts.NRI.PostCreateContainer(ctx, pod, ctr)
+	c.nri().PostCreateContainer(ctx, pod, ctr)
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, ctr)
 	klog.V(2).InfoS("Container created", "container", id, "name", name, "pod", pod.ID(), "duration", time.Since(start))
 	return id, nil
@@ -383,7 +380,7 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
 	}
-	if err := c.opts.NRI.StartContainer(ctx, ctr.pod, ctr); err != nil {
+	if err := c.nri().StartContainer(ctx, ctr.pod, ctr); err != nil {
 		// As containerd: the container will not run.
 		c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()})
 		return fmt.Errorf("start container %s: %w", rec.ID, err)
@@ -400,7 +397,7 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if st.Status == shim.StatusExited && st.Reason != "" {
 		return fmt.Errorf("start container %s: %s: %s", rec.ID, st.Reason, st.Message)
 	}
-	c.opts.NRI.PostStartContainer(ctx, ctr.pod, ctr)
+	c.nri().PostStartContainer(ctx, ctr.pod, ctr)
 	klog.V(2).InfoS("Container started", "container", rec.ID, "pid", st.Pid)
 	return nil
 }
@@ -409,7 +406,7 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 func (c *Controller) apply(ctr *Container, st shim.State) {
 	if ev, changed := c.record(ctr, st); changed {
 		if ev == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
-			c.opts.NRI.ContainerExited(ctr.pod, ctr)
+			c.nri().ContainerExited(ctr.pod, ctr)
 		}
 		c.emit(ev, ctr)
 	}
@@ -511,7 +508,7 @@ func (c *Controller) Stop(ctx context.Context, id string, timeout int64) error {
 		return err
 	}
 	if ctr.State() == meta.ContainerExited {
-		c.opts.NRI.StopContainer(ctx, ctr.pod, ctr)
+		c.nri().StopContainer(ctx, ctr.pod, ctr)
 	}
 	return nil
 }
@@ -598,7 +595,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	if err := c.stop(ctx, ctr, 0); err != nil {
 		return err
 	}
-	c.opts.NRI.RemoveContainer(ctx, ctr.pod, ctr)
+	c.nri().RemoveContainer(ctx, ctr.pod, ctr)
 	if err := c.teardown(ctx, ctr); err != nil {
 		return err
 	}
@@ -899,13 +896,14 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, r *runtimea
 	}
 	// Devices are the container's own; an update must not replace them.
 	res.Devices = nil
-	if res, err = c.opts.NRI.UpdateContainer(ctx, ctr.pod, ctr, res); err != nil {
+	adjusted, err := c.nri().UpdateContainer(ctx, ctr.pod, ctr, res)
+	if err != nil {
 		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
-	if err := c.applyResources(ctx, ctr, res, nri.CRIResources(r, res)); err != nil {
+	if err := c.applyResources(ctx, ctr, adjusted, nri.CRIResources(r, res, adjusted)); err != nil {
 		return err
 	}
-	c.opts.NRI.PostUpdateContainer(ctx, ctr.pod, ctr)
+	c.nri().PostUpdateContainer(ctx, ctr.pod, ctr)
 	klog.V(2).InfoS("Container resources updated", "container", rec.ID)
 	return nil
 }
@@ -925,7 +923,12 @@ func (c *Controller) ApplyResources(ctx context.Context, id string, res *specs.L
 	if st := ctr.State(); st != meta.ContainerRunning && st != meta.ContainerCreated {
 		return fmt.Errorf("%w: cannot update the resources of container %s: it is %s", ErrState, id, st)
 	}
-	return c.applyResources(ctx, ctr, res, nri.CRIResources(ctr.Config().GetLinux().GetResources(), res))
+	cur := ctr.Config().GetLinux().GetResources()
+	before, err := oci.ResourcesFromCRI(cur)
+	if err != nil {
+		before = nil
+	}
+	return c.applyResources(ctx, ctr, res, nri.CRIResources(cur, before, res))
 }
 
 // applyResources has the shim apply res and records them (criRes is
@@ -968,8 +971,17 @@ func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *sp
 // nriAdjust has NRI plugins see the container about to be created and
 // applies their adjustments to its spec.
 func (c *Controller) nriAdjust(ctx context.Context, ctr *Container, spec *specs.Spec) error {
-	if err := c.opts.NRI.CreateContainer(ctx, ctr.pod, ctr, spec); err != nil {
+	if err := c.nri().CreateContainer(ctx, ctr.pod, ctr, spec); err != nil {
 		return fmt.Errorf("create container %q: %w", ctr.cfg.GetMetadata().GetName(), err)
 	}
 	return nil
+}
+
+// nri is the NRI hooks of the containers; a controller without them (tests
+// building one directly) has them off.
+func (c *Controller) nri() nri.API {
+	if c.opts.NRI == nil {
+		return nri.Off{}
+	}
+	return c.opts.NRI
 }

@@ -15,6 +15,7 @@ import (
 	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 )
@@ -293,7 +294,8 @@ func (a *Adapter) UpdateContainer(ctx context.Context, pod PodSandbox, ctr Conta
 		updates = updates[:n-1]
 	}
 	a.applyUpdates(ctx, "UpdateContainer", updates)
-	if own == nil {
+	if own == nil || proto.Equal(own, api.FromOCILinuxResources(res, nil)) {
+		// No plugin changed it.
 		return res, nil
 	}
 	out := own.ToOCI()

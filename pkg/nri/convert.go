@@ -3,6 +3,7 @@ package nri
 import (
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/containerd/nri/pkg/api"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -177,52 +178,74 @@ func seccompProfile(cfg *runtimeapi.ContainerConfig) *api.SecurityProfile {
 	return &api.SecurityProfile{ProfileType: api.SecurityProfile_UNCONFINED}
 }
 
-// CRIResources overlays what plugins made of an update (the OCI
-// resources about to be applied) on the CRI resources it was asked with,
-// so that ContainerStatus reports what the container got.
-func CRIResources(req *runtimeapi.LinuxContainerResources, r *specs.LinuxResources) *runtimeapi.LinuxContainerResources {
+// CRIResources is what ContainerStatus reports after an update asked
+// for req (converted to the OCI resources before) was applied as after:
+// req, with what plugins changed (after differs from before) overlaid.
+func CRIResources(req *runtimeapi.LinuxContainerResources, before, after *specs.LinuxResources) *runtimeapi.LinuxContainerResources {
+	if before == after || after == nil {
+		return req
+	}
 	out := &runtimeapi.LinuxContainerResources{}
 	if req != nil {
 		out = proto.Clone(req).(*runtimeapi.LinuxContainerResources)
 	}
-	if r == nil {
-		return out
+	if before == nil {
+		before = &specs.LinuxResources{}
 	}
-	if c := r.CPU; c != nil {
-		if c.Shares != nil {
-			out.CpuShares = int64(*c.Shares)
-		}
-		if c.Quota != nil {
-			out.CpuQuota = *c.Quota
-		}
-		if c.Period != nil {
-			out.CpuPeriod = int64(*c.Period)
-		}
-		if c.Cpus != "" {
-			out.CpusetCpus = c.Cpus
-		}
-		if c.Mems != "" {
-			out.CpusetMems = c.Mems
-		}
+	var bc, ac specs.LinuxCPU
+	if before.CPU != nil {
+		bc = *before.CPU
 	}
-	if m := r.Memory; m != nil {
-		if m.Limit != nil {
-			out.MemoryLimitInBytes = *m.Limit
-		}
-		if m.Swap != nil {
-			out.MemorySwapLimitInBytes = *m.Swap
-		}
+	if after.CPU != nil {
+		ac = *after.CPU
 	}
-	if len(r.HugepageLimits) > 0 {
+	if v, ok := changed(bc.Shares, ac.Shares); ok {
+		out.CpuShares = int64(v)
+	}
+	if v, ok := changed(bc.Quota, ac.Quota); ok {
+		out.CpuQuota = v
+	}
+	if v, ok := changed(bc.Period, ac.Period); ok {
+		out.CpuPeriod = int64(v)
+	}
+	if ac.Cpus != bc.Cpus {
+		out.CpusetCpus = ac.Cpus
+	}
+	if ac.Mems != bc.Mems {
+		out.CpusetMems = ac.Mems
+	}
+	var bm, am specs.LinuxMemory
+	if before.Memory != nil {
+		bm = *before.Memory
+	}
+	if after.Memory != nil {
+		am = *after.Memory
+	}
+	if v, ok := changed(bm.Limit, am.Limit); ok {
+		out.MemoryLimitInBytes = v
+	}
+	if v, ok := changed(bm.Swap, am.Swap); ok {
+		out.MemorySwapLimitInBytes = v
+	}
+	if !slices.Equal(before.HugepageLimits, after.HugepageLimits) {
 		out.HugepageLimits = nil
-		for _, h := range r.HugepageLimits {
+		for _, h := range after.HugepageLimits {
 			out.HugepageLimits = append(out.HugepageLimits, &runtimeapi.HugepageLimit{PageSize: h.Pagesize, Limit: h.Limit})
 		}
 	}
-	if len(r.Unified) > 0 {
-		out.Unified = maps.Clone(r.Unified)
+	if !maps.Equal(before.Unified, after.Unified) {
+		out.Unified = maps.Clone(after.Unified)
 	}
 	return out
+}
+
+// changed returns after's value when it is set and differs from before.
+func changed[T comparable](before, after *T) (T, bool) {
+	var zero T
+	if after == nil || (before != nil && *before == *after) {
+		return zero, false
+	}
+	return *after, true
 }
 
 // errPlugin wraps err with the name of the plugin that caused it.

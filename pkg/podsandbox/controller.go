@@ -142,9 +142,6 @@ func New(opts Options, db *meta.DB) *Controller {
 		handlers[name] = h
 	}
 	opts.Handlers = handlers
-	if opts.NRI == nil {
-		opts.NRI = nri.Off{}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{
 		opts:        opts,
@@ -456,9 +453,9 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	}
 	// A plugin registering from here on waits for the pod to be listed,
 	// or it would never hear of it.
-	unblock := c.opts.NRI.BlockSync()
+	unblock := c.nri().BlockSync()
 	defer unblock()
-	if err := c.opts.NRI.RunPodSandbox(ctx, pod); err != nil {
+	if err := c.nri().RunPodSandbox(ctx, pod); err != nil {
 		return "", fmt.Errorf("run pod sandbox %q: %w", name, err)
 	}
 	c.mu.Lock()
@@ -547,7 +544,7 @@ func (c *Controller) stop(ctx context.Context, pod *Pod) error {
 	if err := c.setState(pod, meta.SandboxNotReady); err != nil {
 		return err
 	}
-	c.opts.NRI.StopPodSandbox(ctx, pod)
+	c.nri().StopPodSandbox(ctx, pod)
 	return c.release(ctx, pod)
 }
 
@@ -681,7 +678,7 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	if err := c.stop(ctx, pod); err != nil {
 		return err
 	}
-	c.opts.NRI.RemovePodSandbox(ctx, pod)
+	c.nri().RemovePodSandbox(ctx, pod)
 	if err := c.teardown(ctx, pod); err != nil {
 		return err
 	}
@@ -848,4 +845,13 @@ func (c *Controller) setupNetwork(ctx context.Context, pod *Pod) error {
 		return fmt.Errorf("save pod record: %w", err)
 	}
 	return nil
+}
+
+// nri is the NRI hooks of the pods; a controller without them (tests
+// building one directly) has them off.
+func (c *Controller) nri() nri.API {
+	if c.opts.NRI == nil {
+		return nri.Off{}
+	}
+	return c.opts.NRI
 }

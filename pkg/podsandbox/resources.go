@@ -29,7 +29,7 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 		return fmt.Errorf("%w: cannot update the resources of pod sandbox %s", ErrNotReady, pod.ID())
 	}
 	// NRI plugins see the new resources first, and may refuse them.
-	if err := c.opts.NRI.UpdatePodSandbox(ctx, pod, overhead, resources); err != nil {
+	if err := c.nri().UpdatePodSandbox(ctx, pod, overhead, resources); err != nil {
 		return fmt.Errorf("update pod sandbox %s: %w", pod.ID(), err)
 	}
 	cfg := proto.Clone(pod.Config()).(*runtimeapi.PodSandboxConfig)
@@ -69,7 +69,7 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 	if err := c.db.PutSandbox(rec); err != nil {
 		return fmt.Errorf("save pod record: %w", err)
 	}
-	c.opts.NRI.PostUpdatePodSandbox(ctx, pod)
+	c.nri().PostUpdatePodSandbox(ctx, pod)
 	klog.V(2).InfoS("Pod sandbox resources updated", "pod", pod.ID())
 	return nil
 }
