@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/nri/pkg/adaptation/builtin"
 	"github.com/containerd/nri/pkg/api"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
@@ -89,7 +90,9 @@ func (p fakePod) ID() string { return p.id }
 func (p fakePod) Config() *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "pod", Namespace: "ns", Uid: "u"}}
 }
-func (p fakePod) Info() oci.SandboxInfo { return oci.SandboxInfo{ID: p.id, Pid: 42, NetNSPath: "/run/netns/x"} }
+func (p fakePod) Info() oci.SandboxInfo {
+	return oci.SandboxInfo{ID: p.id, Pid: 42, NetNSPath: "/run/netns/x"}
+}
 
 type fakeCtr struct {
 	id   string
@@ -191,4 +194,38 @@ func TestOff(t *testing.T) {
 		t.Errorf("UpdateContainer off = %v, %v", got, err)
 	}
 	o.BlockSync()()
+}
+
+// TestCRIResources: what ContainerStatus reports after an update is the
+// request, with only what plugins changed overlaid.
+func TestCRIResources(t *testing.T) {
+	u64 := func(v uint64) *uint64 { return &v }
+	i64 := func(v int64) *int64 { return &v }
+	req := &runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20, CpusetCpus: "0"}
+	before := &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64(512), Cpus: "0"}, Memory: &specs.LinuxMemory{Limit: i64(64 << 20)}}
+	for _, tc := range []struct {
+		name  string
+		after *specs.LinuxResources
+		want  *runtimeapi.LinuxContainerResources
+	}{
+		{"untouched", before, req},
+		{"nil", nil, req},
+		{"equal copy", &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64(512), Cpus: "0"}, Memory: &specs.LinuxMemory{Limit: i64(64 << 20)}}, req},
+		{"memory changed", &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64(512), Cpus: "0"}, Memory: &specs.LinuxMemory{Limit: i64(96 << 20)}},
+			&runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 96 << 20, CpusetCpus: "0"}},
+		{"cpuset and quota changed", &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: u64(512), Cpus: "1", Quota: i64(5000)}, Memory: &specs.LinuxMemory{Limit: i64(64 << 20)}},
+			&runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20, CpusetCpus: "1", CpuQuota: 5000}},
+		{"unified added", &specs.LinuxResources{CPU: before.CPU, Memory: before.Memory, Unified: map[string]string{"memory.high": "1"}},
+			&runtimeapi.LinuxContainerResources{CpuShares: 512, MemoryLimitInBytes: 64 << 20, CpusetCpus: "0", Unified: map[string]string{"memory.high": "1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CRIResources(req, before, tc.after)
+			if !proto.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := CRIResources(req, before, before); got != req {
+		t.Error("an update no plugin changed is not reported as asked")
+	}
 }
