@@ -123,13 +123,13 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	defer cgroupDriver.Close()
 	klog.InfoS("Cgroup driver", "driver", cgroupDriver.Name())
-	nriAPI, err := newNRI(cfg.NRI)
-	if err != nil {
-		return err
-	}
 	features := handlerFeatures(ctx, cfg)
 	devices := cdi.New(cfg.Runtime.CDISpecDirs)
 	defer devices.Close()
+	nriAPI, err := newNRI(cfg.NRI, devices)
+	if err != nil {
+		return err
+	}
 	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices, rec, nriAPI)
 	if err != nil {
 		return err
@@ -565,7 +565,8 @@ func traversable(dir string) error {
 }
 
 // newNRI sets up the Node Resource Interface, or nri.Off when disabled.
-func newNRI(c config.NRI) (nri.API, error) {
+// CDI devices plugins ask for are resolved as the CRI's own.
+func newNRI(c config.NRI, devices *cdi.Registry) (nri.API, error) {
 	if c.Disable {
 		klog.InfoS("NRI is disabled")
 		return nri.Off{}, nil
@@ -578,6 +579,7 @@ func newNRI(c config.NRI) (nri.API, error) {
 		DisableConnections:  c.DisableConnections,
 		RegistrationTimeout: time.Duration(c.PluginRegistrationTimeout),
 		RequestTimeout:      time.Duration(c.PluginRequestTimeout),
+		CDI:                 devices.Inject,
 		Validator: &nri.ValidatorConfig{
 			Enable:                                v.Enable,
 			RejectOCIHookAdjustment:               v.RejectOCIHookAdjustment,

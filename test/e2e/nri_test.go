@@ -185,10 +185,17 @@ func TestNRIEventsOfAPodLifecycle(t *testing.T) {
 
 // TestNRIInjectsIntoContainers: a plugin the daemon starts from its
 // plugin path (configured from plugin_config_path) adds an environment
-// variable, a bind mount, a device and an rlimit to a container, and they
+// variable, a bind mount, a device, a CDI device (resolved from the
+// daemon's CDI spec directories) and an rlimit to a container, and they
 // are there inside it.
 func TestNRIInjectsIntoContainers(t *testing.T) {
-	env := framework.NewPodEnv(t, framework.WithoutStart())
+	specDir := t.TempDir()
+	cdiSpec := `{"cdiVersion": "0.6.0", "kind": "e2e.example.com/nri",
+  "devices": [{"name": "dev0", "containerEdits": {"env": ["CDI_FROM_NRI=yes"], "deviceNodes": [{"path": "/dev/nri-cdi", "hostPath": "/dev/zero"}]}}]}`
+	if err := os.WriteFile(filepath.Join(specDir, "nri.json"), []byte(cdiSpec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := framework.NewPodEnv(t, framework.WithoutStart(), framework.WithConfig("runtime.cdi_spec_dirs", []string{specDir}))
 	d := env.Daemon
 	hostDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(hostDir, "greeting"), []byte("from the host\n"), 0o644); err != nil {
@@ -201,6 +208,7 @@ func TestNRIInjectsIntoContainers(t *testing.T) {
 		"mount":  hostDir + ":/mnt/nri",
 		"device": "/dev/null:/dev/nri-null",
 		"rlimit": "RLIMIT_NOFILE:1234:2345",
+		"cdi":    "e2e.example.com/nri=dev0",
 		"ready":  ready,
 	})
 	d.Start(t)
@@ -215,6 +223,7 @@ func TestNRIInjectsIntoContainers(t *testing.T) {
 		{"echo $NRI_INJECTED", "yes"},
 		{"cat /mnt/nri/greeting", "from the host"},
 		{"stat -c %t:%T /dev/nri-null && echo data > /dev/nri-null && echo written", "1:3\nwritten"},
+		{"echo $CDI_FROM_NRI; stat -c %t:%T /dev/nri-cdi; head -c 3 /dev/nri-cdi | od -An -tx1", "yes\n1:5\n 00 00 00"},
 		// The container's process; an exec'd one is not the point here.
 		{"grep 'open files' /proc/1/limits | awk '{print $4, $5}'", "1234 2345"},
 	} {

@@ -4,8 +4,8 @@
 //
 //   - recorder: appends every event it receives, with the pod and
 //     container as NRI describes them, to -out (JSON lines);
-//   - injector: adds an environment variable, a bind mount, a device and
-//     an rlimit to every container it sees created;
+//   - injector: adds an environment variable, a bind mount, a device, a
+//     CDI device and an rlimit to every container it sees created;
 //   - adjuster: replaces the memory limit of every container update
 //     with -memory, and after a container with the label
 //     "nri-test/cpu-shares" starts, asks (unsolicited) for those shares;
@@ -40,6 +40,7 @@ type options struct {
 	Mount  string `json:"mount"`  // host:container
 	Device string `json:"device"` // host device path, given to the container at the same path
 	Rlimit string `json:"rlimit"` // TYPE:soft:hard
+	CDI    string `json:"cdi"`    // vendor.com/class=device
 	Memory int64  `json:"memory"`
 	Event  string `json:"event"`
 	Match  string `json:"match"`
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&o.Mount, "mount", "", "injector: host:container bind mount")
 	flag.StringVar(&o.Device, "device", "", "injector: host device path[:path in the container]")
 	flag.StringVar(&o.Rlimit, "rlimit", "", "injector: TYPE:soft:hard")
+	flag.StringVar(&o.CDI, "cdi", "", "injector: fully qualified CDI device name")
 	flag.Int64Var(&o.Memory, "memory", 0, "adjuster: memory limit of every update")
 	flag.StringVar(&o.Event, "event", "", "fault: event to fail")
 	flag.StringVar(&o.Match, "match", "", "fault: pod or container name substring")
@@ -240,6 +242,9 @@ func (p *plugin) injection() (*api.ContainerAdjustment, error) {
 			return nil, err
 		}
 		adj.AddDevice(d)
+	}
+	if o.CDI != "" {
+		adj.AddCDIDevice(&api.CDIDevice{Name: o.CDI})
 	}
 	if o.Rlimit != "" {
 		var typ string
