@@ -470,9 +470,12 @@ func TestContainerStatusFields(t *testing.T) {
 		t.Errorf("mounts %v", st.Mounts)
 	}
 	pid := infoPid(t, resp.Info)
-	if cmdline, _ := os.ReadFile("/proc/" + jsonNum(float64(pid)) + "/cmdline"); string(cmdline) != "sleep\x004747\x00" {
-		t.Errorf("verbose info pid %d runs %q, want the container's sleep 4747", pid, cmdline)
-	}
+	// runc start returns once the init is told to exec: until its execve
+	// is through, the process has no command line yet.
+	framework.Eventually(t, 5*time.Second, func() (bool, string) {
+		cmdline, _ := os.ReadFile("/proc/" + jsonNum(float64(pid)) + "/cmdline")
+		return string(cmdline) == "sleep\x004747\x00", fmt.Sprintf("verbose info pid %d runs %q, want the container's sleep 4747", pid, cmdline)
+	})
 	if err := d.Runtime().StopContainer(testCtx(t), id, 0); err != nil {
 		t.Fatalf("StopContainer: %v", err)
 	}
