@@ -14,11 +14,15 @@ import (
 // Container is one container. Lifecycle operations on it are serialized
 // by op; mu guards its record.
 type Container struct {
-	op  sync.Mutex
-	mu  sync.Mutex
-	rec meta.Container
-	cfg *runtimeapi.ContainerConfig
-	pod Sandbox
+	op sync.Mutex
+	// events orders a state change with its event: without it, Start's
+	// "running" and the exit of a container that exits at once could be
+	// recorded in order but published STOPPED then STARTED.
+	events sync.Mutex
+	mu     sync.Mutex
+	rec    meta.Container
+	cfg    *runtimeapi.ContainerConfig
+	pod    Sandbox
 	// facts caches what status and stats calls need of the bundle's
 	// config.json: set at creation, read from the bundle once after a
 	// restart. The whole spec is not kept (memory per container).

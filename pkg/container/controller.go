@@ -404,6 +404,8 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 
 // apply records a state the shim reported.
 func (c *Controller) apply(ctr *Container, st shim.State) {
+	ctr.events.Lock()
+	defer ctr.events.Unlock()
 	if ev, changed := c.record(ctr, st); changed {
 		if ev == runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT {
 			c.nri().ContainerExited(ctr.pod, ctr)
