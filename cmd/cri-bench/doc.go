@@ -5,7 +5,7 @@
 // latency percentiles and the memory cost of the daemon and of each pod's
 // runtime processes (shim, pause). It exists so that cri-runtimed and
 // containerd's CRI plugin are measured with exactly the same requests on
-// the same machine (DESIGN.md, "Testing layers", item 4).
+// the same machine (docs/DESIGN.md, "Testing layers", item 4).
 //
 // With --scale it measures a full node instead: each endpoint of the
 // comma-separated --endpoint list gets --pods pods of --containers

@@ -20,7 +20,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
 
-// Tests of invariant 1 of DESIGN.md: after kill -9 of the daemon at any
+// Tests of invariant 1 of docs/DESIGN.md: after kill -9 of the daemon at any
 // point, the next start reconciles, and once kubelet removes everything
 // nothing is left: no mount, netns pin, cgroup, shim, runc state, pod
 // directory or snapshot.

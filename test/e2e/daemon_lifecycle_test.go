@@ -230,7 +230,7 @@ func TestCLI(t *testing.T) {
 				t.Fatalf("config default is not TOML: %v\n%s", err, out)
 			}
 			// Every key the tests write must exist; the paths are the
-			// defaults of DESIGN.md "On the node".
+			// defaults of docs/DESIGN.md "On the node".
 			c := framework.Config(cfg)
 			for key, want := range map[string]any{
 				"root":                           "/var/lib/cri-runtimed",

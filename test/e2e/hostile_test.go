@@ -2,7 +2,7 @@
 
 package e2e
 
-// Hostile registries and hostile images must not hurt the node (DESIGN.md,
+// Hostile registries and hostile images must not hurt the node (docs/DESIGN.md,
 // invariant 4): every test here points the daemon at content crafted to
 // escape its box and checks that the pull or the container fails with a
 // clear error or stays confined, that sentinel files and directories in a

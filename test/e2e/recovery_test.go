@@ -23,7 +23,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
 
-// Tests of invariant 2 of DESIGN.md: containers outlive the daemon. The
+// Tests of invariant 2 of docs/DESIGN.md: containers outlive the daemon. The
 // daemon is stopped (SIGTERM) or killed (SIGKILL) while pods run and
 // started again on the same state.
 
