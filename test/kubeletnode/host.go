@@ -275,57 +275,6 @@ func removeKubepods(driver string) error {
 	return errors.Join(errs...)
 }
 
-// unmountAll detaches every mount at or below dir (kubelet's volume
-// mounts under its root dir), deepest first.
-func unmountAll(dir string) error {
-	for range 10 {
-		data, err := os.ReadFile("/proc/self/mountinfo")
-		if err != nil {
-			return err
-		}
-		var mounts []string
-		for _, line := range strings.Split(string(data), "\n") {
-			fields := strings.Fields(line)
-			if len(fields) < 5 {
-				continue
-			}
-			mp := unescapeMountinfo(fields[4])
-			if mp == dir || strings.HasPrefix(mp, dir+"/") {
-				mounts = append(mounts, mp)
-			}
-		}
-		if len(mounts) == 0 {
-			return nil
-		}
-		slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
-		for _, m := range mounts {
-			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-				return fmt.Errorf("unmount %s: %w", m, err)
-			}
-		}
-	}
-	return fmt.Errorf("mounts left under %s", dir)
-}
-
-// unescapeMountinfo decodes the \ooo escapes of /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
 // KillPods does to the pods what a reboot does: every process in the
 // kubepods cgroups is SIGKILLed and the cgroups are removed (under
 // systemd, kubepods.slice is stopped). Kubelet recreates the QoS cgroups

@@ -21,6 +21,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	statsapi "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 )
 
 // The kubelet's ports, all bound on 127.0.0.1. They are kubelet's
@@ -506,7 +508,7 @@ func (n *Node) Close(timeout time.Duration) error {
 	if n.host != nil {
 		errs = append(errs, n.host.restore(n.PodLogsDir))
 	}
-	errs = append(errs, unmountAll(n.opts.Dir), os.RemoveAll(n.opts.Dir))
+	errs = append(errs, snapshot.UnmountUnder(n.opts.Dir), os.RemoveAll(n.opts.Dir))
 	return errors.Join(errs...)
 }
 
