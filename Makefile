@@ -16,7 +16,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages the daemon and its tests use. Checked with dpkg first so
 # the target is quick when everything is there.
 DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-registry busybox-static \
-	iptables iproute2 skopeo umoci file ca-certificates e2fsprogs mount
+	iptables iproute2 skopeo umoci file ca-certificates e2fsprogs mount criu
 
 # The built-in pause runs from a C constructor, so the daemon is a cgo
 # binary; it is linked statically because it also runs inside the pause

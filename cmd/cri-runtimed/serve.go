@@ -22,6 +22,7 @@ import (
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
@@ -62,6 +63,11 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	if err := traversable(cfg.State); err != nil {
 		return err
 	}
+	// `criu check` takes about half a second: it runs while the rest
+	// starts, once (its answer holds for the daemon's life). The
+	// channel is buffered, so the probe ends even if serve returns early.
+	criuProbe := make(chan checkpoint.Availability, 1)
+	go func() { criuProbe <- checkpoint.Probe(ctx) }()
 	db, err := meta.Open(cfg.MetaDBPath(), lockTimeout)
 	if err != nil {
 		return err
@@ -143,7 +149,9 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	defer collector.Close()
 	rec.WatchStates(objectStates(pods, ctrs))
-	cri := server.New(cfg, images, pods, ctrs, network, collector, server.WithTelemetry(rec))
+	criu := <-criuProbe
+	klog.InfoS("Checkpoint/restore", "usable", criu.Usable, "criu", criu.Path, "version", criu.Version, "reason", criu.Reason)
+	cri := server.New(cfg, images, pods, ctrs, network, collector, server.WithTelemetry(rec), server.WithCheckpoint(criu))
 	if a, ok := nriAPI.(*nri.Adapter); ok {
 		// Plugins connect and are synchronized once every pod and
 		// container is known; stopped before the controllers close.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/hosts"
@@ -258,19 +259,9 @@ func hostsFiles(dir string) (Status, string) {
 }
 
 func criu(ctx context.Context) (Status, string) {
-	path, err := exec.LookPath("criu")
-	if err != nil {
-		return Info, "criu not installed: container checkpoints unavailable"
+	a := checkpoint.Probe(ctx)
+	if !a.Usable {
+		return Info, a.Reason + ": container checkpoints unavailable"
 	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
-	if err != nil {
-		last := strings.TrimSpace(string(out))
-		if i := strings.LastIndexByte(last, '\n'); i >= 0 {
-			last = last[i+1:]
-		}
-		return Info, fmt.Sprintf("%s check fails on this kernel (%s): container checkpoints unavailable", path, last)
-	}
-	return Info, path + " works: container checkpoints possible"
+	return Info, a.Path + " works: container checkpoints possible"
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
@@ -34,6 +35,9 @@ import (
 // errInvalid marks a malformed CRI request; handlers wrap it with the
 // field at fault.
 var errInvalid = errors.New("invalid argument")
+
+// errNotYet marks a part of an RPC this daemon does not implement yet.
+var errNotYet = errors.New("not implemented")
 
 // toStatus maps internal errors onto gRPC codes. It is the only place that
 // does, so every RPC reports the same failure the same way.
@@ -79,6 +83,9 @@ var sentinelCodes = []struct {
 	{container.ErrExecTimeout, codes.DeadlineExceeded},
 	// An NRI plugin or the default validator refused the operation.
 	{nri.ErrRejected, codes.FailedPrecondition},
+	// CRIU cannot run on this node; the message carries CRIU's reason.
+	{checkpoint.ErrUnavailable, codes.FailedPrecondition},
+	{errNotYet, codes.Unimplemented},
 
 	// Images and registries.
 	{image.ErrNotFound, codes.NotFound},

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
@@ -38,6 +39,7 @@ func TestToStatus(t *testing.T) {
 		want codes.Code
 	}{
 		{wrap(errInvalid), codes.InvalidArgument},
+		{wrap(checkpoint.ErrUnavailable), codes.FailedPrecondition},
 		{wrap(reference.ErrInvalid), codes.InvalidArgument},
 		{wrap(oci.ErrInvalid), codes.InvalidArgument},
 		{wrap(podsandbox.ErrInvalid), codes.InvalidArgument},

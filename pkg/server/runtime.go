@@ -81,6 +81,12 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		// The snapshotter in use: overlayfs falls back to native where
 		// overlay cannot mount, which operators (and tests) must see.
 		resp.Info["snapshotter"] = s.images.Snapshotter().Name()
+		// Whether checkpoint/restore works, and if not CRIU's reason.
+		criu, err := json.Marshal(s.criu)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info["checkpoint"] = string(criu)
 		debugInfo(resp.Info)
 	}
 	return resp, nil

@@ -11,6 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/events"
@@ -38,6 +39,8 @@ type Server struct {
 	handlerFeatures map[string]HandlerFeatures
 	events          events.Queue[*runtimeapi.ContainerEventResponse]
 	telemetry       *telemetry.Recorder
+	// criu is whether checkpoints work here, probed once at start.
+	criu checkpoint.Availability
 }
 
 // Option sets an optional Server setting.
@@ -45,6 +48,10 @@ type Option func(*Server)
 
 // WithTelemetry records pull outcomes in rec.
 func WithTelemetry(rec *telemetry.Recorder) Option { return func(s *Server) { s.telemetry = rec } }
+
+// WithCheckpoint records whether CRIU works on this node (checkpoint.Probe
+// at start). Without it the checkpoint RPCs are refused.
+func WithCheckpoint(a checkpoint.Availability) Option { return func(s *Server) { s.criu = a } }
 
 // New returns a CRI server over the given services.
 func New(cfg *config.Config, images *image.Service, pods *podsandbox.Controller, ctrs *container.Controller, network Network, collector *stats.Collector, opts ...Option) *Server {
