@@ -127,30 +127,11 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	s.telemetry.PullPhase(ctx, "layers", tLayers, tRecord)
 	defer func() { s.telemetry.PullPhase(ctx, "record", tRecord, time.Now()) }()
 
-	size := manifest.Config.Size
-	blobs = append(blobs, manifest.Config.Digest)
-	for _, l := range manifest.Layers {
-		size += l.Size
-		blobs = append(blobs, l.Digest)
-	}
-	img := meta.Image{
-		ID:          manifest.Config.Digest,
-		Manifest:    manifestDesc.Digest,
-		RepoDigests: []string{ref.RepoDigest(desc.Digest)},
-		Size:        size,
-		ChainIDs:    chainIDs,
-		Blobs:       blobs,
-		Snapshotter: s.snap.Name(),
-		User:        cfg.Config.User,
-		Created:     time.Now().UTC(),
-	}
+	var tags []string
 	if ref.Tag() != "" {
-		img.RepoTags = []string{ref.String()}
+		tags = []string{ref.String()}
 	}
-	if old, err := s.db.GetImage(img.ID); err == nil {
-		// Keep blobs of earlier pulls through other indexes alive too.
-		img.Blobs = unionDigests(old.Blobs, img.Blobs)
-	}
+	img := s.newRecord(manifestDesc.Digest, manifest, cfg, blobs, tags, []string{ref.RepoDigest(desc.Digest)})
 	untagged, err := s.db.SaveImage(img)
 	s.written()
 	if err != nil {
@@ -160,6 +141,34 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 		klog.V(2).InfoS("Tag moved to another image", "tag", ref.String(), "from", id, "to", img.ID)
 	}
 	return s.db.GetImage(img.ID)
+}
+
+// newRecord is the image record of an unpacked manifest; blobs are the
+// index and manifest blobs that led to it (config and layers are added).
+func (s *Service) newRecord(manifestDigest digest.Digest, manifest ocispec.Manifest, cfg ocispec.Image, blobs []digest.Digest, tags, repoDigests []string) meta.Image {
+	size := manifest.Config.Size
+	blobs = append(blobs, manifest.Config.Digest)
+	for _, l := range manifest.Layers {
+		size += l.Size
+		blobs = append(blobs, l.Digest)
+	}
+	img := meta.Image{
+		ID:          manifest.Config.Digest,
+		Manifest:    manifestDigest,
+		RepoTags:    tags,
+		RepoDigests: repoDigests,
+		Size:        size,
+		ChainIDs:    ChainIDs(cfg.RootFS.DiffIDs),
+		Blobs:       blobs,
+		Snapshotter: s.snap.Name(),
+		User:        cfg.Config.User,
+		Created:     time.Now().UTC(),
+	}
+	if old, err := s.db.GetImage(img.ID); err == nil {
+		// Keep blobs of earlier pulls through other indexes alive too.
+		img.Blobs = unionDigests(old.Blobs, img.Blobs)
+	}
+	return img
 }
 
 func unionDigests(a, b []digest.Digest) []digest.Digest {

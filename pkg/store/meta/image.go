@@ -125,36 +125,53 @@ func (db *DB) ListImages() ([]Image, error) {
 // any other image (a tag names one image). It returns the IDs of images
 // that lost a tag.
 func (db *DB) SaveImage(img Image) (untagged []digest.Digest, err error) {
+	return db.SaveImages([]Image{img})
+}
+
+// SaveImages stores imgs as SaveImage does, all in one transaction: an
+// import of several images records all of them or none.
+func (db *DB) SaveImages(imgs []Image) (untagged []digest.Digest, err error) {
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		b, names := tx.Bucket(bucketImages), tx.Bucket(bucketImageNames)
-		if v := b.Get([]byte(img.ID)); v != nil {
-			var old Image
-			if err := json.Unmarshal(v, &old); err != nil {
-				return fmt.Errorf("decode image %s: %w", img.ID, err)
-			}
-			img.RepoTags = union(old.RepoTags, img.RepoTags)
-			img.RepoDigests = union(old.RepoDigests, img.RepoDigests)
-			img.Pinned = img.Pinned || old.Pinned
-			if !old.Created.IsZero() {
-				img.Created = old.Created
-			}
-		}
-		for _, tag := range img.RepoTags {
-			owner := names.Get([]byte(tag))
-			if owner == nil || string(owner) == string(img.ID) {
-				continue
-			}
-			moved, err := untag(b, digest.Digest(owner), tag)
+		for _, img := range imgs {
+			moved, err := saveImage(b, names, img)
 			if err != nil {
 				return err
 			}
-			if moved {
-				untagged = append(untagged, digest.Digest(owner))
-			}
+			untagged = append(untagged, moved...)
 		}
-		return put(b, names, img)
+		return nil
 	})
 	return untagged, err
+}
+
+func saveImage(b, names *bolt.Bucket, img Image) (untagged []digest.Digest, err error) {
+	if v := b.Get([]byte(img.ID)); v != nil {
+		var old Image
+		if err := json.Unmarshal(v, &old); err != nil {
+			return nil, fmt.Errorf("decode image %s: %w", img.ID, err)
+		}
+		img.RepoTags = union(old.RepoTags, img.RepoTags)
+		img.RepoDigests = union(old.RepoDigests, img.RepoDigests)
+		img.Pinned = img.Pinned || old.Pinned
+		if !old.Created.IsZero() {
+			img.Created = old.Created
+		}
+	}
+	for _, tag := range img.RepoTags {
+		owner := names.Get([]byte(tag))
+		if owner == nil || string(owner) == string(img.ID) {
+			continue
+		}
+		moved, err := untag(b, digest.Digest(owner), tag)
+		if err != nil {
+			return nil, err
+		}
+		if moved {
+			untagged = append(untagged, digest.Digest(owner))
+		}
+	}
+	return untagged, put(b, names, img)
 }
 
 // untag removes tag from the record of id, if it has it.
