@@ -40,6 +40,8 @@ func run(args []string) int {
 		fmt.Fprintf(fs.Output(), `Usage: cri-runtimed [flags]            serve CRI v1 (default)
        cri-runtimed config default    print the default configuration
        cri-runtimed check             check that this node can run the daemon (exit 0 if it can)
+       cri-runtimed images import FILE... | export FILE REF... | ls
+                                      import, export and list images through the running daemon
        cri-runtimed version           print the version
 
 Flags:
@@ -91,6 +93,8 @@ Flags:
 		return 0
 	case rest[0] == "check" && len(rest) == 1:
 		return check(*configPath, explicit)
+	case rest[0] == "images":
+		return images(*configPath, explicit, rest[1:])
 	case rest[0] == "version":
 		printVersion()
 		return 0

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/admin"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cdi"
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
@@ -181,6 +182,20 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		}
 	}()
 	cri.SetStreaming(streams)
+
+	adminLis, err := listen(config.GRPC{Address: cfg.AdminSocketPath(), Mode: "0600"})
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	adm := admin.Serve(adminLis, images)
+	defer func() {
+		actx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := adm.Close(actx); err != nil {
+			klog.ErrorS(err, "Stopping the admin socket")
+		}
+		os.Remove(cfg.AdminSocketPath())
+	}()
 
 	lis, err := listen(cfg.GRPC)
 	if err != nil {

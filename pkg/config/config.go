@@ -446,6 +446,9 @@ func (c *Config) HandlerRoot(name string) string {
 func (c *Config) MetaDBPath() string { return filepath.Join(c.Root, "meta.db") }
 func (c *Config) ContentDir() string { return filepath.Join(c.Root, "content") }
 
+// AdminSocketPath is the root-only socket `cri-runtimed images` talks to.
+func (c *Config) AdminSocketPath() string { return filepath.Join(c.State, "admin.sock") }
+
 // CNICacheDir keeps CNI results so that DEL works after a restart.
 func (c *Config) CNICacheDir() string { return filepath.Join(c.Root, "cni", "cache") }
 func (c *Config) SnapshotDir(name string) string {

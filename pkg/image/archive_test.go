@@ -316,7 +316,6 @@ func TestImportMultiImageOCILayout(t *testing.T) {
 	}
 }
 
-
 // TestImportBadArchives feeds hostile and broken archives: each fails
 // with ErrInvalidArchive (or the unpack's own refusal), records no
 // image, and leaves nothing once GC ran: no blob, snapshot or ingest.

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/peercred"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/reaper"
 	ociruntime "github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/runtime"
 )
@@ -329,7 +330,7 @@ func redirectOutput(path string) error {
 // container from any bundle or exec a process with any capabilities, so
 // the socket's mode must not rest on the umask the shim inherited: it is
 // chmod'ed 0600 before the first accept (a connection made in between is
-// refused by peerAllowed).
+// refused by peercred.SameUser).
 func listenPrivate(sock, path string) (net.Listener, error) {
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -344,35 +345,6 @@ func listenPrivate(sock, path string) (net.Listener, error) {
 
 // socketMode is the mode of the shim's socket.
 const socketMode = 0o600
-
-// peerAllowed checks, by SO_PEERCRED, that the process at the other end
-// of conn runs as the shim's own user (root, as the daemon does): the
-// socket's mode is one guard, this is the other, for a socket whose mode
-// was changed or a directory that lets others through.
-func peerAllowed(conn net.Conn) error {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("not a unix connection: %T", conn)
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return err
-	}
-	if cerr != nil {
-		return fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	if int(cred.Uid) != os.Geteuid() {
-		return fmt.Errorf("peer pid %d runs as uid %d, not %d", cred.Pid, cred.Uid, os.Geteuid())
-	}
-	return nil
-}
 
 // connSet tracks the RPC connections so that they are closed, and their
 // goroutines end, when the shim stops.
@@ -395,7 +367,7 @@ func (cs *connSet) serve(ln net.Listener, rs *rpc.Server, stream func(net.Conn, 
 			}
 			return
 		}
-		if err := peerAllowed(conn); err != nil {
+		if err := peercred.SameUser(conn); err != nil {
 			klog.InfoS("Refusing a connection", "reason", err)
 			conn.Close()
 			continue
