@@ -96,6 +96,8 @@ var sentinelCodes = []struct {
 	// request was well formed, the content is refused, so not
 	// InvalidArgument (kubelet and operators read that as their mistake).
 	{image.ErrInvalidImage, codes.FailedPrecondition},
+	// Archives come over the admin socket, not CRI; listed for completeness.
+	{image.ErrInvalidArchive, codes.InvalidArgument},
 	{registry.ErrSchema1, codes.Unimplemented},
 	{registry.ErrNotFound, codes.NotFound},
 	{registry.ErrUnauthorized, codes.PermissionDenied},
