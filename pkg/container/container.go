@@ -29,6 +29,13 @@ type Container struct {
 	facts *specFacts
 	// writable caches the directory of the container's writable layer.
 	writable string
+	// runtime guards the OCI runtime's side of the container: whether the
+	// pod's shim has created it yet (inRuntime), and the bundle's
+	// config.json until it has. CreateContainer only prepares the bundle;
+	// the runtime creates the container when it starts, as containerd
+	// does, so that a created container costs no process.
+	runtime   sync.Mutex
+	inRuntime bool
 }
 
 // ID is the container's 64-hex-character ID.

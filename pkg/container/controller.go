@@ -320,23 +320,13 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		return "", err
 	}
 	ctr.setSpec(spec)
-	cl := pod.Shim()
-	if cl == nil {
+	// The OCI runtime creates the container at its start (runtimeCreate),
+	// as containerd does: a created container costs a record, a mounted
+	// rootfs and a bundle, no process.
+	if pod.Shim() == nil {
 		return "", fmt.Errorf("%w: the pod's shim is gone", errNotReady)
 	}
-	st, err := cl.Create(ctx, shim.CreateRequest{
-		ID:        id,
-		Bundle:    bundle,
-		Stdin:     cfg.GetStdin(),
-		StdinOnce: cfg.GetStdinOnce(),
-		Terminal:  cfg.GetTty(),
-		LogPath:   rec.LogPath,
-	})
-	if err != nil {
-		return "", fmt.Errorf("create container: %w", err)
-	}
 	ctr.rec.State = meta.ContainerCreated
-	ctr.rec.Pid = st.Pid
 	if err := c.db.PutContainer(ctr.rec); err != nil {
 		return "", fmt.Errorf("save container record: %w", err)
 	}
@@ -380,6 +370,16 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
 	}
+	if err := c.runtimeCreate(ctx, ctr, cl); err != nil {
+		// As containerd, whose task is created here too: the container
+		// will not run. The shim records a failed create as exited.
+		st, serr := cl.State(ctx, rec.ID)
+		if serr != nil || st.Status != shim.StatusExited {
+			st = shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()}
+		}
+		c.apply(ctr, st)
+		return fmt.Errorf("start container %s: %w", rec.ID, err)
+	}
 	if err := c.nri().StartContainer(ctx, ctr.pod, ctr); err != nil {
 		// As containerd: the container will not run.
 		c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()})
@@ -400,6 +400,48 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	c.nri().PostStartContainer(ctx, ctr.pod, ctr)
 	klog.V(2).InfoS("Container started", "container", rec.ID, "pid", st.Pid)
 	return nil
+}
+
+// runtimeCreate has the pod's shim create the container in the OCI
+// runtime from its bundle, unless it did already (a start that failed
+// after it, or a container created before a restart of the daemon).
+// Nothing is recorded: until the start is, a restart finds the container
+// in the shim as created (recoverOne), and a start creates it only once.
+func (c *Controller) runtimeCreate(ctx context.Context, ctr *Container, cl shim.API) error {
+	ctr.runtime.Lock()
+	defer ctr.runtime.Unlock()
+	if ctr.inRuntime {
+		return nil
+	}
+	rec := ctr.Record()
+	cfg := ctr.Config()
+	_, err := cl.Create(ctx, shim.CreateRequest{
+		ID:        rec.ID,
+		Bundle:    ctr.pod.BundleDir(rec.ID),
+		Stdin:     cfg.GetStdin(),
+		StdinOnce: cfg.GetStdinOnce(),
+		Terminal:  cfg.GetTty(),
+		LogPath:   rec.LogPath,
+	})
+	if err != nil && !errors.Is(err, shim.ErrAlreadyExists) {
+		return fmt.Errorf("create container in the runtime: %w", err)
+	}
+	ctr.inRuntime = true
+	return nil
+}
+
+// isInRuntime tells whether the pod's shim has created the container.
+func (ctr *Container) isInRuntime() bool {
+	ctr.runtime.Lock()
+	defer ctr.runtime.Unlock()
+	return ctr.inRuntime
+}
+
+// markInRuntime records that the pod's shim knows the container.
+func (ctr *Container) markInRuntime() {
+	ctr.runtime.Lock()
+	ctr.inRuntime = true
+	ctr.runtime.Unlock()
 }
 
 // apply records a state the shim reported.
@@ -945,7 +987,7 @@ func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *sp
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
 	}
-	if err := cl.Update(ctx, rec.ID, raw); err != nil {
+	if err := c.updateRuntime(ctx, ctr, cl, res, raw); err != nil {
 		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
 	ctr.mu.Lock()
@@ -968,6 +1010,65 @@ func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *sp
 		return fmt.Errorf("save container record: %w", err)
 	}
 	return nil
+}
+
+// updateRuntime applies res through the runtime, or, to a container the
+// runtime has not created yet, writes them into its bundle's config.json
+// for the start to create it with (the fields res sets replace the
+// spec's, as runc update does; devices stay).
+func (c *Controller) updateRuntime(ctx context.Context, ctr *Container, cl shim.API, res *specs.LinuxResources, raw []byte) error {
+	ctr.runtime.Lock()
+	defer ctr.runtime.Unlock()
+	if ctr.inRuntime {
+		return cl.Update(ctx, ctr.ID(), raw)
+	}
+	bundle := ctr.pod.BundleDir(ctr.ID())
+	spec, err := oci.Load(bundle)
+	if err != nil {
+		return err
+	}
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	spec.Linux.Resources = mergeResources(spec.Linux.Resources, res)
+	return oci.Save(spec, bundle)
+}
+
+// mergeResources is cur with every group res sets replaced; cur's devices
+// stay.
+func mergeResources(cur, res *specs.LinuxResources) *specs.LinuxResources {
+	out := &specs.LinuxResources{}
+	if cur != nil {
+		*out = *cur
+	}
+	if res == nil {
+		return out
+	}
+	if res.Memory != nil {
+		out.Memory = res.Memory
+	}
+	if res.CPU != nil {
+		out.CPU = res.CPU
+	}
+	if res.Pids != nil {
+		out.Pids = res.Pids
+	}
+	if res.BlockIO != nil {
+		out.BlockIO = res.BlockIO
+	}
+	if res.HugepageLimits != nil {
+		out.HugepageLimits = res.HugepageLimits
+	}
+	if res.Network != nil {
+		out.Network = res.Network
+	}
+	if res.Rdma != nil {
+		out.Rdma = res.Rdma
+	}
+	if res.Unified != nil {
+		out.Unified = res.Unified
+	}
+	return out
 }
 
 // nriAdjust has NRI plugins see the container about to be created and

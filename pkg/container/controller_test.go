@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -352,14 +353,17 @@ func TestRemoveReleasesEverything(t *testing.T) {
 	}
 }
 
-// TestCreateFailureCleansUp: a create the shim refuses leaves nothing
+// TestCreateFailureCleansUp: a create that fails after the record was
+// written (here: the PID namespace target does not exist) leaves nothing
 // behind, and the name can be used again.
 func TestCreateFailureCleansUp(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.pod.shim.Fail["Create"] = errors.New("runc create failed")
-	if _, err := e.c.Create(ctx, e.pod, e.config("c", 0)); err == nil {
-		t.Fatal("Create succeeded although the shim refused")
+	cfg := e.config("c", 0)
+	cfg.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: "nosuchcontainer"}}}
+	if _, err := e.c.Create(ctx, e.pod, cfg); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Create with an unknown PID namespace target = %v, want ErrInvalid", err)
 	}
 	if recs, _ := e.db.ListContainers(); len(recs) != 0 {
 		t.Errorf("records left: %+v", recs)
@@ -377,8 +381,87 @@ func TestCreateFailureCleansUp(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(e.pod.dir, "bundles")); len(entries) != 0 {
 		t.Errorf("bundles left: %v", entries)
 	}
-	delete(e.pod.shim.Fail, "Create")
 	e.create("c")
+}
+
+// TestCreateDefersRuntime: CreateContainer only prepares the bundle; the
+// runtime creates the container at its start, once, and a create the
+// runtime refuses there leaves the container exited with StartError
+// (as containerd, which creates its task at the start too).
+func TestCreateDefersRuntime(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create("c")
+	if _, ok := e.pod.shim.Containers()[id]; ok {
+		t.Fatal("the shim holds the container before its start")
+	}
+	if rec := e.record(id); rec.State != meta.ContainerCreated || rec.Pid != 0 {
+		t.Fatalf("after Create: state %s pid %d, want created without a pid", rec.State, rec.Pid)
+	}
+	if err := e.c.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.pod.shim.Containers()[id]; !ok {
+		t.Fatal("the shim does not hold the started container")
+	}
+
+	bad := e.create("bad")
+	e.pod.shim.Fail["Create"] = errors.New("runc create failed")
+	if err := e.c.Start(ctx, bad); err == nil {
+		t.Fatal("Start succeeded although the runtime refused the create")
+	}
+	delete(e.pod.shim.Fail, "Create")
+	if rec := e.record(bad); rec.State != meta.ContainerExited || rec.ExitCode != 128 || rec.Reason != "StartError" {
+		t.Errorf("after a refused create: state %s exit %d reason %q, want exited 128 StartError", rec.State, rec.ExitCode, rec.Reason)
+	}
+	if err := e.c.Start(ctx, bad); !errors.Is(err, ErrState) {
+		t.Errorf("second Start = %v, want ErrState", err)
+	}
+	if err := e.c.Remove(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(e.pod.BundleDir(bad)); !os.IsNotExist(err) {
+		t.Errorf("bundle left: %v", err)
+	}
+}
+
+// TestUpdateBeforeRuntime: resources updated before the start reach the
+// spec the runtime creates the container from; devices stay.
+func TestUpdateBeforeRuntime(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.create("c")
+	spec, err := oci.Load(e.pod.BundleDir(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices := spec.Linux.Resources.Devices
+	if err := e.c.UpdateResources(ctx, id, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512}); err != nil {
+		t.Fatal(err)
+	}
+	if calls := countCalls(e.pod.shim.Calls(), "Update "+id); calls != 0 {
+		t.Errorf("%d runtime updates of a container the runtime does not have", calls)
+	}
+	spec, err = oci.Load(e.pod.BundleDir(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := spec.Linux.Resources
+	if r.Memory == nil || r.Memory.Limit == nil || *r.Memory.Limit != 64<<20 || r.CPU == nil || r.CPU.Shares == nil || *r.CPU.Shares != 512 {
+		t.Errorf("spec resources after the update: %+v", r)
+	}
+	if !reflect.DeepEqual(r.Devices, devices) {
+		t.Errorf("devices %v, want %v", r.Devices, devices)
+	}
+	if err := e.c.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.UpdateResources(ctx, id, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if calls := countCalls(e.pod.shim.Calls(), "Update "+id); calls != 1 {
+		t.Errorf("%d runtime updates of a started container, want 1", calls)
+	}
 }
 
 // TestShimDied: when the pod's shim dies, its running and created
@@ -616,4 +699,14 @@ func TestSpecFactsFromMemory(t *testing.T) {
 	if got := ctr.User(); got == nil || got.UID != want.Process.User.UID || got.GID != want.Process.User.GID {
 		t.Errorf("User = %+v, want %+v", got, want.Process.User)
 	}
+}
+
+func countCalls(calls []string, call string) int {
+	n := 0
+	for _, c := range calls {
+		if c == call {
+			n++
+		}
+	}
+	return n
 }

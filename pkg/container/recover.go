@@ -148,7 +148,13 @@ func (c *Controller) refresh(ctx context.Context, ctr *Container) {
 	if cl := ctr.pod.Shim(); cl != nil {
 		st, err := cl.State(ctx, rec.ID)
 		if err == nil {
+			ctr.markInRuntime()
 			c.apply(ctr, st)
+			return
+		}
+		if errors.Is(err, shim.ErrNotFound) && rec.State == meta.ContainerCreated {
+			// Created, never started: the runtime creates it at its
+			// start.
 			return
 		}
 		if !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {

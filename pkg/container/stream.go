@@ -91,6 +91,10 @@ func (c *Controller) Attach(ctx context.Context, id string, stdio shim.Stdio) er
 	if cl == nil {
 		return fmt.Errorf("%w: the pod's shim is gone", ErrNotRunning)
 	}
+	if !ctr.isInRuntime() {
+		// Its stdio comes to be when it starts (runtimeCreate).
+		return fmt.Errorf("%w: container %s has not started", ErrNotRunning, rec.ID)
+	}
 	if err := cl.Attach(ctx, rec.ID, ctr.Config().GetTty(), stdio); err != nil {
 		return streamError("attach to", rec.ID, err)
 	}

@@ -324,7 +324,14 @@ func TestHandlersPinned(t *testing.T) {
 	if _, err := st.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id}); err != nil {
 		t.Fatal(err)
 	}
-	// A created container "stopped" stays created; kill it for real.
+	// A created container "stopped" stays created; start it and have it
+	// exit.
+	if !pinned() {
+		t.Error("not pinned after a stop of a created container")
+	}
+	if _, err := st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.shimOf(pod).Exit(id, 0); err != nil {
 		t.Fatal(err)
 	}

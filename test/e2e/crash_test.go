@@ -297,8 +297,10 @@ func TestCrashDuringStartContainer(t *testing.T) {
 	for i := range crashIterations {
 		podCfg := framework.PodConfig(fmt.Sprintf("crash-start-%d", i))
 		pod := d.RunPod(t, podCfg)
+		// The runtime creates the container inside StartContainer: a
+		// kill there may leave its init waiting in the shim, which the
+		// pod's removal must take down (afterCrashCleanup).
 		ctr := d.CreateContainer(t, pod, framework.Shell("c", "busybox", counterScript), podCfg)
-		createdPid := verbosePid(t, d.ContainerStatus(t, ctr))
 		delay := crashDelay(i, dur)
 		opErr, returned := killDuring(t, d, delay, func(ctx context.Context, rc runtimeapi.RuntimeServiceClient) error {
 			_, err := rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr})
@@ -314,7 +316,7 @@ func TestCrashDuringStartContainer(t *testing.T) {
 		seen[point]++
 		t.Logf("iteration %d: kill after %v: RPC error %v; %s", i, delay, opErr, point)
 
-		pids := []int{createdPid}
+		var pids []int
 		switch st.State {
 		case runtimeapi.ContainerState_CONTAINER_RUNNING:
 			pid := verbosePid(t, d.ContainerStatus(t, ctr))
