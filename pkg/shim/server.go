@@ -578,14 +578,27 @@ func (s *server) update(ctx context.Context, id string, resources []byte) error 
 	return nil
 }
 
+// deleteAllParallelism bounds the runtime deletes deleteAll runs at once.
+// Each container's delete is serialized by its own lock only, and most of
+// a delete is waiting for the runtime binary: a pod's stop should not
+// cost the sum of its containers' deletes.
+const deleteAllParallelism = 8
+
 // deleteAll force-deletes every container (forced shutdown, state dir
 // removed).
 func (s *server) deleteAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, deleteAllParallelism)
 	for _, st := range s.list() {
-		if _, err := s.delete(ctx, st.ID); err != nil {
-			klog.ErrorS(err, "Delete container at shutdown", "id", st.ID)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := s.delete(ctx, st.ID); err != nil {
+				klog.ErrorS(err, "Delete container at shutdown", "id", st.ID)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 func (s *server) count() int {
