@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // procRoot is where procfs is mounted; a variable so tests can point it
@@ -257,11 +261,11 @@ func findDaemon(pid int, name, socketPath string) (int, error) {
 		}
 		return pid, nil
 	}
-	t, err := snapshotProcesses()
-	if err != nil {
-		return 0, err
-	}
 	if name != "" {
+		t, err := snapshotProcesses()
+		if err != nil {
+			return 0, err
+		}
 		var found []int
 		for p, st := range t.stat {
 			if st.Comm == name {
@@ -281,54 +285,41 @@ func findDaemon(pid int, name, socketPath string) (int, error) {
 	if socketPath == "" {
 		return 0, nil
 	}
-	return socketOwner(socketPath, t)
+	return socketOwner(socketPath)
 }
 
-// socketOwner finds the process with an open fd on the listening unix
-// socket bound to path: /proc/net/unix gives the socket inode, the fd
-// links give "socket:[inode]".
-func socketOwner(path string, t *processTable) (int, error) {
-	data, err := os.ReadFile(filepath.Join(procRoot, "net", "unix"))
+// socketOwner finds the process serving the unix socket at path: the
+// kernel records who called listen(2) on it and hands that to every
+// client that connects (SO_PEERCRED). /proc/net/unix is no help: it shows
+// the name the socket was bound to, and a daemon that binds a temporary
+// name and renames it into place (cri-runtimed does, so that the socket
+// never exists with the wrong mode) is not found under path there.
+func socketOwner(path string) (int, error) {
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
-		return 0, fmt.Errorf("read /proc/net/unix: %w", err)
+		return 0, fmt.Errorf("connect to %s: %w", path, err)
 	}
-	var inode string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		// Num RefCount Protocol Flags Type St Inode Path; listening
-		// sockets have the __SO_ACCEPTCON flag (0x10000).
-		f := strings.Fields(sc.Text())
-		if len(f) < 8 || f[7] != path {
-			continue
-		}
-		flags, err := strconv.ParseUint(f[3], 16, 32)
-		if err == nil && flags&0x10000 != 0 {
-			inode = f[6]
-			break
-		}
+	defer conn.Close()
+	raw, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, err
 	}
-	if inode == "" {
-		return 0, fmt.Errorf("no listening unix socket %s", path)
+	var (
+		cred *unix.Ucred
+		cerr error
+	)
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
 	}
-	want := "socket:[" + inode + "]"
-	pids := make([]int, 0, len(t.stat))
-	for p := range t.stat {
-		pids = append(pids, p)
+	if cerr != nil {
+		return 0, fmt.Errorf("SO_PEERCRED of %s: %w", path, cerr)
 	}
-	slices.Sort(pids)
-	for _, p := range pids {
-		fdDir := filepath.Join(procRoot, strconv.Itoa(p), "fd")
-		fds, err := os.ReadDir(fdDir)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			if l, err := os.Readlink(filepath.Join(fdDir, fd.Name())); err == nil && l == want {
-				return p, nil
-			}
-		}
+	if cred.Pid <= 0 {
+		return 0, fmt.Errorf("no process behind unix socket %s", path)
 	}
-	return 0, fmt.Errorf("no process holds unix socket %s", path)
+	return int(cred.Pid), nil
 }
 
 // cpuTicks is utime+stime of pid in clock ticks (USER_HZ, 100 on Linux).

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,5 +112,37 @@ func TestInfoPID(t *testing.T) {
 		if _, err := infoPID(info); err == nil {
 			t.Errorf("infoPID(%v): no error", info)
 		}
+	}
+}
+
+// TestSocketOwnerRenamed: the daemon serving a socket is found even when
+// the socket was bound under another name and renamed into place, as
+// cri-runtimed does.
+func TestSocketOwnerRenamed(t *testing.T) {
+	dir := t.TempDir()
+	tmp, final := filepath.Join(dir, ".sock.tmp"), filepath.Join(dir, "daemon.sock")
+	lis, err := net.Listen("unix", tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if err := os.Rename(tmp, final); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := socketOwner(final)
+	if err != nil || pid != os.Getpid() {
+		t.Errorf("socketOwner = %d, %v; want this process, %d", pid, err, os.Getpid())
+	}
+	if _, err := socketOwner(filepath.Join(dir, "none.sock")); err == nil {
+		t.Error("socketOwner of a path without a socket succeeded")
 	}
 }
