@@ -35,6 +35,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("cri-runtimed", flag.ContinueOnError)
 	configPath := fs.String("config", config.DefaultPath, "path of the TOML configuration file")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	pprofAddr := fs.String("debug-pprof-address", "", "serve Go's pprof profiles on this loopback host:port (debugging; off by default)")
 	klog.InitFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage: cri-runtimed [flags]            serve CRI v1 (default)
@@ -74,6 +75,14 @@ Flags:
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
+		if *pprofAddr != "" {
+			_, stopPprof, err := servePprof(*pprofAddr)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)
+				return 2
+			}
+			defer stopPprof()
+		}
 		load := func() (*config.Config, error) { return config.Load(*configPath, explicit) }
 		if err := serve(ctx, cfg, load); err != nil {
 			klog.ErrorS(err, "cri-runtimed failed")
