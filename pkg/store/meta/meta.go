@@ -21,6 +21,8 @@ var (
 // DB is the daemon's metadata database.
 type DB struct {
 	bolt *bolt.DB
+	// records groups the writes of sandbox and container records.
+	records group
 }
 
 // Open opens or creates the database at path, failing after lockTimeout
@@ -36,7 +38,7 @@ func Open(path string, lockTimeout time.Duration) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
 	}
-	db := &DB{bolt: b}
+	db := &DB{bolt: b, records: group{db: b}}
 	if err := b.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketImages); err != nil {
 			return err

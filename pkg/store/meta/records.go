@@ -145,13 +145,13 @@ func putJSON(db *DB, bucket []byte, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s %s: %w", bucket, key, err)
 	}
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.records.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).Put([]byte(key), b)
 	})
 }
 
 func deleteKey(db *DB, bucket []byte, key string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.records.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).Delete([]byte(key))
 	})
 }
