@@ -202,7 +202,14 @@ func TestStartRacesExit(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				time.Sleep(time.Duration(rng.Intn(200)) * time.Microsecond)
-				if ev, err := e.pod.shim.State(ctx, id); err == nil && ev.Status == shim.StatusExited {
+				// The shim has the container from Start's runtime create
+				// on; the monitor hears of nothing before.
+				ev, err := e.pod.shim.State(ctx, id)
+				for deadline := time.Now().Add(10 * time.Second); errors.Is(err, shim.ErrNotFound) && time.Now().Before(deadline); {
+					time.Sleep(20 * time.Microsecond)
+					ev, err = e.pod.shim.State(ctx, id)
+				}
+				if err == nil && ev.Status == shim.StatusExited {
 					e.c.HandleEvent(e.pod, shim.Event{ID: id, Type: shim.EventExited, State: ev})
 					return
 				}
