@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +38,12 @@ func newCgroupfs(o options) (*cgroupfs, error) {
 func (d *cgroupfs) Name() string          { return CgroupfsName }
 func (d *cgroupfs) RuntimeArgs() []string { return nil }
 func (d *cgroupfs) Close() error          { return nil }
+
+// UpdateContainer does nothing: the runtime wrote the cgroup files, and
+// nothing else owns them.
+func (d *cgroupfs) UpdateContainer(context.Context, string, *specs.LinuxResources) error {
+	return nil
+}
 
 func (d *cgroupfs) PodCgroup(podID, configured string) (string, bool, error) {
 	if configured == "" {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Driver names, as kubelet's cgroupDriver setting spells them.
@@ -57,6 +59,11 @@ type Driver interface {
 	// RuntimeArgs are the OCI runtime's global options for this driver,
 	// given to every runc or crun invocation (create, update, delete...).
 	RuntimeArgs() []string
+	// UpdateContainer makes a resource update of the container whose
+	// linux.cgroupsPath is cgroupsPath stick, after the OCI runtime
+	// applied it: nothing for cgroupfs; for systemd the properties of
+	// the container's scope unit (see systemd_update.go).
+	UpdateContainer(ctx context.Context, cgroupsPath string, r *specs.LinuxResources) error
 	// Close releases the driver's connections.
 	Close() error
 }

@@ -3,6 +3,7 @@ package cgroups
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -230,6 +231,17 @@ func (b *fakeBus) ResetFailedUnitContext(_ context.Context, name string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.calls = append(b.calls, "reset-failed "+name)
+	return nil
+}
+
+func (b *fakeBus) SetUnitPropertiesContext(_ context.Context, name string, runtime bool, props ...sd.Property) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, fmt.Sprintf("set-property %s runtime=%t", name, runtime))
+	if err := b.take(); err != nil {
+		return err
+	}
+	b.units[name] = append(b.units[name], props...)
 	return nil
 }
 

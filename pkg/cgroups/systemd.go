@@ -25,6 +25,7 @@ type unitManager interface {
 	StartTransientUnitContext(ctx context.Context, name, mode string, props []sd.Property, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 	ResetFailedUnitContext(ctx context.Context, name string) error
+	SetUnitPropertiesContext(ctx context.Context, name string, runtime bool, props ...sd.Property) error
 	Connected() bool
 	Close()
 }

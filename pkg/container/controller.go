@@ -990,6 +990,9 @@ func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *sp
 	if err := c.updateRuntime(ctx, ctr, cl, res, raw); err != nil {
 		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
+	if err := c.opts.Cgroups.UpdateContainer(ctx, ctr.CgroupsPath(), res); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
+	}
 	ctr.mu.Lock()
 	cfg := proto.Clone(ctr.cfg).(*runtimeapi.ContainerConfig)
 	if cfg.Linux == nil {
