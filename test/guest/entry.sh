@@ -60,6 +60,17 @@ e2e() {
 	env "$@" "$host/e2e.test" -test.run "$regex" -test.v -test.count=1 -test.timeout 90m 2>&1 |
 		tee "$out/$name.log" | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go'
 	rc=${PIPESTATUS[0]}
+	# A regex that matches nothing passes, and so does a test that skips
+	# (one that finds no cgroup v2 or no systemd): neither is a result.
+	if [ $rc = 0 ] && ! grep -q '^--- PASS' "$out/$name.log"; then
+		echo "guest: == $name: no test ran"
+		rc=97
+	fi
+	if [ $rc = 0 ] && [ "$suite" = smoke ] && grep -q -- '--- SKIP' "$out/$name.log"; then
+		grep -- '--- SKIP' -A2 "$out/$name.log"
+		echo "guest: == $name: the smoke subset skipped tests"
+		rc=96
+	fi
 	echo "guest: == $name: exit $rc after $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
 	[ $rc = 0 ] || failed=$((failed + 1))
 }
