@@ -51,13 +51,21 @@ fi
 # e2e NAME REGEX [VAR=value...] runs the e2e tests matching REGEX with the
 # given environment; the console gets the lines `make e2e` shows.
 e2e() {
-	local name=$1 regex=$2 t0 rc
+	local name=$1 regex=$2
 	shift 2
-	want "$name" || return 0
 	[ -z "$only" ] || regex=$only
+	tests "$name" "$host/e2e.test" "$regex" "$@"
+}
+
+# tests NAME BINARY REGEX [VAR=value...] runs a go test binary's tests
+# matching REGEX as stage NAME.
+tests() {
+	local name=$1 bin=$2 regex=$3 t0 rc
+	shift 3
+	want "$name" || return 0
 	t0=$(now)
 	echo "guest: == $name (${*:-defaults}): $regex"
-	env "$@" "$host/e2e.test" -test.run "$regex" -test.v -test.count=1 -test.timeout 90m 2>&1 |
+	env "$@" "$bin" -test.run "$regex" -test.v -test.count=1 -test.timeout 90m 2>&1 |
 		tee "$out/$name.log" | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|^\s+\S+_test.go'
 	rc=${PIPESTATUS[0]}
 	# A regex that matches nothing passes, and so does a test that skips
@@ -78,8 +86,8 @@ e2e() {
 # unit installs the daemon as an operator does (make install, then the
 # unit) and runs the tests that restart it through systemd.
 unit() {
-	local t0 rc
-	want unit || want kubelet || return 0
+	local t0
+	want unit || return 0
 	t0=$(now)
 	echo "guest: == systemd unit: make install; systemctl enable --now cri-runtimed"
 	if ! make -s -C "$host/src" install NOBUILD=1 >"$out/install.log" 2>&1 ||
@@ -89,15 +97,6 @@ unit() {
 		return
 	fi
 	e2e unit 'TestSystemdUnit' CRI_RUNTIMED_E2E_INSTALLED=1
-	if [ "$suite" = full ] && want kubelet; then
-		if [ -x "$host/kubelet" ]; then
-			echo "guest: == kubelet $("$host/kubelet" --version 2>&1) on the unit, static pods"
-			"$host/kubelet.sh" || failed=$((failed + 1))
-		else
-			echo "guest: == kubelet: none staged (run.sh takes it from \$GUEST_KUBELET)"
-			failed=$((failed + 1))
-		fi
-	fi
 	journalctl -u cri-runtimed --no-pager >"$out/unit-journal.log" 2>&1
 	systemctl disable --now cri-runtimed >/dev/null 2>&1
 	echo "guest: == systemd unit: $(echo "$(now) - $t0" | awk '{print $1 - $3}') s in all"
@@ -121,6 +120,16 @@ full)
 	e2e cgroups-cgroupfs "$cgroup_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=cgroupfs
 	e2e pods-crun-systemd "$pod_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd CRI_RUNTIMED_E2E_HANDLER=crun
 	unit
+	# The kubelet suite (test/e2e/kubelet): the newest kubelet at its
+	# defaults, cgroupDriver systemd (the daemon's), on cgroup v2.
+	if want kubelet && ! [ -x "$host/kubelet" ]; then
+		echo "guest: == kubelet: none staged (run.sh takes it from \$GUEST_KUBELET)"
+		failed=$((failed + 1))
+	elif want kubelet; then
+		echo "guest: == kubelet suite: $("$host/kubelet" --version 2>&1)"
+		tests kubelet "$host/kubelet.test" . CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd \
+			CRI_RUNTIMED_KUBELET="$host/kubelet" CRI_RUNTIMED_E2E_GRPCHEALTH="$host/grpchealth"
+	fi
 	if want bench; then
 		t0=$(now)
 		echo "guest: == pod start latency, systemd against cgroupfs driver"

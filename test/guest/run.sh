@@ -31,14 +31,15 @@ t0=$(date +%s)
 (cd "$repo" && go test -c -tags e2e -o "$share/e2e.test" ./test/e2e)
 if [ "$suite" = full ]; then
 	cp "$here/bench.sh" "$share/bench"
-	cp "$here/kubelet.sh" "$share/kubelet.sh"
-	# The kubelet of the kubelet check (kubelet.sh): `make test-guest`
-	# builds v1.37 (cgroup v2 only) and passes it here.
+	# The kubelet of the kubelet suite: `make test-guest` builds v1.37
+	# (cgroup v2 only) and passes it here.
 	if [ -n "${GUEST_KUBELET:-}" ]; then
 		cp "$GUEST_KUBELET" "$share/kubelet"
 	fi
 	(cd "$repo" && go build -o "$share/cri-bench" ./cmd/cri-bench &&
-		go build -tags e2e -o "$share/pushimages" ./test/bench/pushimages)
+		go build -tags e2e -o "$share/pushimages" ./test/bench/pushimages &&
+		go test -c -tags e2e,kubelet -o "$share/kubelet.test" ./test/e2e/kubelet &&
+		CGO_ENABLED=0 go build -o "$share/grpchealth" ./test/e2e/kubelet/grpchealth)
 fi
 echo "run.sh: e2e test binary built in $(($(date +%s) - t0)) s" >&2
 

@@ -134,10 +134,11 @@ func (n *Node) CgroupDriver() string { return n.opts.CgroupDriver }
 // driver, pod logs under PodLogsDir rotated at 64 KiB into 3 files every
 // 3 s (so tests can see ReopenContainerLog), no swap check, no eviction
 // or image GC short of a full disk (the tests must not race them), no
-// graceful node shutdown (it needs systemd-logind), and
-// failCgroupV1: false so releases from 1.35 on start on cgroup v1 hosts.
+// graceful node shutdown (it needs systemd-logind), and on a cgroup v1
+// host failCgroupV1: false so releases from 1.35 on start there (on a
+// cgroup v2 host kubelet keeps its default).
 func (n *Node) DefaultConfig() map[string]any {
-	return map[string]any{
+	cfg := map[string]any{
 		"apiVersion":                  "kubelet.config.k8s.io/v1beta1",
 		"kind":                        "KubeletConfiguration",
 		"staticPodPath":               n.Manifests,
@@ -156,7 +157,6 @@ func (n *Node) DefaultConfig() map[string]any {
 		"cgroupsPerQOS":               true,
 		"enforceNodeAllocatable":      []string{"pods"},
 		"failSwapOn":                  false,
-		"failCgroupV1":                false,
 		"podLogsDir":                  n.PodLogsDir,
 		"containerLogMaxSize":         "64Ki",
 		"containerLogMaxFiles":        3,
@@ -172,6 +172,17 @@ func (n *Node) DefaultConfig() map[string]any {
 		"rotateCertificates":          false,
 		"featureGates":                n.opts.FeatureGates,
 	}
+	if !cgroup2() {
+		cfg["failCgroupV1"] = false
+	}
+	return cfg
+}
+
+// cgroup2 reports whether the host runs the unified cgroup v2 hierarchy
+// alone (a hybrid host's v2 tree is not at the root).
+func cgroup2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
 }
 
 // WriteConfig writes DefaultConfig with Options.Config and then override

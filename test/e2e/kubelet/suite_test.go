@@ -10,6 +10,7 @@
 //
 // Environment: CRI_RUNTIMED_KUBELET (the kubelet binary, required),
 // CRI_RUNTIMED_BIN (a built daemon; else it is built),
+// CRI_RUNTIMED_E2E_GRPCHEALTH (a built ./grpchealth; else it is built),
 // CRI_RUNTIMED_E2E_CONFIG (a TOML file of daemon config keys laid over
 // the test daemon's, e.g. runtime.cgroup_driver) and the other variables
 // of test/e2e/framework. The kubelet's cgroupDriver is the one the daemon
@@ -132,7 +133,7 @@ func newNode(t *testing.T, gates map[string]bool) *node {
 				t.Logf("kubelet log kept in %s", cp)
 			}
 		}
-		if err := n.kubelet.Close(2 * time.Minute); err != nil {
+		if err := n.kubelet.Close(framework.Slow(2 * time.Minute)); err != nil {
 			t.Errorf("kubelet teardown: %v", err)
 		}
 	})
@@ -143,7 +144,7 @@ func newNode(t *testing.T, gates map[string]bool) *node {
 
 func (n *node) startKubelet(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), framework.Slow(2*time.Minute))
 	defer cancel()
 	if err := n.kubelet.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -187,8 +188,16 @@ var grpcHealth struct {
 	err  error
 }
 
-// grpcHealthBinary builds ./grpchealth statically, once per test binary.
+// envGRPCHealth names a prebuilt ./grpchealth, for a host without Go
+// (the test guest).
+const envGRPCHealth = "CRI_RUNTIMED_E2E_GRPCHEALTH"
+
+// grpcHealthBinary builds ./grpchealth statically, once per test binary,
+// unless CRI_RUNTIMED_E2E_GRPCHEALTH names one.
 func grpcHealthBinary() (string, error) {
+	if p := os.Getenv(envGRPCHealth); p != "" {
+		return p, nil
+	}
 	grpcHealth.once.Do(func() {
 		dir, err := os.MkdirTemp("", "grpchealth-")
 		if err != nil {
