@@ -79,9 +79,11 @@ guest-smoke: build guest-deps
 # The guest runs the newest kubelet release on cgroup v2 with systemd.
 GUEST_KUBELET_VERSION ?= v1.37.2
 
+GUEST_FULL_TIMEOUT ?= 7200
+
 test-guest: build guest-deps
 	$(MAKE) kubelet KUBELET_VERSIONS=$(GUEST_KUBELET_VERSION)
-	GUEST_KUBELET=$(KUBELET_CACHE)/$(GUEST_KUBELET_VERSION)/kubelet test/guest/run.sh full
+	GUEST_TIMEOUT=$(GUEST_FULL_TIMEOUT) GUEST_KUBELET=$(KUBELET_CACHE)/$(GUEST_KUBELET_VERSION)/kubelet test/guest/run.sh full
 
 test: deps unit e2e e2e-kubelet guest-smoke
 
