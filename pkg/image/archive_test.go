@@ -27,7 +27,6 @@ type entry struct {
 	name, body string
 	link       string // a symlink to link when set
 	typ        byte   // overrides the type when set
-	size       int64  // overrides the header's size when set
 }
 
 func tarOf(t *testing.T, entries ...entry) []byte {
