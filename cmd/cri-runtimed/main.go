@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -59,10 +60,13 @@ Flags:
 		printVersion()
 		return 0
 	}
-	explicit := false
+	explicit, explicitV := false, false
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" {
+		switch f.Name {
+		case "config":
 			explicit = true
+		case "v":
+			explicitV = true
 		}
 	})
 
@@ -84,7 +88,16 @@ Flags:
 			defer stopPprof()
 		}
 		load := func() (*config.Config, error) { return config.Load(*configPath, explicit) }
-		if err := serve(ctx, cfg, load); err != nil {
+		// log_verbosity is the -v level unless -v was given.
+		var setVerbosity func(int) error
+		if !explicitV {
+			setVerbosity = func(v int) error { return fs.Set("v", strconv.Itoa(v)) }
+			if err := setVerbosity(cfg.LogVerbosity); err != nil {
+				fmt.Fprintf(os.Stderr, "cri-runtimed: log_verbosity: %v\n", err)
+				return 1
+			}
+		}
+		if err := serve(ctx, cfg, load, setVerbosity); err != nil {
 			klog.ErrorS(err, "cri-runtimed failed")
 			klog.Flush()
 			fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)

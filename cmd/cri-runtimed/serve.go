@@ -52,7 +52,8 @@ const shutdownGrace = 10 * time.Second
 
 // serve runs the daemon with cfg until ctx ends; load re-reads the config
 // on SIGHUP.
-func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error)) error {
+// setVerbosity applies log_verbosity on reload; nil when -v was given.
+func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), setVerbosity func(int) error) error {
 	klog.InfoS("Starting cri-runtimed", "version", version.Version, "root", cfg.Root, "state", cfg.State)
 	for _, dir := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.GRPC.Address)} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -161,7 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		}
 		defer a.Stop()
 	}
-	cri.SetHandlerFeatures(serverFeatures(cfg, features, snap.Root()))
+	cri.SetHandlers(cfg.Runtime.DefaultHandler, serverFeatures(cfg, features, snap.Root()))
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
 		TLSCertFile:     cfg.Streaming.TLSCertFile,
@@ -202,7 +203,8 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		return err
 	}
 	running := *cfg // the reloader's copy: it changes reloaded keys
-	reload := &reloader{load: load, cfg: &running, images: images, rec: rec}
+	reload := &reloader{load: load, cfg: &running, images: images, rec: rec,
+		pods: pods, cri: cri, network: network, snapRoot: snap.Root(), setVerbosity: setVerbosity}
 	if err := reload.setMetrics(cfg.Metrics.Address); err != nil {
 		return err
 	}
@@ -236,7 +238,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 			return fmt.Errorf("grpc server: %w", err)
 		case <-hup:
 			klog.InfoS("SIGHUP: reloading the config")
-			reload.reload()
+			reload.reload(ctx)
 		case <-ctx.Done():
 			done = true
 		}
@@ -258,22 +260,13 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 // runtimeControllers builds the pod and container controllers and
 // reconnects them to the pods and containers that outlived the last run.
 func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, images *image.Service, self, shimBin string, network *cni.Manager, cgroupDriver cgroups.Driver, features map[string]runtimeFeatures, devices *cdi.Registry, rec *telemetry.Recorder, nriAPI nri.API) (*podsandbox.Controller, *container.Controller, error) {
-	handlers := map[string]podsandbox.Handler{}
-	for name, h := range cfg.Runtime.Handlers {
-		bin, err := exec.LookPath(h.Binary)
-		if err != nil {
-			klog.InfoS("OCI runtime of handler not found; pods naming it will fail", "handler", name, "binary", h.Binary, "err", err)
-			bin = h.Binary
-		}
-		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name), OCIVersionMax: features[name].ociVersionMax}
-	}
 	minOOM := ownOOMScoreAdj()
 	podOpts := podsandbox.Options{
 		StateDir:       filepath.Join(cfg.State, "pods"),
 		NetNSDir:       filepath.Join(cfg.State, "netns"),
 		Binary:         self,
 		ShimBinary:     shimBin,
-		Handlers:       handlers,
+		Handlers:       podHandlers(cfg, features),
 		DefaultHandler: cfg.Runtime.DefaultHandler,
 		Cgroups:        cgroupDriver,
 		MinOOMScoreAdj: minOOM,
@@ -311,6 +304,20 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		return nil, nil, fmt.Errorf("recover containers: %w", err)
 	}
 	return pods, ctrs, nil
+}
+
+// podHandlers are the runtime handlers of cfg as pods run them.
+func podHandlers(cfg *config.Config, features map[string]runtimeFeatures) map[string]podsandbox.Handler {
+	handlers := map[string]podsandbox.Handler{}
+	for name, h := range cfg.Runtime.Handlers {
+		bin, err := exec.LookPath(h.Binary)
+		if err != nil {
+			klog.InfoS("OCI runtime of handler not found; pods naming it will fail", "handler", name, "binary", h.Binary, "err", err)
+			bin = h.Binary
+		}
+		handlers[name] = podsandbox.Handler{Binary: bin, Root: cfg.HandlerRoot(name), OCIVersionMax: features[name].ociVersionMax}
+	}
+	return handlers
 }
 
 // newRecorder makes the daemon's telemetry, exporting traces when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -77,8 +78,10 @@ func (o *Options) setDefaults() {
 // for the same pod must not overlap (the pod controller serializes them).
 type Manager struct {
 	opts     Options
-	cni      *libcni.CNIConfig
 	loopback *libcni.PluginConfig
+	// dirs are the conf dir and the plugin client (its bin dirs), which
+	// Reconfigure replaces.
+	dirs atomic.Pointer[dirs]
 
 	// reloadMu serializes config loads (the watcher's and Setup's).
 	reloadMu sync.Mutex
@@ -99,23 +102,51 @@ type Manager struct {
 // until a valid one appears. ctx bounds the initial load only.
 func New(ctx context.Context, opts Options) (*Manager, error) {
 	opts.setDefaults()
-	exec := &pluginExec{timeout: opts.PluginTimeout}
 	lo, err := libcni.NetworkPluginConfFromBytes([]byte(loopbackConf))
 	if err != nil {
 		return nil, fmt.Errorf("loopback config: %w", err)
 	}
 	m := &Manager{
 		opts:     opts,
-		cni:      libcni.NewCNIConfigWithCacheDir(opts.BinDirs, opts.CacheDir, exec),
 		loopback: lo,
 		err:      &NotReadyError{Reason: ReasonNoConfig, Message: "network config not loaded yet"},
 		done:     make(chan struct{}),
 	}
+	m.dirs.Store(m.newDirs(opts.ConfDir, opts.BinDirs))
 	m.reload(ctx, true)
 	wctx, stop := context.WithCancel(context.Background())
 	m.stop = stop
 	go m.watch(wctx)
 	return m, nil
+}
+
+// dirs is where configs and plugins are found.
+type dirs struct {
+	confDir string
+	cni     *libcni.CNIConfig
+}
+
+func (m *Manager) newDirs(confDir string, binDirs []string) *dirs {
+	exec := &pluginExec{timeout: m.opts.PluginTimeout}
+	return &dirs{confDir: confDir, cni: libcni.NewCNIConfigWithCacheDir(binDirs, m.opts.CacheDir, exec)}
+}
+
+// cni is the plugin client of the current bin dirs.
+func (m *Manager) cni() *libcni.CNIConfig { return m.dirs.Load().cni }
+
+// Reconfigure switches to another conf dir and bin dirs (SIGHUP) and
+// loads the network config from there at once. Pods already attached
+// keep their network; their DEL runs from the CNI cache (which does not
+// move) with the plugins of the new bin dirs.
+func (m *Manager) Reconfigure(ctx context.Context, confDir string, binDirs []string) {
+	if confDir == "" {
+		confDir = DefaultConfDir
+	}
+	if len(binDirs) == 0 {
+		binDirs = DefaultBinDirs()
+	}
+	m.dirs.Store(m.newDirs(confDir, binDirs))
+	m.reload(ctx, true)
 }
 
 // Close stops the watcher and waits for it. Calls in flight finish;
@@ -180,7 +211,8 @@ func (m *Manager) watch(ctx context.Context) {
 func (m *Manager) reload(ctx context.Context, force bool) {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
-	sig := signature(m.opts.ConfDir)
+	d := m.dirs.Load()
+	sig := signature(d.confDir)
 	m.mu.RLock()
 	unchanged := sig == m.sig && m.net != nil
 	prevErr, prevNet := m.err, m.net
@@ -188,9 +220,9 @@ func (m *Manager) reload(ctx context.Context, force bool) {
 	if unchanged && !force {
 		return
 	}
-	n, err := loadNetwork(m.opts.ConfDir)
+	n, err := loadNetwork(d.confDir)
 	if err == nil {
-		err = validatePlugins(ctx, m.cni, n)
+		err = validatePlugins(ctx, d.cni, n)
 	}
 	if err != nil && ctx.Err() != nil {
 		// Shutting down, or the caller gave up: keep what we had
@@ -208,7 +240,7 @@ func (m *Manager) reload(ctx context.Context, force bool) {
 
 	switch {
 	case err != nil && (prevErr == nil || prevErr.Error() != err.Error()):
-		klog.InfoS("Pod network not ready", "confDir", m.opts.ConfDir, "err", err)
+		klog.InfoS("Pod network not ready", "confDir", d.confDir, "err", err)
 	case err == nil && (prevNet == nil || prevNet.file != n.file || string(prevNet.list.Bytes) != string(n.list.Bytes)):
 		klog.InfoS("Pod network config loaded", "file", n.file, "network", n.list.Name, "cniVersion", n.list.CNIVersion, "plugins", len(n.list.Plugins))
 	}

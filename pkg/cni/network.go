@@ -65,12 +65,12 @@ func (m *Manager) Setup(ctx context.Context, p Pod) (*Result, error) {
 	start := time.Now()
 	if m.opts.Loopback {
 		lo := &libcni.RuntimeConf{ContainerID: p.ID, NetNS: p.NetNS, IfName: "lo", Args: rt.Args}
-		if _, err := m.cni.AddNetwork(ctx, m.loopback, lo); err != nil {
+		if _, err := m.cni().AddNetwork(ctx, m.loopback, lo); err != nil {
 			err = fmt.Errorf("cni setup of pod %s/%s: loopback: %w", p.Namespace, p.Name, err)
 			return nil, errors.Join(err, m.undoLoopback(ctx, lo))
 		}
 	}
-	raw, err := m.cni.AddNetworkList(ctx, n.list, rt)
+	raw, err := m.cni().AddNetworkList(ctx, n.list, rt)
 	var res *Result
 	if err == nil {
 		res, err = convertResult(n.list.Name, raw)
@@ -92,7 +92,7 @@ func (m *Manager) Setup(ctx context.Context, p Pod) (*Result, error) {
 func (m *Manager) undo(ctx context.Context, list *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
-	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+	if err := m.cni().DelNetworkList(ctx, list, rt); err != nil {
 		errs = append(errs, fmt.Errorf("cleanup DEL after failed ADD: %w", err))
 	}
 	if m.opts.Loopback {
@@ -103,7 +103,7 @@ func (m *Manager) undo(ctx context.Context, list *libcni.NetworkConfigList, rt *
 }
 
 func (m *Manager) undoLoopback(ctx context.Context, rt *libcni.RuntimeConf) error {
-	if err := m.cni.DelNetwork(context.WithoutCancel(ctx), m.loopback, rt); err != nil {
+	if err := m.cni().DelNetwork(context.WithoutCancel(ctx), m.loopback, rt); err != nil {
 		return fmt.Errorf("cleanup loopback DEL: %w", err)
 	}
 	return nil
@@ -121,7 +121,7 @@ func (m *Manager) Teardown(ctx context.Context, p Pod) error {
 	if p.ID == "" {
 		return fmt.Errorf("cni teardown: %w: pod ID is required", ErrInvalidArgument)
 	}
-	atts, err := m.cni.GetCachedAttachments(p.ID)
+	atts, err := m.cni().GetCachedAttachments(p.ID)
 	if err != nil {
 		// An unreadable cache dir is not a reason to skip DEL: fall
 		// through to the current config.
@@ -152,12 +152,12 @@ func (m *Manager) Teardown(ctx context.Context, p Pod) error {
 				klog.ErrorS(err, "Cached CNI config unusable", "podSandboxID", p.ID, "network", a.Network)
 				continue
 			}
-			if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+			if err := m.cni().DelNetworkList(ctx, list, rt); err != nil {
 				errs = append(errs, fmt.Errorf("network %q (cached config): %w", list.Name, err))
 			}
 			done = true
 		case "lo":
-			if err := m.cni.DelNetwork(ctx, m.loopback, rt); err != nil {
+			if err := m.cni().DelNetwork(ctx, m.loopback, rt); err != nil {
 				errs = append(errs, fmt.Errorf("loopback: %w", err))
 			}
 		}
@@ -196,7 +196,7 @@ func (m *Manager) teardownCurrent(ctx context.Context, p Pod) error {
 		Args:           p.cniArgs(),
 		CapabilityArgs: caps,
 	}
-	if err := m.cni.DelNetworkList(ctx, n.list, rt); err != nil {
+	if err := m.cni().DelNetworkList(ctx, n.list, rt); err != nil {
 		return fmt.Errorf("network %q (current config %s): %w", n.list.Name, n.file, err)
 	}
 	return nil
@@ -243,7 +243,7 @@ func family(ip net.IP) int {
 // restart compares them with its sandbox records and calls Teardown for
 // the ones no record claims, so no address or hostPort outlives its pod.
 func (m *Manager) Attached() ([]string, error) {
-	atts, err := m.cni.GetCachedAttachments("")
+	atts, err := m.cni().GetCachedAttachments("")
 	if err != nil {
 		return nil, fmt.Errorf("read CNI cache: %w", err)
 	}

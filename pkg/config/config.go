@@ -25,6 +25,8 @@ type Config struct {
 	Root string `toml:"root" json:"rootDir" comment:"Persistent state: meta.db, content/ and snapshots/."`
 	// State holds volatile state: the socket, shim sockets, netns pins.
 	State string `toml:"state" json:"stateDir" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
+	// LogVerbosity is klog's -v level.
+	LogVerbosity int `toml:"log_verbosity" comment:"Log verbosity (klog -v, 0-10): 2 logs one line per pod, container and image lifecycle event, 4 and up are for debugging. The -v flag, when given, wins. SIGHUP applies it."`
 
 	GRPC    GRPC    `toml:"grpc"`
 	Image   Image   `toml:"image"`
@@ -289,6 +291,9 @@ func (c *Config) Validate() error {
 	abs("state", c.State)
 	abs("grpc.address", c.GRPC.Address)
 	abs("image.registry_config_path", c.Image.RegistryConfigPath)
+	if c.LogVerbosity < 0 || c.LogVerbosity > 10 {
+		errs = append(errs, fmt.Sprintf("log_verbosity: %d is not between 0 and 10", c.LogVerbosity))
+	}
 	if _, err := c.GRPC.FileMode(); err != nil {
 		errs = append(errs, fmt.Sprintf("grpc.mode: %v", err))
 	}

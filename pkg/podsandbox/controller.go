@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -120,6 +121,9 @@ type Controller struct {
 	names     *registrar.Registrar
 	creations *registrar.Creations[string]
 
+	// handlers are those of new pods; SetHandlers replaces them.
+	handlers atomic.Pointer[handlerSet]
+
 	mu      sync.RWMutex
 	pods    map[string]*Pod
 	onEvent EventHandler
@@ -136,12 +140,6 @@ func New(opts Options, db *meta.DB) *Controller {
 	if opts.Shims == nil {
 		opts.Shims = shim.Processes{}
 	}
-	handlers := make(map[string]Handler, len(opts.Handlers))
-	for name, h := range opts.Handlers {
-		h.Args = opts.Cgroups.RuntimeArgs()
-		handlers[name] = h
-	}
-	opts.Handlers = handlers
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Controller{
 		opts:        opts,
@@ -151,6 +149,7 @@ func New(opts Options, db *meta.DB) *Controller {
 		monitorCtx:  ctx,
 		stopMonitor: cancel,
 	}
+	c.handlers.Store(c.newHandlerSet(opts.Handlers, opts.DefaultHandler))
 	c.creations = registrar.NewCreations[string](5*time.Minute, registrar.WithExpire(func(name, id string) {
 		// kubelet never came back for a pod whose creation it timed out on.
 		klog.InfoS("Removing pod sandbox abandoned by a timed-out request", "pod", id, "name", name)
@@ -239,10 +238,7 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 	if err := validate(cfg); err != nil {
 		return "", err
 	}
-	if handler == "" {
-		handler = c.opts.DefaultHandler
-	}
-	h, ok := c.opts.Handlers[handler]
+	handler, h, ok := c.handler(handler)
 	if !ok {
 		return "", fmt.Errorf("%w: runtime handler %q is not configured", ErrInvalid, handler)
 	}

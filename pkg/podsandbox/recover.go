@@ -45,7 +45,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 			klog.ErrorS(err, "Pod record has an unreadable config; removing it", "pod", rec.ID)
 		}
-		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.opts.Handlers[rec.RuntimeHandler], hostname: rec.Extra[extraHostname], cgroupsPath: c.sandboxCgroupsPath(rec)}
+		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.handlers.Load().byName[rec.RuntimeHandler], hostname: rec.Extra[extraHostname], cgroupsPath: c.sandboxCgroupsPath(rec)}
 		if rec.State == meta.SandboxCreating || cfg.GetMetadata() == nil {
 			klog.InfoS("Removing pod sandbox whose creation was interrupted", "pod", rec.ID)
 			err := c.teardown(ctx, pod)
@@ -152,7 +152,7 @@ func (c *Controller) removeOrphans(known map[string]bool) {
 		if !e.IsDir() || known[e.Name()] || len(e.Name()) != 64 {
 			continue
 		}
-		pod := &Pod{rec: meta.Sandbox{ID: e.Name()}, dir: c.podDir(e.Name()), handler: c.opts.Handlers[c.opts.DefaultHandler], cfg: &runtimeapi.PodSandboxConfig{}}
+		pod := &Pod{rec: meta.Sandbox{ID: e.Name()}, dir: c.podDir(e.Name()), handler: c.handlers.Load().byName[c.handlers.Load().def], cfg: &runtimeapi.PodSandboxConfig{}}
 		klog.InfoS("Removing orphan pod directory", "dir", pod.dir)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := c.teardown(ctx, pod); err != nil {

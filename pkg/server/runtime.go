@@ -46,15 +46,16 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			network,
 		}},
 	}
-	for _, name := range s.handlerNames() {
+	hs := s.handlerSet()
+	for _, name := range hs.names() {
 		h := name
 		if h == "" {
-			h = s.cfg.Runtime.DefaultHandler
+			h = hs.def
 		}
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, &runtimeapi.RuntimeHandler{Name: name, Features: &runtimeapi.RuntimeHandlerFeatures{
 			// Pods get user namespaces from the mappings kubelet sends.
-			UserNamespaces:          s.handlerFeatures[h].UserNamespaces,
-			RecursiveReadOnlyMounts: s.handlerFeatures[h].RecursiveReadOnly,
+			UserNamespaces:          hs.features[h].UserNamespaces,
+			RecursiveReadOnlyMounts: hs.features[h].RecursiveReadOnly,
 		}})
 	}
 	resp.Features = runtimeFeatures
@@ -105,9 +106,10 @@ var runtimeFeatures = &runtimeapi.RuntimeFeatures{
 // featureInfo documents, in Status's verbose info, the features reported
 // and the CRI fields honoured that have no feature flag.
 func (s *Server) featureInfo() map[string]any {
+	hs := s.handlerSet()
 	handlers := map[string]HandlerFeatures{}
-	for _, n := range s.handlerNames()[1:] {
-		handlers[n] = s.handlerFeatures[n]
+	for _, n := range hs.names()[1:] {
+		handlers[n] = hs.features[n]
 	}
 	return map[string]any{
 		"supplementalGroupsPolicy":  runtimeFeatures.SupplementalGroupsPolicy,
@@ -122,13 +124,13 @@ func (s *Server) featureInfo() map[string]any {
 	}
 }
 
-// handlerNames lists the configured runtime handlers, the default one
+// names lists the runtime handlers, the default one
 // first and also under the empty name kubelet uses for it.
-func (s *Server) handlerNames() []string {
-	names := []string{"", s.cfg.Runtime.DefaultHandler}
+func (hs *handlerSet) names() []string {
+	names := []string{"", hs.def}
 	var rest []string
-	for n := range s.cfg.Runtime.Handlers {
-		if n != s.cfg.Runtime.DefaultHandler {
+	for n := range hs.features {
+		if n != hs.def {
 			rest = append(rest, n)
 		}
 	}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,10 +36,11 @@ type Server struct {
 	stream *streaming.Server // set by SetStreaming
 	net    Network
 	stats  *stats.Collector
-	// handlerFeatures is what each OCI runtime said it supports.
-	handlerFeatures map[string]HandlerFeatures
-	events          events.Queue[*runtimeapi.ContainerEventResponse]
-	telemetry       *telemetry.Recorder
+	// handlers are the runtime handlers Status reports and what each
+	// OCI runtime said it supports; SetHandlers replaces them (SIGHUP).
+	handlers  atomic.Pointer[handlerSet]
+	events    events.Queue[*runtimeapi.ContainerEventResponse]
+	telemetry *telemetry.Recorder
 	// criu is whether checkpoints work here, probed once at start.
 	criu checkpoint.Availability
 }
@@ -89,7 +91,28 @@ type HandlerFeatures struct {
 }
 
 // SetHandlerFeatures records what each runtime handler supports.
-func (s *Server) SetHandlerFeatures(f map[string]HandlerFeatures) { s.handlerFeatures = f }
+func (s *Server) SetHandlers(defaultHandler string, f map[string]HandlerFeatures) {
+	s.handlers.Store(&handlerSet{def: defaultHandler, features: f})
+}
+
+// handlerSet is the runtime handlers by name and the default one.
+type handlerSet struct {
+	def      string
+	features map[string]HandlerFeatures
+}
+
+// handlerSet returns what SetHandlers set, or the config's handlers
+// with no optional feature.
+func (s *Server) handlerSet() *handlerSet {
+	if hs := s.handlers.Load(); hs != nil {
+		return hs
+	}
+	hs := &handlerSet{def: s.cfg.Runtime.DefaultHandler, features: map[string]HandlerFeatures{}}
+	for n := range s.cfg.Runtime.Handlers {
+		hs.features[n] = HandlerFeatures{}
+	}
+	return hs
+}
 
 // Register adds both CRI services to g.
 func (s *Server) Register(g *grpc.Server) {

@@ -110,3 +110,108 @@ func TestReload(t *testing.T) {
 		t.Errorf("container %v after reloads", st)
 	}
 }
+
+// networkReady is Status's NetworkReady condition.
+func networkReady(t *testing.T, d *framework.Daemon) bool {
+	t.Helper()
+	st, err := d.RuntimeClient().Status(testCtx(t), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st.GetStatus().GetConditions() {
+		if c.Type == runtimeapi.NetworkReady {
+			return c.Status
+		}
+	}
+	t.Fatal("no NetworkReady condition")
+	return false
+}
+
+// TestReloadRuntimeNetworkVerbosity: SIGHUP adds a runtime handler that
+// new pods can use at once (and Status lists), moves the CNI conf dir
+// (an empty one: the network is not ready; back: ready again), raises
+// the log verbosity, and names tracing and NRI keys as needing a
+// restart, with the reason; the running pod is untouched throughout.
+func TestReloadRuntimeNetworkVerbosity(t *testing.T) {
+	_, d := podEnv(t)
+	podCfg := framework.PodConfig("reload-rt")
+	pod := d.RunPod(t, podCfg)
+	ctr := d.CreateStarted(t, pod, sleeper("r"), podCfg)
+	confDir := d.Config.String("cni.conf_dir")
+	runc := d.Config.String("runtime.handlers.runc.binary")
+	if runc == "" {
+		runc = "runc"
+	}
+	if !networkReady(t, d) {
+		t.Fatal("network not ready before the reload")
+	}
+	// A pod naming the handler before it exists is refused.
+	hostPod := func(name string) *runtimeapi.PodSandboxConfig {
+		return framework.PodConfig(name, framework.WithPodNamespaces(runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_POD))
+	}
+	if _, err := d.RuntimeClient().RunPodSandbox(testCtx(t), &runtimeapi.RunPodSandboxRequest{Config: hostPod("early"), RuntimeHandler: "reloaded"}); err == nil {
+		t.Fatal("a pod ran with a handler not configured yet")
+	}
+
+	rewriteConfig(t, d, map[string]any{
+		"runtime.handlers.reloaded.binary": runc,
+		"cni.conf_dir":                     t.TempDir(),
+		"log_verbosity":                    2,
+		"tracing.endpoint":                 "127.0.0.1:4317",
+		"nri.plugin_request_timeout":       "3s",
+	}, "Reloaded the config")
+	log := d.Log()
+	for _, want := range []string{
+		`"Config key reloaded" key="runtime.handlers.reloaded.binary"`,
+		`"Config key reloaded" key="cni.conf_dir"`,
+		`"Config key changed; it takes effect at the next start" key="tracing.endpoint" reason=`,
+		`"Config key changed; it takes effect at the next start" key="nri.plugin_request_timeout" reason=`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	explicitV := strings.Contains(log, "Config key not applied\" key=\"log_verbosity\"")
+	if !explicitV && !strings.Contains(log, `"Config key reloaded" key="log_verbosity"`) {
+		t.Error("log_verbosity neither reloaded nor refused")
+	}
+	if networkReady(t, d) {
+		t.Error("network still ready with an empty conf dir")
+	}
+	st, err := d.RuntimeClient().Status(testCtx(t), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := false
+	for _, h := range st.GetRuntimeHandlers() {
+		listed = listed || h.Name == "reloaded"
+	}
+	if !listed {
+		t.Errorf("Status does not list the reloaded handler: %v", st.GetRuntimeHandlers())
+	}
+	// The new handler runs a pod (on the host network: the pod network
+	// is not ready), and at verbosity 2 its start is logged.
+	pc := hostPod("late")
+	resp, err := d.RuntimeClient().RunPodSandbox(testCtx(t), &runtimeapi.RunPodSandboxRequest{Config: pc, RuntimeHandler: "reloaded"})
+	if err != nil {
+		t.Fatalf("pod with the reloaded handler: %v", err)
+	}
+	t.Cleanup(func() { d.RemovePodAtCleanup(t, resp.PodSandboxId) })
+	if got := d.PodStatus(t, resp.PodSandboxId).GetStatus().GetRuntimeHandler(); got != "reloaded" {
+		t.Errorf("pod's runtime handler %q", got)
+	}
+	if !explicitV && !strings.Contains(d.Log(), `"Pod sandbox running" pod="`+resp.PodSandboxId) {
+		t.Error("no V(2) line for the pod after log_verbosity = 2")
+	}
+
+	rewriteConfig(t, d, map[string]any{"cni.conf_dir": confDir}, "Reloaded the config")
+	if !networkReady(t, d) {
+		t.Error("network not ready after the conf dir came back")
+	}
+	if st := d.PodStatus(t, pod).GetStatus().GetState(); st != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("pod %v after reloads", st)
+	}
+	if st := d.ContainerStatus(t, ctr).GetStatus().GetState(); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container %v after reloads", st)
+	}
+}
