@@ -90,7 +90,8 @@ type HandlerFeatures struct {
 	UserNamespaces bool `json:"userNamespaces"`
 }
 
-// SetHandlerFeatures records what each runtime handler supports.
+// SetHandlers records the runtime handlers, the default one and what
+// each supports, at start and on reload.
 func (s *Server) SetHandlers(defaultHandler string, f map[string]HandlerFeatures) {
 	s.handlers.Store(&handlerSet{def: defaultHandler, features: f})
 }
