@@ -990,9 +990,6 @@ func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *sp
 	if err := c.updateRuntime(ctx, ctr, cl, res, raw); err != nil {
 		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
 	}
-	if err := c.opts.Cgroups.UpdateContainer(ctx, ctr.CgroupsPath(), res); err != nil {
-		return fmt.Errorf("update resources of container %s: %w", rec.ID, err)
-	}
 	ctr.mu.Lock()
 	cfg := proto.Clone(ctr.cfg).(*runtimeapi.ContainerConfig)
 	if cfg.Linux == nil {
@@ -1015,15 +1012,19 @@ func (c *Controller) applyResources(ctx context.Context, ctr *Container, res *sp
 	return nil
 }
 
-// updateRuntime applies res through the runtime, or, to a container the
-// runtime has not created yet, writes them into its bundle's config.json
-// for the start to create it with (the fields res sets replace the
-// spec's, as runc update does; devices stay).
+// updateRuntime applies res through the runtime and the cgroup driver,
+// or, to a container the runtime has not created yet (it has no cgroup
+// or scope either), writes them into its bundle's config.json for the
+// start to create it with (the fields res sets replace the spec's, as
+// runc update does; devices stay).
 func (c *Controller) updateRuntime(ctx context.Context, ctr *Container, cl shim.API, res *specs.LinuxResources, raw []byte) error {
 	ctr.runtime.Lock()
 	defer ctr.runtime.Unlock()
 	if ctr.inRuntime {
-		return cl.Update(ctx, ctr.ID(), raw)
+		if err := cl.Update(ctx, ctr.ID(), raw); err != nil {
+			return err
+		}
+		return c.opts.Cgroups.UpdateContainer(ctx, ctr.CgroupsPath(), res)
 	}
 	bundle := ctr.pod.BundleDir(ctr.ID())
 	spec, err := oci.Load(bundle)

@@ -437,6 +437,8 @@ func TestCreateDefersRuntime(t *testing.T) {
 func TestUpdateBeforeRuntime(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
+	drv := &updateCounter{Driver: e.c.opts.Cgroups}
+	e.c.opts.Cgroups = drv
 	id := e.create("c")
 	spec, err := oci.Load(e.pod.BundleDir(id))
 	if err != nil {
@@ -446,8 +448,8 @@ func TestUpdateBeforeRuntime(t *testing.T) {
 	if err := e.c.UpdateResources(ctx, id, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512}); err != nil {
 		t.Fatal(err)
 	}
-	if calls := countCalls(e.pod.shim.Calls(), "Update "+id); calls != 0 {
-		t.Errorf("%d runtime updates of a container the runtime does not have", calls)
+	if calls := countCalls(e.pod.shim.Calls(), "Update "+id); calls != 0 || drv.n != 0 {
+		t.Errorf("%d runtime and %d cgroup driver updates of a container the runtime does not have", calls, drv.n)
 	}
 	spec, err = oci.Load(e.pod.BundleDir(id))
 	if err != nil {
@@ -466,8 +468,8 @@ func TestUpdateBeforeRuntime(t *testing.T) {
 	if err := e.c.UpdateResources(ctx, id, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	if calls := countCalls(e.pod.shim.Calls(), "Update "+id); calls != 1 {
-		t.Errorf("%d runtime updates of a started container, want 1", calls)
+	if calls := countCalls(e.pod.shim.Calls(), "Update "+id); calls != 1 || drv.n != 1 {
+		t.Errorf("%d runtime and %d cgroup driver updates of a started container, want 1 each", calls, drv.n)
 	}
 }
 
@@ -716,4 +718,17 @@ func countCalls(calls []string, call string) int {
 		}
 	}
 	return n
+}
+
+// updateCounter counts the cgroup driver's container updates (the systemd
+// driver sets the scope's properties there, which exist only once the
+// runtime created the container).
+type updateCounter struct {
+	cgroups.Driver
+	n int
+}
+
+func (u *updateCounter) UpdateContainer(ctx context.Context, cgroupsPath string, r *specs.LinuxResources) error {
+	u.n++
+	return u.Driver.UpdateContainer(ctx, cgroupsPath, r)
 }
