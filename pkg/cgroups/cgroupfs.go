@@ -101,6 +101,22 @@ func rmdirBusy(ctx context.Context, p string) error {
 	}
 }
 
+// UpdatePod writes the pod cgroup's files in each controller's hierarchy.
+func (d *cgroupfs) UpdatePod(_ context.Context, parent string, res *specs.LinuxResources) error {
+	dir, err := Resolve(parent)
+	if err != nil || dir == "/" {
+		return fmt.Errorf("update pod cgroup %q: not a pod cgroup", parent)
+	}
+	l, err := d.layout()
+	if err != nil {
+		return err
+	}
+	if err := writePodResources(l, dir, res); err != nil {
+		return fmt.Errorf("update pod cgroup %s: %w", parent, err)
+	}
+	return nil
+}
+
 func (d *cgroupfs) CgroupsPath(parent, id string) string {
 	if parent == "" {
 		parent = "/"

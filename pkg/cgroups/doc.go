@@ -20,7 +20,10 @@
 //
 // Kubelet's pod cgroups belong to kubelet: the drivers check them
 // (ErrInvalidParent when they are the other driver's form) and never create
-// or remove them.
+// or remove them. UpdatePod sets a pod cgroup's CPU weight, CPU quota and
+// memory limit, of kubelet's pods as of the daemon's own, for
+// UpdatePodSandboxResources: kubelet asks the runtime to apply a pod
+// resize there too (since 1.37 before it writes the same values itself).
 //
 // Besides the driver the package knows the host's layout (Layout: v1,
 // hybrid or unified, and where each hierarchy is mounted) and turns a

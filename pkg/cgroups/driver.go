@@ -53,6 +53,11 @@ type Driver interface {
 	// RemovePod removes a pod cgroup the daemon owns once its processes
 	// are gone; removing one that does not exist succeeds.
 	RemovePod(ctx context.Context, parent string) error
+	// UpdatePod sets the CPU weight, CPU quota and memory limit of res on
+	// the pod cgroup parent (kubelet's or the daemon's), the cgroup all
+	// of the pod's containers share (UpdatePodSandboxResources). Nil
+	// fields stay as they are; the cgroup must exist.
+	UpdatePod(ctx context.Context, parent string, res *specs.LinuxResources) error
 	// CgroupsPath is linux.cgroupsPath of the sandbox or container id in
 	// the pod cgroup parent.
 	CgroupsPath(parent, id string) string

@@ -10,6 +10,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"k8s.io/klog/v2"
 )
 
@@ -45,6 +46,7 @@ func dialSystemd(ctx context.Context) (unitManager, error) {
 type systemd struct {
 	defaultParent string
 	dial          func(context.Context) (unitManager, error)
+	layout        func() (Layout, error)
 
 	mu  sync.Mutex
 	bus unitManager // connected on first use, again after systemd restarts
@@ -58,7 +60,7 @@ func newSystemd(o options) (*systemd, error) {
 	if err := validSlice(p); err != nil {
 		return nil, fmt.Errorf("default cgroup parent: %w", err)
 	}
-	return &systemd{defaultParent: p, dial: o.bus}, nil
+	return &systemd{defaultParent: p, dial: o.bus, layout: o.layout}, nil
 }
 
 func (d *systemd) Name() string          { return SystemdName }
@@ -146,6 +148,39 @@ func (d *systemd) RemovePod(ctx context.Context, parent string) error {
 	// A transient unit that failed stays loaded until reset.
 	if bus, berr := d.connect(ctx); berr == nil {
 		_ = bus.ResetFailedUnitContext(ctx, parent)
+	}
+	return nil
+}
+
+// UpdatePod sets the pod slice's unit properties, so that systemd keeps
+// the limits (a daemon-reload re-applies what it knows), then writes the
+// cgroup files as runc's systemd driver does: systemd rounds a CPU quota
+// to 1% and converts weights (on cgroup v1 it applies CPUWeight and
+// MemoryMax as cpu.shares and memory.limit_in_bytes), the files take the
+// exact values.
+func (d *systemd) UpdatePod(ctx context.Context, parent string, res *specs.LinuxResources) error {
+	slice := path.Base(parent)
+	if err := validSlice(slice); err != nil {
+		return fmt.Errorf("update pod cgroup: %w", err)
+	}
+	dir, err := Resolve(parent)
+	if err != nil {
+		return err
+	}
+	l, err := d.layout()
+	if err != nil {
+		return err
+	}
+	res = podLimits(res)
+	props, err := scopeProperties(res)
+	if err != nil {
+		return fmt.Errorf("resources of %s: %w", slice, err)
+	}
+	if err := d.setProperties(ctx, slice, props); err != nil {
+		return err
+	}
+	if err := writePodResources(l, dir, res); err != nil {
+		return fmt.Errorf("update pod cgroup %s: %w", parent, err)
 	}
 	return nil
 }

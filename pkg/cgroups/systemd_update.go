@@ -33,6 +33,12 @@ func (d *systemd) UpdateContainer(ctx context.Context, cgroupsPath string, r *sp
 	if err != nil {
 		return fmt.Errorf("resources of %s: %w", unit, err)
 	}
+	return d.setProperties(ctx, unit, props)
+}
+
+// setProperties sets runtime properties of a unit (none: nothing to do).
+// A connection that systemd dropped (daemon-reexec) is replaced once.
+func (d *systemd) setProperties(ctx context.Context, unit string, props []sd.Property) error {
 	if len(props) == 0 {
 		return nil
 	}
@@ -48,7 +54,7 @@ func (d *systemd) UpdateContainer(ctx context.Context, cgroupsPath string, r *sp
 			}
 			return fmt.Errorf("systemd set-property %s: %w", unit, err)
 		}
-		klog.V(3).InfoS("Container scope properties set", "unit", unit, "properties", len(props))
+		klog.V(3).InfoS("Unit properties set", "unit", unit, "properties", len(props))
 		return nil
 	}
 }

@@ -13,11 +13,11 @@ import (
 )
 
 // UpdateResources applies kubelet's pod-level resources and overhead
-// (UpdatePodSandboxResources, after an in-place resize) to the pod's
-// sandbox cgroup, as its creation sized it: through the OCI runtime's
-// update of the sandbox process, so every cgroup driver and version is
-// handled by the runtime. A nil resources or overhead keeps the current
-// one. The pod's config records them, so status and a restart see them.
+// (UpdatePodSandboxResources, in an in-place resize) to the pod cgroup,
+// the parent of all its containers, through the cgroup driver, and to the
+// sandbox's own cgroup, as its creation sized it, through the OCI
+// runtime's update of the sandbox process. A nil resources or overhead
+// keeps the current one. The pod's config records them, so status and a restart see them.
 func (c *Controller) UpdateResources(ctx context.Context, id string, resources, overhead *runtimeapi.LinuxContainerResources) error {
 	pod, err := c.Get(id)
 	if err != nil {
@@ -54,8 +54,18 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod sandbox %s is gone", ErrNotReady, pod.ID())
 	}
+	// On cgroup v1 a parent's CPU quota may not fall below a child's: a
+	// pod that grows needs its cgroup first, one that shrinks its
+	// sandbox's (kubelet has shrunk the containers before). The pod
+	// cgroup is tried first and, when refused, again after the sandbox.
+	podErr := c.opts.Cgroups.UpdatePod(ctx, pod.rec.CgroupParent, res)
 	if err := cl.Update(ctx, pod.ID(), raw); err != nil {
 		return fmt.Errorf("update resources of pod sandbox %s: %w", pod.ID(), err)
+	}
+	if podErr != nil {
+		if err := c.opts.Cgroups.UpdatePod(ctx, pod.rec.CgroupParent, res); err != nil {
+			return fmt.Errorf("update resources of pod sandbox %s: %w", pod.ID(), err)
+		}
 	}
 	b, err := proto.Marshal(cfg)
 	if err != nil {

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -38,10 +40,53 @@ import (
 const handlerImage = "docker.io/library/handlers:1"
 
 type stack struct {
-	t     *testing.T
-	s     *Server
-	shims *fakeshim.Launcher
-	net   *fakecni.Network
+	t       *testing.T
+	s       *Server
+	shims   *fakeshim.Launcher
+	net     *fakecni.Network
+	cgroups *podCgroups
+}
+
+// podCgroups is the cgroupfs driver except for pod cgroup updates, whose
+// cgroups the fake shim never makes: it records them, and refuses the
+// next ones while refuse > 0, as the kernel refuses a v1 pod quota below
+// a child's.
+type podCgroups struct {
+	cgroups.Driver
+	mu      sync.Mutex
+	refuse  int
+	updates []podUpdate
+	// before is called at each update, under no lock (the test's view of
+	// the other side effects, e.g. the shim's calls so far).
+	before func() string
+}
+
+type podUpdate struct {
+	parent, before string
+	res            *specs.LinuxResources
+	refused        bool
+}
+
+func (d *podCgroups) UpdatePod(_ context.Context, parent string, res *specs.LinuxResources) error {
+	var before string
+	if d.before != nil {
+		before = d.before()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u := podUpdate{parent: parent, before: before, res: res, refused: d.refuse > 0}
+	d.updates = append(d.updates, u)
+	if u.refused {
+		d.refuse--
+		return fmt.Errorf("write cpu.cfs_quota_us: %w", unix.EINVAL)
+	}
+	return nil
+}
+
+func (d *podCgroups) taken() []podUpdate {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.updates)
 }
 
 func newStack(t *testing.T) *stack {
@@ -59,11 +104,12 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(func() { db.Close() })
 	images := imagetest.New(t, db)
 	images.Add(t, handlerImage, ocispec.ImageConfig{Cmd: []string{"sleep", "1000"}}, map[string]string{"etc/motd": "hi"})
-	drv, err := cgroups.New(cgroups.CgroupfsName, cgroups.WithDefaultParent("/cri-runtimed-unit-"+filepath.Base(dir)))
+	fs, err := cgroups.New(cgroups.CgroupfsName, cgroups.WithDefaultParent("/cri-runtimed-unit-"+filepath.Base(dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, shims: fakeshim.NewLauncher(), net: fakecni.New()}
+	drv := &podCgroups{Driver: fs}
+	st := &stack{t: t, shims: fakeshim.NewLauncher(), net: fakecni.New(), cgroups: drv}
 	pods := podsandbox.New(podsandbox.Options{
 		StateDir:       filepath.Join(dir, "pods"),
 		NetNSDir:       filepath.Join(dir, "netns"),
@@ -462,6 +508,34 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	if calls := st.shimOf(pod).Calls(); !slices.Contains(calls, "Update "+pod) {
 		t.Errorf("the pod's shim was not asked to update the sandbox: %v", calls)
 	}
+	// The pod cgroup, the parent of the pod's containers, gets the pod's
+	// resources plus its overhead.
+	ups := st.cgroups.taken()
+	if len(ups) != 1 || ups[0].res.Memory == nil || *ups[0].res.Memory.Limit != 320<<20 ||
+		!strings.HasSuffix(ups[0].parent, "/"+pod) {
+		t.Fatalf("pod cgroup updates = %+v, want one of the pod's cgroup with 320Mi", ups)
+	}
+	// A shrinking pod on cgroup v1: the kernel refuses the pod cgroup
+	// while the sandbox's quota is larger; it is set again once the
+	// sandbox has shrunk.
+	shimUpdates := func() string {
+		return fmt.Sprint(strings.Count(strings.Join(st.shimOf(pod).Calls(), "\n"), "Update "+pod))
+	}
+	st.cgroups.before = shimUpdates
+	st.cgroups.refuse = 1
+	req.Resources = &runtimeapi.LinuxContainerResources{CpuQuota: 50000, CpuPeriod: 100000}
+	if _, err := st.s.UpdatePodSandboxResources(ctx, req); err != nil {
+		t.Fatalf("UpdatePodSandboxResources refused once by the pod cgroup: %v", err)
+	}
+	ups = st.cgroups.taken()[1:]
+	if len(ups) != 2 || !ups[0].refused || ups[1].refused || ups[0].before != "1" || ups[1].before != "2" {
+		t.Errorf("pod cgroup updates = %+v, want refused before the sandbox's update, then done after it", ups)
+	}
+	st.cgroups.refuse = 2
+	if _, err := st.s.UpdatePodSandboxResources(ctx, req); err == nil {
+		t.Error("UpdatePodSandboxResources succeeded though the pod cgroup refused it")
+	}
+	st.cgroups.before = nil
 	ps, err := st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod, Verbose: true})
 	if err != nil || !strings.Contains(ps.GetInfo()["info"], `"overhead"`) {
 		t.Errorf("the pod's config does not keep the overhead: %v %v", ps.GetInfo(), err)

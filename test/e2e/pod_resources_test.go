@@ -20,6 +20,15 @@ import (
 // cgroup, in bytes (-1: none).
 func sandboxMemoryLimit(t *testing.T, d *framework.Daemon, pod string) int64 {
 	t.Helper()
+	return cgroupValue(t, d, pod, false, "memory", "memory.limit_in_bytes", "memory.max")
+}
+
+// cgroupValue reads a file of the cgroup of pod's sandbox process, or of
+// its parent, the pod cgroup, when parent is set: the v1 file in
+// controller's hierarchy or the v2 one ("max" and v1's unlimited page
+// count read as -1).
+func cgroupValue(t *testing.T, d *framework.Daemon, pod string, parent bool, controller, v1File, v2File string) int64 {
+	t.Helper()
 	resp, err := d.Runtime().PodSandboxStatus(testCtx(t), pod, true)
 	if err != nil {
 		t.Fatal(err)
@@ -38,12 +47,16 @@ func sandboxMemoryLimit(t *testing.T, d *framework.Daemon, pod string) int64 {
 		if len(f) != 3 {
 			continue
 		}
+		dir := f[2]
+		if parent {
+			dir = filepath.Dir(dir)
+		}
 		var file string
 		switch {
 		case l.Unified() && f[0] == "0":
-			file = filepath.Join(l.V2Root, f[2], "memory.max")
-		case !l.Unified() && strings.Contains(","+f[1]+",", ",memory,"):
-			file = filepath.Join(l.V1Root, "memory", f[2], "memory.limit_in_bytes")
+			file = filepath.Join(l.V2Root, dir, v2File)
+		case !l.Unified() && strings.Contains(","+f[1]+",", ","+controller+","):
+			file = filepath.Join(l.V1Root, controller, dir, v1File)
 		default:
 			continue
 		}
@@ -51,7 +64,7 @@ func sandboxMemoryLimit(t *testing.T, d *framework.Daemon, pod string) int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := strings.TrimSpace(string(v))
+		s := strings.Fields(string(v))[0]
 		if s == "max" || s == "9223372036854771712" {
 			return -1
 		}
@@ -61,14 +74,15 @@ func sandboxMemoryLimit(t *testing.T, d *framework.Daemon, pod string) int64 {
 		}
 		return n
 	}
-	t.Fatalf("no memory cgroup for the sandbox of pod %s in %q", pod, b)
+	t.Fatalf("no %s cgroup for the sandbox of pod %s in %q", controller, pod, b)
 	return 0
 }
 
 // TestUpdatePodSandboxResources: the pod's resources plus its overhead
-// size the sandbox's cgroup at creation and again after kubelet's
-// UpdatePodSandboxResources (in-place pod resize); the pod's config keeps
-// them; bad values are InvalidArgument and an unknown pod NotFound.
+// size the sandbox's cgroup at creation and, after kubelet's
+// UpdatePodSandboxResources (in-place pod resize), the sandbox's and the
+// pod cgroup, the parent of its containers; the pod's config keeps them;
+// bad values are InvalidArgument and an unknown pod NotFound.
 func TestUpdatePodSandboxResources(t *testing.T) {
 	_, d := podEnv(t)
 	const mi = 1 << 20
@@ -90,6 +104,9 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	if got := sandboxMemoryLimit(t, d, pod); got != 320*mi {
 		t.Errorf("sandbox memory limit after the update = %d, want %d (resources + overhead)", got, 320*mi)
 	}
+	if got := cgroupValue(t, d, pod, true, "memory", "memory.limit_in_bytes", "memory.max"); got != 320*mi {
+		t.Errorf("pod cgroup memory limit after the update = %d, want %d (resources + overhead)", got, 320*mi)
+	}
 	resp, err := d.Runtime().PodSandboxStatus(testCtx(t), pod, true)
 	if err != nil {
 		t.Fatal(err)
@@ -105,4 +122,40 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	_, err = d.RuntimeClient().UpdatePodSandboxResources(testCtx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
 		PodSandboxId: strings.Repeat("f", 64), Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 256 * mi}})
 	wantCode(t, "UpdatePodSandboxResources of an unknown pod", err, codes.NotFound)
+}
+
+// TestPodCgroupCPUResize: a pod's CPU quota grows and shrinks in place in
+// the pod cgroup while a container with its own quota runs below it, as
+// kubelet resizes (a shrinking pod's containers first). On cgroup v1 the
+// kernel refuses a parent's quota below a child's, so this also checks
+// that the sandbox's cgroup is shrunk before the pod's.
+func TestPodCgroupCPUResize(t *testing.T) {
+	_, d := podEnv(t)
+	pc := framework.PodConfig("podcpu", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuQuota: 50000, CpuPeriod: 100000, CpuShares: 512}
+	})
+	pod := d.RunPod(t, pc)
+	ctr := sleeper("c")
+	ctr.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuQuota: 40000, CpuPeriod: 100000}}
+	c := d.CreateStarted(t, pod, ctr, pc)
+	quota := func() int64 { return cgroupValue(t, d, pod, true, "cpu", "cpu.cfs_quota_us", "cpu.max") }
+	resize := func(q int64) {
+		t.Helper()
+		_, err := d.RuntimeClient().UpdatePodSandboxResources(testCtx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
+			PodSandboxId: pod,
+			Resources:    &runtimeapi.LinuxContainerResources{CpuQuota: q, CpuPeriod: 100000, CpuShares: 512},
+		})
+		if err != nil {
+			t.Fatalf("UpdatePodSandboxResources to quota %d: %v", q, err)
+		}
+		if got := quota(); got != q {
+			t.Errorf("pod cgroup CPU quota after resizing to %d = %d", q, got)
+		}
+	}
+	resize(200000)
+	if err := d.Runtime().UpdateContainerResources(testCtx(t), c, &runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{
+		CpuQuota: 20000, CpuPeriod: 100000}}); err != nil {
+		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	resize(30000)
 }
