@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -125,11 +124,14 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
-	// Kubelet's evented PLEG takes the pod's containers from here too, and
-	// keeps the timestamp to tell later events from older ones: it is
-	// taken before the statuses are read, so no change made after the
-	// read can look older than it. From memory, like ContainerStatus.
-	resp := &runtimeapi.PodSandboxStatusResponse{Timestamp: time.Now().UnixNano(), Status: podStatus(pod)}
+	// The pod's containers come along (from memory, like ContainerStatus),
+	// but no timestamp, as containerd answers: kubelet's evented PLEG
+	// reads a non-zero timestamp as "take the containers from here", and
+	// kubelet 1.37's GetPodStatus then leaves the pod's active containers
+	// empty, so that it runs completed init containers again
+	// (kuberuntime_manager.go GetPodStatus; computeInitContainerActions).
+	// Without one kubelet lists the containers itself, on every version.
+	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(pod)}
 	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
 		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(ctr))
 	}

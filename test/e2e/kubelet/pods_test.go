@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,6 +37,7 @@ func TestKubelet(t *testing.T) {
 		t.Run("GracePeriodAndPreStop", n.testGracePeriod)
 		t.Run("LogRotation", n.testLogRotation)
 		t.Run("StatsSummary", n.testStatsSummary)
+		t.Run("PodResize", n.testPodResize)
 	})
 	t.Run("RemovedPodLeavesNothing", n.testRemoveLeavesNothing)
 	t.Run("DaemonKilled", n.testDaemonKilled)
@@ -49,23 +49,19 @@ func TestKubelet(t *testing.T) {
 // make kubelet learn everything from the runtime: EventedPLEG (container
 // state changes from GetContainerEvents instead of relisting) and
 // PodAndContainerStatsFromCRI (/stats/summary from ListPodSandboxStats
-// and ListContainerStats, without cAdvisor).
+// and ListContainerStats, without cAdvisor); and ImageVolume (GA and
+// always on from 1.36, beta and off by default before).
 //
-// Not EventedPLEG on kubelet 1.37: its GetPodStatus, when the runtime
-// sets PodSandboxStatus.timestamp (as containerd and we do), takes the
-// containers from PodSandboxStatus.containers_statuses and leaves the
-// pod's ActiveContainerStatuses empty; computeInitContainerActions then
-// runs completed init containers again and the pod never initializes,
-// with any runtime (kuberuntime_manager.go, GetPodStatus). The gate is
-// alpha; the suite runs it on the kubelets where it works.
+// EventedPLEG on kubelet 1.37 works because PodSandboxStatus carries no
+// timestamp (as containerd answers since it reverted one): with a
+// timestamp, 1.37's GetPodStatus takes the containers from
+// PodSandboxStatus.containers_statuses but leaves the pod's
+// ActiveContainerStatuses empty, computeInitContainerActions then finds
+// no active init container and runs completed ones again, and the pod
+// never initializes (kuberuntime_manager.go GetPodStatus). The
+// InitContainersAndVolumes pod below fails that way with a timestamp.
 func TestKubeletFromCRI(t *testing.T) {
-	gates := map[string]bool{"PodAndContainerStatsFromCRI": true}
-	evented := kubeletMinor(t) < 37
-	if evented {
-		gates["EventedPLEG"] = true
-	} else {
-		t.Log("EventedPLEG off: kubelet 1.37 re-runs completed init containers with it (see the comment)")
-	}
+	gates := map[string]bool{"PodAndContainerStatsFromCRI": true, "EventedPLEG": true, "ImageVolume": true}
 	n := newNode(t, gates)
 	t.Run("pods", func(t *testing.T) {
 		t.Run("PodNetwork", n.testPodNetwork)
@@ -75,28 +71,12 @@ func TestKubeletFromCRI(t *testing.T) {
 		t.Run("RestartPolicies", n.testRestartPolicies)
 		t.Run("GracePeriodAndPreStop", n.testGracePeriod)
 		t.Run("StatsSummary", n.testStatsSummary)
+		t.Run("ImageVolume", n.testImageVolume)
 	})
 	// Before DaemonKilled: while the daemon is away, kubelet rightly
 	// logs failed GetContainerEvents calls.
-	if evented {
-		t.Run("EventStream", n.testEventStream)
-	}
+	t.Run("EventStream", n.testEventStream)
 	t.Run("DaemonKilled", n.testDaemonKilled)
-}
-
-// kubeletMinor is the minor version of the suite's kubelet (`kubelet
-// --version`: "Kubernetes v1.37.2").
-func kubeletMinor(t *testing.T) int {
-	t.Helper()
-	out, err := exec.Command(os.Getenv(envKubelet), "--version").Output()
-	if err != nil {
-		t.Fatalf("%s --version: %v", os.Getenv(envKubelet), err)
-	}
-	var major, minor int
-	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "Kubernetes v%d.%d", &major, &minor); err != nil {
-		t.Fatalf("kubelet version %q: %v", out, err)
-	}
-	return minor
 }
 
 // testEventStream: kubelet's evented PLEG connected to GetContainerEvents

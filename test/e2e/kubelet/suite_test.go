@@ -235,6 +235,19 @@ func pushImages(t *testing.T, env *framework.Env) {
 		t.Fatal(err)
 	}
 	env.Push(t, grpcImage, gimg)
+	data, err := images.NewLayer().
+		Dir("data", 0o755).File("data/hello", []byte("hello from the image\n"), 0o644).
+		Dir("data/nested", 0o755).File("data/nested/deep", []byte("deep\n"), 0o644).
+		File("top", []byte("top level\n"), 0o644).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dimg, err := images.Busybox(images.WithoutBase(), images.WithLayers(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Push(t, dataImage, dimg)
 }
 
 // Pod and container builders for manifests.
