@@ -262,13 +262,29 @@ func TestTagsAndSharedLayers(t *testing.T) {
 	if len(got.RepoTags) != 2 {
 		t.Fatalf("two tags of one image: %v", got.RepoTags)
 	}
-	// Removing one tag leaves the other.
-	if err := e.svc.Remove(ctx, e.ref("app:t2")); err != nil {
+	// Removing one tag leaves the other, even of an image KeepIf keeps
+	// (mounted by a container); its last tag and its ID are refused then.
+	errKept := errors.New("kept")
+	keep := KeepIf(func(img meta.Image) error {
+		if img.ID != imgA.ID {
+			t.Errorf("KeepIf asked about %s, want %s", img.ID, imgA.ID)
+		}
+		return errKept
+	})
+	if err := e.svc.Remove(ctx, e.ref("app:t2"), keep); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = e.svc.Get(ctx, imgA.ID.String())
 	if !slices.Equal(got.RepoTags, []string{e.ref("app:t1")}) {
 		t.Fatalf("after untag: %v", got.RepoTags)
+	}
+	for _, name := range []string{e.ref("app:t1"), imgA.ID.String()} {
+		if err := e.svc.Remove(ctx, name, keep); !errors.Is(err, errKept) {
+			t.Errorf("Remove(%s) of a kept image: %v, want the keep error", name, err)
+		}
+	}
+	if got, err := e.svc.Get(ctx, imgA.ID.String()); err != nil || len(got.RepoTags) != 1 {
+		t.Fatalf("the kept image after refused removals: %v, %v", got, err)
 	}
 	// Move t1 to image B sharing the base layer.
 	b := push(t, e.reg, "app", "t1", "amd64", base, top2)

@@ -282,11 +282,29 @@ func (s *Service) Config(ctx context.Context, img meta.Image) (ocispec.Image, er
 	return cfg, nil
 }
 
+// RemoveOption is an optional setting of Remove.
+type RemoveOption func(*removeOptions)
+
+type removeOptions struct {
+	keep func(meta.Image) error
+}
+
+// KeepIf refuses the removal of an image, not of one of its tags, when
+// keep returns an error (which Remove returns): an image a container
+// mounts stays, while removing one of its several tags only untags it.
+func KeepIf(keep func(meta.Image) error) RemoveOption {
+	return func(o *removeOptions) { o.keep = keep }
+}
+
 // Remove deletes the image named by name. Naming it by one of several
 // tags only removes that tag; naming it by ID, digest or its last tag
 // removes the image, and a GC pass soon after frees what no other image
 // uses. An unknown image is not an error, as kubelet expects.
-func (s *Service) Remove(ctx context.Context, name string) error {
+func (s *Service) Remove(ctx context.Context, name string, opts ...RemoveOption) error {
+	var o removeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	img, kind, err := s.lookup(name)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -312,6 +330,11 @@ func (s *Service) Remove(ctx context.Context, name string) error {
 		}
 		klog.V(2).InfoS("Untagged image", "image", img.ID, "tag", ref.String())
 		return nil
+	}
+	if o.keep != nil {
+		if err := o.keep(img); err != nil {
+			return err
+		}
 	}
 	err = s.db.DeleteImage(img.ID)
 	s.written()

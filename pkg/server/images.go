@@ -220,12 +220,15 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 	if name == "" {
 		return nil, fmt.Errorf("%w: image.image is empty", errInvalid)
 	}
-	if img, err := s.images.Get(ctx, name); err == nil {
+	// An image volume keeps its image; one of the image's several tags
+	// can still go.
+	mounted := image.KeepIf(func(img meta.Image) error {
 		if ctr := s.ctrs.ImageVolumeUser(img.ID.String()); ctr != "" {
-			return nil, fmt.Errorf("%w: image %s is mounted by container %s; remove the container first", container.ErrImageInUse, img.ID, ctr)
+			return fmt.Errorf("%w: image %s is mounted by container %s; remove the container first", container.ErrImageInUse, img.ID, ctr)
 		}
-	}
-	if err := s.images.Remove(ctx, name); err != nil {
+		return nil
+	})
+	if err := s.images.Remove(ctx, name, mounted); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemoveImageResponse{}, nil

@@ -17,8 +17,8 @@ import (
 
 // pushDataImage pushes and pulls an image that holds data, not a program:
 // data/hello, data/nested/deep, a script bin/run.sh and a setuid copy of
-// it. It returns the image ID.
-func pushDataImage(t *testing.T, env *framework.Env, ref string) string {
+// it, under ref and each of tags. It returns the image ID.
+func pushDataImage(t *testing.T, env *framework.Env, ref string, tags ...string) string {
 	t.Helper()
 	layer, err := images.NewLayer().
 		Dir("data", 0o755).File("data/hello", []byte("hello from the image\n"), 0o644).
@@ -29,7 +29,12 @@ func pushDataImage(t *testing.T, env *framework.Env, ref string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return env.PushImage(t, ref, images.WithoutBase(), images.WithLayers(layer)).ID().String()
+	img := env.PushImage(t, ref, images.WithoutBase(), images.WithLayers(layer))
+	for _, tag := range tags {
+		env.Push(t, tag, img)
+		env.Daemon.Pull(t, tag)
+	}
+	return img.ID().String()
 }
 
 func imageMount(path, ref, sub string) *runtimeapi.Mount {
@@ -43,8 +48,8 @@ func imageMount(path, ref, sub string) *runtimeapi.Mount {
 // was killed in between.
 func TestImageVolumes(t *testing.T) {
 	env, d := podEnv(t)
-	const ref = "voldata:v1"
-	imageID := pushDataImage(t, env, ref)
+	const ref, other = "voldata:v1", "voldata:other"
+	imageID := pushDataImage(t, env, ref, other)
 	pc := framework.PodConfig("imagevol")
 	pod := d.RunPod(t, pc)
 	snapsBefore := len(d.SnapshotDirs())
@@ -80,6 +85,18 @@ func TestImageVolumes(t *testing.T) {
 	}
 	err = d.Images().RemoveImage(testCtx(t), &runtimeapi.ImageSpec{Image: ref})
 	wantCode(t, "RemoveImage of a mounted image", err, codes.FailedPrecondition, id)
+	// Removing one of its tags only untags it: the image stays, mounted
+	// and known by its ID and other tag.
+	if err := d.Images().RemoveImage(testCtx(t), &runtimeapi.ImageSpec{Image: other}); err != nil {
+		t.Errorf("RemoveImage of one tag of a mounted image: %v", err)
+	}
+	img, err = d.Images().ImageStatus(testCtx(t), &runtimeapi.ImageSpec{Image: imageID}, false)
+	if err != nil || img.GetImage() == nil || slices.ContainsFunc(img.GetImage().GetRepoTags(), func(tag string) bool { return strings.HasSuffix(tag, other) }) ||
+		!slices.ContainsFunc(img.GetImage().GetRepoTags(), func(tag string) bool { return strings.HasSuffix(tag, ref) }) {
+		t.Errorf("after untagging %s: image %v, %v; want the image with only %s", other, img.GetImage(), err, ref)
+	}
+	err = d.Images().RemoveImage(testCtx(t), &runtimeapi.ImageSpec{Image: imageID})
+	wantCode(t, "RemoveImage of a mounted image by ID", err, codes.FailedPrecondition, id)
 
 	// A crash leaves the volume mounted for the running container; the
 	// restarted daemon still knows it and cleans it up at removal.
