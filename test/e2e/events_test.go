@@ -405,21 +405,21 @@ func TestStalledEventSubscriber(t *testing.T) {
 }
 
 // TestPodSandboxStatusContainers: PodSandboxStatus carries the statuses of
-// the pod's containers and the time they were read, as kubelet's evented
-// PLEG (EventedPLEG gate) takes them instead of listing containers.
+// the pod's containers, but no timestamp: with one, kubelet's evented PLEG
+// takes the containers from there, which kubelet 1.37 gets wrong (it runs
+// completed init containers again; see pkg/server PodSandboxStatus).
 func TestPodSandboxStatusContainers(t *testing.T) {
 	_, d := podEnv(t)
 	pc := framework.PodConfig("plegstatus")
 	pod := d.RunPod(t, pc)
 	running := d.CreateStarted(t, pod, sleeper("running"), pc)
 	created := d.CreateContainer(t, pod, sleeper("created"), pc)
-	before := time.Now().UnixNano()
 	resp, err := d.RuntimeClient().PodSandboxStatus(testCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ts := resp.GetTimestamp(); ts < before || ts > time.Now().UnixNano() {
-		t.Errorf("timestamp %d, want the time of the call (after %d)", ts, before)
+	if ts := resp.GetTimestamp(); ts != 0 {
+		t.Errorf("timestamp %d, want none", ts)
 	}
 	got := map[string]runtimeapi.ContainerState{}
 	for _, cs := range resp.GetContainersStatuses() {
