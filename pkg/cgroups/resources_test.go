@@ -67,12 +67,16 @@ func readTree(t *testing.T, l Layout, dir string) map[string]string {
 
 
 // TestUpdatePod: each driver writes the pod's CPU weight, quota and memory
-// limit into the pod cgroup's files (v1 and v2 names), leaves unset ones,
-// and the systemd driver also sets the slice's unit properties.
+// limit into the pod cgroup's files (v1 and v2 names), leaves unset ones
+// and the containers' own (swap, pids), and the systemd driver also sets
+// the slice's unit properties.
 func TestUpdatePod(t *testing.T) {
 	full := &specs.LinuxResources{
 		CPU:    &specs.LinuxCPU{Shares: ptr(uint64(512)), Quota: ptr(int64(150000)), Period: ptr(uint64(100000))},
-		Memory: &specs.LinuxMemory{Limit: ptr(int64(320 << 20))},
+		Memory: &specs.LinuxMemory{Limit: ptr(int64(320 << 20)), Swap: ptr(int64(320 << 20))},
+		// Not a pod cgroup's: swap (which would bar the containers'
+		// swap) and pids stay with the containers.
+		Pids: &specs.LinuxPids{Limit: ptr(int64(100))},
 	}
 	memOnly := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(64 << 20))}}
 	for _, tc := range []struct {
