@@ -76,6 +76,21 @@ type CreateRequest struct {
 	Terminal bool
 	// LogPath is the CRI log file; empty discards output.
 	LogPath string
+	// RestoreFrom, when set, is a directory of CRIU images: nothing runs
+	// at create (the container is created with no process), and Start
+	// restores the checkpointed process instead of starting the bundle's.
+	RestoreFrom string
+}
+
+// CheckpointRequest asks for a CRIU checkpoint of a running container,
+// which keeps running.
+type CheckpointRequest struct {
+	ID string
+	// ImagePath receives CRIU's image files, WorkPath its logs
+	// (dump.log); both must exist.
+	ImagePath, WorkPath string
+	// Timeout bounds the runtime call; zero is the shim's default.
+	Timeout time.Duration
 }
 
 // ExecSyncRequest runs a process in a running container and collects its

@@ -251,6 +251,21 @@ func (c *Client) Update(ctx context.Context, id string, resources []byte) error 
 	return c.call(ctx, "Update", UpdateRequest{ID: id, Resources: resources}, &Empty{})
 }
 
+// Checkpoint dumps a running container with CRIU; it keeps running.
+func (c *Client) Checkpoint(ctx context.Context, req CheckpointRequest) error {
+	return c.call(ctx, "Checkpoint", req, &Empty{})
+}
+
+// Pause freezes the container's processes.
+func (c *Client) Pause(ctx context.Context, id string) error {
+	return c.call(ctx, "Pause", IDRequest{ID: id}, &Empty{})
+}
+
+// Resume thaws a paused container.
+func (c *Client) Resume(ctx context.Context, id string) error {
+	return c.call(ctx, "Resume", IDRequest{ID: id}, &Empty{})
+}
+
 // Events returns the events with Seq > after, waiting until there is at
 // least one or ctx ends.
 func (c *Client) Events(ctx context.Context, after uint64) ([]Event, error) {

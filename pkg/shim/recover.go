@@ -43,6 +43,8 @@ func (s *server) reload(ctx context.Context) {
 		switch {
 		case st.Status == StatusExited:
 			close(c.exited)
+		case c.pendingLocked():
+			// Created to be restored: no process until Start.
 		case st.Pid == 0:
 			// The previous shim died during create.
 			s.cleanupRuntime(c)

@@ -19,6 +19,11 @@ type API interface {
 	Attach(ctx context.Context, id string, terminal bool, stdio Stdio) error
 	ReopenLog(ctx context.Context, id string) error
 	Update(ctx context.Context, id string, resources []byte) error
+	// Checkpoint dumps a running container with CRIU; it keeps running.
+	Checkpoint(ctx context.Context, req CheckpointRequest) error
+	// Pause freezes a container's processes, Resume thaws them.
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
 	// Events long-polls the events after sequence number after.
 	Events(ctx context.Context, after uint64) ([]Event, error)
 	// ForceShutdown kills and deletes every container and stops the shim.

@@ -121,6 +121,10 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 		StdinOnce:   req.StdinOnce,
 		Terminal:    req.Terminal,
 		CgroupsPath: bundleCgroupsPath(req.Bundle),
+		RestoreFrom: req.RestoreFrom,
+	}
+	if req.RestoreFrom != "" && req.Terminal {
+		return State{}, fmt.Errorf("create %s: %w", req.ID, errTerminal)
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
@@ -147,6 +151,12 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 		return State{}, fmt.Errorf("create %s: %w", req.ID, err)
 	}
 
+	if req.RestoreFrom != "" {
+		// Nothing runs until Start restores it.
+		s.events.publish(req.ID, EventCreated, c.state())
+		klog.InfoS("Created container to restore", "id", req.ID, "images", req.RestoreFrom)
+		return c.state(), nil
+	}
 	pid, cio, err := s.runtimeCreate(ctx, c, req)
 	if err != nil {
 		c.mu.Lock()
@@ -307,6 +317,10 @@ func (s *server) start(ctx context.Context, id string) (State, error) {
 		c.mu.Unlock()
 		return State{}, fmt.Errorf("start %s: container is %s, not created", id, st)
 	}
+	if c.pendingLocked() {
+		c.mu.Unlock()
+		return s.restore(ctx, c)
+	}
 	done := make(chan struct{})
 	c.startDone = done
 	c.mu.Unlock()
@@ -412,7 +426,7 @@ func (s *server) kill(ctx context.Context, id string, sig syscall.Signal, all bo
 	if err != nil {
 		return err
 	}
-	if c.state().Status == StatusExited {
+	if c.state().Status == StatusExited || s.dropPending(c) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
@@ -452,6 +466,7 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 	defer c.opMu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
 	defer cancel()
+	s.dropPending(c)
 	// A created container's init waits for its start: killed through its
 	// pidfd, it is gone at once and the plain delete below has nothing to
 	// wait for (a forced delete would poll for the death every 100ms).

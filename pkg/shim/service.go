@@ -77,6 +77,18 @@ func (v *service) Update(req UpdateRequest, _ *Empty) error {
 	return encodeError(v.s.update(v.s.ctx, req.ID, req.Resources))
 }
 
+func (v *service) Checkpoint(req CheckpointRequest, _ *Empty) error {
+	return encodeError(v.s.checkpoint(v.s.ctx, req))
+}
+
+func (v *service) Pause(req IDRequest, _ *Empty) error {
+	return encodeError(v.s.pause(v.s.ctx, req.ID, true))
+}
+
+func (v *service) Resume(req IDRequest, _ *Empty) error {
+	return encodeError(v.s.pause(v.s.ctx, req.ID, false))
+}
+
 func (v *service) Events(req EventsRequest, r *EventsReply) error {
 	r.Events = v.s.events.wait(v.s.ctx, req.After, min(req.MaxWait, maxPoll))
 	return nil

@@ -18,6 +18,8 @@ type record struct {
 	StdinOnce   bool
 	Terminal    bool
 	CgroupsPath string
+	// RestoreFrom: Start restores from these CRIU images (CreateRequest).
+	RestoreFrom string `json:",omitempty"`
 }
 
 // writeFileAtomic replaces path with data so that a crash leaves either the

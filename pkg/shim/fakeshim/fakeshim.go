@@ -384,6 +384,25 @@ func (s *Shim) Update(ctx context.Context, id string, resources []byte) error {
 	return err
 }
 
+// Checkpoint succeeds for a running container (it writes nothing).
+func (s *Shim) Checkpoint(ctx context.Context, req shim.CheckpointRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running("Checkpoint", req.ID)
+}
+
+func (s *Shim) Pause(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running("Pause", id)
+}
+
+func (s *Shim) Resume(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running("Resume", id)
+}
+
 // Events returns the events after seq after, waiting for one if there is
 // none yet, like the real shim's long-poll.
 func (s *Shim) Events(ctx context.Context, after uint64) ([]shim.Event, error) {

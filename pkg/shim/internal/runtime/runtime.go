@@ -338,3 +338,32 @@ func (c *capture) finish(grace time.Duration) []byte {
 }
 
 func (c *capture) close() { _ = c.r.Close() }
+
+// Checkpoint runs `checkpoint --leave-running`: CRIU dumps the container
+// into imagePath (its logs into workPath) and the container keeps running.
+func (r *Runtime) Checkpoint(ctx context.Context, logFile, id, imagePath, workPath string) error {
+	_, err := r.Run(ctx, logFile, Stdio{}, "checkpoint", "--leave-running", "--image-path", imagePath, "--work-path", workPath, id)
+	return err
+}
+
+// Restore runs `restore --detach`: CRIU recreates the container from
+// imagePath in bundle, its pipes connected to stdio (runc hands its own
+// fds 0-2 to the pipes the checkpoint recorded); pidFile receives the
+// restored init's pid.
+func (r *Runtime) Restore(ctx context.Context, logFile, id, bundle, pidFile, imagePath, workPath string, stdio Stdio) error {
+	_, err := r.Run(ctx, logFile, stdio, "restore", "--detach", "--image-path", imagePath, "--work-path", workPath,
+		"--bundle", bundle, "--pid-file", pidFile, id)
+	return err
+}
+
+// Pause runs `pause` (the cgroup freezer).
+func (r *Runtime) Pause(ctx context.Context, logFile, id string) error {
+	_, err := r.Run(ctx, logFile, Stdio{}, "pause", id)
+	return err
+}
+
+// Resume runs `resume`.
+func (r *Runtime) Resume(ctx context.Context, logFile, id string) error {
+	_, err := r.Run(ctx, logFile, Stdio{}, "resume", id)
+	return err
+}
