@@ -175,6 +175,19 @@ func (c *Controller) Create(ctx context.Context, pod Sandbox, cfg *runtimeapi.Co
 var errNotReady = fmt.Errorf("%w: pod sandbox is not ready", ErrState)
 
 func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *runtimeapi.ContainerConfig) (id string, retErr error) {
+	// A checkpoint archive as the image: the container is restored from
+	// it (its image, filesystem changes and process) at Start.
+	ckpt, cfg, err := c.unpackCheckpoint(ctx, pod, cfg)
+	if err != nil {
+		return "", err
+	}
+	if ckpt != nil {
+		defer func() {
+			if retErr != nil {
+				os.RemoveAll(ckpt.Dir)
+			}
+		}()
+	}
 	devices, err := cdi.Requested(cfg)
 	if err != nil {
 		return "", err
@@ -269,6 +282,9 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		if err := userns.MountRootfs(mounts, rootfs, filepath.Join(bundle, "idmap"), uids, gids); err != nil {
 			return "", fmt.Errorf("mount rootfs for the pod's user namespace: %w", err)
 		}
+	}
+	if err := c.prepareRestore(ctx, ckpt, bundle, rootfs); err != nil {
+		return "", err
 	}
 	specCfg, err := c.mountImageVolumes(ctx, id, bundle, cfg, volumes, uids, gids)
 	if err != nil {
@@ -422,6 +438,8 @@ func (c *Controller) runtimeCreate(ctx context.Context, ctr *Container, cl shim.
 		StdinOnce: cfg.GetStdinOnce(),
 		Terminal:  cfg.GetTty(),
 		LogPath:   rec.LogPath,
+		// A container created from a checkpoint: the start restores it.
+		RestoreFrom: restoreImages(ctr.pod.BundleDir(rec.ID)),
 	})
 	if err != nil && !errors.Is(err, shim.ErrAlreadyExists) {
 		return fmt.Errorf("create container in the runtime: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -34,7 +35,13 @@ func (s *Server) CheckpointContainer(ctx context.Context, req *runtimeapi.Checkp
 	if err := s.criu.Err(); err != nil {
 		return nil, fmt.Errorf("checkpoint container %s: %w", ctr.ID(), err)
 	}
-	return nil, fmt.Errorf("checkpoint container %s: %w", ctr.ID(), errNotYet)
+	if !filepath.IsAbs(req.GetLocation()) {
+		return nil, fmt.Errorf("%w: location %q is not absolute", errInvalid, req.GetLocation())
+	}
+	if _, err := s.ctrs.Checkpoint(ctx, ctr.ID(), req.GetLocation(), time.Duration(req.GetTimeout())*time.Second); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CheckpointContainerResponse{}, nil
 }
 
 // CheckpointPod checkpoints the listed running containers of a pod
@@ -65,7 +72,10 @@ func (s *Server) CheckpointPod(ctx context.Context, req *runtimeapi.CheckpointPo
 	if err := s.criu.Err(); err != nil {
 		return nil, fmt.Errorf("checkpoint pod %s: %w", pod.ID(), err)
 	}
-	return nil, fmt.Errorf("checkpoint pod %s: %w", pod.ID(), errNotYet)
+	if err := s.checkpointPod(ctx, pod, req); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.CheckpointPodResponse{}, nil
 }
 
 func validateCheckpointPod(req *runtimeapi.CheckpointPodRequest) error {
@@ -112,5 +122,5 @@ func (s *Server) RestorePod(ctx context.Context, req *runtimeapi.RestorePodReque
 	if err := s.criu.Err(); err != nil {
 		return nil, fmt.Errorf("restore pod from %s: %w", req.GetCheckpointPath(), err)
 	}
-	return nil, fmt.Errorf("restore pod from %s: %w", req.GetCheckpointPath(), errNotYet)
+	return s.restorePod(ctx, req)
 }

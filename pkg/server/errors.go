@@ -36,9 +36,6 @@ import (
 // field at fault.
 var errInvalid = errors.New("invalid argument")
 
-// errNotYet marks a part of an RPC this daemon does not implement yet.
-var errNotYet = errors.New("not implemented")
-
 // toStatus maps internal errors onto gRPC codes. It is the only place that
 // does, so every RPC reports the same failure the same way.
 func toStatus(err error) error {
@@ -85,7 +82,9 @@ var sentinelCodes = []struct {
 	{nri.ErrRejected, codes.FailedPrecondition},
 	// CRIU cannot run on this node; the message carries CRIU's reason.
 	{checkpoint.ErrUnavailable, codes.FailedPrecondition},
-	{errNotYet, codes.Unimplemented},
+	// A checkpoint that cannot be restored: well formed request, refused
+	// content.
+	{checkpoint.ErrInvalid, codes.FailedPrecondition},
 
 	// Images and registries.
 	{image.ErrNotFound, codes.NotFound},

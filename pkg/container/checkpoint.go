@@ -1,0 +1,224 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
+	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
+)
+
+// defaultCheckpointTimeout is the CRI's "zero: the runtime's default".
+// CRIU dumps every page of the container: generous.
+const defaultCheckpointTimeout = 5 * time.Minute
+
+// CheckpointStats is what one checkpoint took and wrote.
+type CheckpointStats struct {
+	Duration     time.Duration
+	ArchiveBytes int64
+	DiffBytes    int64
+}
+
+// Checkpoint dumps a running container into the archive at location,
+// leaving it running. The archive replaces location whole or not at all.
+func (c *Controller) Checkpoint(ctx context.Context, id, location string, timeout time.Duration) (CheckpointStats, error) {
+	start := time.Now()
+	ctr, err := c.Get(id)
+	if err != nil {
+		return CheckpointStats{}, err
+	}
+	stage, err := os.MkdirTemp(filepath.Dir(location), ".checkpoint-")
+	if err != nil {
+		return CheckpointStats{}, fmt.Errorf("checkpoint %s: %w", ctr.ID(), err)
+	}
+	defer os.RemoveAll(stage)
+	st, err := c.CheckpointTo(ctx, ctr, stage, timeout)
+	if err != nil {
+		return st, err
+	}
+	if st.ArchiveBytes, err = checkpoint.Pack(ctx, stage, location); err != nil {
+		return st, err
+	}
+	st.Duration = time.Since(start)
+	klog.V(2).InfoS("Container checkpointed", "container", ctr.ID(), "archive", location, "bytes", st.ArchiveBytes, "duration", st.Duration)
+	return st, nil
+}
+
+// CheckpointTo dumps a running container into the existing directory dir
+// in the archive's layout (unpacked).
+func (c *Controller) CheckpointTo(ctx context.Context, ctr *Container, dir string, timeout time.Duration) (CheckpointStats, error) {
+	if timeout <= 0 {
+		timeout = defaultCheckpointTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ctr.op.Lock()
+	defer ctr.op.Unlock()
+	rec := ctr.Record()
+	if rec.State != meta.ContainerRunning {
+		return CheckpointStats{}, fmt.Errorf("checkpoint %s: %w (%s)", rec.ID, ErrNotRunning, rec.State)
+	}
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		return CheckpointStats{}, fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
+	}
+	images := filepath.Join(dir, checkpoint.ImagesDir)
+	if err := os.Mkdir(images, 0o700); err != nil {
+		return CheckpointStats{}, err
+	}
+	if err := cl.Checkpoint(ctx, shim.CheckpointRequest{ID: rec.ID, ImagePath: images, WorkPath: dir, Timeout: timeout}); err != nil {
+		return CheckpointStats{}, fmt.Errorf("checkpoint %s: %w", rec.ID, err)
+	}
+	var st CheckpointStats
+	upper, err := c.WritableLayer(ctx, ctr)
+	if err != nil {
+		return st, err
+	}
+	if st.DiffBytes, err = checkpoint.WriteRootfsDiff(ctx, upper, dir); err != nil {
+		return st, err
+	}
+	return st, writeMetadata(ctr, rec, dir)
+}
+
+// writeMetadata writes config.dump, spec.dump, bind.mounts, status.dump
+// and the container's log.
+func writeMetadata(ctr *Container, rec meta.Container, dir string) error {
+	criCfg, err := protojson.Marshal(ctr.Config())
+	if err != nil {
+		return err
+	}
+	cfg := checkpoint.Config{
+		ID: rec.ID, Name: ctr.Config().GetMetadata().GetName(), RootfsImage: rec.ImageName, RootfsImageRef: rec.ImageID,
+		RootfsImageName: rec.ImageName, CreatedTime: rec.CreatedAt,
+		CheckpointedTime: time.Now().UTC(), Pod: rec.SandboxID, CRIConfig: criCfg,
+	}
+	spec := ctr.Spec()
+	for name, v := range map[string]any{checkpoint.ConfigDump: cfg, checkpoint.SpecDump: spec,
+		checkpoint.BindMounts: checkpoint.BindMountsOf(spec), checkpoint.StatusDump: rec} {
+		if err := checkpoint.WriteJSON(dir, name, v); err != nil {
+			return err
+		}
+	}
+	if rec.LogPath != "" {
+		if err := copyFile(rec.LogPath, filepath.Join(dir, checkpoint.ContainerLog)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Pause freezes a running container; Resume thaws it.
+func (c *Controller) Pause(ctx context.Context, ctr *Container) error {
+	return c.freeze(ctx, ctr, true)
+}
+
+// Resume thaws a container Pause froze.
+func (c *Controller) Resume(ctx context.Context, ctr *Container) error {
+	return c.freeze(ctx, ctr, false)
+}
+
+func (c *Controller) freeze(ctx context.Context, ctr *Container, on bool) error {
+	cl := ctr.pod.Shim()
+	if cl == nil {
+		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, ctr.Record().SandboxID)
+	}
+	if on {
+		return cl.Pause(ctx, ctr.ID())
+	}
+	return cl.Resume(ctx, ctr.ID())
+}
+
+// unpackCheckpoint: when cfg's image is a checkpoint archive, it is
+// unpacked next to the pod's bundles and cfg comes back naming the
+// checkpoint's image instead (the record and status show the real image).
+func (c *Controller) unpackCheckpoint(ctx context.Context, pod Sandbox, cfg *runtimeapi.ContainerConfig) (*checkpoint.Checkpoint, *runtimeapi.ContainerConfig, error) {
+	archive := cfg.GetImage().GetImage()
+	isDir := checkpoint.IsDir(archive)
+	if !isDir && !checkpoint.IsArchive(archive) {
+		return nil, cfg, nil
+	}
+	bundles := filepath.Dir(pod.BundleDir("x"))
+	if err := os.MkdirAll(bundles, 0o711); err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp(bundles, ".restore-")
+	if err != nil {
+		return nil, nil, err
+	}
+	var ckpt *checkpoint.Checkpoint
+	if isDir {
+		// A pod checkpoint's container (RestorePod): copied, as the
+		// caller's data stays untouched and may go before Start.
+		ckpt, err = checkpoint.Copy(ctx, archive, dir)
+	} else {
+		ckpt, err = checkpoint.Unpack(ctx, archive, dir)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("restore from %s: %w", archive, err)
+	}
+	cfg = proto.Clone(cfg).(*runtimeapi.ContainerConfig)
+	image := ckpt.Config.RootfsImageRef
+	if image == "" {
+		image = ckpt.Config.RootfsImageName
+	}
+	cfg.Image = &runtimeapi.ImageSpec{Image: image}
+	klog.V(2).InfoS("Restoring container from a checkpoint", "archive", archive, "image", image, "checkpointed", ckpt.Config.CheckpointedTime)
+	return ckpt, cfg, nil
+}
+
+// prepareRestore moves the unpacked checkpoint into the bundle (where
+// the start finds it: restoreImages) and replays its filesystem changes
+// onto the mounted rootfs.
+func (c *Controller) prepareRestore(ctx context.Context, ckpt *checkpoint.Checkpoint, bundle, rootfs string) error {
+	if ckpt == nil {
+		return nil
+	}
+	dst := filepath.Join(bundle, restoreDir)
+	if err := os.Rename(ckpt.Dir, dst); err != nil {
+		return err
+	}
+	ckpt.Dir = dst
+	return ckpt.ApplyRootfsDiff(ctx, rootfs)
+}
+
+// restoreDir is where a container created from a checkpoint keeps it,
+// in its bundle.
+const restoreDir = "checkpoint"
+
+// restoreImages is the CRIU images directory of a container created from
+// a checkpoint, "" for any other container.
+func restoreImages(bundle string) string {
+	dir := filepath.Join(bundle, restoreDir, checkpoint.ImagesDir)
+	if _, err := os.Stat(filepath.Join(dir, "inventory.img")); err != nil {
+		return ""
+	}
+	return dir
+}
