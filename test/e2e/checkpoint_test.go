@@ -3,11 +3,16 @@
 package e2e
 
 import (
+	"archive/tar"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -78,6 +83,9 @@ func TestCheckpoint(t *testing.T) {
 	wantCode(t, "CheckpointPod with a container not running", err, codes.FailedPrecondition, "not running")
 
 	if info.Usable {
+		t.Run("counter", func(t *testing.T) { testCheckpointCounter(t, d) })
+		t.Run("pod", func(t *testing.T) { testCheckpointPod(t, d) })
+		t.Run("corrupt", func(t *testing.T) { testRestoreCorrupt(t, d) })
 		return
 	}
 	_, err = rc.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: running, Location: archive})
@@ -87,5 +95,235 @@ func TestCheckpoint(t *testing.T) {
 	_, err = rc.RestorePod(ctx, &runtimeapi.RestorePodRequest{CheckpointPath: t.TempDir(), Config: framework.PodConfig("restored"),
 		ContainerConfigs: []*runtimeapi.ContainerConfig{sleeper("run")}})
 	wantCode(t, "RestorePod without CRIU", err, codes.FailedPrecondition, info.Reason)
+	notATar := filepath.Join(t.TempDir(), "ckpt.tar")
+	if err := os.WriteFile(notATar, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: framework.Shell("restored", notATar, "true"), SandboxConfig: pc})
+	wantCode(t, "CreateContainer from a checkpoint archive without CRIU", err, codes.FailedPrecondition, info.Reason)
 	t.Skipf("CRIU cannot run on this node, so nothing is checkpointed here (the guest suite does): %s", info.Reason)
+}
+
+// counter counts in memory and prints each value; it writes a file first.
+const counter = `echo written-before > /before.txt; i=0; while :; do i=$((i+1)); echo $i; sleep 0.2; done`
+
+// lastCount is the last number a counter printed to its log at path.
+func lastCount(t *testing.T, path string) int {
+	t.Helper()
+	lines := framework.ReadCRILines(t, path)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(lines[i].Content))); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+// waitCount waits until the counter logging at path printed more than n.
+func waitCount(t *testing.T, path string, n int) int {
+	t.Helper()
+	deadline := time.Now().Add(framework.Slow(30 * time.Second))
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			if c := lastCount(t, path); c > n {
+				return c
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("counter logging to %s did not pass %d", path, n)
+	return 0
+}
+
+// firstCount is the first number printed to the log at path.
+func firstCount(t *testing.T, path string) int {
+	t.Helper()
+	for _, l := range framework.ReadCRILines(t, path) {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(l.Content))); err == nil {
+			return n
+		}
+	}
+	return 0
+}
+
+// archiveEntries lists the names in a tar archive.
+func archiveEntries(t *testing.T, path string) map[string]int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]int64{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("archive %s: %v", path, err)
+		}
+		out[strings.TrimSuffix(h.Name, "/")] = h.Size
+	}
+}
+
+// testCheckpointCounter: a counting container is checkpointed (and keeps
+// running), then restored into a new pod from the archive: it goes on
+// counting from where it was, and the file it wrote is there.
+func testCheckpointCounter(t *testing.T, d *framework.Daemon) {
+	ctx := testCtx(t)
+	rc := d.RuntimeClient()
+	pc := framework.PodConfig("ckpt-src")
+	pod := d.RunPod(t, pc)
+	cfg := framework.Shell("counter", bb, counter)
+	id := d.CreateStarted(t, pod, cfg, pc)
+	logPath := framework.LogPath(pc, cfg)
+	waitCount(t, logPath, 5)
+
+	archive := filepath.Join(t.TempDir(), "counter.tar")
+	t0 := time.Now()
+	if _, err := rc.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: archive}); err != nil {
+		t.Fatalf("CheckpointContainer: %v", err)
+	}
+	took := time.Since(t0)
+	fi, err := os.Stat(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("checkpoint of a counting shell: %v, archive %d bytes", took, fi.Size())
+	entries := archiveEntries(t, archive)
+	for _, want := range []string{"checkpoint", "checkpoint/inventory.img", "config.dump", "spec.dump", "rootfs-diff.tar", "bind.mounts", "container.log", "status.dump"} {
+		if _, ok := entries[want]; !ok {
+			t.Errorf("archive has no %s (it has %d entries)", want, len(entries))
+		}
+	}
+	// kubelet's checkpoint leaves the container running.
+	if st := d.ContainerStatus(t, id).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after its checkpoint the container is %v", st.GetState())
+	}
+	at := lastCount(t, logPath)
+	waitCount(t, logPath, at+2)
+
+	rpc := framework.PodConfig("ckpt-dst")
+	rpod := d.RunPod(t, rpc)
+	rcfg := framework.Shell("counter", archive, "unused")
+	t0 = time.Now()
+	rid := d.CreateContainer(t, rpod, rcfg, rpc)
+	if st := d.ContainerStatus(t, rid).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED || st.GetImage().GetImage() == archive {
+		t.Errorf("restored container before start: %v, image %q", st.GetState(), st.GetImage().GetImage())
+	}
+	d.StartContainer(t, rid)
+	t.Logf("restore (create + start) took %v", time.Since(t0))
+	rlog := framework.LogPath(rpc, rcfg)
+	waitCount(t, rlog, 0)
+	first := firstCount(t, rlog)
+	// The restored process prints the number after the last one it had
+	// printed when checkpointed, not 1.
+	if first < 5 || first > at+3 {
+		t.Errorf("restored counter starts at %d; it had printed up to about %d when checkpointed", first, at)
+	}
+	waitCount(t, rlog, first+2)
+	if out := d.ExecOK(t, rid, "cat", "/before.txt"); strings.TrimSpace(out) != "written-before" {
+		t.Errorf("/before.txt in the restored container = %q", out)
+	}
+	// The original still counts on its own.
+	waitCount(t, logPath, lastCount(t, logPath))
+
+	// A container that has exited cannot be checkpointed.
+	done := d.CreateStarted(t, pod, framework.Shell("done", bb, "true"), pc)
+	d.WaitExited(t, done, framework.Slow(30*time.Second))
+	_, err = rc.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: done, Location: filepath.Join(t.TempDir(), "x.tar")})
+	wantCode(t, "CheckpointContainer of an exited container", err, codes.FailedPrecondition, "not running")
+}
+
+// testCheckpointPod: two counters checkpointed together (CheckpointPod)
+// and restored as a new pod (RestorePod), each from where it was.
+func testCheckpointPod(t *testing.T, d *framework.Daemon) {
+	ctx := testCtx(t)
+	rc := d.RuntimeClient()
+	pc := framework.PodConfig("podckpt-src")
+	pod := d.RunPod(t, pc)
+	cfgs := []*runtimeapi.ContainerConfig{framework.Shell("a", bb, counter), framework.Shell("b", bb, counter)}
+	var ids []string
+	for _, c := range cfgs {
+		ids = append(ids, d.CreateStarted(t, pod, c, pc))
+	}
+	for _, c := range cfgs {
+		waitCount(t, framework.LogPath(pc, c), 3)
+	}
+	out := t.TempDir()
+	t0 := time.Now()
+	if _, err := rc.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: pod, OutputPath: out, ContainerIds: ids}); err != nil {
+		t.Fatalf("CheckpointPod: %v", err)
+	}
+	t.Logf("CheckpointPod of two counters: %v", time.Since(t0))
+	for _, id := range ids {
+		if st := d.ContainerStatus(t, id).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("after CheckpointPod container %s is %v", id, st.GetState())
+		}
+	}
+	// Thawed: they go on counting.
+	for _, c := range cfgs {
+		p := framework.LogPath(pc, c)
+		waitCount(t, p, lastCount(t, p))
+	}
+
+	rpc := framework.PodConfig("podckpt-dst")
+	t0 = time.Now()
+	resp, err := rc.RestorePod(ctx, &runtimeapi.RestorePodRequest{CheckpointPath: out, Config: rpc, ContainerConfigs: cfgs})
+	if err != nil {
+		t.Fatalf("RestorePod: %v", err)
+	}
+	t.Cleanup(func() { d.RemovePodAtCleanup(t, resp.GetPodSandboxId()) })
+	if len(resp.GetRestoredContainers()) != 2 {
+		t.Fatalf("RestorePod returned %v", resp.GetRestoredContainers())
+	}
+	for _, r := range resp.GetRestoredContainers() {
+		if st := d.ContainerStatus(t, r.GetContainerId()).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED {
+			t.Errorf("restored %s is %v before its start", r.GetName(), st.GetState())
+		}
+		d.StartContainer(t, r.GetContainerId())
+	}
+	t.Logf("RestorePod and two starts: %v", time.Since(t0))
+	for _, c := range cfgs {
+		p := framework.LogPath(rpc, c)
+		n := waitCount(t, p, 0)
+		if first := firstCount(t, p); first < 3 {
+			t.Errorf("restored %s starts counting at %d", c.GetMetadata().GetName(), first)
+		}
+		waitCount(t, p, n+1)
+	}
+	// The checkpoint's data stays as it was (the caller's).
+	if _, err := os.Stat(filepath.Join(out, "a", "checkpoint", "inventory.img")); err != nil {
+		t.Errorf("checkpoint data changed by the restore: %v", err)
+	}
+}
+
+// testRestoreCorrupt: a corrupt archive is refused with a clear error and
+// leaves no container and nothing in the pod's bundle directory.
+func testRestoreCorrupt(t *testing.T, d *framework.Daemon) {
+	pc := framework.PodConfig("ckpt-corrupt")
+	pod := d.RunPod(t, pc)
+	archive := filepath.Join(t.TempDir(), "corrupt.tar")
+	if err := os.WriteFile(archive, []byte("this is not a tar archive, and not a checkpoint either"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	_, err := d.Runtime().CreateContainer(ctx, pod, framework.Shell("c", archive, "true"), pc)
+	wantCode(t, "CreateContainer from a corrupt archive", err, codes.FailedPrecondition, "invalid checkpoint archive")
+	list, lerr := d.RuntimeClient().ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: pod}})
+	if lerr != nil || len(list.GetContainers()) != 0 {
+		t.Errorf("after a failed restore the pod has containers %v (%v)", list.GetContainers(), lerr)
+	}
+	// An archive without CRIU images: refused the same way.
+	empty := filepath.Join(t.TempDir(), "empty.tar")
+	f, _ := os.Create(empty)
+	tw := tar.NewWriter(f)
+	tw.WriteHeader(&tar.Header{Name: "config.dump", Mode: 0o600, Size: 2})
+	tw.Write([]byte("{}"))
+	tw.Close()
+	f.Close()
+	_, err = d.Runtime().CreateContainer(ctx, pod, framework.Shell("c", empty, "true"), pc)
+	wantCode(t, "CreateContainer from an archive without images", err, codes.FailedPrecondition, "invalid checkpoint archive")
 }
