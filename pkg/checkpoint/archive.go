@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -157,7 +158,7 @@ func WriteRootfsDiff(ctx context.Context, upper, dir string) (int64, error) {
 }
 
 func isWhiteout(fi fs.FileInfo) bool {
-	st, ok := fi.Sys().(*unix.Stat_t)
+	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && fi.Mode()&fs.ModeCharDevice != 0 && st.Rdev == 0
 }
 
