@@ -14,8 +14,9 @@ import (
 var ErrUnavailable = errors.New("checkpoint/restore unavailable")
 
 // probeTimeout bounds `criu check`: it takes well under a second on a
-// host, a few on an emulated guest.
-const probeTimeout = 30 * time.Second
+// host, a few seconds on an emulated guest, and was seen past 30 s on a
+// heavily loaded one.
+const probeTimeout = 2 * time.Minute
 
 // Availability is whether CRIU works on this node, found once at start
 // (the kernel does not change under a running daemon).
@@ -45,6 +46,10 @@ func Probe(ctx context.Context) Availability {
 		a.Version = firstLine(string(out))
 	}
 	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
+	if ctx.Err() != nil {
+		a.Reason = fmt.Sprintf("%s check did not finish within %s", path, probeTimeout)
+		return a
+	}
 	if err != nil {
 		a.Reason = path + " check failed: " + checkReason(string(out), err)
 		return a
