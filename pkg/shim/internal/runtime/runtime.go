@@ -351,12 +351,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, logFile, id, imagePath, workPa
 // fds 0-2 to the pipes the checkpoint recorded); pidFile receives the
 // restored init's pid.
 func (r *Runtime) Restore(ctx context.Context, logFile, id, bundle, pidFile, imagePath, workPath string, stdio Stdio) error {
-	// CRIU's cgroup handling is off: runc has already put CRIU into the
-	// new container's cgroup (under systemd, a new scope), and the
-	// restored tasks stay there. Otherwise CRIU 3.17 on cgroup v2 puts
-	// them back at the dumped path, the original container's cgroup,
-	// and the new scope, empty, is collected by systemd.
-	_, err := r.Run(ctx, logFile, stdio, "restore", "--detach", "--manage-cgroups-mode", "ignore", "--image-path", imagePath, "--work-path", workPath,
+	_, err := r.Run(ctx, logFile, stdio, "restore", "--detach", "--image-path", imagePath, "--work-path", workPath,
 		"--bundle", bundle, "--pid-file", pidFile, id)
 	return err
 }
