@@ -309,7 +309,10 @@ func TestRestartKeepsPodsRunning(t *testing.T) {
 			})
 			t.Run("log uninterrupted", func(t *testing.T) {
 				ts := waitTicks(t, counterLog, atUp+5, 30*time.Second)
-				checkContinuous(t, ts, time.Second)
+				// Ten tick periods; an emulated guest at load stalls
+				// for longer now and then, and the daemon's downtime is
+				// several times that anyway.
+				checkContinuous(t, ts, framework.Slow(time.Second))
 				var down, after int
 				for _, tk := range ts {
 					switch {
