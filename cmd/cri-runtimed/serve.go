@@ -134,7 +134,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	features := handlerFeatures(ctx, cfg)
 	devices := cdi.New(cfg.Runtime.CDISpecDirs)
 	defer devices.Close()
-	nriAPI, err := newNRI(cfg.NRI, devices)
+	nriAPI, err := newNRI(cfg.NRI, devices, rec)
 	if err != nil {
 		return err
 	}
@@ -347,6 +347,9 @@ func objectStates(pods *podsandbox.Controller, ctrs *container.Controller) telem
 			for _, p := range pods.List() {
 				n[string(p.Record().State)]++
 			}
+			// Pods are listed once ready; those on their way are counted
+			// by the controller.
+			n[string(meta.SandboxCreating)] += pods.Creating()
 			return n
 		},
 		Containers: func() map[string]int {
@@ -596,7 +599,7 @@ func traversable(dir string) error {
 
 // newNRI sets up the Node Resource Interface, or nri.Off when disabled.
 // CDI devices plugins ask for are resolved as the CRI's own.
-func newNRI(c config.NRI, devices *cdi.Registry) (nri.API, error) {
+func newNRI(c config.NRI, devices *cdi.Registry, rec *telemetry.Recorder) (nri.API, error) {
 	if c.Disable {
 		klog.InfoS("NRI is disabled")
 		return nri.Off{}, nil
@@ -610,6 +613,7 @@ func newNRI(c config.NRI, devices *cdi.Registry) (nri.API, error) {
 		RegistrationTimeout: time.Duration(c.PluginRegistrationTimeout),
 		RequestTimeout:      time.Duration(c.PluginRequestTimeout),
 		CDI:                 devices.Inject,
+		Telemetry:           rec,
 		Validator: &nri.ValidatorConfig{
 			Enable:                                v.Enable,
 			RejectOCIHookAdjustment:               v.RejectOCIHookAdjustment,

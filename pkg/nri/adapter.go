@@ -18,6 +18,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 )
 
 // Options configure the adapter; zero values take NRI's defaults.
@@ -36,6 +38,9 @@ type Options struct {
 	CDI CDIInjector
 	// Builtin are in-process plugins (tests).
 	Builtin []*builtin.BuiltinPlugin
+	// Telemetry counts plugin requests, failures and latency; nil
+	// counts nothing.
+	Telemetry *telemetry.Recorder
 }
 
 // ValidatorConfig configures NRI's default validator.
@@ -84,7 +89,7 @@ func New(name, version string, opts Options) (*Adapter, error) {
 		nri.SetPluginRequestTimeout(opts.RequestTimeout)
 	}
 	bgCtx, cancel := context.WithCancel(context.Background())
-	a := &Adapter{opts: opts, failures: &failures{}, state: map[string]lifecycle{}, bgCtx: bgCtx, bgCancel: cancel}
+	a := &Adapter{opts: opts, failures: &failures{rec: opts.Telemetry}, state: map[string]lifecycle{}, bgCtx: bgCtx, bgCancel: cancel}
 	nopts := []nri.Option{nri.WithMetrics(a.failures)}
 	if opts.SocketPath != "" {
 		nopts = append(nopts, nri.WithSocketPath(opts.SocketPath))
@@ -471,8 +476,10 @@ func (a *Adapter) evict(evictions []*api.ContainerEviction) {
 // failures remembers the plugin whose request failed last, so that the
 // error of a hook can name it (the adaptation returns what the plugin
 // said, without its name). It is NRI's metrics hook; hooks run one at a
-// time, so the failure recorded during a hook is that hook's.
+// time, so the failure recorded during a hook is that hook's. It also
+// passes every request, failure and latency on to the daemon's metrics.
 type failures struct {
+	rec    *telemetry.Recorder
 	mu     sync.Mutex
 	plugin string
 	err    error
@@ -503,7 +510,8 @@ func (f *failures) name(op string, err error) error {
 	return fmt.Errorf("%w: NRI %s: %s", ErrRejected, op, msg)
 }
 
-func (f *failures) RecordPluginInvocation(plugin, _ string, err error) {
+func (f *failures) RecordPluginInvocation(plugin, request string, err error) {
+	f.rec.NRIPluginRequest(plugin, request, err)
 	if err == nil {
 		return
 	}
@@ -512,10 +520,15 @@ func (f *failures) RecordPluginInvocation(plugin, _ string, err error) {
 	f.mu.Unlock()
 }
 
-func (f *failures) RecordPluginLatency(string, string, time.Duration) {}
+func (f *failures) RecordPluginLatency(_, request string, d time.Duration) {
+	f.rec.NRIPluginLatency(request, d)
+}
 func (f *failures) RecordPluginAdjustments(string, string, *nri.ContainerAdjustment, int, int) {
 }
-func (f *failures) UpdatePluginCount(n int) { klog.V(3).InfoS("NRI plugins", "count", n) }
+func (f *failures) UpdatePluginCount(n int) {
+	f.rec.NRIPlugins(n)
+	klog.V(3).InfoS("NRI plugins", "count", n)
+}
 
 // ErrRejected: an NRI plugin or validator refused an operation.
 var ErrRejected = errors.New("rejected by NRI")

@@ -123,6 +123,8 @@ type Controller struct {
 
 	// handlers are those of new pods; SetHandlers replaces them.
 	handlers atomic.Pointer[handlerSet]
+	// creating counts the pods being run (not listed until ready).
+	creating atomic.Int64
 
 	mu      sync.RWMutex
 	pods    map[string]*Pod
@@ -250,6 +252,8 @@ func (c *Controller) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, 
 }
 
 func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSandboxConfig, handlerName string, h Handler) (id string, retErr error) {
+	c.creating.Add(1)
+	defer c.creating.Add(-1)
 	id = registrar.NewID()
 	if err := c.names.Reserve(name, id); err != nil {
 		var re *registrar.ReservedError
@@ -349,12 +353,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	defer func() { _ = waitNet() }()
 	if podNet && uids == nil {
 		netDone = make(chan error, 1)
-		go func() {
-			t := time.Now()
-			err := c.setupNetwork(ctx, pod)
-			c.opts.Telemetry.PodStartPhase(ctx, "network", t, time.Now())
-			netDone <- err
-		}()
+		go func() { netDone <- c.timedNetworkSetup(ctx, pod) }()
 	}
 
 	shimBin := c.opts.ShimBinary
@@ -428,7 +427,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		if err := c.pinNetwork(ctx, pod, fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
 			return "", err
 		}
-		if err := c.setupNetwork(ctx, pod); err != nil {
+		if err := c.timedNetworkSetup(ctx, pod); err != nil {
 			return "", err
 		}
 	}
@@ -462,6 +461,18 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	c.monitor(pod, 0)
 	klog.V(2).InfoS("Pod sandbox running", "pod", id, "name", name, "pid", st.Pid, "duration", time.Since(start))
 	return id, nil
+}
+
+// Creating is the number of pods being run, not listed until ready.
+func (c *Controller) Creating() int { return int(c.creating.Load()) }
+
+// timedNetworkSetup runs CNI ADD and records it as the pod start's
+// network phase.
+func (c *Controller) timedNetworkSetup(ctx context.Context, pod *Pod) error {
+	t := time.Now()
+	err := c.setupNetwork(ctx, pod)
+	c.opts.Telemetry.PodStartPhase(ctx, "network", t, time.Now())
+	return err
 }
 
 // podStartPhases records the phases of a pod start that ran in sequence;

@@ -39,15 +39,19 @@ func sendBatches[T any](items []T, n int, send func([]T) error) error {
 // PullImage pulls an image and returns its ID, the same value Image.Id and
 // ContainerStatus.ImageId carry.
 func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
+	start := time.Now()
 	name := req.GetImage().GetImage()
 	if name == "" {
-		return nil, fmt.Errorf("%w: image.image is empty", errInvalid)
+		err := fmt.Errorf("%w: image.image is empty", errInvalid)
+		s.telemetry.PullDone(time.Since(start), codeOf(err).String())
+		return nil, err
 	}
 	creds, err := credentials(req.GetAuth())
 	if err != nil {
+		// A malformed auth is a failed pull too.
+		s.telemetry.PullDone(time.Since(start), codeOf(err).String())
 		return nil, err
 	}
-	start := time.Now()
 	img, err := s.images.Pull(ctx, name, creds)
 	if err != nil {
 		s.telemetry.PullDone(time.Since(start), codeOf(err).String())

@@ -34,6 +34,11 @@ type Recorder struct {
 	gcRuns      prometheus.Counter
 	gcReclaimed prometheus.Counter
 
+	nriCalls    *prometheus.CounterVec
+	nriFailures *prometheus.CounterVec
+	nriSeconds  *prometheus.HistogramVec
+	nriPlugins  prometheus.Gauge
+
 	tracing *tracing // nil: tracing off
 }
 
@@ -97,8 +102,25 @@ func New(opts ...Option) *Recorder {
 		Namespace: namespace, Subsystem: "image", Name: "gc_reclaimed_bytes_total",
 		Help: "Bytes of blobs and unpacked snapshots removed by garbage collection.",
 	})
+	r.nriCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "nri", Name: "plugin_requests_total",
+		Help: "Requests to NRI plugins, by plugin and request (RunPodSandbox, CreateContainer, ...).",
+	}, []string{"plugin", "request"})
+	r.nriFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "nri", Name: "plugin_failures_total",
+		Help: "NRI plugin requests that failed (error, timeout, dropped connection), by plugin and request.",
+	}, []string{"plugin", "request"})
+	r.nriSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "nri", Name: "plugin_request_duration_seconds",
+		Help: "Latency of NRI plugin requests, by request.", Buckets: rpcBuckets,
+	}, []string{"request"})
+	r.nriPlugins = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "nri", Name: "plugins",
+		Help: "NRI plugins registered.",
+	})
 	r.reg.MustRegister(r.rpcs, r.rpcSeconds, r.podPhases, r.shimDeaths,
 		r.pulls, r.pullFailures, r.pullSeconds, r.pullBytes, r.pullPhases, r.gcRuns, r.gcReclaimed,
+		r.nriCalls, r.nriFailures, r.nriSeconds, r.nriPlugins,
 		collectors.NewGoCollector(),
 		// go_* and process_* keep their standard names, which dashboards expect.
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -194,4 +216,31 @@ func (r *Recorder) GCDone(reclaimed int64) {
 	if reclaimed > 0 {
 		r.gcReclaimed.Add(float64(reclaimed))
 	}
+}
+
+// NRIPluginRequest counts one request to an NRI plugin and its failure.
+func (r *Recorder) NRIPluginRequest(plugin, request string, err error) {
+	if r == nil {
+		return
+	}
+	r.nriCalls.WithLabelValues(plugin, request).Inc()
+	if err != nil {
+		r.nriFailures.WithLabelValues(plugin, request).Inc()
+	}
+}
+
+// NRIPluginLatency records how long an NRI plugin took to answer.
+func (r *Recorder) NRIPluginLatency(request string, d time.Duration) {
+	if r == nil {
+		return
+	}
+	r.nriSeconds.WithLabelValues(request).Observe(d.Seconds())
+}
+
+// NRIPlugins sets the number of registered NRI plugins.
+func (r *Recorder) NRIPlugins(n int) {
+	if r == nil {
+		return
+	}
+	r.nriPlugins.Set(float64(n))
 }

@@ -103,6 +103,10 @@ func TestEventsAndStates(t *testing.T) {
 	r.PulledBytes(24)
 	r.GCDone(0)
 	r.GCDone(4096)
+	r.NRIPluginRequest("10-logger", "CreateContainer", nil)
+	r.NRIPluginRequest("10-logger", "CreateContainer", errors.New("timeout"))
+	r.NRIPluginLatency("CreateContainer", 2*time.Millisecond)
+	r.NRIPlugins(1)
 	ready := 2
 	r.WatchStates(States{
 		Pods:       func() map[string]int { return map[string]int{"ready": ready, "notready": 0} },
@@ -126,6 +130,10 @@ func TestEventsAndStates(t *testing.T) {
 		{"cri_runtimed_pods", map[string]string{"state": "notready"}, 0},
 		{"cri_runtimed_containers", map[string]string{"state": "running"}, 3},
 		{"cri_runtimed_shims", nil, 2},
+		{"cri_runtimed_nri_plugin_requests_total", map[string]string{"plugin": "10-logger", "request": "CreateContainer"}, 2},
+		{"cri_runtimed_nri_plugin_failures_total", map[string]string{"plugin": "10-logger", "request": "CreateContainer"}, 1},
+		{"cri_runtimed_nri_plugin_request_duration_seconds", map[string]string{"request": "CreateContainer"}, 1},
+		{"cri_runtimed_nri_plugins", nil, 1},
 	} {
 		if got := value(t, r, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -145,6 +153,9 @@ func TestNilRecorderRecordsNothing(t *testing.T) {
 	r.PullDone(0, "x")
 	r.PulledBytes(1)
 	r.GCDone(1)
+	r.NRIPluginRequest("p", "r", errors.New("x"))
+	r.NRIPluginLatency("r", time.Second)
+	r.NRIPlugins(1)
 	r.WatchStates(States{})
 }
 

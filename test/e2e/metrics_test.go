@@ -11,7 +11,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
@@ -91,6 +93,11 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("pulling a missing image succeeded")
 	}
 	reason := status.Code(err).String()
+	// A malformed auth fails the pull before any registry is asked.
+	_, err = d.Images().PullImage(testCtx(t), spec("busybox"), &runtimeapi.AuthConfig{Auth: "%%%"}, nil)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("pull with a malformed auth: %v", err)
+	}
 	podCfg := framework.PodConfig("metrics")
 	pod := d.RunPod(t, podCfg)
 	ctr := d.CreateStarted(t, pod, sleeper("m"), podCfg)
@@ -105,8 +112,9 @@ func TestMetrics(t *testing.T) {
 		{"cri_runtimed_grpc_requests_total", []string{"method", "CreateContainer", "code", "OK"}, 1},
 		{"cri_runtimed_grpc_requests_total", []string{"method", "PullImage", "code", reason}, 1},
 		{"cri_runtimed_grpc_request_duration_seconds", []string{"method", "StartContainer"}, 1},
-		{"cri_runtimed_image_pulls_total", nil, 1},
+		{"cri_runtimed_image_pulls_total", nil, 2},
 		{"cri_runtimed_image_pull_failures_total", []string{"reason", reason}, 1},
+		{"cri_runtimed_image_pull_failures_total", []string{"reason", "InvalidArgument"}, 1},
 		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "total"}, 1},
 		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "shim"}, 1},
 		{"cri_runtimed_pod_start_phase_duration_seconds", []string{"phase", "runc_create"}, 1},
@@ -156,6 +164,26 @@ func TestMetrics(t *testing.T) {
 			t.Fatal("no GC reclaimed the removed image's content within 30s")
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestMetricsUserNamespacePod: a pod with a user namespace sets its
+// network up after its sandbox runs (the netns is the sandbox's), and
+// that phase is recorded too.
+func TestMetricsUserNamespacePod(t *testing.T) {
+	_, d := podEnv(t, framework.WithConfig("metrics.address", "127.0.0.1:0"))
+	parityTraversable(t, d.State)
+	before := scrapeMetrics(t, d)
+	mapping := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1000, Length: 100000}}
+	d.RunPod(t, framework.PodConfig("metrics-userns", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext.NamespaceOptions.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: mapping, Gids: mapping}
+	}))
+	after := scrapeMetrics(t, d)
+	for _, phase := range []string{"network", "total"} {
+		m := "cri_runtimed_pod_start_phase_duration_seconds"
+		if got := after.get(m, "phase", phase) - before.get(m, "phase", phase); got != 1 {
+			t.Errorf("%s{phase=%s} moved by %v for a user-namespace pod, want 1", m, phase, got)
+		}
 	}
 }
 
