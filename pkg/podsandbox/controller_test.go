@@ -215,6 +215,33 @@ func TestPodLifecycle(t *testing.T) {
 	}
 }
 
+// TestCreatingCount: a pod is counted as creating while Run runs, and
+// not once it returns.
+func TestCreatingCount(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	e.net.BeforeSetup = func() { <-release }
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.c.Run(context.Background(), podConfig("p", false), "")
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.c.Creating() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Creating() = %d while a pod starts, want 1", e.c.Creating())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := e.c.Creating(); n != 0 {
+		t.Errorf("Creating() = %d after Run returned", n)
+	}
+}
+
 // TestRunFailureCleansUp: whichever step of Run fails, nothing of the
 // pod remains and its name is free.
 func TestRunFailureCleansUp(t *testing.T) {

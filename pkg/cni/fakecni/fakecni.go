@@ -23,6 +23,9 @@ type Network struct {
 	// the network not ready.
 	SetupErr, TeardownErr, StatusErr error
 	podCIDR                          string
+	// BeforeSetup, when set, runs at the start of every ADD (a test
+	// holds a pod start there).
+	BeforeSetup func()
 }
 
 // New returns an empty network.
@@ -30,6 +33,9 @@ func New() *Network { return &Network{attached: map[string]net.IP{}, next: 2} }
 
 // Setup attaches the pod and returns its address.
 func (n *Network) Setup(ctx context.Context, p cni.Pod) (*cni.Result, error) {
+	if n.BeforeSetup != nil {
+		n.BeforeSetup()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.calls = append(n.calls, "ADD "+p.ID)
