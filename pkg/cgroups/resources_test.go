@@ -65,7 +65,6 @@ func readTree(t *testing.T, l Layout, dir string) map[string]string {
 	return got
 }
 
-
 // TestUpdatePod: each driver writes the pod's CPU weight, quota and memory
 // limit into the pod cgroup's files (v1 and v2 names), leaves unset ones
 // and the containers' own (swap, pids), and the systemd driver also sets

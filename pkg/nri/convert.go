@@ -1,7 +1,6 @@
 package nri
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 
@@ -246,9 +245,4 @@ func changed[T comparable](before, after *T) (T, bool) {
 		return zero, false
 	}
 	return *after, true
-}
-
-// errPlugin wraps err with the name of the plugin that caused it.
-func errPlugin(plugin, op string, err error) error {
-	return fmt.Errorf("NRI plugin %s failed %s: %w", plugin, op, err)
 }

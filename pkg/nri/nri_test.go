@@ -69,7 +69,8 @@ func TestAdjustSpec(t *testing.T) {
 	if s.Linux.CgroupsPath != "/other" || *s.Linux.Resources.Memory.Limit != 1<<20 {
 		t.Errorf("cgroups path %q, memory %v", s.Linux.CgroupsPath, s.Linux.Resources.Memory)
 	}
-	if len(s.Hooks.Prestart) != 1 { //nolint:staticcheck // NRI relays prestart hooks
+	//lint:ignore SA1019 NRI relays prestart hooks.
+	if len(s.Hooks.Prestart) != 1 {
 		t.Errorf("hooks %+v", s.Hooks)
 	}
 

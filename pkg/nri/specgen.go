@@ -171,7 +171,8 @@ func (e *specEditor) RemoveLinuxNamespace(ns string) error {
 }
 
 func (e *specEditor) AddPreStartHook(h specs.Hook) {
-	e.hooks().Prestart = append(e.hooks().Prestart, h) //nolint:staticcheck // NRI still relays prestart hooks
+	//lint:ignore SA1019 NRI plugins still hand us prestart hooks, and runc still runs them.
+	e.hooks().Prestart = append(e.hooks().Prestart, h)
 }
 func (e *specEditor) AddPostStartHook(h specs.Hook) {
 	e.hooks().Poststart = append(e.hooks().Poststart, h)
