@@ -24,7 +24,7 @@ DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-regis
 export CGO_ENABLED := 1
 BUILD_TAGS  := netgo,osusergo,nri_no_wasm
 
-.PHONY: all deps guest-deps build test unit e2e guest-smoke test-guest lint run install clean cni-config kubelet e2e-kubelet
+.PHONY: all deps guest-deps build test unit e2e guest-smoke test-guest lint run install clean cni-config kubelet e2e-kubelet cluster-bins test-cluster
 
 all: build
 
@@ -100,18 +100,60 @@ KUBELET_BINS     := $(foreach v,$(KUBELET_VERSIONS),$(KUBELET_CACHE)/$(v)/kubele
 
 kubelet: $(KUBELET_BINS)
 
-# The version stamps are those of upstream's hack/lib/version.sh, so the
-# kubelet reports its release (node status, /metrics) rather than v0.0.0.
-# Built only when missing (a release's go.mod never changes once pinned);
-# the lock lets two checkouts ask for the same kubelet at once.
-$(KUBELET_CACHE)/%/kubelet:
-	@mkdir -p $(@D)
-	cd test/tools/kubernetes/$* && flock $(@D)/.build.lock sh -c '\
-		[ -x $@ ] && exit 0; \
-		v=$*; minor=$${v#v1.}; minor=$${minor%%.*}; \
+# k8s-build VERSION,PACKAGE,OUTPUT builds a Kubernetes program from the
+# k8s.io/kubernetes module pinned in test/tools/kubernetes/VERSION. The
+# version stamps are those of upstream's hack/lib/version.sh, so the
+# program reports its release (node status, /metrics, kubeadm's default
+# kubernetesVersion) rather than v0.0.0. Built only when missing (a
+# release's go.mod never changes once pinned); the lock lets two checkouts
+# ask for the same binary at once, and serializes the builds of one
+# release (each takes most of two cores).
+define k8s-build
+	@mkdir -p $(dir $(3))
+	cd test/tools/kubernetes/$(1) && flock $(dir $(3)).build.lock sh -c '\
+		[ -x $(3) ] && exit 0; \
+		v=$(1); minor=$${v#v1.}; minor=$${minor%%.*}; \
 		x="-X k8s.io/component-base/version.gitVersion=$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$minor -X k8s.io/component-base/version.gitTreeState=clean"; \
 		x="$$x -X k8s.io/client-go/pkg/version.gitVersion=$$v -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$$minor -X k8s.io/client-go/pkg/version.gitTreeState=clean"; \
-		CGO_ENABLED=0 $(GO) build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w $$x" -o $@.tmp k8s.io/kubernetes/cmd/kubelet && mv $@.tmp $@'
+		CGO_ENABLED=0 $(GO) build -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w $$x" -o $(3).tmp $(2) && mv $(3).tmp $(3)'
+endef
+
+$(KUBELET_CACHE)/%/kubelet:
+	$(call k8s-build,$*,k8s.io/kubernetes/cmd/kubelet,$@)
+
+# The cluster test (make test-cluster, test/cluster): kubeadm's control
+# plane, kube-proxy and the clients, built from the same pinned module as
+# the kubelet of the same release, into a cache shared by every checkout.
+CLUSTER_VERSION  ?= v1.37.2
+CLUSTER_CACHE    ?= /var/cache/cri-runtimed-test/cluster
+CLUSTER_DIR      := $(CLUSTER_CACHE)/$(CLUSTER_VERSION)
+CLUSTER_K8S_BINS := $(addprefix $(CLUSTER_DIR)/,kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+
+$(CLUSTER_K8S_BINS):
+	$(call k8s-build,$(CLUSTER_VERSION),k8s.io/kubernetes/cmd/$(@F),$@)
+
+# etcd and CoreDNS from their own tool modules (test/tools/etcd,
+# test/tools/coredns), at the versions this kubeadm deploys.
+$(CLUSTER_DIR)/etcd:
+	@mkdir -p $(@D)
+	cd test/tools/etcd && flock $(@D)/.build.lock sh -c '[ -x $@ ] && exit 0; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3 && mv $@.tmp $@'
+
+$(CLUSTER_DIR)/coredns:
+	@mkdir -p $(@D)
+	cd test/tools/coredns && flock $(@D)/.build.lock sh -c '[ -x $@ ] && exit 0; \
+		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp github.com/coredns/coredns && mv $@.tmp $@'
+
+cluster-bins: $(CLUSTER_K8S_BINS) $(CLUSTER_DIR)/etcd $(CLUSTER_DIR)/coredns $(KUBELET_CACHE)/$(CLUSTER_VERSION)/kubelet
+
+# test-cluster: a kubeadm cluster on this host over the daemon, driven
+# with kubectl (test/cluster/run.sh; CLUSTER_SMOKE=1: bring-up, one
+# Deployment, reset).
+CLUSTER_PACKAGES := conntrack curl docker-registry busybox-static iptables
+
+test-cluster: deps build cluster-bins
+	$(call apt-install,$(CLUSTER_PACKAGES))
+	CRI_RUNTIMED_BIN=$(CURDIR)/$(BIN) CLUSTER_VERSION=$(CLUSTER_VERSION) test/cluster/run.sh
 
 # The kubelet suite (test/e2e/kubelet) against each kubelet of
 # KUBELET_VERSIONS, one after the other: a host runs one kubelet at a time.
@@ -158,4 +200,4 @@ install: $(if $(NOBUILD),,build) cni-config
 	fi
 
 clean:
-	rm -rf bin e2e.log e2e-kubelet-*.log guest-out
+	rm -rf bin e2e.log e2e-kubelet-*.log guest-out cluster-out

@@ -1,0 +1,214 @@
+//go:build e2e
+
+// Command pushimages builds the images of a kubeadm cluster and pushes
+// them to a local registry that stands in for registry.k8s.io (the
+// cluster test points registry.k8s.io at it with hosts.toml): nothing can
+// be pulled from the internet where the test runs. Each image is the
+// end-to-end tests' busybox base layer (test/e2e/images) plus a layer
+// holding the program built from its Go module (make cluster-bins, in
+// --bin-dir) where upstream's image has it, so kubeadm's static pods and
+// add-ons run unchanged:
+//
+//	kube-apiserver, kube-controller-manager, kube-scheduler  /usr/local/bin/<name>
+//	kube-proxy   /usr/local/bin/kube-proxy and Debian's iptables (nft) with its libraries
+//	etcd         /usr/local/bin/etcd
+//	coredns      /coredns (the entrypoint)
+//	pause        a stand-in that sleeps (cri-runtimed has its own pause; containerd needs one)
+//
+// Which images, under which tags, is what `kubeadm config images list`
+// prints: the references are the arguments. The test's own workload image
+// (--web, busybox's httpd) is pushed twice, as :v1 and :v2, which differ
+// only by a label and a variable so that a rolling update has something
+// to roll to.
+//
+//	go run -tags e2e ./test/cluster/pushimages --registry http://127.0.0.1:5057 \
+//	    --bin-dir /var/cache/cri-runtimed-test/cluster/v1.37.2 $(kubeadm config images list)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/images"
+	"github.com/cri-runtimed/cri-runtimed/test/e2e/registry"
+)
+
+// Registry is the registry whose images are built here.
+const Registry = "registry.k8s.io"
+
+// pauseCommand: busybox's sleep takes whole seconds; 2^31-1 of them is
+// forever for a test and fits every time_t.
+var pauseCommand = []string{"/bin/sleep", "2147483647"}
+
+func main() {
+	url := flag.String("registry", "http://127.0.0.1:5057", "base URL of the local registry")
+	binDir := flag.String("bin-dir", "", "directory of the built programs (kube-apiserver, etcd, coredns...)")
+	web := flag.String("web", "cri-runtimed-test/web", "repository of the test's web server image (tags v1 and v2)")
+	flag.Parse()
+	if err := run(*url, *binDir, *web, flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "pushimages:", err)
+		os.Exit(1)
+	}
+}
+
+func run(url, binDir, web string, refs []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	push := func(repo, tag string, img *images.Image) error {
+		if err := registry.Push(ctx, url, repo, tag, img); err != nil {
+			return fmt.Errorf("push %s:%s: %w", repo, tag, err)
+		}
+		fmt.Printf("pushed %s/%s:%s as %s/%s:%s\n", url, repo, tag, Registry, repo, tag)
+		return nil
+	}
+	for _, ref := range refs {
+		repo, tag, err := split(ref)
+		if err != nil {
+			return err
+		}
+		img, err := build(binDir, repo)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", ref, err)
+		}
+		if err := push(repo, tag, img); err != nil {
+			return err
+		}
+	}
+	for _, v := range []string{"v1", "v2"} {
+		img, err := images.Busybox(
+			images.WithLabels(map[string]string{"cri-runtimed.test/web": v}),
+			images.WithEnv("WEB_VERSION="+v),
+			images.WithExposedPorts("8080/tcp"),
+			images.WithCmd("sh", "-c", `echo "web $WEB_VERSION starting"; mkdir -p /www && echo "$WEB_VERSION $(hostname)" > /www/index.html && exec httpd -f -v -p 8080 -h /www`))
+		if err != nil {
+			return fmt.Errorf("build web %s: %w", v, err)
+		}
+		if err := push(web, v, img); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// split parses "registry.k8s.io/repo/path:tag".
+func split(ref string) (repo, tag string, err error) {
+	rest, ok := strings.CutPrefix(ref, Registry+"/")
+	if !ok {
+		return "", "", fmt.Errorf("%s is not an image of %s", ref, Registry)
+	}
+	i := strings.LastIndex(rest, ":")
+	if i < 0 {
+		return "", "", fmt.Errorf("%s has no tag", ref)
+	}
+	return rest[:i], rest[i+1:], nil
+}
+
+// build makes the image of repo (registry.k8s.io/<repo>), named after its
+// last path element.
+func build(binDir, repo string) (*images.Image, error) {
+	name := path.Base(repo)
+	bin := filepath.Join(binDir, name)
+	switch name {
+	case "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd":
+		l, err := images.NewLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
+			HostFile("usr/local/bin/"+name, bin, 0o755).Build()
+		if err != nil {
+			return nil, err
+		}
+		return images.Busybox(images.WithLayers(l), images.WithCmd())
+	case "kube-proxy":
+		return kubeProxy(bin)
+	case "coredns":
+		l, err := images.NewLayer().HostFile("coredns", bin, 0o755).Build()
+		if err != nil {
+			return nil, err
+		}
+		return images.Busybox(images.WithLayers(l), images.WithEntrypoint("/coredns"), images.WithCmd(), images.WithExposedPorts("53/tcp", "53/udp"))
+	case "pause":
+		return images.Busybox(images.WithEntrypoint(pauseCommand...), images.WithCmd())
+	}
+	return nil, fmt.Errorf("no recipe for an image named %s", name)
+}
+
+// iptablesNFT is Debian's iptables in its nft flavour (this project's
+// hosts use nft), which kube-proxy runs as iptables, iptables-save and
+// iptables-restore (and the ip6tables ones).
+const iptablesNFT = "/usr/sbin/xtables-nft-multi"
+
+// xtablesDir holds iptables' match and target extensions (-m comment,
+// -j MARK...), loaded at run time.
+const xtablesDir = "/usr/lib/x86_64-linux-gnu/xtables"
+
+// kubeProxy is kube-proxy plus iptables: the binary, the shared libraries
+// ldd names for it, its extensions, and the tool names as links.
+func kubeProxy(proxy string) (*images.Image, error) {
+	b := images.NewLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
+		HostFile("usr/local/bin/kube-proxy", proxy, 0o755).
+		Dir("usr/sbin", 0o755).
+		HostFile("usr/sbin/xtables-nft-multi", iptablesNFT, 0o755)
+	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"} {
+		b.Symlink("usr/sbin/"+tool, "xtables-nft-multi")
+	}
+	libs, err := sharedLibraries(iptablesNFT)
+	if err != nil {
+		return nil, err
+	}
+	exts, err := filepath.Glob(xtablesDir + "/*.so")
+	if err != nil || len(exts) == 0 {
+		return nil, fmt.Errorf("no iptables extensions in %s (Debian's iptables package)", xtablesDir)
+	}
+	dirs := map[string]bool{"usr": true, "usr/sbin": true, "usr/local": true, "usr/local/bin": true}
+	for _, f := range append(libs, exts...) {
+		rel := strings.TrimPrefix(f, "/")
+		for _, d := range parents(path.Dir(rel)) {
+			if !dirs[d] {
+				dirs[d] = true
+				b.Dir(d, 0o755)
+			}
+		}
+		b.HostFile(rel, f, 0o755)
+	}
+	l, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	return images.Busybox(images.WithLayers(l), images.WithCmd())
+}
+
+// parents lists "a", "a/b", "a/b/c" for "a/b/c".
+func parents(dir string) []string {
+	var out []string
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		out = append(out, strings.Join(parts[:i+1], "/"))
+	}
+	return out
+}
+
+var lddLine = regexp.MustCompile(`(?m)^\s*(?:\S+ => )?(/\S+) \(0x`)
+
+// sharedLibraries are the files ldd resolves for binary, the dynamic
+// loader included, at the paths it resolves them to (on merged-/usr
+// Debian /lib is a link to usr/lib; the image has real directories).
+func sharedLibraries(binary string) ([]string, error) {
+	out, err := exec.Command("ldd", binary).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", binary, err)
+	}
+	var libs []string
+	for _, m := range lddLine.FindAllStringSubmatch(string(out), -1) {
+		libs = append(libs, m[1])
+	}
+	if len(libs) == 0 {
+		return nil, fmt.Errorf("ldd %s named no library:\n%s", binary, out)
+	}
+	return libs, nil
+}
