@@ -228,6 +228,10 @@ kind: InitConfiguration
 nodeRegistration:
   criSocket: $ENDPOINT
   imagePullPolicy: IfNotPresent
+# A loaded two-core machine starts the control plane slowly.
+timeouts:
+  controlPlaneComponentHealthCheck: 10m0s
+  kubeletHealthCheck: 10m0s
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
