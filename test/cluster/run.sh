@@ -222,6 +222,7 @@ stop_pidfile() {
 }
 
 kubeadm_config() {
+	echo "nameserver ${POD_SUBNET%.0/*}.1" >"$WORK/resolv.conf"
 	cat >"$WORK/kubeadm.yaml" <<EOF
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -245,6 +246,10 @@ kind: KubeletConfiguration
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
+# Pods (CoreDNS's upstream among them) get a resolver on the pod bridge's
+# own gateway address, where nothing answers, instead of the host's: no
+# query leaves the host.
+resolvConf: $WORK/resolv.conf
 ---
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -371,9 +376,11 @@ service() {
 	done
 	[[ $out == v1\ web-* ]] || die "client -> Service web ($ip): got '$out'"
 	log "Service web (ClusterIP $ip) from pod client: answered by $(sort -u <<<"$seen" | grep -c .) pods"
-	out=$(kubectl exec client -- wget -q -T 5 -O- http://web.default.svc.cluster.local/ 2>&1) ||
-		die "client -> web.default.svc.cluster.local (CoreDNS): $out"
-	log "Service web by its DNS name through CoreDNS: $out"
+	# busybox's own resolver: its static glibc has no NSS modules.
+	out=$(kubectl exec client -- nslookup web.default.svc.cluster.local 2>&1) ||
+		die "client: nslookup web.default.svc.cluster.local (CoreDNS): $out"
+	grep -q "Address: $ip" <<<"$out" || die "CoreDNS resolves web.default.svc.cluster.local to: $out"
+	log "Service web's DNS name resolves to $ip through CoreDNS"
 }
 
 port_forward() {
