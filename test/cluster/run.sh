@@ -37,7 +37,7 @@ POD_SUBNET=10.244.0.0/16
 BRIDGE=crtk8s0
 WEB=registry.k8s.io/cri-runtimed-test/web
 export KUBECONFIG=/etc/kubernetes/admin.conf
-export PATH=$BIN_DIR:$PATH
+export PATH=$(dirname "$KUBELET"):$BIN_DIR:$PATH  # kubeadm runs kubelet --version
 
 # Host settings the cluster changes (kubeadm's preflight wants forwarding
 # and bridged traffic through iptables, kubelet and kube-proxy set the
@@ -112,7 +112,7 @@ restore_host() {
 			while iptables -w -t "$table" -D "$j" -j "$chain" 2>/dev/null; do :; done
 		done
 		iptables -w -t "$table" -F "$chain"; iptables -w -t "$table" -X "$chain"
-	done <"$WORK/new-chains"
+	done < <(cat "$WORK/new-chains" 2>/dev/null)
 	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes; do
 		grep -qx "$d" "$WORK/had-dirs" 2>/dev/null || rm -rf "$d"
 	done
@@ -148,7 +148,7 @@ http:
 EOF
 	setsid /usr/bin/docker-registry serve "$WORK/registry/config.yml" >>"$OUT/registry.log" 2>&1 </dev/null &
 	echo $! >"$WORK/registry.pid"
-	retry 20 curl -fsS -o /dev/null "$REGISTRY/v2/" || die "docker-registry does not answer on $REGISTRY"
+	retry 20 curl -fs -o /dev/null "$REGISTRY/v2/" || die "docker-registry does not answer on $REGISTRY"
 	# shellcheck disable=SC2046
 	(cd "$REPO" && go run -tags e2e ./test/cluster/pushimages --registry "$REGISTRY" --bin-dir "$BIN_DIR" \
 		$(kubeadm config images list --kubernetes-version "$VERSION")) >"$OUT/pushimages.log" 2>&1 ||
@@ -267,7 +267,11 @@ EOF
 # and starts the kubelet as kubeadm's systemd drop-in
 # (10-kubeadm.conf) would.
 start_kubelet() {
-	retry 300 test -s /var/lib/kubelet/kubeadm-flags.env -a -s /var/lib/kubelet/config.yaml || return 1
+	local init=$1
+	until [[ -s /var/lib/kubelet/kubeadm-flags.env && -s /var/lib/kubelet/config.yaml ]]; do
+		kill -0 "$init" 2>/dev/null || return 1
+		sleep 1
+	done
 	sleep 1
 	local KUBELET_KUBEADM_ARGS=""
 	# shellcheck disable=SC1091
@@ -287,7 +291,7 @@ bring_up() {
 	kubeadm init --config "$WORK/kubeadm.yaml" --ignore-preflight-errors=SystemVerification \
 		>"$OUT/kubeadm-init.log" 2>&1 &
 	local init=$!
-	start_kubelet || { kill $init; die "kubeadm wrote no kubelet config: $(tail -20 "$OUT/kubeadm-init.log")"; }
+	start_kubelet $init || { kill $init 2>/dev/null; die "kubeadm wrote no kubelet config: $(tail -20 "$OUT/kubeadm-init.log")"; }
 	wait $init || die "kubeadm init failed: $(tail -30 "$OUT/kubeadm-init.log")"
 	log "kubeadm init done in $(since "$t0") s"
 	kubectl taint nodes --all node-role.kubernetes.io/control-plane- >/dev/null
@@ -388,7 +392,7 @@ port_forward() {
 	pod=$(web_pods | head -1)
 	kubectl port-forward "pod/$pod" "$port:8080" >"$WORK/port-forward.log" 2>&1 &
 	pf=$!
-	retry 30 curl -fsS -o /dev/null "http://127.0.0.1:$port/" || { kill $pf; die "port-forward: $(cat "$WORK/port-forward.log")"; }
+	retry 30 curl -fs -o /dev/null "http://127.0.0.1:$port/" || { kill $pf; die "port-forward: $(cat "$WORK/port-forward.log")"; }
 	out=$(curl -fsS "http://127.0.0.1:$port/")
 	kill $pf; wait $pf 2>/dev/null || true
 	[[ $out == "v1 $pod" ]] || die "port-forward to $pod: got '$out'"
@@ -512,6 +516,7 @@ down() {
 	# The daemon's root: snapshots are unmounted by now.
 	umount -R "$WORK/root" 2>/dev/null
 	rm -rf "$WORK"
+	rmdir "$STATE" 2>/dev/null
 }
 
 main() {
@@ -521,6 +526,7 @@ main() {
 	check_host_free
 	[[ ! -e $WORK ]] || die "$WORK exists: a cluster test runs or was left (run.sh down)"
 	trap teardown EXIT
+	trap 'exit 143' TERM INT
 	record_host
 	echo 1 >/proc/sys/net/ipv4/ip_forward
 	echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
