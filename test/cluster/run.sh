@@ -94,7 +94,7 @@ record_host() {
 		read -r table chain _ <<<"$c"
 		iptables -w -t "$table" -S "$chain" >/dev/null 2>&1 || echo "$c" >>"$WORK/new-chains"
 	done
-	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes; do
+	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE"; do
 		[[ -e $d ]] && echo "$d" >>"$WORK/had-dirs"
 	done
 	true
@@ -113,8 +113,11 @@ restore_host() {
 		done
 		iptables -w -t "$table" -F "$chain"; iptables -w -t "$table" -X "$chain"
 	done < <(cat "$WORK/new-chains" 2>/dev/null)
-	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes; do
-		grep -qx "$d" "$WORK/had-dirs" 2>/dev/null || rm -rf "$d"
+	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE"; do
+		grep -qx "$d" "$WORK/had-dirs" 2>/dev/null && continue
+		# kubelet bind-mounts its directory onto itself.
+		while mountpoint -q "$d"; do umount "$d" || break; done
+		rm -rf "$d"
 	done
 	rm -rf /var/lib/etcd
 	ip link del "$BRIDGE" 2>/dev/null || true
@@ -291,8 +294,10 @@ bring_up() {
 	kubeadm init --config "$WORK/kubeadm.yaml" --ignore-preflight-errors=SystemVerification \
 		>"$OUT/kubeadm-init.log" 2>&1 &
 	local init=$!
+	echo $init >"$WORK/kubeadm.pid"
 	start_kubelet $init || { kill $init 2>/dev/null; die "kubeadm wrote no kubelet config: $(tail -20 "$OUT/kubeadm-init.log")"; }
 	wait $init || die "kubeadm init failed: $(tail -30 "$OUT/kubeadm-init.log")"
+	rm -f "$WORK/kubeadm.pid"
 	log "kubeadm init done in $(since "$t0") s"
 	kubectl taint nodes --all node-role.kubernetes.io/control-plane- >/dev/null
 	kubectl wait --for=condition=Ready node --all --timeout=300s >/dev/null ||
@@ -506,6 +511,7 @@ teardown() {
 
 down() {
 	set +e
+	stop_pidfile "$WORK/kubeadm.pid"
 	stop_pidfile "$WORK/kubelet.pid"
 	if [[ ${RESET_DONE:-} != 1 && -e /etc/kubernetes ]]; then
 		kubeadm reset -f --cri-socket "$ENDPOINT" >>"$OUT/kubeadm-reset.log" 2>&1
@@ -516,7 +522,6 @@ down() {
 	# The daemon's root: snapshots are unmounted by now.
 	umount -R "$WORK/root" 2>/dev/null
 	rm -rf "$WORK"
-	rmdir "$STATE" 2>/dev/null
 }
 
 main() {
