@@ -115,8 +115,10 @@ restore_host() {
 	done < <(cat "$WORK/new-chains" 2>/dev/null)
 	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE"; do
 		grep -qx "$d" "$WORK/had-dirs" 2>/dev/null && continue
-		# kubelet bind-mounts its directory onto itself.
-		while mountpoint -q "$d"; do umount "$d" || break; done
+		# kubelet bind-mounts its directory onto itself, the daemon its
+		# netns directory.
+		awk -v d="$d" '$2 == d || index($2, d "/") == 1 {print $2}' /proc/self/mounts | sort -r |
+			while read -r m; do umount "$m" || log "umount $m failed"; done
 		rm -rf "$d"
 	done
 	rm -rf /var/lib/etcd
@@ -356,7 +358,8 @@ web_pods() {
 
 exec_logs() {
 	local pod out rc
-	pod=$(web_pods | head -1)
+	pod=$(web_pods | sed -n 1p)
+	[[ -n $pod ]] || die "no running web pod: $(kubectl get pods -o wide)"
 	out=$(kubectl exec "$pod" -- cat /www/index.html)
 	[[ $out == "v1 $pod" ]] || die "kubectl exec $pod cat: got '$out', want 'v1 $pod'"
 	rc=0; kubectl exec "$pod" -- sh -c 'echo to-stderr >&2; exit 7' 2>"$WORK/exec.err" || rc=$?
@@ -368,7 +371,7 @@ exec_logs() {
 	out=$(kubectl logs "$pod")
 	grep -q "web v1 starting" <<<"$out" || die "kubectl logs $pod: '$out' lacks the start line"
 	# The readiness probes are in httpd's log (-v) too: the log follows.
-	retry 30 sh -c "'$BIN_DIR/kubectl' logs '$pod' | grep -q 'GET /'" || die "kubectl logs $pod: no request logged"
+	retry 30 sh -c "'$BIN_DIR/kubectl' logs '$pod' | grep -q 'response:200'" || die "kubectl logs $pod: no request logged"
 	log "kubectl logs: the container's output"
 }
 
@@ -394,7 +397,7 @@ service() {
 
 port_forward() {
 	local pod port=18080 out pf
-	pod=$(web_pods | head -1)
+	pod=$(web_pods | sed -n 1p)
 	kubectl port-forward "pod/$pod" "$port:8080" >"$WORK/port-forward.log" 2>&1 &
 	pf=$!
 	retry 30 curl -fs -o /dev/null "http://127.0.0.1:$port/" || { kill $pf; die "port-forward: $(cat "$WORK/port-forward.log")"; }
