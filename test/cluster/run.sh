@@ -382,7 +382,10 @@ service() {
 	kubectl wait --for=condition=Ready pod/client --timeout=120s >/dev/null || die "pod client not Ready"
 	local seen=""
 	for _ in $(seq 30); do
-		out=$(kubectl exec client -- wget -q -T 5 -O- "http://$ip/" 2>&1) || die "client -> $ip:80: $out"
+		# nc: Debian's static busybox wget crashes looking up the
+		# "http" service without NSS modules.
+		out=$(kubectl exec client -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 $ip 80 | tail -1" 2>&1) ||
+			die "client -> $ip:80: $out"
 		seen+="${out#v1 }"$'\n'
 		[[ $(sort -u <<<"$seen" | grep -c .) -ge 2 ]] && break
 	done
