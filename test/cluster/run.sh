@@ -94,7 +94,7 @@ record_host() {
 		read -r table chain _ <<<"$c"
 		iptables -w -t "$table" -S "$chain" >/dev/null 2>&1 || echo "$c" >>"$WORK/new-chains"
 	done
-	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE"; do
+	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE" /sys/fs/cgroup/memory/kubepods; do
 		[[ -e $d ]] && echo "$d" >>"$WORK/had-dirs"
 	done
 	true
@@ -130,6 +130,8 @@ restore_host() {
 # hierarchy, deepest first.
 remove_kubepods() {
 	local root
+	# Another kubelet's (the kubelet suite's) are left alone.
+	grep -qx /sys/fs/cgroup/memory/kubepods "$WORK/had-dirs" 2>/dev/null && return
 	for root in $(awk '$3 ~ /^cgroup2?$/ {print $2}' /proc/mounts); do
 		[[ -d $root/kubepods ]] || continue
 		find "$root/kubepods" -depth -type d -exec rmdir {} + 2>/dev/null || true
