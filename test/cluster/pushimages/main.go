@@ -34,6 +34,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -157,16 +158,25 @@ func kubeProxy(proxy string) (*images.Image, error) {
 	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"} {
 		b.Symlink("usr/sbin/"+tool, "xtables-nft-multi")
 	}
-	libs, err := sharedLibraries(iptablesNFT)
-	if err != nil {
-		return nil, err
-	}
 	exts, err := filepath.Glob(xtablesDir + "/*.so")
 	if err != nil || len(exts) == 0 {
 		return nil, fmt.Errorf("no iptables extensions in %s (Debian's iptables package)", xtablesDir)
 	}
+	// The extensions need libraries of their own (-m statistic: libm).
+	files := slices.Clone(exts)
+	for _, f := range append([]string{iptablesNFT}, exts...) {
+		libs, err := sharedLibraries(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range libs {
+			if !slices.Contains(files, l) {
+				files = append(files, l)
+			}
+		}
+	}
 	dirs := map[string]bool{"usr": true, "usr/sbin": true, "usr/local": true, "usr/local/bin": true}
-	for _, f := range append(libs, exts...) {
+	for _, f := range files {
 		rel := strings.TrimPrefix(f, "/")
 		for _, d := range parents(path.Dir(rel)) {
 			if !dirs[d] {
@@ -206,9 +216,6 @@ func sharedLibraries(binary string) ([]string, error) {
 	var libs []string
 	for _, m := range lddLine.FindAllStringSubmatch(string(out), -1) {
 		libs = append(libs, m[1])
-	}
-	if len(libs) == 0 {
-		return nil, fmt.Errorf("ldd %s named no library:\n%s", binary, out)
 	}
 	return libs, nil
 }
