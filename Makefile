@@ -6,7 +6,10 @@ GO          ?= go
 PREFIX      ?= /usr/local
 BIN         := bin/cri-runtimed
 PKG         := github.com/cri-runtimed/cri-runtimed
-VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+# VERSION must be semver: kubelet parses the runtime's version and shows
+# cri-runtimed://Unknown for a bare commit hash (what `git describe
+# --always` gives without tags). A tag wins; otherwise 0.0.0-dev+<commit>.
+VERSION     ?= $(shell git describe --tags --dirty 2>/dev/null | sed 's/^v//' | grep . || echo "0.0.0-dev+$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
 REVISION    ?= $(shell git rev-parse --verify -q HEAD 2>/dev/null || echo unknown)
 LDFLAGS     := -s -w -extldflags=-static -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Revision=$(REVISION)
 CONFIG      ?= /etc/cri-runtimed/config.toml
