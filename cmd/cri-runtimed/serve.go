@@ -285,6 +285,8 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		MaxExecOutput:  cfg.Runtime.MaxExecSyncOutput,
 		CDI:            devices,
 		NRI:            nriAPI,
+		// Private cgroup namespaces on cgroup v2 hosts, as kubelet expects.
+		CgroupNamespace: cgroups.Unified(),
 	}, db, images, func(id string) (container.Sandbox, error) {
 		pod, err := pods.Get(id)
 		if err != nil || pod.ID() != id {

@@ -57,6 +57,13 @@ type Options struct {
 	CDI *cdi.Registry
 	// NRI relays the containers' lifecycle to NRI plugins; nil is off.
 	NRI nri.API
+	// CgroupNamespace gives every unprivileged container its own cgroup
+	// namespace. The daemon sets it on cgroup v2 hosts, where it is what
+	// kubelet and workloads expect: a container sees its own cgroup as
+	// /sys/fs/cgroup (memory.max, cpu.max) and nothing of the node's tree.
+	// On v1 the namespace would hide nothing the bind-mounted controllers
+	// show, so runtimes leave it off there.
+	CgroupNamespace bool
 }
 
 // Controller owns every container of the node.
@@ -314,11 +321,15 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 		info.TargetPid = trec.Pid
 	}
 	oom := int(cfg.GetLinux().GetResources().GetOomScoreAdj())
-	spec, err := oci.ContainerSpec(id, specCfg, podCfg, imgCfg.Config, info, rootfs,
+	specOpts := []oci.SpecOpt{
 		oci.WithRootfs(rootfs),
 		oci.WithOOMScoreAdj(max(oom, c.opts.MinOOMScoreAdj)),
 		oci.WithCgroupsPath(c.opts.Cgroups.CgroupsPath(info.CgroupParent, id)),
-	)
+	}
+	if c.opts.CgroupNamespace && !cfg.GetLinux().GetSecurityContext().GetPrivileged() {
+		specOpts = append(specOpts, oci.WithNewCgroupNamespace())
+	}
+	spec, err := oci.ContainerSpec(id, specCfg, podCfg, imgCfg.Config, info, rootfs, specOpts...)
 	if err != nil {
 		return "", err
 	}

@@ -732,3 +732,44 @@ func (u *updateCounter) UpdateContainer(ctx context.Context, cgroupsPath string,
 	u.n++
 	return u.Driver.UpdateContainer(ctx, cgroupsPath, r)
 }
+
+// TestCgroupNamespace: on a cgroup v2 node (the option set) an
+// unprivileged container gets its own cgroup namespace, so it sees its
+// own limits at /sys/fs/cgroup; a privileged one keeps the node's, and
+// without the option (v1) nobody gets one.
+func TestCgroupNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		option, priv     bool
+		wantOwnNamespace bool
+	}{
+		{"v2 unprivileged", true, false, true},
+		{"v2 privileged", true, true, false},
+		{"v1 unprivileged", false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.c.opts.CgroupNamespace = tc.option
+			e.pod.cfg.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Privileged: tc.priv}}
+			cfg := e.config("c", 0)
+			cfg.Linux = &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{Privileged: tc.priv}}
+			id, err := e.c.Create(context.Background(), e.pod, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctr, err := e.c.Get(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var own bool
+			for _, ns := range ctr.Spec().Linux.Namespaces {
+				if ns.Type == specs.CgroupNamespace {
+					own = ns.Path == ""
+				}
+			}
+			if own != tc.wantOwnNamespace {
+				t.Errorf("own cgroup namespace = %v, want %v (namespaces %+v)", own, tc.wantOwnNamespace, ctr.Spec().Linux.Namespaces)
+			}
+		})
+	}
+}
