@@ -3,6 +3,8 @@
 package kubelet_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -382,12 +384,41 @@ func (n *node) testLimits(t *testing.T) {
 			t.Errorf("%s in the container = %q, want %q", file, got, v)
 		}
 	}
-	// The container runs in the pod cgroup kubelet made for it.
-	cg := n.exec(t, pod, "limited", "cat", "/proc/self/cgroup")
+	// The container runs in the pod cgroup kubelet made for it, as the
+	// node sees it.
+	cg := n.hostCgroup(t, containerID(t, pod, "limited"))
 	uid := string(pod.UID)
 	if !strings.Contains(cg, "pod"+uid) && !strings.Contains(cg, "pod"+strings.ReplaceAll(uid, "-", "_")) {
 		t.Errorf("container is not in its pod's cgroup (pod%s):\n%s", uid, cg)
 	}
+	// On cgroup v2 an unprivileged container has a cgroup namespace of
+	// its own: its cgroup is its root, so it sees nothing of the node's.
+	if own := n.exec(t, pod, "limited", "cat", "/proc/self/cgroup"); n.cgroup2 && strings.TrimSpace(own) != "0::/" {
+		t.Errorf("/proc/self/cgroup in the container = %q, want 0::/ (a cgroup namespace of its own)", own)
+	}
+}
+
+// hostCgroup is /proc/PID/cgroup of the container's process as the node
+// sees it (the runtime's verbose status names the pid).
+func (n *node) hostCgroup(t *testing.T, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := n.env.Daemon.Runtime().ContainerStatus(ctx, id, true)
+	if err != nil {
+		t.Fatalf("ContainerStatus %s: %v", id, err)
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &info); err != nil || info.Pid == 0 {
+		t.Fatalf("no pid in the verbose status of %s: %v %q", id, err, st.GetInfo()["info"])
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", info.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (n *node) testGracePeriod(t *testing.T) {
