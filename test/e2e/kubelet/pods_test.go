@@ -487,6 +487,11 @@ while true; do echo "line $i $pad"; i=$((i+1)); sleep 0.005; done`)
 	// log format with later lines than the rotated files.
 	var last string
 	framework.Eventually(t, 30*time.Second, func() (bool, string) {
+		// Between kubelet's rename and the runtime's reopen there is no
+		// 0.log for a moment.
+		if _, err := os.Stat(current); err != nil {
+			return false, err.Error()
+		}
 		lines := framework.ReadCRILines(t, current)
 		if len(lines) < 10 {
 			return false, fmt.Sprintf("%s has %d lines after rotation", current, len(lines))
