@@ -351,7 +351,7 @@ func Copy(ctx context.Context, src, dir string) (*Checkpoint, error) {
 		case d.IsDir():
 			return os.Mkdir(dst, 0o700)
 		case d.Type().IsRegular():
-			return copyRegular(p, dst)
+			return CopyFile(p, dst)
 		}
 		return fmt.Errorf("%w: %s is neither a file nor a directory", ErrInvalid, rel)
 	})
@@ -361,7 +361,9 @@ func Copy(ctx context.Context, src, dir string) (*Checkpoint, error) {
 	return Load(dir)
 }
 
-func copyRegular(from, to string) error {
+// CopyFile copies the regular file from into a new file to (mode 0600),
+// refusing to overwrite: a checkpoint is staged in a fresh directory.
+func CopyFile(from, to string) error {
 	in, err := os.Open(from)
 	if err != nil {
 		return err

@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -110,28 +109,11 @@ func writeMetadata(ctr *Container, rec meta.Container, dir string) error {
 		}
 	}
 	if rec.LogPath != "" {
-		if err := copyFile(rec.LogPath, filepath.Join(dir, checkpoint.ContainerLog)); err != nil && !os.IsNotExist(err) {
+		if err := checkpoint.CopyFile(rec.LogPath, filepath.Join(dir, checkpoint.ContainerLog)); err != nil && !os.IsNotExist(err) {
 			return err
 		}
 	}
 	return nil
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // Pause freezes a running container; Resume thaws it.
