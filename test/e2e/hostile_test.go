@@ -360,11 +360,20 @@ func hostileDirSize(dir string) int64 {
 	return n
 }
 
+// hostilePullResult is what one watched pull of a hostile image came to.
+type hostilePullResult struct {
+	ref  string        // the image reference the daemon returned
+	err  error         // the pull's error, a gRPC status
+	took time.Duration // how long the pull ran
+	grew int64         // root growth past hostileDiskBudget that cancelled it, or 0
+}
+
 // hostilePull pulls ref with a deadline while watching the daemon's disk
 // use: if the root grows by more than hostileDiskBudget the pull is
 // cancelled and grew reports it.
-func hostilePull(t *testing.T, d *framework.Daemon, ref string) (imageRef string, err error, took time.Duration, grew int64) {
+func hostilePull(t *testing.T, d *framework.Daemon, ref string) hostilePullResult {
 	t.Helper()
+	var grew int64
 	ctx, cancel := context.WithTimeout(testCtx(t), hostilePullTimeout)
 	defer cancel()
 	base := hostileDirSize(d.Root)
@@ -385,7 +394,7 @@ func hostilePull(t *testing.T, d *framework.Daemon, ref string) (imageRef string
 	for {
 		select {
 		case r := <-done:
-			return r.ref, r.err, time.Since(start), grew
+			return hostilePullResult{ref: r.ref, err: r.err, took: time.Since(start), grew: grew}
 		case <-tick.C:
 			if g := hostileDirSize(d.Root) - base; g > hostileDiskBudget && grew == 0 {
 				grew = g
@@ -399,8 +408,9 @@ func hostilePull(t *testing.T, d *framework.Daemon, ref string) (imageRef string
 // a gRPC status whose code says neither "your request is malformed" nor
 // "no such image" nor "timed out", whose message names the image and
 // contains one of causes (case-insensitive), and that came in time.
-func hostileRefused(t *testing.T, ref string, err error, took time.Duration, grew int64, causes []string) {
+func hostileRefused(t *testing.T, ref string, r hostilePullResult, causes []string) {
 	t.Helper()
+	err, took, grew := r.err, r.took, r.grew
 	if grew > 0 {
 		t.Errorf("PullImage(%q): the daemon's root grew by %d bytes (budget %d) before the pull ended; the test cancelled it", ref, grew, hostileDiskBudget)
 	}
@@ -695,8 +705,7 @@ func TestHostileRegistry(t *testing.T) {
 
 				idsBefore := hostileImageIDs(t, d)
 				leaksBefore := hostileStoreLeaks(t, d)
-				_, err, took, grew := hostilePull(t, d, ref)
-				hostileRefused(t, ref, err, took, grew, tc.causes)
+				hostileRefused(t, ref, hostilePull(t, d, ref), tc.causes)
 				hostileNoImage(t, d, ref, idsBefore)
 				hostileCheckNoStoreLeaks(t, d, leaksBefore)
 				hostileHealthy(t, d, reg, name)
@@ -950,7 +959,8 @@ func TestHostileLayers(t *testing.T) {
 
 						idsBefore := hostileImageIDs(t, d)
 						leaksBefore := hostileStoreLeaks(t, d)
-						got, err, took, grew := hostilePull(t, d, ref)
+						pulled := hostilePull(t, d, ref)
+						got, err := pulled.ref, pulled.err
 						// Whatever the outcome, the host is untouched and no
 						// host content was copied into the daemon's store.
 						s.check(t)
@@ -961,7 +971,7 @@ func TestHostileLayers(t *testing.T) {
 							t.Errorf("PullImage(%q) = %v; want success with the entry confined to the image (outcome %s)", ref, err, tc.outcome)
 						case err != nil:
 							t.Logf("refused: %s", status.Convert(err).Message())
-							hostileRefused(t, ref, err, took, grew, hostileUnsafeCauses)
+							hostileRefused(t, ref, pulled, hostileUnsafeCauses)
 							hostileNoImage(t, d, ref, idsBefore)
 						case tc.outcome == hostileRefuse:
 							t.Errorf("PullImage(%q) succeeded (image %s); want a refusal of the escaping entry", ref, got)

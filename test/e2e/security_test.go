@@ -411,6 +411,7 @@ func TestSeccomp(t *testing.T) {
 			code, out := runOnce(t, d, pc, script, func(c *runtimeapi.ContainerConfig) {
 				sc := secCtx(c)
 				sc.Seccomp = tc.ctr
+				//lint:ignore SA1019 the deprecated field is the legacy path this case checks
 				sc.SeccompProfilePath = tc.legacy
 				sc.Capabilities = &runtimeapi.Capability{AddCapabilities: tc.addCaps}
 			})
