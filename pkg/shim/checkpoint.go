@@ -103,39 +103,10 @@ func (s *server) restore(ctx context.Context, c *container) (State, error) {
 	if err != nil {
 		cio.closeAll()
 		s.cleanupRuntime(c)
-		c.mu.Lock()
-		c.rec.State = exitedState(c.rec.State, startErrorExitCode, ReasonStartError, runtimeMessage(err))
-		perr := c.persistLocked()
-		st := c.rec.State
-		close(c.exited)
-		c.mu.Unlock()
-		if perr != nil {
-			klog.ErrorS(perr, "Persist restore failure", "id", c.id)
-		}
-		s.events.publish(c.id, EventExited, st)
+		s.recordExit(c, startErrorExitCode, ReasonStartError, runtimeMessage(err))
 		return State{}, fmt.Errorf("restore %s: %w", c.id, err)
 	}
-	exitCh := s.reaper.Subscribe(pid)
-	var pidfd *os.File
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		pidfd = os.NewFile(uintptr(fd), "pidfd")
-	}
-	c.mu.Lock()
-	c.pidfd = pidfd
-	c.io = cio
-	c.oom = s.ooms.watch(c.rec.CgroupsPath)
-	c.rec.State.Pid = pid
-	c.rec.State.Status = StatusRunning
-	c.rec.State.StartedAt = startedAt
-	perr := c.persistLocked()
-	st := c.rec.State
-	c.mu.Unlock()
-	cio.start()
-	s.wg.Add(1)
-	go s.watch(c, pid, exitCh)
-	if perr != nil {
-		klog.ErrorS(perr, "Persist restored container", "id", c.id)
-	}
+	st := s.adoptInit(c, pid, cio, startedAt)
 	s.events.publish(c.id, EventStarted, st)
 	klog.InfoS("Restored container", "id", c.id, "pid", pid, "images", rec.RestoreFrom, "duration", time.Since(startedAt))
 	return st, nil

@@ -48,11 +48,11 @@ func (s *server) reload(ctx context.Context) {
 		case st.Pid == 0:
 			// The previous shim died during create.
 			s.cleanupRuntime(c)
-			s.recordLost(c, startErrorExitCode, ReasonCreateError, "the shim stopped while the container was being created")
+			s.recordExit(c, startErrorExitCode, ReasonCreateError, "the shim stopped while the container was being created")
 		default:
 			rs, err := s.rt.State(ctx, c.id)
 			if err != nil || rs.Pid != st.Pid || (rs.Status != "running" && rs.Status != "created") {
-				s.recordLost(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
+				s.recordExit(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
 				continue
 			}
 			if rs.Status == "running" && st.Status == StatusCreated {
@@ -67,8 +67,9 @@ func (s *server) reload(ctx context.Context) {
 	}
 }
 
-// recordLost records an exit whose status is unknown.
-func (s *server) recordLost(c *container, code int, reason, msg string) {
+// recordExit records an exit the shim did not see: a process that never
+// ran, or one whose status is unknown.
+func (s *server) recordExit(c *container, code int, reason, msg string) {
 	c.mu.Lock()
 	c.rec.State = exitedState(c.rec.State, code, reason, msg)
 	if err := c.persistLocked(); err != nil {
@@ -86,7 +87,7 @@ func (s *server) watchOrphan(c *container, pid int) {
 	defer s.wg.Done()
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		s.recordLost(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
+		s.recordExit(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
 		return
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
@@ -111,7 +112,7 @@ func (s *server) watchOrphan(c *container, pid int) {
 	if err != nil || s.ctx.Err() != nil {
 		return
 	}
-	s.recordLost(c, lostExitCode, ReasonUnknown, "the container exited after a shim restart; its exit status is not observable")
+	s.recordExit(c, lostExitCode, ReasonUnknown, "the container exited after a shim restart; its exit status is not observable")
 }
 
 // removalWatch reports when the state dir itself is removed.

@@ -159,20 +159,24 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 	}
 	pid, cio, err := s.runtimeCreate(ctx, c, req)
 	if err != nil {
-		c.mu.Lock()
-		c.rec.State = exitedState(c.rec.State, startErrorExitCode, ReasonCreateError, runtimeMessage(err))
-		perr := c.persistLocked()
-		st := c.rec.State
-		close(c.exited)
-		c.mu.Unlock()
-		if perr != nil {
-			klog.ErrorS(perr, "Persist create failure", "id", req.ID)
-		}
-		s.events.publish(req.ID, EventExited, st)
+		s.recordExit(c, startErrorExitCode, ReasonCreateError, runtimeMessage(err))
 		klog.InfoS("Create failed", "id", req.ID, "err", err)
 		return State{}, fmt.Errorf("create %s: %w", req.ID, err)
 	}
 
+	st := s.adoptInit(c, pid, cio, time.Time{})
+	s.events.publish(req.ID, EventCreated, st)
+	klog.InfoS("Created container", "id", req.ID, "pid", pid)
+	return st, nil
+}
+
+// adoptInit takes a new init process over: its exit from the reaper, a
+// pidfd, its io and OOM watch, and its pid in the record. A non-zero
+// startedAt marks it running (restore: CRIU's process already runs).
+// It returns the state it persisted; a failed persist is only logged,
+// since the process exists and a missing pid in the record costs only
+// recovery after a shim crash.
+func (s *server) adoptInit(c *container, pid int, cio *containerIO, startedAt time.Time) State {
 	exitCh := s.reaper.Subscribe(pid)
 	// The init is this shim's child and only this shim's reaper reaps
 	// it, so the pid still names it here.
@@ -185,20 +189,20 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 	c.io = cio
 	c.oom = s.ooms.watch(c.rec.CgroupsPath)
 	c.rec.State.Pid = pid
-	err = c.persistLocked()
+	if !startedAt.IsZero() {
+		c.rec.State.Status = StatusRunning
+		c.rec.State.StartedAt = startedAt
+	}
+	err := c.persistLocked()
 	st := c.rec.State
 	c.mu.Unlock()
 	cio.start()
 	s.wg.Add(1)
 	go s.watch(c, pid, exitCh)
 	if err != nil {
-		// The container exists; a missing pid in the record only costs
-		// recovery after a shim crash, so report but keep going.
-		klog.ErrorS(err, "Persist created container", "id", req.ID)
+		klog.ErrorS(err, "Persist adopted init", "id", c.id, "pid", pid)
 	}
-	s.events.publish(req.ID, EventCreated, st)
-	klog.InfoS("Created container", "id", req.ID, "pid", pid)
-	return st, nil
+	return st
 }
 
 // runtimeCreate sets up stdio and runs the runtime's create.
