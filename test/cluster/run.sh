@@ -10,14 +10,29 @@
 # systemd the test starts the kubelet kubeadm configures itself, with the
 # flags of kubeadm's systemd drop-in, as soon as kubeadm has written them.
 #
+# Usage:
+#   run.sh        bring the cluster up, check workloads through it, reset it
+#   run.sh up     bring the cluster up (node Ready, kube-proxy, CoreDNS) and keep it
+#   run.sh down   remove a kept cluster (kubeadm reset, daemon, host restored, lock dropped)
+# A kept cluster: KUBECONFIG=/etc/kubernetes/admin.conf, kubectl in
+# $CLUSTER_BIN_DIR, the runtime's socket /run/cri-runtimed/cri-runtimed.sock.
+#
 # Environment:
 #   CLUSTER_VERSION     Kubernetes release (default v1.37.2; make cluster-bins builds it)
 #   CLUSTER_BIN_DIR     kubeadm, kubectl, kube-*, etcd, coredns (default /var/cache/cri-runtimed-test/cluster/$CLUSTER_VERSION)
 #   CLUSTER_KUBELET     kubelet binary (default /var/cache/cri-runtimed-test/kubelet/$CLUSTER_VERSION/kubelet)
 #   CRI_RUNTIMED_BIN    the daemon (default bin/cri-runtimed)
 #   CLUSTER_OUT         logs (default cluster-out/)
-#   CLUSTER_KEEP=1      leave the cluster running at the end (then run.sh down removes it)
+#   CLUSTER_KEEP=1      run the checks, then leave the cluster running (no reset; run.sh down removes it)
 #   CLUSTER_SMOKE=1     only bring-up, one Deployment, reset
+#   CLUSTER_LOCK_WAIT   seconds to wait for the host's kubelet lock (default 1200)
+#
+# The host's kubelet lock: a kubelet binds fixed ports and owns node-wide
+# state, so the cluster and the kubelet suite (test/kubeletnode, which
+# takes the same lock) never run at once. run.sh takes
+# /run/cri-runtimed-test/kubelet-host.lock (flock) before it checks the
+# host and holds it until the cluster is removed: at the end of the run,
+# or, with CLUSTER_KEEP=1, until `run.sh down`. The file names its holder.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -51,6 +66,9 @@ CHAINS=("mangle KUBE-IPTABLES-HINT" "mangle KUBE-KUBELET-CANARY" "nat KUBE-KUBEL
 	"filter KUBE-KUBELET-CANARY" "filter KUBE-FIREWALL INPUT OUTPUT" "mangle KUBE-PROXY-CANARY"
 	"nat KUBE-PROXY-CANARY" "filter KUBE-PROXY-CANARY")
 
+LOCK=/run/cri-runtimed-test/kubelet-host.lock
+LOCK_HOLDER=/run/cri-runtimed-test/cluster-lock.pid
+
 log() { printf '%s [cluster] %s\n' "$(date -u +%T)" "$*"; }
 die() { log "FAIL: $*"; exit 1; }
 START=$(date +%s)
@@ -65,6 +83,31 @@ retry() {
 		(($(date +%s) < until)) || return 1
 		sleep 2
 	done
+}
+
+# lock_host takes the host's kubelet lock and hands it to a holder process
+# that keeps it until unlock_host: the lock outlives this script when the
+# cluster is kept. Nothing else inherits the descriptor.
+lock_host() {
+	local fd
+	mkdir -p "$(dirname "$LOCK")"
+	exec {fd}<>"$LOCK"
+	if ! flock -n "$fd"; then
+		log "waiting up to ${CLUSTER_LOCK_WAIT:-1200} s for the host's kubelet lock $LOCK, held by: $(cat "$LOCK")"
+		flock -w "${CLUSTER_LOCK_WAIT:-1200}" "$fd" ||
+			die "another kubelet test holds this host ($LOCK: $(cat "$LOCK")); a kept cluster goes with $0 down"
+	fi
+	setsid sleep infinity </dev/null >/dev/null 2>&1 &
+	echo $! >"$LOCK_HOLDER"
+	exec {fd}>&-
+	echo "test/cluster/run.sh pid $$ since $(date -u +%FT%TZ)" >"$LOCK"
+}
+
+# unlock_host ends the holder, which drops the lock.
+unlock_host() {
+	[[ -f $LOCK_HOLDER ]] || return 0
+	: >"$LOCK"
+	stop_pidfile "$LOCK_HOLDER"
 }
 
 check_host_free() {
@@ -512,6 +555,7 @@ teardown() {
 	local rc=$?
 	set +e
 	if [[ ${CLUSTER_KEEP:-} == 1 && $rc == 0 ]]; then
+		echo "test/cluster/run.sh: a kept cluster (remove it with $0 down), since $(date -u +%FT%TZ)" >"$LOCK"
 		log "cluster kept (KUBECONFIG=$KUBECONFIG); remove it with: $0 down"
 		return
 	fi
@@ -533,12 +577,21 @@ down() {
 	# The daemon's root: snapshots are unmounted by now.
 	umount -R "$WORK/root" 2>/dev/null
 	rm -rf "$WORK"
+	# Last: the next kubelet test starts on a restored host.
+	unlock_host
 }
 
 main() {
 	[[ $(id -u) == 0 ]] || die "run as root"
 	mkdir -p "$OUT"
-	if [[ ${1:-} == down ]]; then down; return; fi
+	case ${1:-} in
+	down) down; return ;;
+	up) CLUSTER_KEEP=1 ;;
+	"") ;;
+	*) die "usage: $0 [up|down]" ;;
+	esac
+	lock_host
+	trap unlock_host EXIT
 	check_host_free
 	[[ ! -e $WORK ]] || die "$WORK exists: a cluster test runs or was left (run.sh down)"
 	trap teardown EXIT
@@ -552,6 +605,7 @@ main() {
 	log "images built and pushed to $REGISTRY in $(since "$t0") s"
 	start_daemon
 	bring_up
+	if [[ ${1:-} == up ]]; then return; fi
 	web_deployment
 	exec_logs
 	if [[ ${CLUSTER_SMOKE:-} != 1 ]]; then
@@ -561,7 +615,8 @@ main() {
 		rolling_update
 		oom
 	fi
-	reset_cluster
+	# A kept cluster is reset by run.sh down.
+	[[ ${CLUSTER_KEEP:-} == 1 ]] || reset_cluster
 }
 
 main "$@"

@@ -67,6 +67,7 @@ type Node struct {
 	// ConfigPath its config file; LogPath where its output goes.
 	Manifests, RootDir, PodLogsDir, ConfigPath, LogPath string
 
+	lock   *HostLock
 	host   *hostState
 	client *http.Client
 
@@ -76,11 +77,12 @@ type Node struct {
 	starts int
 }
 
-// New checks that no other kubelet holds the host, records what the
-// kubelet is going to change on it, and writes the config. It does not
-// start the kubelet: call Start. Call Close when done, also after errors
-// of Start.
-func New(opts Options) (*Node, error) {
+// New takes the host's kubelet lock (HostLockPath, waiting up to
+// HostLockWait for another holder), checks that no other kubelet holds
+// the host, records what the kubelet is going to change on it, and writes
+// the config. It does not start the kubelet: call Start. Call Close when
+// done, also after errors of Start.
+func New(opts Options) (n *Node, err error) {
 	if opts.Binary == "" || opts.Endpoint == "" || opts.CgroupDriver == "" || opts.Dir == "" {
 		return nil, errors.New("kubeletnode: Binary, Endpoint, CgroupDriver and Dir are required")
 	}
@@ -93,10 +95,22 @@ func New(opts Options) (*Node, error) {
 	if opts.Verbosity == 0 {
 		opts.Verbosity = 2
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), HostLockWait)
+	lock, err := LockHost(ctx, "test/kubeletnode ("+filepath.Base(os.Args[0])+")")
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = lock.Unlock()
+		}
+	}()
 	if err := HostFree(); err != nil {
 		return nil, err
 	}
-	n := &Node{
+	n = &Node{
+		lock:       lock,
 		opts:       opts,
 		Manifests:  filepath.Join(opts.Dir, "manifests"),
 		RootDir:    filepath.Join(opts.Dir, "root"),
@@ -520,6 +534,8 @@ func (n *Node) Close(timeout time.Duration) error {
 		errs = append(errs, n.host.restore(n.PodLogsDir))
 	}
 	errs = append(errs, snapshot.UnmountUnder(n.opts.Dir), os.RemoveAll(n.opts.Dir))
+	// Last: the next kubelet test may start once the host is restored.
+	errs = append(errs, n.lock.Unlock())
 	return errors.Join(errs...)
 }
 
