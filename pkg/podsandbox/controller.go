@@ -415,6 +415,11 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	if _, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle}); err != nil {
 		return "", fmt.Errorf("create sandbox container: %w", err)
 	}
+	if own {
+		if err := c.limitOwnCgroup(ctx, parent, cfg); err != nil {
+			return "", err
+		}
+	}
 	tStart := time.Now()
 	st, err := client.Start(ctx, id)
 	if err != nil {

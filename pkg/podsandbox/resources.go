@@ -83,3 +83,24 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 	klog.V(2).InfoS("Pod sandbox resources updated", "pod", pod.ID())
 	return nil
 }
+
+// limitOwnCgroup sizes a pod cgroup the daemon made (a pod without a
+// cgroup parent: crictl) from the pod's resources plus its overhead, as
+// its sandbox's cgroup is: kubelet sizes its own pod cgroups, but nobody
+// else sizes ours before a first UpdatePodSandboxResources. It runs once
+// the runtime created the sandbox, which makes the cgroupfs driver's
+// directories; the sandbox's equal limits are no child above its parent
+// (cgroup v1 refuses a parent's quota below a child's).
+func (c *Controller) limitOwnCgroup(ctx context.Context, parent string, cfg *runtimeapi.PodSandboxConfig) error {
+	res, err := oci.SandboxResources(cfg.GetLinux())
+	if err != nil {
+		return err
+	}
+	if res.CPU == nil && res.Memory == nil {
+		return nil
+	}
+	if err := c.opts.Cgroups.UpdatePod(ctx, parent, res); err != nil {
+		return fmt.Errorf("limit pod cgroup: %w", err)
+	}
+	return nil
+}

@@ -493,6 +493,45 @@ func TestHandlersPodStatsNetwork(t *testing.T) {
 	}
 }
 
+// TestRunPodSandboxLimitsOwnCgroup: a pod without a cgroup parent
+// (crictl) gets its resources plus its overhead on the pod cgroup the
+// daemon makes for it, at creation; a pod in kubelet's pod cgroup, which
+// kubelet sizes, and a pod without limits are left alone.
+func TestRunPodSandboxLimitsOwnCgroup(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	run := func(cfg *runtimeapi.PodSandboxConfig) string {
+		t.Helper()
+		resp, err := st.s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+		if err != nil {
+			t.Fatalf("RunPodSandbox %s: %v", cfg.Metadata.Name, err)
+		}
+		return resp.PodSandboxId
+	}
+	limited := func(name, parent string) *runtimeapi.PodSandboxConfig {
+		cfg := podCfg(name)
+		cfg.Linux = &runtimeapi.LinuxPodSandboxConfig{CgroupParent: parent,
+			Resources: &runtimeapi.LinuxContainerResources{CpuShares: 512, CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: 256 << 20},
+			Overhead:  &runtimeapi.LinuxContainerResources{CpuShares: 10, CpuQuota: 10000, MemoryLimitInBytes: 64 << 20}}
+		return cfg
+	}
+	pod := run(limited("own", ""))
+	ups := st.cgroups.taken()
+	if len(ups) != 1 || !strings.HasSuffix(ups[0].parent, "/"+pod) {
+		t.Fatalf("pod cgroup updates at creation = %+v, want one of the pod's own cgroup", ups)
+	}
+	r := ups[0].res
+	if r.Memory == nil || *r.Memory.Limit != 320<<20 || r.CPU == nil || *r.CPU.Quota != 60000 || *r.CPU.Period != 100000 || *r.CPU.Shares != 522 {
+		b, _ := json.Marshal(r)
+		t.Errorf("pod cgroup limits at creation = %s, want 320Mi, quota 60000/100000, shares 522 (resources + overhead)", b)
+	}
+	run(limited("kubelets", "/kubepods/burstable/pod-unit-test"))
+	run(podCfg("unlimited"))
+	if ups := st.cgroups.taken(); len(ups) != 1 {
+		t.Errorf("pod cgroup updates = %+v, want none for kubelet's pod cgroup or a pod without limits", ups[1:])
+	}
+}
+
 // TestUpdatePodSandboxResources: the pod's new resources reach its
 // sandbox through the shim and stay in its config; a stopped pod refuses.
 func TestUpdatePodSandboxResources(t *testing.T) {

@@ -79,7 +79,7 @@ func cgroupValue(t *testing.T, d *framework.Daemon, pod string, parent bool, con
 }
 
 // TestUpdatePodSandboxResources: the pod's resources plus its overhead
-// size the sandbox's cgroup at creation and, after kubelet's
+// size the sandbox's cgroup and the pod cgroup at creation and, after kubelet's
 // UpdatePodSandboxResources (in-place pod resize), the sandbox's and the
 // pod cgroup, the parent of its containers; the pod's config keeps them;
 // bad values are InvalidArgument and an unknown pod NotFound.
@@ -92,6 +92,11 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	pod := d.RunPod(t, pc)
 	if got := sandboxMemoryLimit(t, d, pod); got != 128*mi {
 		t.Fatalf("sandbox memory limit at creation = %d, want %d", got, 128*mi)
+	}
+	// The pod has no cgroup parent (crictl): the pod cgroup the daemon
+	// made is sized at creation too, not only at the first resize.
+	if got := cgroupValue(t, d, pod, true, "memory", "memory.limit_in_bytes", "memory.max"); got != 128*mi {
+		t.Fatalf("pod cgroup memory limit at creation = %d, want %d", got, 128*mi)
 	}
 	_, err := d.RuntimeClient().UpdatePodSandboxResources(testCtx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
 		PodSandboxId: pod,
@@ -139,6 +144,9 @@ func TestPodCgroupCPUResize(t *testing.T) {
 	ctr.Linux = &runtimeapi.LinuxContainerConfig{Resources: &runtimeapi.LinuxContainerResources{CpuQuota: 40000, CpuPeriod: 100000}}
 	c := d.CreateStarted(t, pod, ctr, pc)
 	quota := func() int64 { return cgroupValue(t, d, pod, true, "cpu", "cpu.cfs_quota_us", "cpu.max") }
+	if got := quota(); got != 50000 {
+		t.Errorf("pod cgroup CPU quota at creation = %d, want 50000", got)
+	}
 	resize := func(q int64) {
 		t.Helper()
 		_, err := d.RuntimeClient().UpdatePodSandboxResources(testCtx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
