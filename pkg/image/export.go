@@ -34,6 +34,10 @@ func (s *Service) Export(ctx context.Context, w io.Writer, names []string) error
 		if err != nil {
 			return err
 		}
+		if img.ArtifactType != "" {
+			// Its config (and so a whole OCI layout) is not kept.
+			return fmt.Errorf("export %s: image %s is %w", name, img.ID, ErrArtifact)
+		}
 		// Held for the export: a removal meanwhile must not take them.
 		for _, b := range img.Blobs {
 			lease.add(b.String())

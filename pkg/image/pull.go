@@ -105,6 +105,9 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	if err != nil {
 		return meta.Image{}, err
 	}
+	if kind := artifactKind(manifest); kind != "" {
+		return s.pullArtifact(ctx, lease, repo, ref, desc, manifestDesc, manifest, kind, blobs, tResolve)
+	}
 	lease.add(manifest.Config.Digest.String())
 	cfgBytes, err := s.fetchConfig(ctx, repo, manifest.Config)
 	if err != nil {
@@ -120,18 +123,31 @@ func (s *Service) pull(ctx context.Context, ref reference.Ref, creds registry.Cr
 	}
 	tLayers := time.Now()
 	s.telemetry.PullPhase(ctx, "resolve", tResolve, tLayers)
-	if err := s.fetchLayers(ctx, repo, manifest.Layers, cfg.RootFS.DiffIDs, chainIDs, newBudget(s.pulls().maxUncompressed)); err != nil {
+	b := newBudget(s.pulls().maxUncompressed)
+	err = s.fetchLayers(ctx, repo, manifest.Layers, chainIDs, func(ctx context.Context, i int, parent digest.Digest) error {
+		return s.unpack(ctx, manifest.Layers[i], cfg.RootFS.DiffIDs[i], chainIDs[i], parent, b)
+	})
+	if err != nil {
 		return meta.Image{}, err
 	}
 	tRecord := time.Now()
 	s.telemetry.PullPhase(ctx, "layers", tLayers, tRecord)
 	defer func() { s.telemetry.PullPhase(ctx, "record", tRecord, time.Now()) }()
 
-	var tags []string
-	if ref.Tag() != "" {
-		tags = []string{ref.String()}
+	return s.save(s.newRecord(manifestDesc.Digest, manifest, cfg, blobs, pullTags(ref), []string{ref.RepoDigest(desc.Digest)}), ref)
+}
+
+// pullTags are the RepoTags a pull of ref gives its image.
+func pullTags(ref reference.Ref) []string {
+	if ref.Tag() == "" {
+		return nil
 	}
-	img := s.newRecord(manifestDesc.Digest, manifest, cfg, blobs, tags, []string{ref.RepoDigest(desc.Digest)})
+	return []string{ref.String()}
+}
+
+// save writes the record of a pulled image (its tag moves to it) and
+// returns it as stored.
+func (s *Service) save(img meta.Image, ref reference.Ref) (meta.Image, error) {
 	untagged, err := s.db.SaveImage(img)
 	s.written()
 	if err != nil {
@@ -345,10 +361,11 @@ func (s *Service) storeSmall(ctx context.Context, dgst digest.Digest, b []byte) 
 
 // fetchLayers downloads the layers that are missing (at most
 // maxDownloads at once) and unpacks each in order as soon as it and the
-// layers below it are there. The first layer that fails cancels every
+// layers below it are there: unpack(i, parent) makes snapshot chainIDs[i]
+// on parent, once per chain ID however many pulls want it. The first layer that fails cancels every
 // other download, so a refused or corrupt layer fails the pull at once
 // instead of after the rest of the image (possibly gigabytes) arrived.
-func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, layers []ocispec.Descriptor, diffIDs, chainIDs []digest.Digest, b *budget) error {
+func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, layers []ocispec.Descriptor, chainIDs []digest.Digest, unpack func(ctx context.Context, i int, parent digest.Digest) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	// One deferred call, cancel before wait: the downloads still running
@@ -409,7 +426,7 @@ func (s *Service) fetchLayers(ctx context.Context, repo *registry.Repository, la
 			parent = chainIDs[i-1]
 		}
 		err := s.unpacks.do(ctx, chainIDs[i].String(), func(ctx context.Context) error {
-			return s.unpack(ctx, l, diffIDs[i], chainIDs[i], parent, b)
+			return unpack(ctx, i, parent)
 		})
 		if err != nil {
 			return fmt.Errorf("unpack layer %s: %w", l.Digest, err)

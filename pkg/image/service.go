@@ -272,6 +272,9 @@ func isHex(s string) bool {
 // Config reads the image's OCI config from the content store.
 func (s *Service) Config(ctx context.Context, img meta.Image) (ocispec.Image, error) {
 	var cfg ocispec.Image
+	if img.ArtifactType != "" {
+		return cfg, fmt.Errorf("image %s is %w (%s)", img.ID, ErrArtifact, img.ArtifactType)
+	}
 	b, err := s.content.ReadAll(ctx, img.ID, s.pulls().maxManifestSize)
 	if err != nil {
 		return cfg, fmt.Errorf("read config of image %s: %w", img.ID, err)

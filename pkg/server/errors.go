@@ -95,6 +95,9 @@ var sentinelCodes = []struct {
 	// request was well formed, the content is refused, so not
 	// InvalidArgument (kubelet and operators read that as their mistake).
 	{image.ErrInvalidImage, codes.FailedPrecondition},
+	// An artifact named as a container's image: only image volumes mount
+	// artifacts.
+	{image.ErrArtifact, codes.FailedPrecondition},
 	// Archives come over the admin socket, not CRI; listed for completeness.
 	{image.ErrInvalidArchive, codes.InvalidArgument},
 	{registry.ErrSchema1, codes.Unimplemented},

@@ -157,16 +157,21 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 }
 
 func (s *Server) imageInfo(ctx context.Context, img meta.Image) (map[string]string, error) {
-	cfg, err := s.images.Config(ctx, img)
-	if err != nil {
-		return nil, err
-	}
 	info := struct {
-		ImageSpec   any      `json:"imageSpec"`
-		ChainIDs    []string `json:"chainIDs"`
-		Manifest    string   `json:"manifest"`
-		Snapshotter string   `json:"snapshotter"`
-	}{ImageSpec: cfg, Manifest: img.Manifest.String(), Snapshotter: img.Snapshotter}
+		ImageSpec    any      `json:"imageSpec,omitempty"`
+		ArtifactType string   `json:"artifactType,omitempty"`
+		ChainIDs     []string `json:"chainIDs"`
+		Manifest     string   `json:"manifest"`
+		Snapshotter  string   `json:"snapshotter"`
+	}{ArtifactType: img.ArtifactType, Manifest: img.Manifest.String(), Snapshotter: img.Snapshotter}
+	// An artifact has no image config.
+	if img.ArtifactType == "" {
+		cfg, err := s.images.Config(ctx, img)
+		if err != nil {
+			return nil, err
+		}
+		info.ImageSpec = cfg
+	}
 	for _, c := range img.ChainIDs {
 		info.ChainIDs = append(info.ChainIDs, c.String())
 	}

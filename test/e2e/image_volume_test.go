@@ -188,3 +188,121 @@ func mountOptions(t *testing.T, d *framework.Daemon, id, path string) []string {
 	t.Fatalf("%s is not a mount point in container %s", path, id)
 	return nil
 }
+
+// pushDataArtifact pushes an OCI artifact (artifactType set, the empty
+// config) as oras would: a tar+gzip layer of a directory (with a 0755
+// script), a JSON file and
+// a script as plain file layers named by their titles, and a file layer
+// without a title. It returns the artifact.
+func pushDataArtifact(t *testing.T, env *framework.Env, ref string) *images.OCIArtifact {
+	t.Helper()
+	bundle, err := images.NewLayer().
+		Dir("model", 0o755).File("model/weights.bin", []byte("0123456789"), 0o644).
+		File("model/README", []byte("a model\n"), 0o644).
+		File("model/tool.sh", []byte("#!/bin/sh\necho ran\n"), 0o755).
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := images.NewArtifact("application/vnd.cri-runtimed.test.data.v1",
+		images.ArtifactLayer{Blob: images.LayerBlob("application/vnd.cri-runtimed.test.bundle.v1.tar+gzip", bundle)},
+		images.ArtifactLayer{Blob: images.FileBlob("application/json", []byte(`{"threshold": 3}`+"\n")), Title: "config.json"},
+		images.ArtifactLayer{Blob: images.FileBlob("text/x-shellscript", []byte("#!/bin/sh\necho ran\n")), Title: "bin/run.sh"},
+		images.ArtifactLayer{Blob: images.FileBlob("application/octet-stream", []byte("untitled\n"))},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Push(t, ref, a)
+	env.Daemon.Pull(t, ref)
+	return a
+}
+
+// TestImageVolumeArtifact (KEP-4639 with an OCI artifact): an artifact
+// pulls (its ID is its manifest digest), is listed, and mounts as an image
+// volume: its tar layers unpacked, its other layers as files named by
+// their titles (by digest without one), read-only and noexec, whole or at
+// image_sub_path; it is pinned and not removable while mounted, also
+// after a daemon crash; removal leaves nothing; an artifact cannot be a
+// container's image.
+func TestImageVolumeArtifact(t *testing.T) {
+	env, d := podEnv(t)
+	const ref = "volartifact:v1"
+	a := pushDataArtifact(t, env, ref)
+	id := a.Digest().String()
+	st, err := d.Images().ImageStatus(testCtx(t), &runtimeapi.ImageSpec{Image: ref}, true)
+	if err != nil || st.GetImage().GetId() != id {
+		t.Fatalf("ImageStatus of the artifact: %v, %v; want ID %s (its manifest digest)", st.GetImage(), err, id)
+	}
+	if at, _ := verboseInfo(t, st.GetInfo())["artifactType"].(string); at != "application/vnd.cri-runtimed.test.data.v1" {
+		t.Errorf("verbose ImageStatus artifactType = %q", at)
+	}
+	pc := framework.PodConfig("artifactvol")
+	pod := d.RunPod(t, pc)
+	snapsBefore := len(d.SnapshotDirs())
+
+	run := framework.ContainerConfig("run-artifact", ref, "sleep", "1")
+	_, err = d.Runtime().CreateContainer(testCtx(t), pod, run, pc)
+	wantCode(t, "CreateContainer with an artifact as its image", err, codes.FailedPrecondition, "artifact")
+
+	cfg := framework.ContainerConfig("vol", bb, "sleep", "100000")
+	cfg.Mounts = []*runtimeapi.Mount{imageMount("/art", ref, ""), imageMount("/model", id, "model")}
+	ctr := d.CreateStarted(t, pod, cfg, pc)
+	for path, want := range map[string]string{
+		"/art/config.json":   `{"threshold": 3}` + "\n",
+		"/art/model/README":  "a model\n",
+		"/model/weights.bin": "0123456789",
+		"/art/sha256-" + a.LayerBlobs[3].Digest.Encoded(): "untitled\n",
+	} {
+		if out := d.ExecOK(t, ctr, "cat", path); out != want {
+			t.Errorf("%s = %q, want %q", path, out, want)
+		}
+	}
+	if r := d.Exec(t, ctr, 10*time.Second, "touch", "/art/new"); r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "Read-only") {
+		t.Errorf("write into the artifact volume: exit %d %q, want a read-only file system", r.ExitCode, r.Stderr)
+	}
+	// tool.sh is 0755 in its tar layer: only noexec stops it.
+	if r := d.Exec(t, ctr, 10*time.Second, "/art/model/tool.sh"); r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "denied") {
+		t.Errorf("running a program of the artifact volume: exit %d %q %q, want permission denied (noexec)", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if out := d.ExecOK(t, ctr, "stat", "-c", "%a", "/art/bin/run.sh"); strings.TrimSpace(out) != "644" {
+		t.Errorf("a file layer's mode is %q, want 644", out)
+	}
+	if opts := mountOptions(t, d, ctr, "/art"); !slices.Contains(opts, "ro") || !slices.Contains(opts, "noexec") || !slices.Contains(opts, "nosuid") || !slices.Contains(opts, "nodev") {
+		t.Errorf("/art mount options %v, want ro, noexec, nosuid, nodev", opts)
+	}
+
+	img, err := d.Images().ImageStatus(testCtx(t), &runtimeapi.ImageSpec{Image: ref}, false)
+	if err != nil || !img.GetImage().GetPinned() {
+		t.Errorf("ImageStatus of a mounted artifact: pinned=%v, %v; want pinned", img.GetImage().GetPinned(), err)
+	}
+	err = d.Images().RemoveImage(testCtx(t), &runtimeapi.ImageSpec{Image: ref})
+	wantCode(t, "RemoveImage of a mounted artifact", err, codes.FailedPrecondition, ctr)
+
+	d.Kill(t)
+	d.Start(t)
+	if out := d.ExecOK(t, ctr, "cat", "/model/README"); out != "a model\n" {
+		t.Errorf("after a daemon crash: /model/README = %q", out)
+	}
+	err = d.Images().RemoveImage(testCtx(t), &runtimeapi.ImageSpec{Image: id})
+	wantCode(t, "RemoveImage of a mounted artifact after a restart", err, codes.FailedPrecondition, ctr)
+
+	if err := d.Runtime().StopContainer(testCtx(t), ctr, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Runtime().RemoveContainer(testCtx(t), ctr); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := framework.Mounts(d.State); slices.ContainsFunc(ms, func(m string) bool { return strings.Contains(m, "imagevolumes") }) {
+		t.Errorf("artifact volume mounts left after removal: %v", ms)
+	}
+	if n := len(d.SnapshotDirs()); n != snapsBefore {
+		t.Errorf("%d snapshot directories after removal, %d before the container", n, snapsBefore)
+	}
+	if err := d.Images().RemoveImage(testCtx(t), &runtimeapi.ImageSpec{Image: ref}); err != nil {
+		t.Errorf("RemoveImage of the artifact after the container was removed: %v", err)
+	}
+	if st, err := d.Images().ImageStatus(testCtx(t), &runtimeapi.ImageSpec{Image: id}, false); err != nil || st.GetImage() != nil {
+		t.Errorf("ImageStatus after removal: %v, %v; want none", st.GetImage(), err)
+	}
+}

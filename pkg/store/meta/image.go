@@ -21,11 +21,15 @@ var (
 )
 
 // Image is the record of one pulled image, keyed by its ID (the digest of
-// its config, as kubelet and crictl expect).
+// its config, as kubelet and crictl expect; an artifact's manifest digest).
 type Image struct {
 	ID digest.Digest `json:"id"`
 	// Manifest is the platform manifest unpacked on this node.
 	Manifest digest.Digest `json:"manifest"`
+	// ArtifactType is set for an OCI artifact (its artifactType, or its
+	// config's media type), which is mounted as an image volume but never
+	// run; its ID is then its manifest digest.
+	ArtifactType string `json:"artifactType,omitempty"`
 	// RepoTags are full references with tags: docker.io/library/busybox:latest.
 	RepoTags []string `json:"repoTags,omitempty"`
 	// RepoDigests are full references with the digest that was resolved
