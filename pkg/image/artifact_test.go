@@ -78,9 +78,9 @@ func TestPullArtifact(t *testing.T) {
 	}
 	root := viewFiles(t, e, img.TopChainID().String())
 	for name, want := range map[string]string{
-		"dir/in-tar.txt":  "from the tar",
-		"model.bin":       "weights",
-		"docs/readme.txt": "read me",
+		"dir/in-tar.txt":                      "from the tar",
+		"model.bin":                           "weights",
+		"docs/readme.txt":                     "read me",
 		"sha256-" + untitled.Digest.Encoded(): "no title",
 	} {
 		b, err := os.ReadFile(filepath.Join(root, name))
