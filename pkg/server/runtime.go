@@ -118,6 +118,7 @@ func (s *Server) featureInfo() map[string]any {
 		"handlers":                  handlers,
 		"imageVolumes":              true,
 		"imageVolumeSubPath":        true,
+		"imageVolumeArtifacts":      true,
 		"cdiDevices":                s.cfg.Runtime.CDISpecDirs,
 		"containerStopSignals":      true,
 		"eventedPLEG":               true,

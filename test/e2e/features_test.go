@@ -38,7 +38,7 @@ func TestRuntimeFeatures(t *testing.T) {
 	if err := json.Unmarshal([]byte(verbose.GetInfo()["supportedFeatures"]), &info); err != nil {
 		t.Fatalf("verbose info features %q: %v", verbose.GetInfo()["supportedFeatures"], err)
 	}
-	for _, k := range []string{"mountOptions", "userNamespacesHostNetwork", "imageVolumes", "containerStopSignals", "eventedPLEG"} {
+	for _, k := range []string{"mountOptions", "userNamespacesHostNetwork", "imageVolumes", "imageVolumeArtifacts", "containerStopSignals", "eventedPLEG"} {
 		if info[k] != true {
 			t.Errorf("verbose info features[%s] = %v, want true: %v", k, info[k], info)
 		}
