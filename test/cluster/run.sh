@@ -103,11 +103,17 @@ lock_host() {
 	echo "test/cluster/run.sh pid $$ since $(date -u +%FT%TZ)" >"$LOCK"
 }
 
-# unlock_host ends the holder, which drops the lock.
+# unlock_host ends the holder, which drops the lock. The holder's pid
+# file goes first: a run waiting for the lock writes its own as soon as
+# the holder is gone, which removing it afterwards would lose (and leave
+# that run's holder, and the lock, behind for good).
 unlock_host() {
 	[[ -f $LOCK_HOLDER ]] || return 0
+	local pid
+	pid=$(cat "$LOCK_HOLDER")
+	rm -f "$LOCK_HOLDER"
 	: >"$LOCK"
-	stop_pidfile "$LOCK_HOLDER"
+	kill "$pid" 2>/dev/null || true
 }
 
 check_host_free() {
