@@ -225,6 +225,9 @@ func (b *bench) runLevel(ctx context.Context, parallel int) (*Level, error) {
 	}
 
 	if b.o.settle > 0 {
+		var burst Level
+		b.sample(&burst, pods)
+		level.AfterStart = &PodMemory{Daemon: burst.DaemonRunning, Shim: burst.Shim, Pause: burst.Pause, Container: burst.Container}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -116,12 +116,24 @@ type Level struct {
 	DaemonAfter   *Mem `json:"daemon_after,omitempty"`
 	// DaemonCPUSecs is the daemon's user+system CPU time over the level.
 	DaemonCPUSecs float64 `json:"daemon_cpu_seconds"`
-	// Per-pod process memory with all pods running.
+	// Per-pod process memory with all pods running (after --settle).
 	Shim      MemStats `json:"shim"`
 	Pause     MemStats `json:"pause"`
 	Container MemStats `json:"container"`
+	// AfterStart is the same sample taken right after the last pod
+	// started, when --settle waits before the one above: the memory of a
+	// node just after a burst of pod starts.
+	AfterStart *PodMemory `json:"after_start,omitempty"`
 	// Notes are caveats found while sampling (missing pids...).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// PodMemory is one sample of the per-pod processes.
+type PodMemory struct {
+	Daemon    *Mem     `json:"daemon,omitempty"`
+	Shim      MemStats `json:"shim"`
+	Pause     MemStats `json:"pause"`
+	Container MemStats `json:"container"`
 }
 
 // Report is the whole run, as written by --json.
@@ -180,10 +192,18 @@ func (r *Report) WriteTable(w io.Writer) {
 			}
 			fmt.Fprintf(w, "%-20s %5d %8s %8s %8s %8s\n", d.name, 1, mib(d.m.RSS), "", mib(d.m.PSS), "")
 		}
-		for _, p := range []struct {
+		type row struct {
 			name string
 			s    MemStats
-		}{{"shim, per pod", l.Shim}, {"pause, per pod", l.Pause}, {"container, per pod", l.Container}} {
+		}
+		rows := []row{{"shim, per pod", l.Shim}, {"pause, per pod", l.Pause}, {"container, per pod", l.Container}}
+		if a := l.AfterStart; a != nil {
+			if a.Daemon != nil {
+				fmt.Fprintf(w, "%-20s %5d %8s %8s %8s %8s\n", "daemon, at start end", 1, mib(a.Daemon.RSS), "", mib(a.Daemon.PSS), "")
+			}
+			rows = append(rows, row{"shim, at start end", a.Shim}, row{"pause, at start end", a.Pause})
+		}
+		for _, p := range rows {
 			if p.s.Pods == 0 {
 				continue
 			}
