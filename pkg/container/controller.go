@@ -383,6 +383,7 @@ func createHostPaths(cfg *runtimeapi.ContainerConfig) error {
 // Start starts a created container. A start that fails leaves the
 // container exited with the runtime's reason.
 func (c *Controller) Start(ctx context.Context, id string) error {
+	begin := time.Now()
 	ctr, err := c.Get(id)
 	if err != nil {
 		return err
@@ -397,6 +398,7 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
 	}
+	tCreate := time.Now()
 	if err := c.runtimeCreate(ctx, ctr, cl); err != nil {
 		// As containerd, whose task is created here too: the container
 		// will not run. The shim records a failed create as exited.
@@ -412,6 +414,7 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 		c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()})
 		return fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
+	tStart := time.Now()
 	st, err := cl.Start(ctx, rec.ID)
 	if err != nil {
 		// The shim records why; reflect it.
@@ -425,6 +428,8 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("start container %s: %s: %s", rec.ID, st.Reason, st.Message)
 	}
 	c.nri().PostStartContainer(ctx, ctr.pod, ctr)
+	tEnd := time.Now()
+	klog.V(3).InfoS("Container start phases", "container", rec.ID, "lock", tCreate.Sub(begin), "create", tStart.Sub(tCreate), "start", tEnd.Sub(tStart))
 	klog.V(2).InfoS("Container started", "container", rec.ID, "pid", st.Pid)
 	return nil
 }
