@@ -5,6 +5,7 @@ SHELL       := /bin/bash
 GO          ?= go
 PREFIX      ?= /usr/local
 BIN         := bin/cri-runtimed
+SHIM_BIN    := bin/cri-runtimed-shim
 PKG         := github.com/cri-runtimed/cri-runtimed
 # VERSION must be semver: kubelet parses the runtime's version and shows
 # cri-runtimed://Unknown for a bare commit hash (what `git describe
@@ -51,8 +52,13 @@ deps:
 guest-deps:
 	$(call apt-install,$(GUEST_PACKAGES))
 
+# The shim has a binary of its own (cmd/cri-runtimed-shim): one runs per
+# pod, and it does not pay the daemon's package initialisation (gRPC,
+# protobuf, CRI API). It needs no cgo. The daemon starts shims from it when
+# it sits beside the daemon and reports the same build.
 build:
 	$(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cri-runtimed
+	CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(SHIM_BIN) ./cmd/cri-runtimed-shim
 
 unit:
 	$(GO) vet ./...
@@ -191,6 +197,7 @@ cni-config:
 # toolchain (the test guest).
 install: $(if $(NOBUILD),,build) cni-config
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/cri-runtimed
+	install -D -m 0755 $(SHIM_BIN) $(DESTDIR)$(PREFIX)/bin/cri-runtimed-shim
 	install -d -m 0755 $(DESTDIR)/etc/cri-runtimed/certs.d
 	[ -f $(DESTDIR)$(CONFIG) ] || ./$(BIN) config default > $(DESTDIR)$(CONFIG)
 	# The preflight of the installed binary and config (not when staging

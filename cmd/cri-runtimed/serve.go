@@ -107,8 +107,16 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
 	}
-	shimBin := self
-	if img, err := shim.NewImage(self); err == nil {
+	// Shims start from their own small binary when it is installed beside
+	// the daemon and of the same build; else from the daemon's own.
+	shimSrc := self
+	if p, err := shim.FindBinary(ctx, self, shim.VersionLine(version.Version, version.Revision)); err == nil {
+		shimSrc = p
+	} else {
+		klog.InfoS("Starting shims from the daemon's binary", "reason", err)
+	}
+	shimBin := shimSrc
+	if img, err := shim.NewImage(shimSrc); err == nil {
 		// Open until the daemon exits: its path is how shims are started.
 		defer img.Close()
 		shimBin = img.Path()

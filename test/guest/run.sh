@@ -20,7 +20,7 @@ bin=$repo/bin/cri-runtimed
 share=$(mktemp -d /var/tmp/cri-guest-share.XXXXXX)
 trap 'rm -rf "$share"' EXIT
 mkdir -p "$share/src/bin"
-cp "$bin" "$share/src/bin/"
+cp "$bin" "$repo/bin/cri-runtimed-shim" "$share/src/bin/"
 cp "$repo/Makefile" "$share/src/"
 cp -r "$repo/deploy" "$share/src/"
 cp "$here/entry.sh" "$share/entry"

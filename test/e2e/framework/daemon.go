@@ -92,7 +92,8 @@ func RepoRoot() (string, error) {
 }
 
 // DaemonBinary returns $CRI_RUNTIMED_BIN, or builds ./cmd/cri-runtimed
-// once per test binary (Main removes it at the end).
+// and ./cmd/cri-runtimed-shim beside it once per test binary (Main removes
+// them at the end).
 func DaemonBinary() (string, error) {
 	if p := os.Getenv(EnvBinary); p != "" {
 		return p, nil
@@ -115,6 +116,14 @@ func DaemonBinary() (string, error) {
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			built.err = fmt.Errorf("go build ./cmd/cri-runtimed: %v\n%s", err, out)
+			return
+		}
+		// The shim's own binary, beside the daemon as `make build` puts it.
+		cmd = exec.Command("go", "build", "-tags", "netgo,osusergo,nri_no_wasm", "-o", filepath.Join(built.dir, "cri-runtimed-shim"), "./cmd/cri-runtimed-shim")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build ./cmd/cri-runtimed-shim: %v\n%s", err, out)
 		}
 	})
 	return built.path, built.err
