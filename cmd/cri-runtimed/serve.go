@@ -417,7 +417,7 @@ func openSnapshotter(ctx context.Context, cfg *config.Config, db *meta.DB) (snap
 			name = "native"
 		}
 	}
-	snap, err := snapshot.New(ctx, name, cfg.SnapshotDir(name), db.Bolt())
+	snap, err := snapshot.New(ctx, name, cfg.SnapshotDir(name), db.Bolt(), snapshot.WithRemoveUpdate(db.Update))
 	if err != nil {
 		return nil, fmt.Errorf("snapshotter %s: %w", name, err)
 	}

@@ -12,8 +12,8 @@ import (
 // NewNative returns the native snapshotter: every active snapshot is a full
 // copy of its parent, mounted with a bind mount. It works on any
 // filesystem, at the cost of space and Prepare time.
-func NewNative(ctx context.Context, root string, db *bolt.DB) (Snapshotter, error) {
-	return newSnapshotter(ctx, root, db, nativeDriver{})
+func NewNative(ctx context.Context, root string, db *bolt.DB, opts ...Option) (Snapshotter, error) {
+	return newSnapshotter(ctx, root, db, nativeDriver{}, opts)
 }
 
 type nativeDriver struct{}

@@ -22,7 +22,7 @@ import (
 // "lowerdir+" per layer (Linux 6.8+), which has no such limit. Callers must
 // therefore assemble overlay mounts with MountAll rather than hand the
 // options to another mounter.
-func NewOverlay(ctx context.Context, root string, db *bolt.DB) (Snapshotter, error) {
+func NewOverlay(ctx context.Context, root string, db *bolt.DB, opts ...Option) (Snapshotter, error) {
 	// overlayfs separates options with "," and lowerdirs with ":".
 	if strings.ContainsAny(root, ",:") {
 		return nil, fmt.Errorf("overlayfs snapshotter root %q must not contain ',' or ':'", root)
@@ -30,7 +30,7 @@ func NewOverlay(ctx context.Context, root string, db *bolt.DB) (Snapshotter, err
 	if err := OverlaySupported(root); err != nil {
 		return nil, fmt.Errorf("overlayfs snapshotter on %s: %w", root, err)
 	}
-	return newSnapshotter(ctx, root, db, overlayDriver{})
+	return newSnapshotter(ctx, root, db, overlayDriver{}, opts)
 }
 
 type overlayDriver struct{}

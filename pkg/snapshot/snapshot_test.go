@@ -63,7 +63,7 @@ func tarOf(t *testing.T, ents ...ent) io.Reader {
 
 type factory struct {
 	name string
-	new  func(ctx context.Context, root string, db *bolt.DB) (Snapshotter, error)
+	new  func(ctx context.Context, root string, db *bolt.DB, opts ...Option) (Snapshotter, error)
 }
 
 var factories = []factory{{"overlayfs", NewOverlay}, {"native", NewNative}}

@@ -64,5 +64,12 @@ func Open(path string, lockTimeout time.Duration) (*DB, error) {
 // Bolt returns the raw handle for packages keeping their own buckets.
 func (db *DB) Bolt() *bolt.DB { return db.bolt }
 
+// Update runs fn in a read-write transaction that it shares with the
+// record writes (and other Updates) arriving meanwhile, and returns once
+// that transaction is durable. fn may run twice: if the shared
+// transaction fails, bbolt rolls it back and fn runs again alone, so it
+// must leave nothing outside the database that a second run gets wrong.
+func (db *DB) Update(fn func(*bolt.Tx) error) error { return db.records.update(fn) }
+
 // Close closes the database and releases its lock.
 func (db *DB) Close() error { return db.bolt.Close() }
