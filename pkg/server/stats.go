@@ -151,9 +151,24 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 		Attributes: &runtimeapi.PodSandboxAttributes{Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
 		Linux:      &runtimeapi.LinuxPodSandboxStats{},
 	}
+	podCg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent, stats.Usage|stats.Tasks)
+	if err != nil && !errors.Is(err, stats.ErrNotFound) {
+		return nil, err
+	}
+	// The pod's process count is its cgroup's pids.current: every task of
+	// the pod, threads included, as CRI-O reports it. kubelet ranks pods by
+	// it under PID pressure, and a thread takes a PID as a process does
+	// (pids.max, which kubelet's pod PID limit sets, counts the same).
+	// Without the pids controller, the members' processes are counted
+	// (containerd's figure), at a cgroup.procs listing per member.
+	count := err == nil && !podCg.HasPids
+	want := stats.Usage
+	if count {
+		want |= stats.Processes
+	}
 	var processes uint64
 	for _, ctr := range s.ctrs.ListByPod(rec.ID) {
-		cs, cg, err := s.containerStats(ctx, ctr, stats.Usage|stats.Processes)
+		cs, cg, err := s.containerStats(ctx, ctr, want)
 		if err != nil {
 			continue
 		}
@@ -162,15 +177,15 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 			processes += cg.Processes
 		}
 	}
-	if cg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent, stats.Usage); err == nil {
-		processes += s.sandboxProcesses(ctx, pod)
-		cg.Processes = processes
-		st.Linux.Cpu = cg.CPUUsage()
-		st.Linux.Memory = cg.MemoryUsage()
-		st.Linux.Process = cg.ProcessUsage()
-		st.Linux.Io = cg.IOUsage()
-	} else if !errors.Is(err, stats.ErrNotFound) {
-		return nil, err
+	if err == nil {
+		podCg.Processes = podCg.Pids.Current
+		if count {
+			podCg.Processes = processes + s.sandboxProcesses(ctx, pod)
+		}
+		st.Linux.Cpu = podCg.CPUUsage()
+		st.Linux.Memory = podCg.MemoryUsage()
+		st.Linux.Process = podCg.ProcessUsage()
+		st.Linux.Io = podCg.IOUsage()
 	}
 	if rec.NetNSPath != "" && pod.Ready() {
 		if ifaces, err := stats.Network(ctx, rec.NetNSPath); err == nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -416,4 +417,53 @@ func merge(ms ...map[string]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestTasks: the Tasks figure is pids.current alone, HasPids saying
+// whether the cgroup has the pids controller.
+func TestTasks(t *testing.T) {
+	withoutPids := func(files map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range files {
+			if filepath.Base(k) != "pids.current" && !strings.HasPrefix(k, "pids/") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		mode    Mode
+		files   map[string]string
+		want    uint64
+		hasPids bool
+	}{
+		{"v1", ModeV1, fakeV1("pod", 1, 0, 0, false), 7, true},
+		{"v1 without the pids controller", ModeV1, withoutPids(fakeV1("pod", 1, 0, 0, false)), 0, false},
+		{"v2", ModeV2, fakeV2("pod", 1, 0, "max"), 7, true},
+		{"v2 without pids enabled", ModeV2, withoutPids(fakeV2("pod", 1, 0, "max")), 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tt.files)
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(tt.mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Twice with a key: the second reading uses the kept file.
+			for range 2 {
+				s, err := c.Cgroup(context.Background(), "pod", "/pod", Usage|Tasks)
+				if err != nil {
+					t.Fatal(err)
+				}
+				eq(t, "tasks", s.Pids.Current, tt.want)
+				if s.HasPids != tt.hasPids {
+					t.Errorf("HasPids = %v, want %v", s.HasPids, tt.hasPids)
+				}
+				eq(t, "processes (not asked for)", s.Processes, 0)
+			}
+		})
+	}
 }

@@ -31,9 +31,15 @@ const (
 	// time, throttling, peak memory, OOM kills, the pids counter and
 	// block I/O per device (cgroup v2).
 	Detail
+	// Tasks is the pids controller's counter (pids.current) alone: every
+	// task, threads included, in the cgroup and the cgroups below it,
+	// kept open like Usage's files. CgroupStats.HasPids says whether the
+	// cgroup has the controller. One small file for a whole pod where
+	// Processes needs a cgroup.procs listing per member.
+	Tasks
 
 	// All is every figure.
-	All = Usage | Processes | Detail
+	All = Usage | Processes | Detail | Tasks
 )
 
 // maxOpenFiles bounds the cgroup files kept open over all keys; past it,

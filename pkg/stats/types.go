@@ -11,6 +11,9 @@ type CgroupStats struct {
 	CPU       CPUStats
 	Memory    MemoryStats
 	Pids      PidsStats
+	// HasPids says whether Pids.Current was read (Tasks or Detail asked
+	// for it and the cgroup has the pids controller).
+	HasPids bool
 	// Processes is the number of processes in the cgroup and the cgroups
 	// below it (cgroup.procs), where Pids.Current counts every thread.
 	Processes uint64

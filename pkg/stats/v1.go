@@ -58,6 +58,13 @@ func (v *v1) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 			return s, err
 		}
 	}
+	if want&Tasks != 0 && v.has["pids"] {
+		var err error
+		if s.Pids.Current, err = r.uint(file("pids", "pids.current"), keep); err != nil {
+			return s, err
+		}
+		s.HasPids = true
+	}
 	if want&Processes != 0 {
 		// Never kept open: a cgroup.procs read again from offset 0 does
 		// not always start its listing over.
@@ -174,6 +181,7 @@ func (v *v1) detail(r *fileReader, file func(ctrl, name string) string, s *Cgrou
 		if s.Pids.Current, err = r.uint(file("pids", "pids.current"), keep); err != nil {
 			return err
 		}
+		s.HasPids = true
 		if s.Pids.Limit, err = r.uint(file("pids", "pids.max"), keep); err != nil {
 			return err
 		}

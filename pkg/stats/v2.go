@@ -60,6 +60,19 @@ func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 			return s, err
 		}
 	}
+	if want&Tasks != 0 {
+		// Absent where the pids controller is not enabled for the cgroup.
+		b, err := r.read(file("pids.current"), true)
+		switch {
+		case err == nil:
+			if s.Pids.Current, err = parseUint(b, file("pids.current")); err != nil {
+				return s, err
+			}
+			s.HasPids = true
+		case !gone(err):
+			return s, err
+		}
+	}
 	if want&Processes != 0 {
 		// Never kept open: a cgroup.procs read again from offset 0 does
 		// not always start its listing over.
@@ -129,7 +142,14 @@ func (v *v2) detail(r *fileReader, file func(string) string, s *CgroupStats) err
 			s.Memory.OOMKills = n
 		}
 	})
-	if s.Pids.Current, err = r.optionalUint(file("pids.current"), keep); err != nil {
+	b, err = r.read(file("pids.current"), keep)
+	switch {
+	case err == nil:
+		if s.Pids.Current, err = parseUint(b, file("pids.current")); err != nil {
+			return err
+		}
+		s.HasPids = true
+	case !gone(err):
 		return err
 	}
 	if s.Pids.Limit, err = r.optionalUint(file("pids.max"), keep); err != nil {
