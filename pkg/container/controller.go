@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -795,6 +796,26 @@ func (c *Controller) ImagesInUse() map[string]bool {
 		ctr.mu.Unlock()
 	}
 	return used
+}
+
+// ImageInUse reports whether the image with this ID is in ImagesInUse,
+// without building the set: ImageStatus asks it on every call.
+func (c *Controller) ImageInUse(id string) bool {
+	c.mu.RLock()
+	ctrs := make([]*Container, 0, len(c.ctrs))
+	for _, ctr := range c.ctrs {
+		ctrs = append(ctrs, ctr)
+	}
+	c.mu.RUnlock()
+	for _, ctr := range ctrs {
+		ctr.mu.Lock()
+		used := ctr.rec.ImageID == id && ctr.rec.State != meta.ContainerExited || slices.Contains(ctr.rec.ImageVolumes, id)
+		ctr.mu.Unlock()
+		if used {
+			return true
+		}
+	}
+	return false
 }
 
 // add lists ctr, under its ID and its pod's.

@@ -389,6 +389,17 @@ func TestHandlersPinned(t *testing.T) {
 	if pinned() {
 		t.Error("still pinned after its only container exited")
 	}
+	// The sandbox image is pinned, named by reference or by ID.
+	resp, err := st.s.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: handlerImage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"handlers:1", resp.Image.Id, strings.TrimPrefix(resp.Image.Id, "sha256:")[:12], "handlers:2"} {
+		st.s.cfg.Runtime.SandboxImage = ref
+		if got, want := pinned(), ref != "handlers:2"; got != want {
+			t.Errorf("sandbox image %q: pinned = %v, want %v", ref, got, want)
+		}
+	}
 }
 
 // TestHandlersStopReleases: kubelet stops a pod and removes it only in

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
+	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
@@ -115,7 +117,7 @@ func (s *Server) listImages(ctx context.Context, filter *runtimeapi.ImageFilter)
 		if err != nil {
 			return nil, err
 		}
-		img.Pinned = img.Pinned || s.pinnedImages(ctx)[img.ID.String()]
+		img.Pinned = img.Pinned || s.imagePinned(ctx, img)
 		return []*runtimeapi.Image{toCRIImage(img)}, nil
 	}
 	imgs, err := s.images.List(ctx)
@@ -144,7 +146,7 @@ func (s *Server) ImageStatus(ctx context.Context, req *runtimeapi.ImageStatusReq
 	if err != nil {
 		return nil, err
 	}
-	img.Pinned = img.Pinned || s.pinnedImages(ctx)[img.ID.String()]
+	img.Pinned = img.Pinned || s.imagePinned(ctx, img)
 	resp := &runtimeapi.ImageStatusResponse{Image: toCRIImage(img)}
 	if req.GetVerbose() {
 		info, err := s.imageInfo(ctx, img)
@@ -195,6 +197,31 @@ func (s *Server) pinnedImages(ctx context.Context) map[string]bool {
 		}
 	}
 	return pinned
+}
+
+// imagePinned is pinnedImages()[img.ID] for one image, without building
+// the set or looking the sandbox image up unless img may be it.
+func (s *Server) imagePinned(ctx context.Context, img meta.Image) bool {
+	id := img.ID.String()
+	if s.ctrs.ImageInUse(id) {
+		return true
+	}
+	ref := s.cfg.Runtime.SandboxImage
+	if ref == "" {
+		return false
+	}
+	// Get finds a name through an index of exactly the records' tags and
+	// digests; only a reference that may be an image ID (or a prefix of
+	// one) needs the lookup itself.
+	name, err := reference.Parse(ref)
+	if err == nil && (slices.Contains(img.RepoTags, name.String()) || slices.Contains(img.RepoDigests, name.String())) {
+		return true
+	}
+	if hex := strings.TrimPrefix(ref, "sha256:"); err == nil && (len(hex) < 12 || strings.Trim(hex, "0123456789abcdef") != "") {
+		return false
+	}
+	sandbox, err := s.images.Get(ctx, ref)
+	return err == nil && sandbox.ID == img.ID
 }
 
 func toCRIImage(img meta.Image) *runtimeapi.Image {
