@@ -267,7 +267,7 @@ func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string, want Fi
 		return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
 	}
 	buf := bufPool.Get().(*[]byte)
-	r := &fileReader{c: c, buf: *buf}
+	r := &fileReader{c: c, buf: *buf, cgroup: p}
 	if key != "" {
 		r.open = c.openFilesOf(key, p)
 		defer r.open.mu.Unlock()
@@ -330,7 +330,7 @@ func (c *Collector) openFilesOf(key, p string) *openFiles {
 	c.mu.Lock()
 	f := c.files[key]
 	if f == nil {
-		f = &openFiles{path: p, files: map[string]*os.File{}}
+		f = &openFiles{path: p, files: map[fileKey]int{}}
 		c.files[key] = f
 	}
 	c.mu.Unlock()

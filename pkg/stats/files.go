@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -47,30 +47,38 @@ const (
 // about 3000 open.
 const maxOpenFiles = 8192
 
+// fileKey names a cgroup file of a reading: the v1 controller ("" on
+// v2) and the file name. Paths are built only to open a file.
+type fileKey struct{ ctrl, name string }
+
 // openFiles are the files of one key's cgroup kept open between
 // readings: opening a cgroup file walks its path through kernfs, and on a
-// full node that is most of the cost of a reading.
+// full node that is most of the cost of a reading. They are raw
+// descriptors, not *os.File: cgroup files are pollable, so os would
+// register each with the netpoller and switch it back to blocking mode
+// (a fcntl) on every Fd call.
 type openFiles struct {
 	mu    sync.Mutex
 	path  string // the cgroup below the root these files belong to
-	files map[string]*os.File
+	files map[fileKey]int
 }
 
 // closeAll closes every kept file; f.mu is held or f is unreachable.
 func (f *openFiles) closeAll(c *Collector) {
-	for name, file := range f.files {
-		_ = file.Close()
-		delete(f.files, name)
+	for k, fd := range f.files {
+		_ = unix.Close(fd)
+		delete(f.files, k)
 		c.openCount.Add(-1)
 	}
 }
 
-// fileReader reads the files of one reading into a reused buffer. Its
-// results are valid until the next read.
+// fileReader reads the files of one reading of the cgroup at cgroup
+// into a reused buffer. Its results are valid until the next read.
 type fileReader struct {
-	c    *Collector
-	open *openFiles // nil: every file is opened and closed
-	buf  []byte
+	c      *Collector
+	open   *openFiles // nil: every file is opened and closed
+	buf    []byte
+	cgroup string
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
@@ -83,61 +91,78 @@ func gone(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, errGone)
 }
 
-// read returns the content of the file at path; keep keeps it open for
-// the next reading of the same key.
-func (r *fileReader) read(path string, keep bool) ([]byte, error) {
+// path is the file's path: root/ctrl/cgroup/name on v1, root/cgroup/name
+// on v2.
+func (r *fileReader) path(k fileKey) string {
+	if k.ctrl == "" {
+		return filepath.Join(r.c.root, r.cgroup, k.name)
+	}
+	return filepath.Join(r.c.root, k.ctrl, r.cgroup, k.name)
+}
+
+// read returns the content of the file k; keep keeps it open for the
+// next reading of the same key.
+func (r *fileReader) read(k fileKey, keep bool) ([]byte, error) {
 	if keep && r.open != nil {
-		f := r.open.files[path]
-		if f == nil {
+		fd, ok := r.open.files[k]
+		if !ok {
 			var err error
-			if f, err = openFile(path); err != nil {
+			if fd, err = openFile(r.path(k)); err != nil {
 				return nil, err
 			}
 			if r.c.openCount.Add(1) <= maxOpenFiles {
-				r.open.files[path] = f
+				r.open.files[k] = fd
 			} else {
 				r.c.openCount.Add(-1)
-				defer f.Close()
+				defer unix.Close(fd)
 			}
 		}
-		b, err := r.pread(f)
+		b, err := r.pread(fd)
 		if err != nil {
 			// The cgroup was removed (and maybe made again at the same
 			// path): the next reading opens the file anew.
-			if r.open.files[path] == f {
-				_ = f.Close()
-				delete(r.open.files, path)
+			if cur, ok := r.open.files[k]; ok && cur == fd {
+				_ = unix.Close(fd)
+				delete(r.open.files, k)
 				r.c.openCount.Add(-1)
 			}
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return nil, fmt.Errorf("read %s: %w", r.path(k), err)
 		}
 		return b, nil
 	}
-	f, err := openFile(path)
+	fd, err := openFile(r.path(k))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b, err := r.pread(f)
+	defer unix.Close(fd)
+	b, err := r.pread(fd)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", r.path(k), err)
 	}
 	return b, nil
 }
 
-func openFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+func openFile(path string) (int, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
 	}
-	return f, nil
 }
 
 // pread reads the whole file from offset 0: cgroup files are generated
 // on each read from the start, so one large read returns all of it.
-func (r *fileReader) pread(f *os.File) ([]byte, error) {
+func (r *fileReader) pread(fd int) ([]byte, error) {
 	for {
-		n, err := unix.Pread(int(f.Fd()), r.buf, 0)
+		n, err := unix.Pread(fd, r.buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -150,19 +175,19 @@ func (r *fileReader) pread(f *os.File) ([]byte, error) {
 
 // uint reads a file holding one number; "max" reads as the largest value
 // (which unlimited recognizes).
-func (r *fileReader) uint(path string, keep bool) (uint64, error) {
-	b, err := r.read(path, keep)
+func (r *fileReader) uint(k fileKey, keep bool) (uint64, error) {
+	b, err := r.read(k, keep)
 	if err != nil {
 		return 0, err
 	}
-	return parseUint(b, path)
+	return parseUint(b, k.name)
 }
 
 // optionalUint is uint for a file that only some kernels or
 // configurations have (swap accounting, memory.peak): absent is zero.
 // A cgroup removed meanwhile shows at the next required file.
-func (r *fileReader) optionalUint(path string, keep bool) (uint64, error) {
-	v, err := r.uint(path, keep)
+func (r *fileReader) optionalUint(k fileKey, keep bool) (uint64, error) {
+	v, err := r.uint(k, keep)
 	if err != nil && gone(err) {
 		return 0, nil
 	}

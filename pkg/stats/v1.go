@@ -40,7 +40,7 @@ func newV1(root string) (*v1, error) {
 // includes its containers.
 func (v *v1) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 	var s CgroupStats
-	file := func(ctrl, name string) string { return filepath.Join(v.root, ctrl, p, name) }
+	file := func(ctrl, name string) fileKey { return fileKey{ctrl, name} }
 	keep := true
 	if want&(Usage|Detail) != 0 && v.has["cpuacct"] {
 		var err error
@@ -77,7 +77,7 @@ func (v *v1) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 	return s, nil
 }
 
-func (v *v1) memory(r *fileReader, file func(ctrl, name string) string, s *CgroupStats) error {
+func (v *v1) memory(r *fileReader, file func(ctrl, name string) fileKey, s *CgroupStats) error {
 	const keep = true
 	m := &s.Memory
 	var err error
@@ -129,7 +129,7 @@ func (v *v1) memory(r *fileReader, file func(ctrl, name string) string, s *Cgrou
 }
 
 // detail reads the figures only the metrics report; none is kept open.
-func (v *v1) detail(r *fileReader, file func(ctrl, name string) string, s *CgroupStats) error {
+func (v *v1) detail(r *fileReader, file func(ctrl, name string) fileKey, s *CgroupStats) error {
 	const keep = false
 	if v.has["cpuacct"] {
 		b, err := r.read(file("cpuacct", "cpuacct.stat"), keep)

@@ -2,7 +2,6 @@ package stats
 
 import (
 	"bytes"
-	"path/filepath"
 	"strconv"
 )
 
@@ -16,7 +15,7 @@ type v2 struct{ root string }
 // and PSI totals are in microseconds in v2.
 func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 	var s CgroupStats
-	file := func(name string) string { return filepath.Join(v.root, p, name) }
+	file := func(name string) fileKey { return fileKey{name: name} }
 	if want&(Usage|Detail) != 0 {
 		b, err := r.read(file("cpu.stat"), true)
 		if err != nil {
@@ -65,7 +64,7 @@ func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 		b, err := r.read(file("pids.current"), true)
 		switch {
 		case err == nil:
-			if s.Pids.Current, err = parseUint(b, file("pids.current")); err != nil {
+			if s.Pids.Current, err = parseUint(b, "pids.current"); err != nil {
 				return s, err
 			}
 			s.HasPids = true
@@ -85,7 +84,7 @@ func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 	return s, nil
 }
 
-func (v *v2) memory(r *fileReader, file func(string) string, s *CgroupStats) error {
+func (v *v2) memory(r *fileReader, file func(string) fileKey, s *CgroupStats) error {
 	const keep = true
 	m := &s.Memory
 	var err error
@@ -127,7 +126,7 @@ func (v *v2) memory(r *fileReader, file func(string) string, s *CgroupStats) err
 }
 
 // detail reads the figures only the metrics report; none is kept open.
-func (v *v2) detail(r *fileReader, file func(string) string, s *CgroupStats) error {
+func (v *v2) detail(r *fileReader, file func(string) fileKey, s *CgroupStats) error {
 	const keep = false
 	var err error
 	if s.Memory.MaxUsageBytes, err = r.optionalUint(file("memory.peak"), keep); err != nil {
@@ -145,7 +144,7 @@ func (v *v2) detail(r *fileReader, file func(string) string, s *CgroupStats) err
 	b, err = r.read(file("pids.current"), keep)
 	switch {
 	case err == nil:
-		if s.Pids.Current, err = parseUint(b, file("pids.current")); err != nil {
+		if s.Pids.Current, err = parseUint(b, "pids.current"); err != nil {
 			return err
 		}
 		s.HasPids = true
