@@ -225,6 +225,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	unary, stream := server.Interceptors()
 	mUnary, mStream := rec.Interceptors()
 	grpcOpts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(cri.Codec()),
 		grpc.ChainUnaryInterceptor(mUnary, unary),
 		grpc.ChainStreamInterceptor(mStream, stream),
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageSize),

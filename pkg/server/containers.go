@@ -66,6 +66,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	if err != nil && !errors.Is(err, container.ErrNotFound) {
 		return nil, err
 	}
+	s.list.forget(req.GetContainerId())
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
@@ -86,20 +87,10 @@ func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Con
 	ctrs := s.filterContainers(f)
 	out := make([]*runtimeapi.Container, 0, len(ctrs))
 	for _, ctr := range ctrs {
-		rec := ctr.Record()
-		cfg := ctr.Config()
-		out = append(out, &runtimeapi.Container{
-			Id:           rec.ID,
-			PodSandboxId: rec.SandboxID,
-			Metadata:     cfg.GetMetadata(),
-			Image:        imageSpec(rec, cfg),
-			ImageRef:     rec.ImageRef,
-			ImageId:      rec.ImageID,
-			State:        containerState(rec.State),
-			CreatedAt:    rec.CreatedAt.UnixNano(),
-			Labels:       cfg.GetLabels(),
-			Annotations:  cfg.GetAnnotations(),
-		})
+		out = append(out, s.list.container(ctr))
+	}
+	if f.GetId() == "" && f.GetPodSandboxId() == "" && f.GetState() == nil && len(f.GetLabelSelector()) == 0 {
+		s.list.retain(ctrs)
 	}
 	return out
 }

@@ -73,6 +73,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		if err := s.ctrs.Remove(ctx, ctr.ID()); err != nil && !errors.Is(err, container.ErrNotFound) {
 			return fmt.Errorf("remove container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
 		}
+		s.list.forget(ctr.ID())
 		return nil
 	})
 	if err != nil {

@@ -43,6 +43,8 @@ type Server struct {
 	telemetry *telemetry.Recorder
 	// criu is whether checkpoints work here, probed once at start.
 	criu checkpoint.Availability
+	// list holds the encodings of ListContainers' entries (see Codec).
+	list listWire
 }
 
 // Option sets an optional Server setting.
