@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
@@ -67,6 +68,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 		return nil, err
 	}
 	s.list.forget(req.GetContainerId())
+	s.statuses.forget(req.GetContainerId())
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
@@ -91,6 +93,7 @@ func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Con
 	}
 	if f.GetId() == "" && f.GetPodSandboxId() == "" && f.GetState() == nil && len(f.GetLabelSelector()) == 0 {
 		s.list.retain(ctrs)
+		s.statuses.retain(ctrs)
 	}
 	return out
 }
@@ -167,7 +170,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(ctr)}
+	resp := &runtimeapi.ContainerStatusResponse{Status: s.statuses.status(ctr)}
 	if req.GetVerbose() {
 		rec := ctr.Record()
 		info := struct {
@@ -187,9 +190,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	return resp, nil
 }
 
-func containerStatus(ctr *container.Container) *runtimeapi.ContainerStatus {
-	rec := ctr.Record()
-	cfg := ctr.Config()
+func containerStatus(ctr *container.Container, rec meta.Container, cfg *runtimeapi.ContainerConfig, user *specs.User) *runtimeapi.ContainerStatus {
 	st := &runtimeapi.ContainerStatus{
 		Id:          rec.ID,
 		Metadata:    cfg.GetMetadata(),
@@ -209,7 +210,7 @@ func containerStatus(ctr *container.Container) *runtimeapi.ContainerStatus {
 		LogPath:     rec.LogPath,
 		StopSignal:  ctr.StopSignal(),
 	}
-	if u := ctr.User(); u != nil {
+	if u := user; u != nil {
 		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID)}}
 		for _, g := range u.AdditionalGids {
 			st.User.Linux.SupplementalGroups = append(st.User.Linux.SupplementalGroups, int64(g))

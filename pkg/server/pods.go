@@ -74,6 +74,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 			return fmt.Errorf("remove container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
 		}
 		s.list.forget(ctr.ID())
+		s.statuses.forget(ctr.ID())
 		return nil
 	})
 	if err != nil {
@@ -134,7 +135,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	// Without one kubelet lists the containers itself, on every version.
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(pod)}
 	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
-		resp.ContainersStatuses = append(resp.ContainersStatuses, containerStatus(ctr))
+		resp.ContainersStatuses = append(resp.ContainersStatuses, s.statuses.status(ctr))
 	}
 	if req.GetVerbose() {
 		rec := pod.Record()

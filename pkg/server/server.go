@@ -43,8 +43,10 @@ type Server struct {
 	telemetry *telemetry.Recorder
 	// criu is whether checkpoints work here, probed once at start.
 	criu checkpoint.Availability
-	// list holds the encodings of ListContainers' entries (see Codec).
-	list listWire
+	// list and statuses hold the encodings of the container entries of
+	// ListContainers and of the status calls (see Codec).
+	list     listWire
+	statuses statusWire
 }
 
 // Option sets an optional Server setting.

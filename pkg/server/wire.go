@@ -1,9 +1,9 @@
 package server
 
 import (
-	"fmt"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
@@ -108,38 +108,171 @@ func (w *listWire) retain(live []*container.Container) {
 	}
 }
 
+// statusWire keeps, per container, the ContainerStatus last reported
+// and its encoding, for ContainerStatus and the containers_statuses of
+// PodSandboxStatus; an entry is built again when any of the record's
+// figures a status shows changes, or the config (replaced, never changed
+// in place, by a resource update).
+type statusWire struct {
+	mu   sync.Mutex
+	ctrs map[string]*statusEntry
+}
+
+type statusKey struct {
+	state                meta.ContainerState
+	exitCode             int32
+	started, finished    int64
+	reason, message, log string
+	cfg                  *runtimeapi.ContainerConfig
+	user                 *specs.User
+}
+
+type statusEntry struct {
+	key statusKey
+	msg *runtimeapi.ContainerStatus
+	b   []byte
+}
+
+func (w *statusWire) status(ctr *container.Container) *runtimeapi.ContainerStatus {
+	rec := ctr.Record()
+	key := statusKey{state: rec.State, exitCode: rec.ExitCode, started: unixNano(rec.StartedAt), finished: unixNano(rec.FinishedAt),
+		reason: rec.Reason, message: rec.Message, log: rec.LogPath, cfg: ctr.Config(), user: ctr.User()}
+	w.mu.Lock()
+	e := w.ctrs[rec.ID]
+	w.mu.Unlock()
+	if e != nil && e.key == key {
+		return e.msg
+	}
+	msg := containerStatus(ctr, rec, key.cfg, key.user)
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return msg
+	}
+	w.mu.Lock()
+	if w.ctrs == nil {
+		w.ctrs = map[string]*statusEntry{}
+	}
+	w.ctrs[rec.ID] = &statusEntry{key: key, msg: msg, b: b}
+	w.mu.Unlock()
+	return msg
+}
+
+func (w *statusWire) encoding(msg *runtimeapi.ContainerStatus) ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e := w.ctrs[msg.GetId()]
+	if e == nil || e.msg != msg {
+		return nil, false
+	}
+	return e.b, true
+}
+
+func (w *statusWire) forget(id string) {
+	w.mu.Lock()
+	delete(w.ctrs, id)
+	w.mu.Unlock()
+}
+
+func (w *statusWire) retain(live []*container.Container) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ctrs) <= len(live) {
+		return
+	}
+	keep := make(map[string]bool, len(live))
+	for _, ctr := range live {
+		keep[ctr.ID()] = true
+	}
+	for id := range w.ctrs {
+		if !keep[id] {
+			delete(w.ctrs, id)
+		}
+	}
+}
+
 // Codec returns the gRPC codec the CRI server is served with: protobuf,
-// with ListContainers responses assembled from their containers' stored
-// encodings (a repeated message field is the concatenation of its
-// entries, each tagged and length-prefixed).
+// with the container entries of ListContainers, ContainerStatus and
+// PodSandboxStatus responses taken from their stored encodings. A message
+// field is encoded as its tag and its length-prefixed encoding, in any
+// order, so a response is the encoding of its other fields followed by
+// those entries.
 func (s *Server) Codec() encoding.CodecV2 {
-	return &wireCodec{CodecV2: encoding.GetCodecV2(protocodec.Name), list: &s.list}
+	return &wireCodec{CodecV2: encoding.GetCodecV2(protocodec.Name), list: &s.list, statuses: &s.statuses}
 }
 
 type wireCodec struct {
 	encoding.CodecV2
-	list *listWire
+	list     *listWire
+	statuses *statusWire
 }
 
-// listContainersField is ListContainersResponse.containers.
-const listContainersField protowire.Number = 1
+// The response fields holding container entries.
+const (
+	listContainersField        protowire.Number = 1 // ListContainersResponse.containers
+	containerStatusField       protowire.Number = 1 // ContainerStatusResponse.status
+	podContainersStatusesField protowire.Number = 3 // PodSandboxStatusResponse.containers_statuses
+)
 
 func (c *wireCodec) Marshal(v any) (mem.BufferSlice, error) {
-	resp, ok := v.(*runtimeapi.ListContainersResponse)
-	if !ok || len(resp.ProtoReflect().GetUnknown()) > 0 {
+	var (
+		rest    proto.Message // the response without the entries
+		field   protowire.Number
+		entries []proto.Message
+	)
+	switch r := v.(type) {
+	case *runtimeapi.ListContainersResponse:
+		if len(r.ProtoReflect().GetUnknown()) > 0 {
+			return c.CodecV2.Marshal(v)
+		}
+		field = listContainersField
+		for _, m := range r.Containers {
+			entries = append(entries, m)
+		}
+	case *runtimeapi.ContainerStatusResponse:
+		if len(r.ProtoReflect().GetUnknown()) > 0 || r.Status == nil {
+			return c.CodecV2.Marshal(v)
+		}
+		rest = &runtimeapi.ContainerStatusResponse{Info: r.Info}
+		field, entries = containerStatusField, []proto.Message{r.Status}
+	case *runtimeapi.PodSandboxStatusResponse:
+		if len(r.ProtoReflect().GetUnknown()) > 0 {
+			return c.CodecV2.Marshal(v)
+		}
+		rest = &runtimeapi.PodSandboxStatusResponse{Status: r.Status, Info: r.Info, Timestamp: r.Timestamp}
+		field = podContainersStatusesField
+		for _, m := range r.ContainersStatuses {
+			entries = append(entries, m)
+		}
+	default:
 		return c.CodecV2.Marshal(v)
 	}
 	var buf []byte
-	for _, msg := range resp.Containers {
-		b, ok := c.list.encoding(msg)
+	if rest != nil {
+		var err error
+		if buf, err = proto.Marshal(rest); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range entries {
+		b, ok := c.stored(m)
 		if !ok {
 			var err error
-			if b, err = proto.Marshal(msg); err != nil {
-				return nil, fmt.Errorf("encode container %s: %w", msg.GetId(), err)
+			if b, err = proto.Marshal(m); err != nil {
+				return nil, err
 			}
 		}
-		buf = protowire.AppendTag(buf, listContainersField, protowire.BytesType)
+		buf = protowire.AppendTag(buf, field, protowire.BytesType)
 		buf = protowire.AppendBytes(buf, b)
 	}
 	return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+}
+
+func (c *wireCodec) stored(m proto.Message) ([]byte, bool) {
+	switch m := m.(type) {
+	case *runtimeapi.Container:
+		return c.list.encoding(m)
+	case *runtimeapi.ContainerStatus:
+		return c.statuses.encoding(m)
+	}
+	return nil, false
 }
