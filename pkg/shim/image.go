@@ -8,10 +8,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Image is a sealed in-memory copy of the daemon binary that shims are
-// started from.
+// Image is a sealed in-memory copy of the binary that shims are started
+// from: cri-runtimed-shim, or the daemon's own when that is missing.
 //
-// Why: a shim runs from the same 16 MB binary as the daemon, whose page
+// Why (measured with the daemon's binary): a shim ran from the same 16 MB
+// binary as the daemon, whose page
 // cache the daemon fills with large folios; every page a shim touches then
 // maps a whole folio (up to 2 MB) into it, and its RSS stays near 12 MB even
 // after TrimBinaryPages. Pages of a memfd are mapped one at a time, so a
