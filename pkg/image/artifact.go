@@ -4,11 +4,10 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/reference"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
-	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
@@ -179,33 +177,16 @@ func (s *Service) newArtifactRecord(manifestDigest digest.Digest, m ocispec.Mani
 
 // unpackArtifactLayer makes snapshot chainID on parent from one artifact
 // layer: its tar unpacked, or its blob as one file.
-func (s *Service) unpackArtifactLayer(ctx context.Context, desc ocispec.Descriptor, l artifactLayer, chainID, parent digest.Digest, b *budget) (retErr error) {
-	if s.snapshotExists(ctx, chainID) {
-		return nil
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	key := "extract-" + hex.EncodeToString(rnd[:]) + "-" + chainID.Encoded()
-	lease := s.newLease()
-	defer lease.release()
-	lease.add(key)
-	if _, err := s.snap.Prepare(ctx, key, parent.String()); err != nil {
-		return fmt.Errorf("prepare snapshot: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			if err := s.snap.Remove(context.WithoutCancel(ctx), key); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-				klog.ErrorS(err, "Removing failed unpack snapshot", "key", key)
+func (s *Service) unpackArtifactLayer(ctx context.Context, desc ocispec.Descriptor, l artifactLayer, chainID, parent digest.Digest, b *budget) error {
+	return s.commitLayer(ctx, desc, chainID, parent, func(key string, blob *os.File) error {
+		if !l.tar {
+			st, err := blob.Stat()
+			if err != nil {
+				return err
 			}
+			return s.applyFile(ctx, key, l.name, st.Size(), b.limit(blob))
 		}
-	}()
-	f, err := s.content.Open(ctx, desc.Digest)
-	if err != nil {
-		return fmt.Errorf("open blob: %w", err)
-	}
-	defer f.Close()
-	if l.tar {
-		r, closeDec, err := decompress(bufio.NewReaderSize(f, 64<<10))
+		r, closeDec, err := decompress(bufio.NewReaderSize(blob, 64<<10))
 		if err != nil {
 			return err
 		}
@@ -213,22 +194,8 @@ func (s *Service) unpackArtifactLayer(ctx context.Context, desc ocispec.Descript
 		if _, err := s.snap.Apply(ctx, key, b.limit(r)); err != nil {
 			return fmt.Errorf("apply: %w", err)
 		}
-	} else {
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if err := s.applyFile(ctx, key, l.name, st.Size(), b.limit(f)); err != nil {
-			return err
-		}
-	}
-	if err := s.snap.Commit(ctx, chainID.String(), key); err != nil {
-		if errors.Is(err, snapshot.ErrAlreadyExists) {
-			return s.snap.Remove(ctx, key)
-		}
-		return fmt.Errorf("commit snapshot: %w", err)
-	}
-	return nil
+		return nil
+	})
 }
 
 // applyFile applies a one-file layer, name (with its parent directories)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -577,7 +578,34 @@ func (s *Service) watchProgress(ctx context.Context, cancel context.CancelCauseF
 // unpack applies one layer on top of its parent snapshot and commits it as
 // chainID, checking the uncompressed bytes against the config's diff ID
 // and counting them against the pull's budget.
-func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, chainID, parent digest.Digest, b *budget) (retErr error) {
+func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, chainID, parent digest.Digest, b *budget) error {
+	return s.commitLayer(ctx, desc, chainID, parent, func(key string, blob *os.File) error {
+		r, closeDec, err := decompress(bufio.NewReaderSize(blob, 64<<10))
+		if err != nil {
+			return err
+		}
+		defer closeDec()
+		d := digest.SHA256.Digester()
+		tee := io.TeeReader(b.limit(r), d.Hash())
+		if _, err := s.snap.Apply(ctx, key, tee); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+		// The diff ID covers the whole uncompressed stream, tar padding too.
+		if _, err := io.Copy(io.Discard, tee); err != nil {
+			return fmt.Errorf("read layer: %w", err)
+		}
+		if got := d.Digest(); got != diffID {
+			return fmt.Errorf("%w: uncompressed layer %s has digest %s, config says %s", ErrInvalidImage, desc.Digest, got, diffID)
+		}
+		return nil
+	})
+}
+
+// commitLayer makes snapshot chainID on parent from layer desc: apply
+// writes the blob's content into the active snapshot key, which is then
+// committed, or removed when anything failed. Nothing is done when the
+// snapshot exists.
+func (s *Service) commitLayer(ctx context.Context, desc ocispec.Descriptor, chainID, parent digest.Digest, apply func(key string, blob *os.File) error) (retErr error) {
 	if s.snapshotExists(ctx, chainID) {
 		return nil
 	}
@@ -588,11 +616,7 @@ func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, c
 	l := s.newLease()
 	defer l.release()
 	l.add(key)
-	parentKey := ""
-	if parent != "" {
-		parentKey = parent.String()
-	}
-	if _, err := s.snap.Prepare(ctx, key, parentKey); err != nil {
+	if _, err := s.snap.Prepare(ctx, key, parent.String()); err != nil {
 		return fmt.Errorf("prepare snapshot: %w", err)
 	}
 	defer func() {
@@ -607,22 +631,8 @@ func (s *Service) unpack(ctx context.Context, desc ocispec.Descriptor, diffID, c
 		return fmt.Errorf("open blob: %w", err)
 	}
 	defer f.Close()
-	r, closeDec, err := decompress(bufio.NewReaderSize(f, 64<<10))
-	if err != nil {
+	if err := apply(key, f); err != nil {
 		return err
-	}
-	defer closeDec()
-	d := digest.SHA256.Digester()
-	tee := io.TeeReader(b.limit(r), d.Hash())
-	if _, err := s.snap.Apply(ctx, key, tee); err != nil {
-		return fmt.Errorf("apply: %w", err)
-	}
-	// The diff ID covers the whole uncompressed stream, tar padding too.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return fmt.Errorf("read layer: %w", err)
-	}
-	if got := d.Digest(); got != diffID {
-		return fmt.Errorf("%w: uncompressed layer %s has digest %s, config says %s", ErrInvalidImage, desc.Digest, got, diffID)
 	}
 	if err := s.snap.Commit(ctx, chainID.String(), key); err != nil {
 		if errors.Is(err, snapshot.ErrAlreadyExists) {
