@@ -56,17 +56,24 @@ func (w *listWire) container(ctr *container.Container) *runtimeapi.Container {
 		Labels:       cfg.GetLabels(),
 		Annotations:  cfg.GetAnnotations(),
 	}
-	b, err := proto.Marshal(msg)
+	w.store(rec.ID, rec.State, msg)
+	return msg
+}
+
+// store keeps msg and its encoding as id's entry for state; msg is not
+// changed after. A message that cannot be encoded is not stored (the
+// codec then encodes it as any message, and fails the call).
+func (w *listWire) store(id string, state meta.ContainerState, msg *runtimeapi.Container) {
+	b, err := wireMarshal.Marshal(msg)
 	if err != nil {
-		return msg // encoded by the codec as any message
+		return
 	}
 	w.mu.Lock()
 	if w.ctrs == nil {
 		w.ctrs = map[string]*wireEntry{}
 	}
-	w.ctrs[rec.ID] = &wireEntry{state: rec.State, msg: msg, b: b}
+	w.ctrs[id] = &wireEntry{state: state, msg: msg, b: b}
 	w.mu.Unlock()
-	return msg
 }
 
 // encoding returns the stored encoding of msg, if msg is the stored
@@ -144,17 +151,23 @@ func (w *statusWire) status(ctr *container.Container) *runtimeapi.ContainerStatu
 		return e.msg
 	}
 	msg := containerStatus(ctr, rec, key.cfg, key.user)
-	b, err := proto.Marshal(msg)
+	w.store(key, msg)
+	return msg
+}
+
+// store keeps msg and its encoding as the entry of msg's container for
+// key; msg is not changed after.
+func (w *statusWire) store(key statusKey, msg *runtimeapi.ContainerStatus) {
+	b, err := wireMarshal.Marshal(msg)
 	if err != nil {
-		return msg
+		return
 	}
 	w.mu.Lock()
 	if w.ctrs == nil {
 		w.ctrs = map[string]*statusEntry{}
 	}
-	w.ctrs[rec.ID] = &statusEntry{key: key, msg: msg, b: b}
+	w.ctrs[msg.GetId()] = &statusEntry{key: key, msg: msg, b: b}
 	w.mu.Unlock()
-	return msg
 }
 
 func (w *statusWire) encoding(msg *runtimeapi.ContainerStatus) ([]byte, bool) {
@@ -190,12 +203,21 @@ func (w *statusWire) retain(live []*container.Container) {
 	}
 }
 
+// wireMarshal encodes what the codec assembles: deterministically (map
+// entries in key order), so that a response's bytes are the same however
+// its entries were found, and equal to what proto.Marshal with
+// Deterministic makes of the whole response (wire_test.go compares them).
+var wireMarshal = proto.MarshalOptions{Deterministic: true}
+
 // Codec returns the gRPC codec the CRI server is served with: protobuf,
 // with the container entries of ListContainers, ContainerStatus and
 // PodSandboxStatus responses taken from their stored encodings. A message
-// field is encoded as its tag and its length-prefixed encoding, in any
-// order, so a response is the encoding of its other fields followed by
-// those entries.
+// field is encoded as its tag and its length-prefixed encoding, so a
+// response is the encoding of its fields numbered below the entries', the
+// entries, then the encoding of the fields numbered above: the order
+// proto.Marshal writes them in. Every other message, and a response with
+// unknown fields (which the codec would drop), is encoded by the protobuf
+// codec.
 func (s *Server) Codec() encoding.CodecV2 {
 	return &wireCodec{CodecV2: encoding.GetCodecV2(protocodec.Name), list: &s.list, statuses: &s.statuses}
 }
@@ -215,9 +237,9 @@ const (
 
 func (c *wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	var (
-		rest    proto.Message // the response without the entries
-		field   protowire.Number
-		entries []proto.Message
+		head, tail proto.Message // the fields numbered below and above the entries'
+		field      protowire.Number
+		entries    []proto.Message
 	)
 	switch r := v.(type) {
 	case *runtimeapi.ListContainersResponse:
@@ -225,44 +247,68 @@ func (c *wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 			return c.CodecV2.Marshal(v)
 		}
 		field = listContainersField
-		for _, m := range r.Containers {
-			entries = append(entries, m)
+		entries = make([]proto.Message, len(r.Containers))
+		for i, m := range r.Containers {
+			entries[i] = m
 		}
 	case *runtimeapi.ContainerStatusResponse:
-		if len(r.ProtoReflect().GetUnknown()) > 0 || r.Status == nil {
+		if len(r.ProtoReflect().GetUnknown()) > 0 {
 			return c.CodecV2.Marshal(v)
 		}
-		rest = &runtimeapi.ContainerStatusResponse{Info: r.Info}
-		field, entries = containerStatusField, []proto.Message{r.Status}
+		field = containerStatusField
+		if r.Status != nil {
+			entries = []proto.Message{r.Status}
+		}
+		tail = &runtimeapi.ContainerStatusResponse{Info: r.Info}
 	case *runtimeapi.PodSandboxStatusResponse:
 		if len(r.ProtoReflect().GetUnknown()) > 0 {
 			return c.CodecV2.Marshal(v)
 		}
-		rest = &runtimeapi.PodSandboxStatusResponse{Status: r.Status, Info: r.Info, Timestamp: r.Timestamp}
+		head = &runtimeapi.PodSandboxStatusResponse{Status: r.Status, Info: r.Info}
 		field = podContainersStatusesField
-		for _, m := range r.ContainersStatuses {
-			entries = append(entries, m)
+		entries = make([]proto.Message, len(r.ContainersStatuses))
+		for i, m := range r.ContainersStatuses {
+			entries[i] = m
 		}
+		tail = &runtimeapi.PodSandboxStatusResponse{Timestamp: r.Timestamp}
 	default:
 		return c.CodecV2.Marshal(v)
 	}
-	var buf []byte
-	if rest != nil {
-		var err error
-		if buf, err = proto.Marshal(rest); err != nil {
-			return nil, err
-		}
-	}
-	for _, m := range entries {
+	// The entries' encodings first, to size the buffer once.
+	encs := make([][]byte, len(entries))
+	size := 0
+	for i, m := range entries {
 		b, ok := c.stored(m)
 		if !ok {
 			var err error
-			if b, err = proto.Marshal(m); err != nil {
+			if b, err = wireMarshal.Marshal(m); err != nil {
 				return nil, err
 			}
 		}
+		encs[i] = b
+		size += protowire.SizeTag(field) + protowire.SizeBytes(len(b))
+	}
+	if head != nil {
+		size += wireMarshal.Size(head)
+	}
+	if tail != nil {
+		size += wireMarshal.Size(tail)
+	}
+	buf := make([]byte, 0, size)
+	var err error
+	if head != nil {
+		if buf, err = wireMarshal.MarshalAppend(buf, head); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range encs {
 		buf = protowire.AppendTag(buf, field, protowire.BytesType)
 		buf = protowire.AppendBytes(buf, b)
+	}
+	if tail != nil {
+		if buf, err = wireMarshal.MarshalAppend(buf, tail); err != nil {
+			return nil, err
+		}
 	}
 	return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 }

@@ -1,11 +1,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
 // TestListWire: the codec's ListContainers encoding decodes to the
@@ -160,5 +167,363 @@ func TestWireFields(t *testing.T) {
 		if n := d.Fields().Len(); n != tc.fields {
 			t.Errorf("%s has %d fields, the codec knows %d (pkg/server/wire.go)", d.FullName(), n, tc.fields)
 		}
+	}
+}
+
+// TestWireBytes: for every response the codec assembles, its bytes are
+// those of proto.Marshal (deterministic) of the whole response, whether
+// the entries are stored, unstored, or a mix; other messages, and
+// responses with unknown fields, are encoded by the protobuf codec.
+func TestWireBytes(t *testing.T) {
+	s := &Server{}
+	codec := s.Codec()
+	rnd := rand.New(rand.NewPCG(14, 14))
+	stored := func(n int) []*runtimeapi.Container {
+		var out []*runtimeapi.Container
+		for range n {
+			c := randContainer(rnd)
+			s.list.store(c.Id, meta.ContainerRunning, c)
+			out = append(out, c)
+		}
+		return out
+	}
+	storedStatus := func(n int) []*runtimeapi.ContainerStatus {
+		var out []*runtimeapi.ContainerStatus
+		for range n {
+			c := randStatus(rnd)
+			s.statuses.store(statusKey{}, c)
+			out = append(out, c)
+		}
+		return out
+	}
+	withUnknown := func(m proto.Message) proto.Message {
+		m.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 7))
+		return m
+	}
+	info := map[string]string{"info": `{"pid":1}`, "a": "b", "z": ""}
+	for _, tc := range []struct {
+		name string
+		msg  proto.Message
+	}{
+		{"list empty", &runtimeapi.ListContainersResponse{}},
+		{"list empty slice", &runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{}}},
+		{"list one stored", &runtimeapi.ListContainersResponse{Containers: stored(1)}},
+		{"list 500 stored", &runtimeapi.ListContainersResponse{Containers: stored(500)}},
+		{"list unstored", &runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{randContainer(rnd), randContainer(rnd)}}},
+		{"list mixed", &runtimeapi.ListContainersResponse{Containers: append(append(stored(3), randContainer(rnd)), stored(2)...)}},
+		{"list empty entry", &runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{{}}}},
+		{"list nil entry", &runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{nil}}},
+		{"list entry with unknown fields", &runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{withUnknown(randContainer(rnd)).(*runtimeapi.Container)}}},
+		{"list copy of a stored entry", &runtimeapi.ListContainersResponse{Containers: []*runtimeapi.Container{proto.Clone(stored(1)[0]).(*runtimeapi.Container)}}},
+		{"list stored entry with an id of another's", &runtimeapi.ListContainersResponse{Containers: func() []*runtimeapi.Container {
+			c := proto.Clone(stored(1)[0]).(*runtimeapi.Container)
+			c.State = runtimeapi.ContainerState_CONTAINER_EXITED
+			return []*runtimeapi.Container{c}
+		}()}},
+		{"status", &runtimeapi.ContainerStatusResponse{Status: storedStatus(1)[0]}},
+		{"status verbose", &runtimeapi.ContainerStatusResponse{Status: storedStatus(1)[0], Info: info}},
+		{"status unstored", &runtimeapi.ContainerStatusResponse{Status: randStatus(rnd), Info: info}},
+		{"status empty", &runtimeapi.ContainerStatusResponse{Status: &runtimeapi.ContainerStatus{}}},
+		{"status nil", &runtimeapi.ContainerStatusResponse{Info: info}},
+		{"status none", &runtimeapi.ContainerStatusResponse{}},
+		{"pod status", &runtimeapi.PodSandboxStatusResponse{Status: randPodStatus(rnd), ContainersStatuses: storedStatus(3)}},
+		{"pod status all fields", &runtimeapi.PodSandboxStatusResponse{Status: randPodStatus(rnd), Info: info,
+			ContainersStatuses: append(storedStatus(2), randStatus(rnd)), Timestamp: rnd.Int64()}},
+		{"pod status negative timestamp", &runtimeapi.PodSandboxStatusResponse{Status: randPodStatus(rnd), Timestamp: -1}},
+		{"pod status no containers", &runtimeapi.PodSandboxStatusResponse{Status: randPodStatus(rnd), Info: info}},
+		{"pod status only timestamp", &runtimeapi.PodSandboxStatusResponse{Timestamp: 5}},
+		{"pod status empty", &runtimeapi.PodSandboxStatusResponse{}},
+		{"unknown fields: list", withUnknown(&runtimeapi.ListContainersResponse{Containers: stored(2)})},
+		{"unknown fields: status", withUnknown(&runtimeapi.ContainerStatusResponse{Status: storedStatus(1)[0]})},
+		{"unknown fields: pod status", withUnknown(&runtimeapi.PodSandboxStatusResponse{ContainersStatuses: storedStatus(1)})},
+		{"other response", &runtimeapi.ListPodSandboxResponse{Items: []*runtimeapi.PodSandbox{{Id: "p", Labels: map[string]string{"a": "b"}}}}},
+		{"request", &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: "x"}}},
+		{"stream batch", &runtimeapi.StreamContainersResponse{Containers: stored(2)}},
+		{"event", &runtimeapi.ContainerEventResponse{ContainerId: "c", ContainersStatuses: storedStatus(2)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := codec.Marshal(tc.msg)
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			got := data.Materialize()
+			want, err := proto.MarshalOptions{Deterministic: true}.Marshal(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				// The protobuf codec does not sort map entries: what it
+				// encodes must decode to the message.
+				back := tc.msg.ProtoReflect().New().Interface()
+				if err := proto.Unmarshal(got, back); err != nil || !proto.Equal(back, tc.msg) {
+					t.Errorf("codec bytes %x\nwant %x (decoded %v, %v)", got, want, back, err)
+				}
+				if isAssembled(tc.msg) && len(tc.msg.ProtoReflect().GetUnknown()) == 0 {
+					t.Errorf("assembled bytes differ from proto.Marshal:\n got %x\nwant %x", got, want)
+				}
+			}
+			var back runtimeapi.ListContainersResponse
+			if l, ok := tc.msg.(*runtimeapi.ListContainersResponse); ok {
+				if err := codec.Unmarshal(data, &back); err != nil || len(back.Containers) != len(l.Containers) {
+					t.Errorf("codec Unmarshal: %v, %d entries", err, len(back.Containers))
+				}
+			}
+		})
+	}
+}
+
+func isAssembled(m proto.Message) bool {
+	switch m.(type) {
+	case *runtimeapi.ListContainersResponse, *runtimeapi.ContainerStatusResponse, *runtimeapi.PodSandboxStatusResponse:
+		return true
+	}
+	return false
+}
+
+// TestWireRandom: random responses, stored and not, encode as
+// proto.Marshal does.
+func TestWireRandom(t *testing.T) {
+	s := &Server{}
+	codec := s.Codec()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		var msg proto.Message
+		switch i % 3 {
+		case 0:
+			resp := &runtimeapi.ListContainersResponse{}
+			for range rnd.IntN(20) {
+				c := randContainer(rnd)
+				if rnd.IntN(2) == 0 {
+					s.list.store(c.Id, []meta.ContainerState{meta.ContainerCreated, meta.ContainerRunning, meta.ContainerExited}[rnd.IntN(3)], c)
+				}
+				resp.Containers = append(resp.Containers, c)
+			}
+			msg = resp
+		case 1:
+			st := randStatus(rnd)
+			if rnd.IntN(2) == 0 {
+				s.statuses.store(statusKey{}, st)
+			}
+			resp := &runtimeapi.ContainerStatusResponse{Status: st}
+			if rnd.IntN(2) == 0 {
+				resp.Info = randMap(rnd)
+			}
+			msg = resp
+		default:
+			resp := &runtimeapi.PodSandboxStatusResponse{Status: randPodStatus(rnd), Timestamp: rnd.Int64N(1 << 40)}
+			for range rnd.IntN(5) {
+				st := randStatus(rnd)
+				if rnd.IntN(2) == 0 {
+					s.statuses.store(statusKey{}, st)
+				}
+				resp.ContainersStatuses = append(resp.ContainersStatuses, st)
+			}
+			if rnd.IntN(2) == 0 {
+				resp.Info = randMap(rnd)
+			}
+			msg = resp
+		}
+		data, err := codec.Marshal(msg)
+		if err != nil {
+			t.Fatalf("%d: Marshal: %v", i, err)
+		}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := data.Materialize(); !bytes.Equal(got, want) {
+			t.Fatalf("%d: %T: codec bytes differ from proto.Marshal\n got %x\nwant %x", i, msg, got, want)
+		}
+	}
+}
+
+// TestWireConcurrent: lists, statuses and the codec running while the
+// containers change state: every response's bytes decode to what the
+// handler returned (run with -race).
+func TestWireConcurrent(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("p")
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, st.createCtr(pod, fmt.Sprintf("c%d", i), 0))
+	}
+	codec := st.s.Codec()
+	check := func(resp proto.Message) error {
+		data, err := codec.Marshal(resp)
+		if err != nil {
+			return err
+		}
+		got := resp.ProtoReflect().New().Interface()
+		if err := proto.Unmarshal(data.Materialize(), got); err != nil {
+			return err
+		}
+		if !proto.Equal(got, resp) {
+			return fmt.Errorf("decoded %v, want %v", got, resp)
+		}
+		return nil
+	}
+	done := make(chan struct{})
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	for r := range 3 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					errc <- nil
+					return
+				default:
+				}
+				var resp proto.Message
+				var err error
+				switch r {
+				case 0:
+					resp, err = st.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+				case 1:
+					resp, err = st.s.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: ids[0]})
+				default:
+					resp, err = st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+				}
+				if err == nil {
+					err = check(resp)
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	sh := st.shimOf(pod)
+	for i, id := range ids {
+		if _, err := st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := sh.Exit(id, int32(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, id := range ids {
+		if _, err := st.s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	// Every container's listed and status entry is its current state.
+	resp, err := st.s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range resp.Containers {
+		if c.State != runtimeapi.ContainerState_CONTAINER_EXITED {
+			t.Errorf("container %s listed %v after its stop", c.Id, c.State)
+		}
+		if s := st.ctrState(c.Id); s.State != runtimeapi.ContainerState_CONTAINER_EXITED || s.FinishedAt == 0 {
+			t.Errorf("container %s status %v, finished %d after its stop", c.Id, s.State, s.FinishedAt)
+		}
+	}
+}
+
+func randString(rnd *rand.Rand) string {
+	const chars = "abcdefghijklmnopqrstuvwxyz0123456789-./_é"
+	r := []rune(chars)
+	b := make([]rune, rnd.IntN(24))
+	for i := range b {
+		b[i] = r[rnd.IntN(len(r))]
+	}
+	return string(b)
+}
+
+func randMap(rnd *rand.Rand) map[string]string {
+	n := rnd.IntN(8)
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]string, n)
+	for range n {
+		m[randString(rnd)] = randString(rnd)
+	}
+	return m
+}
+
+func randImage(rnd *rand.Rand) *runtimeapi.ImageSpec {
+	if rnd.IntN(4) == 0 {
+		return nil
+	}
+	return &runtimeapi.ImageSpec{Image: randString(rnd), Annotations: randMap(rnd), UserSpecifiedImage: randString(rnd), RuntimeHandler: randString(rnd)}
+}
+
+func randContainer(rnd *rand.Rand) *runtimeapi.Container {
+	c := &runtimeapi.Container{
+		Id:           fmt.Sprintf("%016x", rnd.Uint64()),
+		PodSandboxId: randString(rnd),
+		Image:        randImage(rnd),
+		ImageRef:     randString(rnd),
+		ImageId:      randString(rnd),
+		State:        runtimeapi.ContainerState(rnd.IntN(4)),
+		CreatedAt:    rnd.Int64() - rnd.Int64(),
+		Labels:       randMap(rnd),
+		Annotations:  randMap(rnd),
+	}
+	if rnd.IntN(4) != 0 {
+		c.Metadata = &runtimeapi.ContainerMetadata{Name: randString(rnd), Attempt: rnd.Uint32()}
+	}
+	return c
+}
+
+func randStatus(rnd *rand.Rand) *runtimeapi.ContainerStatus {
+	st := &runtimeapi.ContainerStatus{
+		Id:          fmt.Sprintf("%016x", rnd.Uint64()),
+		State:       runtimeapi.ContainerState(rnd.IntN(4)),
+		CreatedAt:   rnd.Int64(),
+		StartedAt:   rnd.Int64(),
+		FinishedAt:  rnd.Int64N(3),
+		ExitCode:    rnd.Int32() - rnd.Int32(),
+		Image:       randImage(rnd),
+		ImageRef:    randString(rnd),
+		ImageId:     randString(rnd),
+		Reason:      randString(rnd),
+		Message:     randString(rnd),
+		Labels:      randMap(rnd),
+		Annotations: randMap(rnd),
+		LogPath:     randString(rnd),
+		StopSignal:  runtimeapi.Signal(rnd.IntN(30)),
+	}
+	for range rnd.IntN(3) {
+		st.Mounts = append(st.Mounts, &runtimeapi.Mount{ContainerPath: randString(rnd), HostPath: randString(rnd), Readonly: rnd.IntN(2) == 0,
+			Propagation: runtimeapi.MountPropagation(rnd.IntN(3)), UidMappings: []*runtimeapi.IDMapping{{HostId: rnd.Uint32(), Length: 1}}})
+	}
+	if rnd.IntN(2) == 0 {
+		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{Uid: rnd.Int64N(70000), Gid: rnd.Int64N(70000), SupplementalGroups: []int64{1, rnd.Int64N(9)}}}
+	}
+	if rnd.IntN(2) == 0 {
+		st.Resources = &runtimeapi.ContainerResources{Linux: &runtimeapi.LinuxContainerResources{CpuShares: rnd.Int64N(4096), MemoryLimitInBytes: rnd.Int64(),
+			CpusetCpus: randString(rnd), Unified: randMap(rnd), HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: rnd.Uint64()}}}}
+	}
+	if rnd.IntN(4) != 0 {
+		st.Metadata = &runtimeapi.ContainerMetadata{Name: randString(rnd), Attempt: rnd.Uint32()}
+	}
+	return st
+}
+
+func randPodStatus(rnd *rand.Rand) *runtimeapi.PodSandboxStatus {
+	return &runtimeapi.PodSandboxStatus{
+		Id:          randString(rnd),
+		Metadata:    &runtimeapi.PodSandboxMetadata{Name: randString(rnd), Namespace: randString(rnd), Uid: randString(rnd), Attempt: rnd.Uint32()},
+		State:       runtimeapi.PodSandboxState(rnd.IntN(2)),
+		CreatedAt:   rnd.Int64(),
+		Network:     &runtimeapi.PodSandboxNetworkStatus{Ip: randString(rnd), AdditionalIps: []*runtimeapi.PodIP{{Ip: randString(rnd)}}},
+		Labels:      randMap(rnd),
+		Annotations: randMap(rnd),
 	}
 }
