@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -12,67 +11,17 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
+	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/server"
 	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 	"github.com/cri-runtimed/cri-runtimed/pkg/version"
 )
 
-// reloadable are the keys SIGHUP applies to the running daemon. Each is
-// read afresh by every operation that uses it (a pull takes the registry
-// client and the limits when it starts, a pod its runtime handler and the
-// CNI config when it is created), so changing it disturbs no pod,
-// container or pull in progress. Every other key is kept until the next
-// start, with a log line naming it (and why, for those in needsRestart).
-var reloadable = map[string]bool{
-	"log_verbosity":                  true,
-	"metrics.address":                true,
-	"image.registry_config_path":     true,
-	"image.registry_retries":         true,
-	"image.max_concurrent_downloads": true,
-	"image.pull_progress_timeout":    true,
-	"image.max_manifest_size":        true,
-	"image.max_uncompressed_size":    true,
-	"runtime.default_handler":        true,
-	"cni.conf_dir":                   true,
-	"cni.bin_dirs":                   true,
-}
-
-// reloadablePrefix are tables whose every key reloads.
-var reloadablePrefix = []string{"runtime.handlers."}
-
-// needsRestart says why some keys are not reloaded.
-var needsRestart = map[string]string{
-	"tracing.": "the tracer and its OTLP exporter are built at start and wrap the CRI server",
-	"nri.":     "NRI plugins are started, connected and synchronized at start; re-registering them would replay every pod and container to them",
-	"grpc.":    "the CRI socket is bound at start",
-	"root":     "the stores are opened at start",
-	"state":    "shims and pods live under it",
-}
-
-func isReloadable(key string) bool {
-	if reloadable[key] {
-		return true
-	}
-	for _, p := range reloadablePrefix {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func restartReason(key string) string {
-	for p, why := range needsRestart {
-		if key == p || strings.HasPrefix(key, p) {
-			return why
-		}
-	}
-	return "read once at start"
-}
-
 // reloader applies a re-read config on SIGHUP. Only the serving goroutine
-// calls it.
+// calls it. Which keys it applies, and why the others wait for a restart,
+// is pkg/config's table of keys; each group of keys that changed is
+// applied as one, and a group that fails keeps its running values.
 type reloader struct {
 	load    func() (*config.Config, error)
 	cfg     *config.Config // what runs: the start's config with the reloaded keys applied
@@ -82,6 +31,7 @@ type reloader struct {
 	pods    *podsandbox.Controller
 	cri     *server.Server
 	network *cni.Manager
+	nri     *nriRunner
 	// snapRoot is where idmapped mounts are probed for handler features.
 	snapRoot string
 	// setVerbosity sets klog's level; nil when -v was given, which wins.
@@ -90,6 +40,7 @@ type reloader struct {
 
 // reload re-reads the config. An invalid file changes nothing.
 func (r *reloader) reload(ctx context.Context) {
+	start := time.Now()
 	next, err := r.load()
 	if err != nil {
 		klog.ErrorS(err, "Reload refused: the config is invalid; the running config stays")
@@ -100,72 +51,89 @@ func (r *reloader) reload(ctx context.Context) {
 		klog.ErrorS(err, "Reload refused")
 		return
 	}
-	applied := map[string]bool{}
 	for _, key := range changed {
-		if isReloadable(key) {
-			applied[key] = true
+		if k, ok := config.Lookup(key); !ok || !k.Reloadable() {
+			klog.InfoS("Config key changed; it takes effect at the next start", "key", key, "reason", k.Note)
+		}
+	}
+	cand := *r.cfg
+	groups := config.Apply(&cand, next, changed)
+	applied := 0
+	for _, g := range []config.Group{config.GroupVerbosity, config.GroupMetrics, config.GroupTracing, config.GroupPull,
+		config.GroupHandlers, config.GroupNetwork, config.GroupNRITimeouts, config.GroupNRI} {
+		keys := groups[g]
+		if len(keys) == 0 {
 			continue
 		}
-		klog.InfoS("Config key changed; it takes effect at the next start", "key", key, "reason", restartReason(key))
-	}
-	if applied["log_verbosity"] {
-		if err := r.applyVerbosity(next.LogVerbosity); err != nil {
-			klog.InfoS("Config key not applied", "key", "log_verbosity", "reason", err.Error())
-			delete(applied, "log_verbosity")
+		if err := r.apply(ctx, g, &cand); err != nil {
+			// The group keeps what runs.
+			config.Apply(&cand, r.cfg, keys)
+			for _, key := range keys {
+				klog.InfoS("Config key not applied", "key", key, "reason", err.Error())
+			}
+			continue
+		}
+		applied += len(keys)
+		for _, key := range keys {
+			klog.InfoS("Config key reloaded", "key", key)
 		}
 	}
-	if applied["metrics.address"] {
-		if err := r.setMetrics(next.Metrics.Address); err != nil {
-			klog.ErrorS(err, "Reload: metrics.address not applied", "address", next.Metrics.Address)
-			delete(applied, "metrics.address")
-		} else {
-			r.cfg.Metrics = next.Metrics
-		}
+	*r.cfg = cand
+	klog.InfoS("Reloaded the config", "changed", len(changed), "applied", applied, "duration", time.Since(start))
+}
+
+// apply puts one group of cfg's keys into effect.
+func (r *reloader) apply(ctx context.Context, g config.Group, cfg *config.Config) error {
+	switch g {
+	case config.GroupVerbosity:
+		return r.applyVerbosity(cfg.LogVerbosity)
+	case config.GroupMetrics:
+		return r.setMetrics(cfg.Metrics.Address)
+	case config.GroupTracing:
+		return r.setTracing(ctx, cfg.Tracing)
+	case config.GroupPull:
+		r.images.Reconfigure(newRegistry(cfg), pullOptions(cfg)...)
+	case config.GroupHandlers:
+		features := handlerFeatures(ctx, cfg)
+		r.pods.SetHandlers(podHandlers(cfg, features), cfg.Runtime.DefaultHandler)
+		r.cri.SetHandlers(cfg.Runtime.DefaultHandler, serverFeatures(cfg, features, r.snapRoot))
+	case config.GroupNetwork:
+		r.network.Reconfigure(ctx, cfg.CNI.ConfDir, cfg.CNI.BinDirs)
+	case config.GroupNRITimeouts:
+		nri.SetTimeouts(time.Duration(cfg.NRI.PluginRegistrationTimeout), time.Duration(cfg.NRI.PluginRequestTimeout))
+	case config.GroupNRI:
+		// Should NRI have to start again as it ran, it keeps the timeouts
+		// this reload applied.
+		from := r.cfg.NRI
+		from.PluginRegistrationTimeout, from.PluginRequestTimeout = cfg.NRI.PluginRegistrationTimeout, cfg.NRI.PluginRequestTimeout
+		return r.nri.restart(ctx, from, cfg.NRI)
 	}
-	if anyPrefix(applied, "image.") {
-		r.cfg.Image.RegistryConfigPath = next.Image.RegistryConfigPath
-		r.cfg.Image.RegistryRetries = next.Image.RegistryRetries
-		r.cfg.Image.MaxConcurrentDownloads = next.Image.MaxConcurrentDownloads
-		r.cfg.Image.PullProgressTimeout = next.Image.PullProgressTimeout
-		r.cfg.Image.MaxManifestSize = next.Image.MaxManifestSize
-		r.cfg.Image.MaxUncompressedSize = next.Image.MaxUncompressedSize
-		r.images.Reconfigure(newRegistry(r.cfg), pullOptions(r.cfg)...)
+	return nil
+}
+
+// setTracing exports spans as t says from now on; the exporter replaced
+// is flushed and shut down.
+func (r *reloader) setTracing(ctx context.Context, t config.Tracing) error {
+	if t.Endpoint == "" {
+		return r.rec.SetTracing(ctx, nil, 0)
 	}
-	if anyPrefix(applied, "runtime.") {
-		r.cfg.Runtime.DefaultHandler = next.Runtime.DefaultHandler
-		r.cfg.Runtime.Handlers = next.Runtime.Handlers
-		features := handlerFeatures(ctx, r.cfg)
-		r.pods.SetHandlers(podHandlers(r.cfg, features), r.cfg.Runtime.DefaultHandler)
-		r.cri.SetHandlers(r.cfg.Runtime.DefaultHandler, serverFeatures(r.cfg, features, r.snapRoot))
+	exp, err := telemetry.NewOTLPExporter(ctx, t.Endpoint, t.Insecure)
+	if err != nil {
+		return err
 	}
-	if anyPrefix(applied, "cni.") {
-		r.cfg.CNI.ConfDir, r.cfg.CNI.BinDirs = next.CNI.ConfDir, next.CNI.BinDirs
-		r.network.Reconfigure(ctx, r.cfg.CNI.ConfDir, r.cfg.CNI.BinDirs)
+	if err := r.rec.SetTracing(ctx, exp, t.SamplingRatio); err != nil {
+		// The new exporter runs; only spans of the old one were lost.
+		klog.ErrorS(err, "Reload: tracing switched, but the previous exporter lost spans")
 	}
-	for key := range applied {
-		klog.InfoS("Config key reloaded", "key", key)
-	}
-	klog.InfoS("Reloaded the config", "changed", len(changed), "applied", len(applied))
+	klog.InfoS("Exporting traces", "endpoint", t.Endpoint, "samplingRatio", t.SamplingRatio)
+	return nil
 }
 
 func (r *reloader) applyVerbosity(v int) error {
 	if r.setVerbosity == nil {
 		return errors.New("-v given on the command line wins")
 	}
-	if err := r.setVerbosity(v); err != nil {
-		return err
-	}
-	r.cfg.LogVerbosity = v
-	return nil
-}
-
-func anyPrefix(keys map[string]bool, prefix string) bool {
-	for k := range keys {
-		if strings.HasPrefix(k, prefix) {
-			return true
-		}
-	}
-	return false
+	return r.setVerbosity(v)
 }
 
 // setMetrics serves metrics on addr ("" for none), starting the new

@@ -142,11 +142,11 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	features := handlerFeatures(ctx, cfg)
 	devices := cdi.New(cfg.Runtime.CDISpecDirs)
 	defer devices.Close()
-	nriAPI, err := newNRI(cfg.NRI, devices, rec)
+	nriRun, err := newNRIRunner(cfg.NRI, devices, rec)
 	if err != nil {
 		return err
 	}
-	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices, rec, nriAPI)
+	pods, ctrs, err := runtimeControllers(ctx, cfg, db, images, self, shimBin, network, cgroupDriver, features, devices, rec, nriRun.sw)
 	if err != nil {
 		return err
 	}
@@ -162,14 +162,12 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	criu := <-criuProbe
 	klog.InfoS("Checkpoint/restore", "usable", criu.Usable, "criu", criu.Path, "version", criu.Version, "reason", criu.Reason)
 	cri := server.New(cfg, images, pods, ctrs, network, collector, server.WithTelemetry(rec), server.WithCheckpoint(criu))
-	if a, ok := nriAPI.(*nri.Adapter); ok {
-		// Plugins connect and are synchronized once every pod and
-		// container is known; stopped before the controllers close.
-		if err := a.Start(ctx, cri.NRIRuntime()); err != nil {
-			return err
-		}
-		defer a.Stop()
+	// Plugins connect and are synchronized once every pod and container
+	// is known; stopped before the controllers close.
+	if err := nriRun.start(ctx, cri.NRIRuntime()); err != nil {
+		return err
 	}
+	defer nriRun.stop()
 	cri.SetHandlers(cfg.Runtime.DefaultHandler, serverFeatures(cfg, features, snap.Root()))
 	streams, err := streaming.New(streaming.Config{
 		Addr:            cfg.Streaming.Address,
@@ -212,7 +210,7 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	}
 	running := *cfg // the reloader's copy: it changes reloaded keys
 	reload := &reloader{load: load, cfg: &running, images: images, rec: rec,
-		pods: pods, cri: cri, network: network, snapRoot: snap.Root(), setVerbosity: setVerbosity}
+		pods: pods, cri: cri, network: network, nri: nriRun, snapRoot: snap.Root(), setVerbosity: setVerbosity}
 	if err := reload.setMetrics(cfg.Metrics.Address); err != nil {
 		return err
 	}
@@ -606,39 +604,4 @@ func traversable(dir string) error {
 		}
 	}
 	return nil
-}
-
-// newNRI sets up the Node Resource Interface, or nri.Off when disabled.
-// CDI devices plugins ask for are resolved as the CRI's own.
-func newNRI(c config.NRI, devices *cdi.Registry, rec *telemetry.Recorder) (nri.API, error) {
-	if c.Disable {
-		klog.InfoS("NRI is disabled")
-		return nri.Off{}, nil
-	}
-	v := c.DefaultValidator
-	a, err := nri.New("cri-runtimed", version.Version, nri.Options{
-		SocketPath:          c.SocketPath,
-		PluginPath:          c.PluginPath,
-		PluginConfigPath:    c.PluginConfigPath,
-		DisableConnections:  c.DisableConnections,
-		RegistrationTimeout: time.Duration(c.PluginRegistrationTimeout),
-		RequestTimeout:      time.Duration(c.PluginRequestTimeout),
-		CDI:                 devices.Inject,
-		Telemetry:           rec,
-		Validator: &nri.ValidatorConfig{
-			Enable:                                v.Enable,
-			RejectOCIHookAdjustment:               v.RejectOCIHookAdjustment,
-			RejectRuntimeDefaultSeccompAdjustment: v.RejectRuntimeDefaultSeccompAdjustment,
-			RejectUnconfinedSeccompAdjustment:     v.RejectUnconfinedSeccompAdjustment,
-			RejectCustomSeccompAdjustment:         v.RejectCustomSeccompAdjustment,
-			RejectNamespaceAdjustment:             v.RejectNamespaceAdjustment,
-			RejectSysctlAdjustment:                v.RejectSysctlAdjustment,
-			RequiredPlugins:                       v.RequiredPlugins,
-			TolerateMissingAnnotation:             v.TolerateMissingAnnotation,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("nri: %w", err)
-	}
-	return a, nil
 }

@@ -26,7 +26,7 @@ type Config struct {
 	// State holds volatile state: the socket, shim sockets, netns pins.
 	State string `toml:"state" json:"stateDir" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
 	// LogVerbosity is klog's -v level.
-	LogVerbosity int `toml:"log_verbosity" comment:"Log verbosity (klog -v, 0-10): 2 logs one line per pod, container and image lifecycle event, 4 and up are for debugging. The -v flag, when given, wins. SIGHUP applies it."`
+	LogVerbosity int `toml:"log_verbosity" comment:"Log verbosity (klog -v, 0-10): 2 logs one line per pod, container and image lifecycle event, 4 and up are for debugging. The -v flag, when given, wins."`
 
 	GRPC    GRPC    `toml:"grpc"`
 	Image   Image   `toml:"image"`
@@ -430,13 +430,13 @@ func (g GRPC) FileMode() (os.FileMode, error) {
 // Encode writes cfg as commented TOML.
 func (c *Config) Encode() ([]byte, error) {
 	var buf bytes.Buffer
-	buf.WriteString("# cri-runtimed configuration. Every key is shown with its default.\n")
+	buf.WriteString("# cri-runtimed configuration. Every key is shown with its default, and\n# whether SIGHUP (kill -HUP, systemctl reload) applies it to the running daemon.\n")
 	enc := toml.NewEncoder(&buf)
 	enc.SetIndentTables(true)
 	if err := enc.Encode(c); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return annotate(buf.Bytes()), nil
 }
 
 // HandlerRoot is the --root directory of a runtime handler.

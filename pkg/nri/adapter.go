@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -82,12 +83,7 @@ const (
 // New sets NRI up; plugins start and connect once Start is called.
 func New(name, version string, opts Options) (*Adapter, error) {
 	nrilog.Set(klogLogger{})
-	if opts.RegistrationTimeout > 0 {
-		nri.SetPluginRegistrationTimeout(opts.RegistrationTimeout)
-	}
-	if opts.RequestTimeout > 0 {
-		nri.SetPluginRequestTimeout(opts.RequestTimeout)
-	}
+	SetTimeouts(opts.RegistrationTimeout, opts.RequestTimeout)
 	bgCtx, cancel := context.WithCancel(context.Background())
 	a := &Adapter{opts: opts, failures: &failures{rec: opts.Telemetry}, state: map[string]lifecycle{}, bgCtx: bgCtx, bgCancel: cancel}
 	nopts := []nri.Option{nri.WithMetrics(a.failures)}
@@ -129,12 +125,34 @@ func (a *Adapter) Start(ctx context.Context, rt Runtime) error {
 	return nil
 }
 
-// Stop closes plugin connections, stops the plugins the daemon started
-// and waits for background relays.
+// SetTimeouts sets how long plugins have to register and to answer a
+// request; zero keeps NRI's value. NRI reads them at every registration
+// and request, so they apply at once, to every running Adapter (the
+// library holds them process-wide).
+func SetTimeouts(registration, request time.Duration) {
+	if registration > 0 {
+		nri.SetPluginRegistrationTimeout(registration)
+	}
+	if request > 0 {
+		nri.SetPluginRequestTimeout(request)
+	}
+}
+
+// Stop closes plugin connections, stops the plugins the daemon started,
+// waits for background relays and removes the socket, so that a plugin
+// connecting to it after a reload moved it fails at once.
 func (a *Adapter) Stop() {
 	a.bgCancel()
 	a.bg.Wait()
 	a.nri.Stop()
+	if !a.opts.DisableConnections {
+		socket := a.opts.SocketPath
+		if socket == "" {
+			socket = nri.DefaultSocketPath
+		}
+		os.Remove(socket)
+	}
+	a.opts.Telemetry.NRIPlugins(0)
 }
 
 // BlockSync implements API.

@@ -194,3 +194,65 @@ func TestMetricsOffByDefault(t *testing.T) {
 		t.Fatal("the daemon serves metrics without metrics.address")
 	}
 }
+
+// TestMetricsNRI: with real NRI plugins connected, the NRI figures follow
+// the work: plugins registered, requests per plugin and event, a plugin's
+// refusal counted as its failure, latency per event, and a plugin gone
+// no longer counted.
+func TestMetricsNRI(t *testing.T) {
+	_, d := podEnv(t, framework.WithConfig("metrics.address", "127.0.0.1:0"))
+	recorder, _ := startRecorder(t, d, "10")
+	d.StartNRIPlugin(t, "40", "rejecter", "-role", "fault", "-event", "CreateContainer", "-match", "rejected", "-mode", "error")
+	const (
+		reqs     = "cri_runtimed_nri_plugin_requests_total"
+		fails    = "cri_runtimed_nri_plugin_failures_total"
+		latency  = "cri_runtimed_nri_plugin_request_duration_seconds"
+		plugins  = "cri_runtimed_nri_plugins"
+		rec, rej = "10-recorder", "40-rejecter"
+	)
+	s0 := scrapeMetrics(t, d)
+	if got := s0.get(plugins); got != 2 {
+		t.Errorf("%s = %v, want 2", plugins, got)
+	}
+	if got := s0.get(reqs, "plugin", rec, "request", "Synchronize"); got != 1 {
+		t.Errorf("Synchronize requests to the recorder: %v, want 1", got)
+	}
+
+	pc := framework.PodConfig("nri-metrics")
+	pod := d.RunPod(t, pc)
+	d.CreateStarted(t, pod, sleeper("c"), pc)
+	_, err := d.Runtime().CreateContainer(testCtx(t), pod, sleeper("rejected"), pc)
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("CreateContainer refused by a plugin: %v", err)
+	}
+	s1 := scrapeMetrics(t, d)
+	for _, c := range []struct {
+		plugin, request string
+		want            float64
+	}{
+		{rec, "RunPodSandbox", 1},
+		{rec, "CreateContainer", 2}, // c, and rejected (the recorder runs first)
+		{rec, "StartContainer", 1},
+		{rej, "CreateContainer", 2},
+	} {
+		if got := s1.get(reqs, "plugin", c.plugin, "request", c.request) - s0.get(reqs, "plugin", c.plugin, "request", c.request); got != c.want {
+			t.Errorf("%s requests of %s: %v more, want %v", c.request, c.plugin, got, c.want)
+		}
+	}
+	if got := s1.get(fails, "plugin", rej, "request", "CreateContainer") - s0.get(fails, "plugin", rej, "request", "CreateContainer"); got != 1 {
+		t.Errorf("CreateContainer failures of the rejecter: %v more, want 1", got)
+	}
+	if got := s1.get(fails, "plugin", rec, "request", "CreateContainer"); got != 0 {
+		t.Errorf("failures of the recorder: %v, want 0", got)
+	}
+	if got := s1.get(latency, "request", "RunPodSandbox") - s0.get(latency, "request", "RunPodSandbox"); got != 2 {
+		t.Errorf("RunPodSandbox latency samples: %v more, want 2 (one per plugin)", got)
+	}
+
+	// A plugin gone is dropped at the next request.
+	recorder.Kill()
+	d.RunPod(t, framework.PodConfig("nri-metrics-2"))
+	if got := scrapeMetrics(t, d).get(plugins); got != 1 {
+		t.Errorf("%s after a plugin died = %v, want 1", plugins, got)
+	}
+}

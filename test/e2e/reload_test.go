@@ -3,12 +3,16 @@
 package e2e
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/containerd/nri/pkg/api"
 	toml "github.com/pelletier/go-toml/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -130,8 +134,8 @@ func networkReady(t *testing.T, d *framework.Daemon) bool {
 // TestReloadRuntimeNetworkVerbosity: SIGHUP adds a runtime handler that
 // new pods can use at once (and Status lists), moves the CNI conf dir
 // (an empty one: the network is not ready; back: ready again), raises
-// the log verbosity, and names tracing and NRI keys as needing a
-// restart, with the reason; the running pod is untouched throughout.
+// the log verbosity, and names keys that need a restart, with the
+// reason; the running pod is untouched throughout.
 func TestReloadRuntimeNetworkVerbosity(t *testing.T) {
 	_, d := podEnv(t)
 	podCfg := framework.PodConfig("reload-rt")
@@ -157,15 +161,15 @@ func TestReloadRuntimeNetworkVerbosity(t *testing.T) {
 		"runtime.handlers.reloaded.binary": runc,
 		"cni.conf_dir":                     t.TempDir(),
 		"log_verbosity":                    2,
-		"tracing.endpoint":                 "127.0.0.1:4317",
-		"nri.plugin_request_timeout":       "3s",
+		"cni.plugin_timeout":               "3m",
+		"runtime.max_exec_sync_output":     1 << 20,
 	}, "Reloaded the config")
 	log := d.Log()
 	for _, want := range []string{
 		`"Config key reloaded" key="runtime.handlers.reloaded.binary"`,
 		`"Config key reloaded" key="cni.conf_dir"`,
-		`"Config key changed; it takes effect at the next start" key="tracing.endpoint" reason=`,
-		`"Config key changed; it takes effect at the next start" key="nri.plugin_request_timeout" reason=`,
+		`"Config key changed; it takes effect at the next start" key="cni.plugin_timeout" reason="the CNI manager is built with it at start"`,
+		`"Config key changed; it takes effect at the next start" key="runtime.max_exec_sync_output" reason=`,
 	} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %s", want)
@@ -214,4 +218,159 @@ func TestReloadRuntimeNetworkVerbosity(t *testing.T) {
 	if st := d.ContainerStatus(t, ctr).GetStatus().GetState(); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("container %v after reloads", st)
 	}
+}
+
+// podStillRunning fails unless the daemon is the same process and the
+// pod and its container run as before the reloads.
+func podStillRunning(t *testing.T, d *framework.Daemon, pid int, pod, ctr string) {
+	t.Helper()
+	if d.Pid() != pid {
+		t.Fatal("the daemon restarted")
+	}
+	if st := d.PodStatus(t, pod).GetStatus().GetState(); st != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("pod %v after reloads", st)
+	}
+	if st := d.ContainerStatus(t, ctr).GetStatus().GetState(); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container %v after reloads", st)
+	}
+}
+
+// TestReloadTracing: SIGHUP turns tracing on, moves it to another
+// collector (the first one gets nothing more once the reload is logged:
+// what it held was flushed to it) and turns it off, while a pod runs.
+func TestReloadTracing(t *testing.T) {
+	_, d := podEnv(t)
+	a, addrA := startCollector(t)
+	b, addrB := startCollector(t)
+	pc := framework.PodConfig("reload-trace")
+	pod := d.RunPod(t, pc)
+	ctr := d.CreateStarted(t, pod, sleeper("c"), pc)
+	pid := d.Pid()
+	const call = "runtime.v1.RuntimeService/PodSandboxStatus"
+	waitSpans := func(c *otlpCollector, what string) {
+		t.Helper()
+		framework.Eventually(t, 30*time.Second, func() (bool, string) {
+			d.PodStatus(t, pod)
+			return len(c.find(call)) > 0, "no " + call + " span at " + what
+		})
+	}
+
+	rewriteConfig(t, d, map[string]any{"tracing.endpoint": addrA, "tracing.insecure": true}, "Reloaded the config")
+	if !strings.Contains(d.Log(), `"Config key reloaded" key="tracing.endpoint"`) {
+		t.Error("tracing.endpoint not reloaded")
+	}
+	waitSpans(a, "the first collector")
+
+	d.PodStatus(t, pod) // a span batched for a, flushed by the switch
+	rewriteConfig(t, d, map[string]any{"tracing.endpoint": addrB}, "Reloaded the config")
+	nA := len(a.find(call))
+	waitSpans(b, "the second collector")
+	if n := len(a.find(call)); n != nA {
+		t.Errorf("the first collector got %d more spans after the switch", n-nA)
+	}
+
+	rewriteConfig(t, d, map[string]any{"tracing.endpoint": ""}, "Reloaded the config")
+	nB := len(b.find(call))
+	for range 3 {
+		d.PodStatus(t, pod)
+	}
+	time.Sleep(6 * time.Second) // past a batch's 5 s
+	if n := len(b.find(call)); n != nB {
+		t.Errorf("%d spans exported after tracing was turned off", n-nB)
+	}
+	podStillRunning(t, d, pid, pod, ctr)
+}
+
+// TestReloadNRI: SIGHUP applies NRI's timeouts without disturbing the
+// plugins; moving the socket restarts NRI (connected plugins are
+// dropped, the old socket is gone, a plugin on the new one is
+// synchronized with the running pod); disabling it removes the socket and
+// pods still run; enabling it starts the plugins of plugin_path, which
+// see every pod; settings NRI cannot start with are refused and NRI runs
+// on as before. The running pod is untouched throughout.
+func TestReloadNRI(t *testing.T) {
+	_, d := podEnv(t)
+	pc := framework.PodConfig("reload-nri")
+	pod := d.RunPod(t, pc)
+	ctr := d.CreateStarted(t, pod, sleeper("c"), pc)
+	pid := d.Pid()
+	oldSock := d.Config.String("nri.socket_path")
+	first, _ := startRecorder(t, d, "10")
+	synced := func(out string, pods ...string) {
+		t.Helper()
+		sync := findRecord(readNRIRecords(t, out), "Synchronize", "")
+		if sync == nil {
+			t.Fatal("no Synchronize")
+		}
+		for _, want := range pods {
+			if !slices.ContainsFunc(sync.Pods, func(p *api.PodSandbox) bool { return p.GetId() == want }) {
+				t.Errorf("pod %s not synchronized", want)
+			}
+		}
+		if want := ctr; !slices.ContainsFunc(sync.Containers, func(c *api.Container) bool {
+			return c.GetId() == want && c.GetState() == api.ContainerState_CONTAINER_RUNNING
+		}) {
+			t.Errorf("running container %s not synchronized", want)
+		}
+	}
+	gone := func(path string) {
+		t.Helper()
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there (%v)", path, err)
+		}
+	}
+	restarts := func() int { return strings.Count(d.Log(), `"NRI restarted"`) }
+
+	rewriteConfig(t, d, map[string]any{"nri.plugin_request_timeout": "3s"}, "Reloaded the config")
+	if !strings.Contains(d.Log(), `"Config key reloaded" key="nri.plugin_request_timeout"`) || restarts() != 0 {
+		t.Error("the request timeout was not applied, or NRI restarted for it")
+	}
+	select {
+	case <-first.Exited():
+		t.Error("a timeout's reload dropped the plugin")
+	default:
+	}
+
+	newSock := filepath.Join(d.Dir, "nri-moved", "nri.sock")
+	rewriteConfig(t, d, map[string]any{"nri.socket_path": newSock}, `"NRI restarted"`)
+	select {
+	case <-first.Exited():
+	case <-time.After(15 * time.Second):
+		t.Error("the plugin of the old socket is still connected")
+	}
+	gone(oldSock)
+	_, out := startRecorder(t, d, "20") // on the new socket
+	synced(out, pod)
+	pod2 := d.RunPod(t, framework.PodConfig("reload-nri-2"))
+	if ev := eventsOf(readNRIRecords(t, out), pod2); !slices.Contains(ev, "RunPodSandbox") {
+		t.Errorf("the new plugin saw %q of a new pod", ev)
+	}
+
+	rewriteConfig(t, d, map[string]any{"nri.disable": true}, `"NRI restarted"`)
+	gone(newSock)
+	pod3 := d.RunPod(t, framework.PodConfig("reload-nri-3"))
+
+	out3 := filepath.Join(d.Dir, "nri-preinstalled.jsonl")
+	d.InstallNRIPlugin(t, "30", "recorder", map[string]any{"role": "recorder", "out": out3})
+	rewriteConfig(t, d, map[string]any{"nri.disable": false}, `"NRI restarted"`)
+	synced(out3, pod, pod2, pod3)
+	if _, err := os.Stat(newSock); err != nil {
+		t.Errorf("NRI enabled again, but its socket: %v", err)
+	}
+
+	// A socket NRI cannot create: refused, NRI runs on as it was (its
+	// plugin started again and synchronized once more).
+	before := len(readNRIRecords(t, out3))
+	n := restarts()
+	rewriteConfig(t, d, map[string]any{"nri.socket_path": "/dev/null/nri.sock"}, "Reloaded the config")
+	if !strings.Contains(d.Log(), `"Config key not applied" key="nri.socket_path"`) || restarts() != n {
+		t.Error("an NRI that cannot start was not refused")
+	}
+	if _, err := os.Stat(newSock); err != nil {
+		t.Errorf("after the refusal, NRI's socket: %v", err)
+	}
+	if recs := readNRIRecords(t, out3); !slices.ContainsFunc(recs[before:], func(r nriRecord) bool { return r.Event == "Synchronize" }) {
+		t.Error("the plugin of plugin_path did not come back after the refused reload")
+	}
+	podStillRunning(t, d, pid, pod, ctr)
 }
