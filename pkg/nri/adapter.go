@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	nrilog "github.com/containerd/nri/pkg/log"
 	validator "github.com/containerd/nri/plugins/default-validator/builtin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -150,9 +152,39 @@ func (a *Adapter) Stop() {
 		if socket == "" {
 			socket = nri.DefaultSocketPath
 		}
+		if err := disconnect(socket); err != nil {
+			klog.ErrorS(err, "Closing the connections of external NRI plugins", "socket", socket)
+		}
 		os.Remove(socket)
 	}
 	a.opts.Telemetry.NRIPlugins(0)
+}
+
+// disconnect shuts down every connection accepted on the unix socket at
+// path. NRI's Stop closes its listener and stops the plugins it started,
+// but leaves external plugins connected (the library expects the process
+// to exit next): after a reload they would wait forever on an NRI that
+// sends them nothing, instead of seeing the connection close and
+// reconnecting. Shutdown, not close: the fds stay NRI's to close.
+func disconnect(path string) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// Not a socket, or not this one: left alone. An fd closed and
+		// reused since the listing is checked as what it is now.
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if u, ok := sa.(*unix.SockaddrUnix); ok && u.Name == path {
+				_ = unix.Shutdown(fd, unix.SHUT_RDWR)
+			}
+		}
+	}
+	return nil
 }
 
 // BlockSync implements API.
