@@ -37,6 +37,11 @@ const (
 	extraHostname = "hostname"
 	// extraOwnCgroup marks a cgroup parent the daemon chose (and removes).
 	extraOwnCgroup = "ownCgroup"
+	// The OCI runtime the pod started with, so that it keeps it after a
+	// restart whatever the config then says of its handler.
+	extraRuntimeBinary = "runtimeBinary"
+	extraRuntimeRoot   = "runtimeRoot"
+	extraOCIVersionMax = "ociVersionMax"
 )
 
 // sandboxOOMScoreAdj is what kubelet asks for sandboxes; it is clamped to
@@ -282,8 +287,9 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		return "", fmt.Errorf("%w: linux.cgroup_parent: %w", ErrInvalid, err)
 	}
 	rec.CgroupParent = parent
+	rec.Extra = map[string]string{extraRuntimeBinary: h.Binary, extraRuntimeRoot: h.Root, extraOCIVersionMax: h.OCIVersionMax}
 	if own {
-		rec.Extra = map[string]string{extraOwnCgroup: "true"}
+		rec.Extra[extraOwnCgroup] = "true"
 	}
 	// The record exists before any resource: a crash from here on is
 	// cleaned up by Recover.

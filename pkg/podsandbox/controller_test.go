@@ -61,6 +61,11 @@ func newEnv(t *testing.T) *env {
 // controller makes a controller on the env's state, as a daemon start
 // does; it is closed (and what it still lists removed) at the end.
 func (e *env) controller() *Controller {
+	return e.controllerWith(map[string]Handler{"runc": {Root: filepath.Join(e.dir, "runc")}})
+}
+
+// controllerWith is controller with other runtime handlers.
+func (e *env) controllerWith(handlers map[string]Handler) *Controller {
 	drv, err := cgroups.New(cgroups.CgroupfsName, cgroups.WithDefaultParent("/cri-runtimed-unit-"+filepath.Base(e.dir)))
 	if err != nil {
 		e.t.Fatal(err)
@@ -69,7 +74,7 @@ func (e *env) controller() *Controller {
 		StateDir:       filepath.Join(e.dir, "pods"),
 		NetNSDir:       filepath.Join(e.dir, "netns"),
 		Binary:         "/bin/true",
-		Handlers:       map[string]Handler{"runc": {Root: filepath.Join(e.dir, "runc")}},
+		Handlers:       handlers,
 		DefaultHandler: "runc",
 		Cgroups:        drv,
 		Network:        e.net,
@@ -414,4 +419,56 @@ func TestRecover(t *testing.T) {
 	}
 	pod, _ := c2.Get(alive)
 	eventually(t, "the recovered pod's exit noticed", func() bool { return !pod.Ready() })
+}
+
+// TestRecoverRemovedHandler: a pod whose runtime handler was removed from
+// the config while the daemon was down keeps its handler's name and the
+// runtime it started with; with its shim dead, that runtime still cleans
+// its container up.
+func TestRecoverRemovedHandler(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	root := filepath.Join(e.dir, "gone-root")
+	calls := filepath.Join(e.dir, "runtime-calls")
+	bin := filepath.Join(e.dir, "gone-runtime")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho \"$@\" >> "+calls+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.c.Close()
+	e.c = e.controllerWith(map[string]Handler{"runc": {}, "gone": {Binary: bin, Root: root, OCIVersionMax: "1.1.0"}})
+	alive, err := e.c.Run(ctx, podConfig("alive", false), "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := e.c.Run(ctx, podConfig("dead", false), "gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The runtime has state for the dead pod's sandbox.
+	if err := os.MkdirAll(filepath.Join(root, dead), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.c.Close()
+	e.shimOf(dead).Die()
+	c2 := e.controllerWith(map[string]Handler{"runc": {}})
+	if err := c2.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.c = c2
+	pod, err := c2.Get(alive)
+	if err != nil || !pod.Ready() {
+		t.Fatalf("recovered pod: %v", err)
+	}
+	if got := pod.Record().RuntimeHandler; got != "gone" {
+		t.Errorf("recovered pod's handler %q, want gone", got)
+	}
+	if h := pod.Runtime(); h.Binary != bin || h.Root != root || pod.Info().OCIVersionMax != "1.1.0" {
+		t.Errorf("recovered pod's runtime %+v, want the one it started with", h)
+	}
+	b, _ := os.ReadFile(calls)
+	for _, want := range []string{"--root " + root + " kill --all " + dead + " KILL", "--root " + root + " delete --force " + dead} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("runtime calls %q lack %q", b, want)
+		}
+	}
 }

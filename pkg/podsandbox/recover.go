@@ -45,7 +45,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 		if err := proto.Unmarshal(rec.Config, cfg); err != nil {
 			klog.ErrorS(err, "Pod record has an unreadable config; removing it", "pod", rec.ID)
 		}
-		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.handlers.Load().byName[rec.RuntimeHandler], hostname: rec.Extra[extraHostname], cgroupsPath: c.sandboxCgroupsPath(rec)}
+		pod := &Pod{rec: rec, cfg: cfg, dir: c.podDir(rec.ID), handler: c.recordedHandler(rec), hostname: rec.Extra[extraHostname], cgroupsPath: c.sandboxCgroupsPath(rec)}
 		if rec.State == meta.SandboxCreating || cfg.GetMetadata() == nil {
 			klog.InfoS("Removing pod sandbox whose creation was interrupted", "pod", rec.ID)
 			err := c.teardown(ctx, pod)
@@ -240,6 +240,26 @@ func (c *Controller) shimDied(pod *Pod, cl shim.API) {
 
 // forceDelete removes a container from the OCI runtime directly, for when
 // its shim is gone: kill every process of it and delete its state.
+// recordedHandler is the OCI runtime a recovered pod started with, as
+// its record names it, whether or not the config still has its handler
+// (reload or an edit before the restart may have removed or changed it):
+// the pod's shim runs that runtime for the pod's containers, new ones
+// included, and a shim found dead is cleaned up with it. A record of an
+// older daemon names none: the config's handler of that name is taken.
+func (c *Controller) recordedHandler(rec meta.Sandbox) Handler {
+	_, configured, ok := c.handler(rec.RuntimeHandler)
+	if bin := rec.Extra[extraRuntimeBinary]; bin != "" {
+		if !ok {
+			klog.InfoS("Runtime handler of a pod is no longer configured; the pod keeps the runtime it started with", "pod", rec.ID, "handler", rec.RuntimeHandler, "runtime", bin)
+		}
+		return Handler{Binary: bin, Root: rec.Extra[extraRuntimeRoot], OCIVersionMax: rec.Extra[extraOCIVersionMax], Args: c.opts.Cgroups.RuntimeArgs()}
+	}
+	if !ok {
+		klog.ErrorS(nil, "Runtime handler of a pod is no longer configured and its record (from an older version) does not name its runtime; its containers cannot be cleaned up through the runtime if its shim dies", "pod", rec.ID, "handler", rec.RuntimeHandler)
+	}
+	return configured
+}
+
 func forceDelete(ctx context.Context, h Handler, id string) {
 	if h.Binary == "" {
 		return

@@ -27,13 +27,7 @@ func rewriteConfig(t *testing.T, d *framework.Daemon, set map[string]any, wantLo
 	for k, v := range set {
 		d.Config.Set(k, v)
 	}
-	data, err := toml.Marshal(map[string]any(d.Config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(d.ConfigPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeConfig(t, d)
 	before := strings.Count(d.Log(), wantLog)
 	if err := syscall.Kill(d.Pid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -44,6 +38,18 @@ func rewriteConfig(t *testing.T, d *framework.Daemon, set map[string]any, wantLo
 			t.Fatalf("no %q in the daemon's log 20s after SIGHUP", wantLog)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// writeConfig writes d.Config to the daemon's config file.
+func writeConfig(t *testing.T, d *framework.Daemon) {
+	t.Helper()
+	data, err := toml.Marshal(map[string]any(d.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.ConfigPath, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -373,4 +379,50 @@ func TestReloadNRI(t *testing.T) {
 		t.Error("the plugin of plugin_path did not come back after the refused reload")
 	}
 	podStillRunning(t, d, pid, pod, ctr)
+}
+
+// TestRemovedHandlerKeepsItsPods: a pod whose runtime handler was
+// removed from the config (by a reload, then a restart) keeps the
+// handler's name and the runtime it started with: it runs on, takes new
+// containers, and is removed cleanly; new pods cannot name the handler.
+func TestRemovedHandlerKeepsItsPods(t *testing.T) {
+	_, d := podEnv(t)
+	runc := d.Config.String("runtime.handlers.runc.binary")
+	if runc == "" {
+		runc = "runc"
+	}
+	rewriteConfig(t, d, map[string]any{"runtime.handlers.alt.binary": runc}, "Reloaded the config")
+	pc := framework.PodConfig("alt-pod")
+	ctx := testCtx(t)
+	resp, err := d.RuntimeClient().RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pc, RuntimeHandler: "alt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := resp.PodSandboxId
+	ctr := d.CreateStarted(t, pod, sleeper("before"), pc)
+
+	handlers, _ := d.Config.Get("runtime.handlers")
+	delete(handlers.(map[string]any), "alt")
+	writeConfig(t, d)
+	d.Restart(t)
+	if !strings.Contains(d.Log(), `"Runtime handler of a pod is no longer configured; the pod keeps the runtime it started with" pod="`+pod+`" handler="alt"`) {
+		t.Error("the recovery does not say the pod's handler is gone")
+	}
+	st := d.PodStatus(t, pod).GetStatus()
+	if st.GetRuntimeHandler() != "alt" || st.GetState() != runtimeapi.PodSandboxState_SANDBOX_READY {
+		t.Errorf("recovered pod: handler %q state %v, want alt and ready", st.GetRuntimeHandler(), st.GetState())
+	}
+	if st := d.ContainerStatus(t, ctr).GetStatus().GetState(); st != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("container %v after the restart", st)
+	}
+	d.CreateStarted(t, pod, sleeper("after"), pc)
+	if _, err := d.RuntimeClient().RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: framework.PodConfig("alt-new"), RuntimeHandler: "alt"}); err == nil {
+		t.Error("a new pod ran with the removed handler")
+	}
+	if err := d.Runtime().StopPodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Runtime().RemovePodSandbox(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
 }
