@@ -56,6 +56,18 @@ Flags:
 		}
 		return 2
 	}
+	// Flags may also follow the command (`cri-runtimed check --config
+	// FILE`, `images ls --config FILE`), as operators write them.
+	rest := fs.Args()
+	if n := commandWords(rest); n > 0 && n < len(rest) {
+		if err := fs.Parse(rest[n:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		rest = append(rest[:n:n], fs.Args()...)
+	}
 	if *showVersion {
 		printVersion()
 		return 0
@@ -70,7 +82,7 @@ Flags:
 		}
 	})
 
-	switch rest := fs.Args(); {
+	switch {
 	case len(rest) == 0 || rest[0] == "serve":
 		cfg, err := config.Load(*configPath, explicit)
 		if err != nil {
@@ -143,6 +155,21 @@ func check(path string, explicit bool) int {
 	defer cancel()
 	if !preflight.Report(os.Stdout, preflight.Run(ctx, preflight.Checks(cfg))) {
 		fmt.Println("The daemon cannot run on this node as configured: fix each FAIL above.")
+		return 1
+	}
+	return 0
+}
+
+// commandWords is how many of args name the command: 2 for `config
+// default` and `images import|export|ls`, 1 for the others, 0 for none.
+func commandWords(args []string) int {
+	if len(args) == 0 {
+		return 0
+	}
+	switch args[0] {
+	case "config", "images":
+		return min(2, len(args))
+	case "serve", "check", "version":
 		return 1
 	}
 	return 0

@@ -56,6 +56,7 @@ func Checks(cfg *config.Config) []Check {
 	checks = append(checks,
 		Check{"cni", func(ctx context.Context) (Status, string) { return cniNetwork(ctx, cfg) }},
 		Check{"hosts.toml", func(context.Context) (Status, string) { return hostsFiles(cfg.Image.RegistryConfigPath) }},
+		Check{"nri", func(context.Context) (Status, string) { return nriSocket(cfg.NRI, live(cfg.AdminSocketPath())) }},
 		Check{"criu", func(ctx context.Context) (Status, string) { return criu(ctx) }},
 	)
 	return checks
@@ -264,4 +265,53 @@ func criu(ctx context.Context) (Status, string) {
 		return Info, a.Reason + ": container checkpoints unavailable"
 	}
 	return Info, a.Path + " works: container checkpoints possible"
+}
+
+// nriSocket checks where NRI will listen: its directory can be made, and
+// no one else already serves NRI there (NRI replaces a socket it finds,
+// which would cut another runtime's plugins off). daemonRunning says this
+// config's daemon answers on its admin socket: the NRI socket is its own.
+func nriSocket(n config.NRI, daemonRunning bool) (Status, string) {
+	switch {
+	case n.Disable:
+		return Info, "NRI is disabled (nri.disable)"
+	case n.DisableConnections:
+		return OK, "NRI runs the plugins of " + n.PluginPath + " only (nri.disable_connections)"
+	}
+	dir := filepath.Dir(n.SocketPath)
+	if err := creatableDir(dir); err != nil {
+		return Fail, fmt.Sprintf("nri.socket_path %s: %v", n.SocketPath, err)
+	}
+	if live(n.SocketPath) && !daemonRunning {
+		return Warn, fmt.Sprintf("something already accepts connections on %s (another runtime's NRI?): the daemon would take it over; set nri.socket_path apart", n.SocketPath)
+	}
+	return OK, fmt.Sprintf("plugins can connect on %s", n.SocketPath)
+}
+
+// creatableDir says whether dir exists as a writable directory or can be
+// created: its nearest existing ancestor is one.
+func creatableDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if errors.Is(err, os.ErrNotExist) && d != "/" {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", d)
+		}
+		return unix.Access(d, unix.W_OK|unix.X_OK)
+	}
+}
+
+// live says whether a unix socket at path accepts connections.
+func live(path string) bool {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, &unix.SockaddrUnix{Name: path}) == nil
 }

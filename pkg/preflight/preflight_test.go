@@ -3,10 +3,13 @@ package preflight
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 )
 
 func TestReport(t *testing.T) {
@@ -81,5 +84,40 @@ func TestWritableDirs(t *testing.T) {
 	}
 	if st, _ := writableDirs(filepath.Join(file, "root")); st != Fail {
 		t.Errorf("a dir under a file: %v, want FAIL", st)
+	}
+}
+
+// TestNRISocket: a socket directory that can be made is fine, one under a
+// file fails, a socket someone else serves warns (NRI would take it
+// over) unless it is this daemon's, and NRI off is only said.
+func TestNRISocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	served := filepath.Join(dir, "served.sock")
+	l, err := net.Listen("unix", served)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, tc := range []struct {
+		name    string
+		nri     config.NRI
+		running bool
+		want    Status
+	}{
+		{"new directory", config.NRI{SocketPath: filepath.Join(dir, "a", "b", "nri.sock")}, false, OK},
+		{"under a file", config.NRI{SocketPath: filepath.Join(file, "nri.sock")}, false, Fail},
+		{"served by another", config.NRI{SocketPath: served}, false, Warn},
+		{"served by this daemon", config.NRI{SocketPath: served}, true, OK},
+		{"disabled", config.NRI{Disable: true, SocketPath: filepath.Join(file, "nri.sock")}, false, Info},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, msg := nriSocket(tc.nri, tc.running); got != tc.want {
+				t.Errorf("nriSocket = %v (%s), want %v", got, msg, tc.want)
+			}
+		})
 	}
 }

@@ -13,7 +13,8 @@ import (
 
 // TestCheck: `cri-runtimed check` passes on this machine with the test
 // daemons' config, one line per need, and fails naming the need when
-// the default runtime is missing, or when the config is invalid.
+// the default runtime is missing, or when the config is invalid; `--config`
+// may follow the command.
 func TestCheck(t *testing.T) {
 	framework.RequireRoot(t)
 	dir := t.TempDir()
@@ -33,7 +34,7 @@ func TestCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check exit %d on a node that runs every e2e test:\n%s", code, out)
 	}
-	for _, need := range []string{"directories", "disk space", "openat2", "overlay", "pidfd", "user namespaces", "cgroups", "runtime runc", "cni", "hosts.toml", "criu"} {
+	for _, need := range []string{"directories", "disk space", "openat2", "overlay", "pidfd", "user namespaces", "cgroups", "runtime runc", "cni", "hosts.toml", "nri", "criu"} {
 		if !strings.Contains(out, "  "+need+" ") {
 			t.Errorf("no line for %q:\n%s", need, out)
 		}
@@ -55,7 +56,8 @@ func TestCheck(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(certs, "hosts.toml"), []byte("server = [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, _, _ = framework.RunCLI(ctx, "--config", write(nil), "check")
+	// Flags also after the command, as operators type them.
+	out, _, _ = framework.RunCLI(ctx, "check", "--config", write(nil))
 	if !strings.Contains(out, "WARN  hosts.toml") || !strings.Contains(out, "bad.example") {
 		t.Errorf("a broken hosts.toml is not reported:\n%s", out)
 	}
