@@ -228,9 +228,9 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 		grpc.ChainStreamInterceptor(mStream, stream),
 		grpc.MaxRecvMsgSize(cfg.GRPC.MaxRecvMessageSize),
 		grpc.MaxSendMsgSize(cfg.GRPC.MaxSendMessageSize),
-	}
-	if h := rec.StatsHandler(); h != nil {
-		grpcOpts = append(grpcOpts, grpc.StatsHandler(h))
+		// Traces calls while tracing.endpoint is set; reload turns it on
+		// and off under the running server.
+		grpc.StatsHandler(rec.StatsHandler()),
 	}
 	g := grpc.NewServer(grpcOpts...)
 	cri.Register(g)
