@@ -238,8 +238,6 @@ func (c *Controller) shimDied(pod *Pod, cl shim.API) {
 	}
 }
 
-// forceDelete removes a container from the OCI runtime directly, for when
-// its shim is gone: kill every process of it and delete its state.
 // recordedHandler is the OCI runtime a recovered pod started with, as
 // its record names it, whether or not the config still has its handler
 // (reload or an edit before the restart may have removed or changed it):
@@ -260,6 +258,8 @@ func (c *Controller) recordedHandler(rec meta.Sandbox) Handler {
 	return configured
 }
 
+// forceDelete removes a container from the OCI runtime directly, for when
+// its shim is gone: kill every process of it and delete its state.
 func forceDelete(ctx context.Context, h Handler, id string) {
 	if h.Binary == "" {
 		return

@@ -167,8 +167,9 @@ func TestReloadRuntimeNetworkVerbosity(t *testing.T) {
 		"runtime.handlers.reloaded.binary": runc,
 		"cni.conf_dir":                     t.TempDir(),
 		"log_verbosity":                    2,
-		"cni.plugin_timeout":               "3m",
-		"runtime.max_exec_sync_output":     1 << 20,
+		// Another value than the framework's, which EnvSlow scales.
+		"cni.plugin_timeout":           (framework.Slow(time.Minute) + time.Minute).String(),
+		"runtime.max_exec_sync_output": 1 << 20,
 	}, "Reloaded the config")
 	log := d.Log()
 	for _, want := range []string{
@@ -243,7 +244,8 @@ func podStillRunning(t *testing.T, d *framework.Daemon, pid int, pod, ctr string
 
 // TestReloadTracing: SIGHUP turns tracing on, moves it to another
 // collector (the first one gets nothing more once the reload is logged:
-// what it held was flushed to it) and turns it off, while a pod runs.
+// what it held was flushed to it) and turns it off (calls made then reach
+// no collector), while a pod runs.
 func TestReloadTracing(t *testing.T) {
 	_, d := podEnv(t)
 	a, addrA := startCollector(t)
@@ -280,7 +282,10 @@ func TestReloadTracing(t *testing.T) {
 	for range 3 {
 		d.PodStatus(t, pod)
 	}
-	time.Sleep(6 * time.Second) // past a batch's 5 s
+	// Switching to a collector flushes whatever the previous exporter
+	// still holds, before the reload is logged: had the calls above been
+	// traced to b, b has their spans now.
+	rewriteConfig(t, d, map[string]any{"tracing.endpoint": addrA}, "Reloaded the config")
 	if n := len(b.find(call)); n != nB {
 		t.Errorf("%d spans exported after tracing was turned off", n-nB)
 	}
