@@ -269,7 +269,12 @@ func (s *Service) readEntry(ctx context.Context, a *archive, tr *tar.Reader, hdr
 func (s *Service) storeEntry(ctx context.Context, r io.Reader, ingest string, expected digest.Digest, size int64) (digest.Digest, error) {
 	w, err := s.content.Writer(ctx, ingest, expected, size)
 	if errors.Is(err, content.ErrExists) {
-		return expected, nil
+		// The store's copy was verified when it was committed. The
+		// archive's is read through all the same (a tar stream is read to
+		// reach the next entry), so hashing it costs only the hash: an
+		// archive with a corrupt copy fails here as it does on a node
+		// without the blob, instead of importing only where the blob is.
+		return expected, verifyEntry(r, expected, size)
 	}
 	if err != nil {
 		return "", err
@@ -303,6 +308,23 @@ func (s *Service) storeEntry(ctx context.Context, r io.Reader, ingest string, ex
 	}
 	committed = true
 	return d, nil
+}
+
+// verifyEntry reads an entry whose blob the store already has and checks
+// its bytes against the digest its name gives and the header's size.
+func verifyEntry(r io.Reader, expected digest.Digest, size int64) error {
+	dg := expected.Algorithm().Digester()
+	n, err := io.Copy(dg.Hash(), r)
+	if err != nil {
+		return fmt.Errorf("%w: %v%s", ErrInvalidArchive, err, truncated(err))
+	}
+	if n != size {
+		return fmt.Errorf("%w: %d bytes where the header says %d", ErrInvalidArchive, n, size)
+	}
+	if got := dg.Digest(); got != expected {
+		return fmt.Errorf("%w: expected %s, got %s (the store has the blob; this copy of it is corrupt): %w", ErrInvalidArchive, expected, got, content.ErrDigestMismatch)
+	}
+	return nil
 }
 
 // archiveImage is one image an archive names: its manifest (already in

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -385,6 +386,60 @@ func TestImportBadArchives(t *testing.T) {
 			}
 			if ing, _ := e.cs.ListIngests(ctx); len(ing) != 0 {
 				t.Fatalf("ingests left: %+v", ing)
+			}
+		})
+	}
+}
+
+// TestImportCorruptCopyOfStoredBlob: an archive whose copy of a blob the
+// store already has is corrupt fails as it would on a node without the
+// blob (its bytes are hashed, not skipped), and the image already there
+// is untouched; an intact archive imports again.
+func TestImportCorruptCopyOfStoredBlob(t *testing.T) {
+	l1, _ := layer(t, file{name: "a", body: "1"})
+	good := newOCIImage(t, "1", l1)
+	goodEntries := layoutEntries([]string{"example.com/good:1"}, good)
+	corrupt := func(d digest.Digest, body func(string) string) []byte {
+		out := slices.Clone(goodEntries)
+		for i, e := range out {
+			if e.name == "blobs/sha256/"+d.Encoded() {
+				out[i].body = body(e.body)
+			}
+		}
+		return tarOf(t, out...)
+	}
+	flip := func(b string) string { return strings.Repeat("x", len(b)) }
+	short := func(b string) string { return b[:len(b)-1] }
+	for _, tc := range []struct {
+		name    string
+		archive []byte
+		want    string
+	}{
+		{"layer", corrupt(digest.FromBytes(l1), flip), "this copy of it is corrupt"},
+		{"config", corrupt(good.config, flip), "this copy of it is corrupt"},
+		{"manifest", corrupt(good.manifest.Digest, flip), "this copy of it is corrupt"},
+		{"shorter layer", corrupt(digest.FromBytes(l1), short), "this copy of it is corrupt"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			if _, err := e.svc.Import(ctx, bytes.NewReader(tarOf(t, goodEntries...))); err != nil {
+				t.Fatal(err)
+			}
+			_, err := e.svc.Import(ctx, bytes.NewReader(tc.archive))
+			if !errors.Is(err, ErrInvalidArchive) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrInvalidArchive saying %q", err, tc.want)
+			}
+			e.waitGC(t, 1)
+			imgs, err := e.svc.List(ctx)
+			if err != nil || len(imgs) != 1 || imgs[0].ID != good.config {
+				t.Fatalf("images after the failed import: %+v %v", imgs, err)
+			}
+			if readFile(t, e, imgs[0], "a") != "1" {
+				t.Fatal("the stored image's layer changed")
+			}
+			if _, err := e.svc.Import(ctx, bytes.NewReader(tarOf(t, goodEntries...))); err != nil {
+				t.Fatalf("the intact archive again: %v", err)
 			}
 		})
 	}
