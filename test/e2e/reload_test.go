@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	toml "github.com/pelletier/go-toml/v2"
+	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
@@ -383,6 +384,28 @@ func TestReloadNRI(t *testing.T) {
 	if recs := readNRIRecords(t, out3); !slices.ContainsFunc(recs[before:], func(r nriRecord) bool { return r.Event == "Synchronize" }) {
 		t.Error("the plugin of plugin_path did not come back after the refused reload")
 	}
+	podStillRunning(t, d, pid, pod, ctr)
+}
+
+// TestReloadNRIDefaultValidator: SIGHUP turns NRI's default validator on
+// (a required plugin that is not there: new containers are refused, the
+// running one is untouched) and off again (new containers run).
+func TestReloadNRIDefaultValidator(t *testing.T) {
+	_, d := podEnv(t)
+	pc := framework.PodConfig("reload-validator")
+	pod := d.RunPod(t, pc)
+	ctr := d.CreateStarted(t, pod, sleeper("c"), pc)
+	pid := d.Pid()
+
+	rewriteConfig(t, d, map[string]any{
+		"nri.default_validator.enable":           true,
+		"nri.default_validator.required_plugins": []string{"must-have"},
+	}, `"NRI restarted"`)
+	_, err := d.Runtime().CreateContainer(testCtx(t), pod, sleeper("refused"), pc)
+	wantCode(t, "CreateContainer with the validator reloaded on and its required plugin missing", err, codes.FailedPrecondition, "default-validator", "must-have")
+
+	rewriteConfig(t, d, map[string]any{"nri.default_validator.enable": false}, `"NRI restarted"`)
+	d.CreateStarted(t, pod, sleeper("accepted"), pc)
 	podStillRunning(t, d, pid, pod, ctr)
 }
 
