@@ -1,0 +1,107 @@
+package exepages
+
+import (
+	"bufio"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestParseMaps(t *testing.T) {
+	const exe = "/usr/bin/cri runtimed"
+	tests := []struct {
+		name string
+		maps string
+		want []region
+	}{
+		{
+			name: "text and rodata, not data, heap or other files",
+			maps: `00400000-00fb2000 r-xp 00000000 fd:00 123   /usr/bin/cri runtimed
+00fb2000-01c39000 r--p 00bb2000 fd:00 123   /usr/bin/cri runtimed
+01c39000-01c3d000 rw-p 01839000 fd:00 123   /usr/bin/cri runtimed
+01c3d000-01c60000 rw-p 00000000 00:00 0     [heap]
+7f0000000000-7f0000001000 r--p 00000000 fd:00 99    /usr/lib/other
+`,
+			want: []region{{0x400000, 0xfb2000}, {0xfb2000, 0x1c39000}},
+		},
+		{
+			name: "anonymous mappings have no path",
+			maps: "c000000000-c004000000 rw-p 00000000 00:00 0 \n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMaps(bufio.NewScanner(strings.NewReader(tt.maps)), exe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+	if _, err := parseMaps(bufio.NewScanner(strings.NewReader("zz-00 r--p 0 fd:00 1 "+exe+"\n")), exe); err == nil {
+		t.Error("a bad address range was accepted")
+	}
+}
+
+// exeMappings sums Rss over the executable's read-only mappings and says
+// whether every one of them carries MADV_RANDOM ("rr" in VmFlags).
+func exeMappings(t *testing.T) (rssKB int, random bool) {
+	t.Helper()
+	regions, err := readOnlyRegions()
+	if err != nil || len(regions) == 0 {
+		t.Fatalf("read-only mappings of the executable: %v %v", regions, err)
+	}
+	in := map[string]bool{}
+	for _, r := range regions {
+		in[strconv.FormatUint(uint64(r.start), 16)] = true
+	}
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	random = true
+	cur := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			lo, _, _ := strings.Cut(f[0], "-")
+			cur = in[strings.TrimLeft(lo, "0")]
+		case cur && len(f) >= 2 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			rssKB += n
+		case cur && f != nil && f[0] == "VmFlags:":
+			random = random && strings.Contains(line, " rr")
+		}
+	}
+	return rssKB, random
+}
+
+func TestEvict(t *testing.T) {
+	// The test binary was just written: its pages must be clean to be
+	// reclaimed, as an installed binary's are.
+	if f, err := os.Open("/proc/self/exe"); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	before, _ := exeMappings(t)
+	n, err := Evict()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("Evict advised no mapping")
+	}
+	after, random := exeMappings(t)
+	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
+	if !random {
+		t.Error("a read-only mapping of the executable lacks MADV_RANDOM after Evict")
+	}
+	if after >= before {
+		t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
+	}
+}
