@@ -417,22 +417,22 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	if err := oci.Save(spec, bundle); err != nil {
 		return "", err
 	}
+	// Created and started in one runtime call (`runc run --detach`):
+	// nothing happens to the sandbox between the two, and each runtime
+	// invocation is a process start on the pod's critical path.
 	tCreate := time.Now()
-	if _, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle}); err != nil {
-		return "", fmt.Errorf("create sandbox container: %w", err)
+	st, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle, Start: true})
+	if err != nil {
+		return "", fmt.Errorf("run sandbox container: %w", err)
 	}
+	if st.Status != shim.StatusRunning {
+		return "", fmt.Errorf("sandbox container exited at start (code %d): %s", st.ExitCode, st.Message)
+	}
+	tStart := time.Now()
 	if own {
 		if err := c.limitOwnCgroup(ctx, parent, cfg); err != nil {
 			return "", err
 		}
-	}
-	tStart := time.Now()
-	st, err := client.Start(ctx, id)
-	if err != nil {
-		return "", fmt.Errorf("start sandbox container: %w", err)
-	}
-	if st.Status != shim.StatusRunning {
-		return "", fmt.Errorf("sandbox container exited at start (code %d): %s", st.ExitCode, st.Message)
 	}
 	if podNet && uids != nil {
 		if err := c.pinNetwork(ctx, pod, fmt.Sprintf("/proc/%d/ns/net", st.Pid)); err != nil {
@@ -447,7 +447,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		return "", err
 	}
 	klog.V(3).InfoS("Pod sandbox start phases", "pod", id, "prepare", tShim.Sub(start), "shim", tCreate.Sub(tShim),
-		"create", tStart.Sub(tCreate), "start", tNet.Sub(tStart), "networkWait", time.Since(tNet))
+		"run", tStart.Sub(tCreate), "afterRun", tNet.Sub(tStart), "networkWait", time.Since(tNet))
 	c.podStartPhases(ctx, start, tShim, tCreate, tStart, tNet)
 	pod.mu.Lock()
 	pod.rec.Pid = st.Pid

@@ -88,9 +88,10 @@ func (c *Controller) UpdateResources(ctx context.Context, id string, resources, 
 // cgroup parent: crictl) from the pod's resources plus its overhead, as
 // its sandbox's cgroup is: kubelet sizes its own pod cgroups, but nobody
 // else sizes ours before a first UpdatePodSandboxResources. It runs once
-// the runtime created the sandbox, which makes the cgroupfs driver's
+// the runtime ran the sandbox, which makes the cgroupfs driver's
 // directories; the sandbox's equal limits are no child above its parent
-// (cgroup v1 refuses a parent's quota below a child's).
+// (cgroup v1 refuses a parent's quota below a child's). The pause process
+// runs unlimited until then; it allocates nothing.
 func (c *Controller) limitOwnCgroup(ctx context.Context, parent string, cfg *runtimeapi.PodSandboxConfig) error {
 	res, err := oci.SandboxResources(cfg.GetLinux())
 	if err != nil {

@@ -80,6 +80,11 @@ type CreateRequest struct {
 	// at create (the container is created with no process), and Start
 	// restores the checkpointed process instead of starting the bundle's.
 	RestoreFrom string
+	// Start runs the process at once (`runc run --detach`): the reply is
+	// running, and no Start follows. A pod's sandbox process, which
+	// nothing is done to between its create and its start, saves a
+	// runtime invocation (issue 19). Not with RestoreFrom.
+	Start bool
 }
 
 // CheckpointRequest asks for a CRIU checkpoint of a running container,

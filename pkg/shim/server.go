@@ -126,6 +126,9 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 	if req.RestoreFrom != "" && req.Terminal {
 		return State{}, fmt.Errorf("create %s: %w", req.ID, errTerminal)
 	}
+	if req.RestoreFrom != "" && req.Start {
+		return State{}, fmt.Errorf("create %s: a container to restore cannot start at create", req.ID)
+	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
 	s.mu.Lock()
@@ -157,16 +160,27 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 		klog.InfoS("Created container to restore", "id", req.ID, "images", req.RestoreFrom)
 		return c.state(), nil
 	}
+	startedAt := time.Now()
 	pid, cio, err := s.runtimeCreate(ctx, c, req)
 	if err != nil {
-		s.recordExit(c, startErrorExitCode, ReasonCreateError, runtimeMessage(err))
-		klog.InfoS("Create failed", "id", req.ID, "err", err)
+		reason := ReasonCreateError
+		if req.Start {
+			reason = ReasonStartError
+		}
+		s.recordExit(c, startErrorExitCode, reason, runtimeMessage(err))
+		klog.InfoS("Create failed", "id", req.ID, "start", req.Start, "err", err)
 		return State{}, fmt.Errorf("create %s: %w", req.ID, err)
 	}
 
-	st := s.adoptInit(c, pid, cio, time.Time{})
+	if !req.Start {
+		startedAt = time.Time{}
+	}
+	st := s.adoptInit(c, pid, cio, startedAt)
 	s.events.publish(req.ID, EventCreated, st)
-	klog.InfoS("Created container", "id", req.ID, "pid", pid)
+	if req.Start {
+		s.events.publish(req.ID, EventStarted, st)
+	}
+	klog.InfoS("Created container", "id", req.ID, "pid", pid, "started", req.Start)
 	return st, nil
 }
 
@@ -231,7 +245,7 @@ func (s *server) runtimeCreate(ctx context.Context, c *container, req CreateRequ
 			f, err := cs.receive(runtimeTimeout)
 			got <- result{f, err}
 		}()
-		err = s.rt.Create(ctx, c.runtimeLog(), c.id, req.Bundle, pidFile, cs.path(), runtime.Stdio{})
+		err = s.runtimeRun(ctx, c, req, pidFile, cs.path(), runtime.Stdio{})
 		if err != nil {
 			cs.ln.Close()
 			if r := <-got; r.f != nil {
@@ -255,7 +269,7 @@ func (s *server) runtimeCreate(ctx context.Context, c *container, req CreateRequ
 			log.Close()
 			return 0, nil, err
 		}
-		err = s.rt.Create(ctx, c.runtimeLog(), c.id, req.Bundle, pidFile, "", child)
+		err = s.runtimeRun(ctx, c, req, pidFile, "", child)
 		closeStdio(child)
 		if err != nil {
 			cio.closeAll()
@@ -270,6 +284,15 @@ func (s *server) runtimeCreate(ctx context.Context, c *container, req CreateRequ
 		return 0, nil, fmt.Errorf("read init pid: %w", err)
 	}
 	return pid, cio, nil
+}
+
+// runtimeRun creates the container in the runtime, and starts it too if
+// req says so.
+func (s *server) runtimeRun(ctx context.Context, c *container, req CreateRequest, pidFile, consoleSocket string, stdio runtime.Stdio) error {
+	if req.Start {
+		return s.rt.RunDetached(ctx, c.runtimeLog(), c.id, req.Bundle, pidFile, consoleSocket, stdio)
+	}
+	return s.rt.Create(ctx, c.runtimeLog(), c.id, req.Bundle, pidFile, consoleSocket, stdio)
 }
 
 // cleanupRuntime removes whatever a failed create left in the runtime.

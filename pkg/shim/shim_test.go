@@ -653,3 +653,59 @@ func killLeftoverShim(t *testing.T, stateDir string) {
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
+
+// TestCreateWithStart: a create with Start runs the process at once
+// (`runc run --detach`), as a create and a start would: running in the
+// reply, the same events, the output logged, and a failure recorded as a
+// start error.
+func TestCreateWithStart(t *testing.T) {
+	h := newHarness(t, "/usr/sbin/runc", 0)
+	ctx := h.ctx()
+	id := shimtest.ID()
+	logPath := filepath.Join(h.logDir, id+".log")
+	bundle := shimtest.Bundle(t, id, []string{"sh", "-c", "echo started; sleep 0.3"}, shimtest.BundleOptions{})
+	st, err := h.c.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle, LogPath: logPath, Start: true})
+	if err != nil {
+		t.Fatalf("Create with Start: %v", err)
+	}
+	if st.Status != shim.StatusRunning || st.Pid <= 0 || st.StartedAt.IsZero() {
+		t.Errorf("reply = %+v, want running with a pid and a start time", st)
+	}
+	if _, err := h.c.Start(ctx, id); err == nil {
+		t.Error("Start of a container started at create succeeded")
+	}
+	if st := h.wait(id); st.Status != shim.StatusExited || st.ExitCode != 0 || st.Reason != shim.ReasonCompleted {
+		t.Errorf("exit = %+v, want exited 0 Completed", st)
+	}
+	var got []shim.EventType
+	evs, err := h.c.Events(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.ID == id {
+			got = append(got, e.Type)
+		}
+	}
+	if want := []shim.EventType{shim.EventCreated, shim.EventStarted, shim.EventExited}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+	if out := streamLines(readLines(t, logPath), crilog.Stdout); len(out) != 1 || out[0].content != "started" {
+		t.Errorf("stdout = %+v, want one line %q", out, "started")
+	}
+	h.remove(id)
+
+	bad := shimtest.ID()
+	bundle = shimtest.Bundle(t, bad, []string{"nope"}, shimtest.BundleOptions{})
+	if _, err := h.c.Create(ctx, shim.CreateRequest{ID: bad, Bundle: bundle, Start: true}); err == nil {
+		t.Fatal("Create with Start succeeded for a missing command")
+	}
+	st, err = h.c.State(ctx, bad)
+	if err != nil {
+		t.Fatalf("State: %v", err)
+	}
+	if st.Status != shim.StatusExited || st.ExitCode != 128 || st.Reason != shim.ReasonStartError || !strings.Contains(st.Message, `"nope"`) {
+		t.Errorf("state = %+v, want exited 128 StartError with the runtime's message", st)
+	}
+	h.remove(bad)
+}

@@ -65,7 +65,7 @@ func New(opts ...Option) *Recorder {
 	}, []string{"method"})
 	r.podPhases = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Subsystem: "pod_start", Name: "phase_duration_seconds",
-		Help:    "Duration of each phase of RunPodSandbox: prepare (record, dirs, cgroup, files), shim (spawn), runc_create, runc_start, network (CNI ADD, which overlaps shim and runc), total.",
+		Help:    "Duration of each phase of RunPodSandbox: prepare (record, dirs, cgroup, files), shim (spawn), runc_create (runc run --detach: the sandbox created and started), runc_start (what follows: the pod cgroup limits, a user-namespace pod network), network (CNI ADD, which overlaps shim and runc), total.",
 		Buckets: prometheus.ExponentialBucketsRange(0.0005, 60, 16),
 	}, []string{"phase"})
 	r.shimDeaths = prometheus.NewCounter(prometheus.CounterOpts{

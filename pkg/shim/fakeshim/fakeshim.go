@@ -199,20 +199,29 @@ func (s *Shim) exitLocked(st *shim.State, code int32) {
 	s.publishLocked(st.ID, shim.EventExited, *st)
 }
 
+// Create creates the container; with req.Start it then starts it as
+// Start does (a "Start" fault and ExitOnStart apply), as the real shim's
+// `runc run --detach`.
 func (s *Shim) Create(ctx context.Context, req shim.CreateRequest) (shim.State, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.enter("Create", req.ID); err != nil {
+		s.mu.Unlock()
 		return shim.State{}, err
 	}
 	if _, ok := s.ctrs[req.ID]; ok {
+		s.mu.Unlock()
 		return shim.State{}, fmt.Errorf("%w: %s", shim.ErrAlreadyExists, req.ID)
 	}
 	s.nextPid++
 	st := &shim.State{ID: req.ID, Pid: s.nextPid, Status: shim.StatusCreated, CreatedAt: time.Now()}
 	s.ctrs[req.ID] = st
 	s.publishLocked(req.ID, shim.EventCreated, *st)
-	return *st, nil
+	reply := *st
+	s.mu.Unlock()
+	if req.Start {
+		return s.Start(ctx, req.ID)
+	}
+	return reply, nil
 }
 
 func (s *Shim) Start(ctx context.Context, id string) (shim.State, error) {

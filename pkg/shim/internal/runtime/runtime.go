@@ -173,6 +173,17 @@ func (r *Runtime) Create(ctx context.Context, logFile, id, bundle, pidFile, cons
 	return err
 }
 
+// RunDetached runs `run --detach`: the container is created and its
+// process started, and the runtime returns. pidFile receives its pid.
+func (r *Runtime) RunDetached(ctx context.Context, logFile, id, bundle, pidFile, consoleSocket string, stdio Stdio) error {
+	args := []string{"run", "--detach", "--bundle", bundle, "--pid-file", pidFile}
+	if consoleSocket != "" {
+		args = append(args, "--console-socket", consoleSocket)
+	}
+	_, err := r.Run(ctx, logFile, stdio, append(args, id)...)
+	return err
+}
+
 // Start runs `start`.
 func (r *Runtime) Start(ctx context.Context, logFile, id string) error {
 	_, err := r.Run(ctx, logFile, Stdio{}, "start", id)
