@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,10 +52,19 @@ const lockTimeout = time.Second
 // shutdownGrace bounds how long in-flight RPCs may finish on SIGTERM.
 const shutdownGrace = 10 * time.Second
 
-// exePagesEvictDelay is how long after it serves the daemon drops its
+// exePagesEvictDelay is how long after it serves the daemon evicts its
 // binary's resident pages (see exepages.Evict): past the start-up work,
 // and before kubelet's pods are usually all back after a restart.
 const exePagesEvictDelay = 5 * time.Second
+
+// memoryTrimCheck is how often the daemon looks whether its RSS grew by
+// memoryTrimGrowth since the last trim. A trim costs a full GC and a read
+// of /proc/self/smaps; kubelet's periodic calls alone do not grow the RSS
+// that much, so on a quiet node it does not repeat.
+const (
+	memoryTrimCheck  = 30 * time.Second
+	memoryTrimGrowth = 8 << 20
+)
 
 // serve runs the daemon with cfg until ctx ends; load re-reads the config
 // on SIGHUP.
@@ -246,19 +256,37 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	klog.InfoS("Serving CRI", "address", cfg.GRPC.Address, "snapshotter", snap.Name())
 
 	// Once start-up (recovery, CNI and config loading, the first
-	// requests) is behind, the binary's pages go, to come back one page
-	// at a time as they are used: an idle daemon's RSS drops from about
-	// 29 to 6 MiB (test/bench/README.md, issue 19). Once only: later, what
-	// is resident is what the daemon uses.
+	// requests) is behind, the binary's pages are evicted, to come back
+	// one page at a time as they are used: an idle daemon's RSS drops from
+	// about 29 to 6 MiB (test/bench/README.md, issue 19). Work (pulls, pod
+	// starts) maps pages back and grows the heap; once the RSS grew by
+	// memoryTrimGrowth, the next check unmaps the binary's pages again
+	// (they stay cached) and returns the free heap to the kernel.
 	evict := time.After(exePagesEvictDelay)
+	trimCheck := time.NewTicker(memoryTrimCheck)
+	defer trimCheck.Stop()
+	trimmedAt := 0
 	for done := false; !done; {
 		select {
 		case <-evict:
 			if n, err := exepages.Evict(); err != nil {
-				klog.ErrorS(err, "Dropping the binary's resident pages")
+				klog.ErrorS(err, "Evicting the binary's resident pages")
 			} else {
-				klog.V(2).InfoS("Dropped the binary's resident pages", "bytes", n)
+				klog.V(2).InfoS("Evicted the binary's resident pages", "bytes", n)
 			}
+			trimmedAt = exepages.ResidentPages()
+		case <-trimCheck.C:
+			if trimmedAt == 0 || exepages.ResidentPages() < trimmedAt+memoryTrimGrowth/os.Getpagesize() {
+				continue
+			}
+			// The GC first: it reads the binary's function tables for every
+			// goroutine's stack, which the trim then unmaps.
+			debug.FreeOSMemory()
+			if _, err := exepages.Trim(); err != nil {
+				klog.ErrorS(err, "Trimming the binary's resident pages")
+			}
+			trimmedAt = exepages.ResidentPages()
+			klog.V(2).InfoS("Trimmed memory", "residentBytes", trimmedAt*os.Getpagesize())
 		case err := <-errc:
 			return fmt.Errorf("grpc server: %w", err)
 		case <-hup:

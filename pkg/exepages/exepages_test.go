@@ -1,7 +1,6 @@
 package exepages
 
 import (
-	"bufio"
 	"os"
 	"reflect"
 	"strconv"
@@ -9,31 +8,44 @@ import (
 	"testing"
 )
 
-func TestParseMaps(t *testing.T) {
+func TestParseSmaps(t *testing.T) {
 	const exe = "/usr/bin/cri runtimed"
 	tests := []struct {
-		name string
-		maps string
-		want []region
+		name  string
+		smaps string
+		want  []region
 	}{
 		{
 			name: "text and rodata, not data, heap or other files",
-			maps: `00400000-00fb2000 r-xp 00000000 fd:00 123   /usr/bin/cri runtimed
+			smaps: `00400000-00fb2000 r-xp 00000000 fd:00 123   /usr/bin/cri runtimed
+Rss:                7448 kB
+Anonymous:             0 kB
 00fb2000-01c39000 r--p 00bb2000 fd:00 123   /usr/bin/cri runtimed
+Anonymous:             0 kB
 01c39000-01c3d000 rw-p 01839000 fd:00 123   /usr/bin/cri runtimed
+Anonymous:            16 kB
 01c3d000-01c60000 rw-p 00000000 00:00 0     [heap]
 7f0000000000-7f0000001000 r--p 00000000 fd:00 99    /usr/lib/other
 `,
-			want: []region{{0x400000, 0xfb2000}, {0xfb2000, 0x1c39000}},
+			want: []region{{start: 0x400000, end: 0xfb2000}, {start: 0xfb2000, end: 0x1c39000}},
 		},
 		{
-			name: "anonymous mappings have no path",
-			maps: "c000000000-c004000000 rw-p 00000000 00:00 0 \n",
+			name: "a read-only mapping with a page copied on write",
+			smaps: `00400000-00401000 r--p 00000000 fd:00 123 /usr/bin/cri runtimed
+Anonymous:             4 kB
+00401000-00402000 r-xp 00001000 fd:00 123 /usr/bin/cri runtimed
+Anonymous:             0 kB
+`,
+			want: []region{{start: 0x400000, end: 0x401000, cow: true}, {start: 0x401000, end: 0x402000}},
+		},
+		{
+			name:  "anonymous mappings have no path",
+			smaps: "c000000000-c004000000 rw-p 00000000 00:00 0 \nAnonymous:  4 kB\n",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseMaps(bufio.NewScanner(strings.NewReader(tt.maps)), exe)
+			got, err := parseSmaps(strings.NewReader(tt.smaps), exe)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,7 +54,7 @@ func TestParseMaps(t *testing.T) {
 			}
 		})
 	}
-	if _, err := parseMaps(bufio.NewScanner(strings.NewReader("zz-00 r--p 0 fd:00 1 "+exe+"\n")), exe); err == nil {
+	if _, err := parseSmaps(strings.NewReader("zz-00 r--p 0 fd:00 1 "+exe+"\n"), exe); err == nil {
 		t.Error("a bad address range was accepted")
 	}
 }
@@ -103,5 +115,29 @@ func TestEvict(t *testing.T) {
 	}
 	if after >= before {
 		t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
+	}
+}
+
+func TestTrim(t *testing.T) {
+	if f, err := os.Open("/proc/self/exe"); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	// Fault the executable's pages in again after any earlier test.
+	before, _ := exeMappings(t)
+	n, err := Trim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("Trim dropped no mapping")
+	}
+	after, _ := exeMappings(t)
+	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
+	if after >= before {
+		t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
+	}
+	if ResidentPages() <= 0 {
+		t.Error("ResidentPages() is not positive")
 	}
 }

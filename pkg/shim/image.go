@@ -14,10 +14,10 @@ import (
 // Why (measured with the daemon's binary): a shim ran from the same 16 MB
 // binary as the daemon, whose page cache the daemon fills with large
 // folios; every page a shim touches then maps a whole folio (up to 2 MB)
-// into it, and its RSS stays near 12 MB even after TrimBinaryPages. Pages
+// into it, and its RSS stays near 12 MB even after exepages.Trim. Pages
 // of a memfd are mapped one at a time, so a shim's RSS is what it really
-// uses (about 5 MB). The copy costs the node one binary's worth of memory,
-// shared by every shim.
+// uses (about 5 MB). The copy costs the node one binary's worth of
+// memory, shared by every shim.
 type Image struct {
 	f *os.File
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/exepages"
 	"github.com/cri-runtimed/cri-runtimed/pkg/peercred"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/reaper"
 	ociruntime "github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/runtime"
@@ -264,13 +265,13 @@ func serve(o options, ready func(string)) error {
 
 	klog.InfoS("Shim serving", "pod", o.podID, "stateDir", dir, "pid", os.Getpid(), "containers", s.count())
 	ready("ok")
-	TrimBinaryPages()
+	trimBinaryPages()
 	// Work after the first trim (GC cycles, gob types of the first calls,
 	// container starts) faults binary pages back in; they are dropped again
 	// once the shim is quiet and its RSS grew.
 	settle := time.NewTicker(trimCheck)
 	defer settle.Stop()
-	trimmedAt := residentPages()
+	trimmedAt := exepages.ResidentPages()
 
 	for {
 		var goneCh <-chan struct{}
@@ -279,9 +280,9 @@ func serve(o options, ready func(string)) error {
 		}
 		select {
 		case <-settle.C:
-			if residentPages() > trimmedAt+trimGrowth {
-				TrimBinaryPages()
-				trimmedAt = residentPages()
+			if exepages.ResidentPages() > trimmedAt+trimGrowth {
+				trimBinaryPages()
+				trimmedAt = exepages.ResidentPages()
 			}
 		case force := <-stopCh:
 			klog.InfoS("Shutdown requested", "force", force)
@@ -419,18 +420,16 @@ func (cs *connSet) waitIdle(d time.Duration) {
 	}
 }
 
-// residentPages reads the process's resident set size, in pages.
-func residentPages() int {
-	b, err := os.ReadFile("/proc/self/statm")
+// trimBinaryPages drops the resident pages of the shim's binary (see
+// exepages.Trim): they stay in the page cache, shared by all shims, and
+// fault back in when used.
+func trimBinaryPages() {
+	n, err := exepages.Trim()
 	if err != nil {
-		return 0
+		klog.V(2).InfoS("Trimming the binary's pages", "err", err)
+		return
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
+	klog.V(4).InfoS("Trimmed binary pages", "bytes", n)
 }
 
 func (cs *connSet) closeAll() {
