@@ -69,6 +69,14 @@ type Driver interface {
 	// applied it: nothing for cgroupfs; for systemd the properties of
 	// the container's scope unit (see systemd_update.go).
 	UpdateContainer(ctx context.Context, cgroupsPath string, r *specs.LinuxResources) error
+	// ContainerCreated is called once the OCI runtime has created the
+	// container whose linux.cgroupsPath is cgroupsPath (and again when
+	// the daemon recovers it). It returns the cgroup the container's
+	// processes run in, below the mount root, which stats read: crun
+	// puts them in a sub-cgroup of its systemd scope (RuntimeSubgroup).
+	// resources gives the container's current limits, for a driver that
+	// must apply them to its own unit (see subgroup.go).
+	ContainerCreated(ctx context.Context, cgroupsPath string, resources func() (*specs.LinuxResources, error)) (string, error)
 	// Close releases the driver's connections.
 	Close() error
 }

@@ -29,6 +29,10 @@ type Container struct {
 	facts *specFacts
 	// writable caches the directory of the container's writable layer.
 	writable string
+	// procCgroup is the cgroup the container's processes run in, as the
+	// cgroup driver found it once the runtime created the container (crun
+	// uses a sub-cgroup of its scope); "" until then.
+	procCgroup string
 	// runtime guards the OCI runtime's side of the container: whether the
 	// pod's shim has created it yet (inRuntime), and the bundle's
 	// config.json until it has. CreateContainer only prepares the bundle;
@@ -128,6 +132,25 @@ func (c *Container) CgroupsPath() string {
 		return f.cgroupsPath
 	}
 	return ""
+}
+
+// StatsCgroup is the cgroup whose files describe the container's
+// processes (a form cgroups.Resolve accepts): where the runtime runs them,
+// once known, else linux.cgroupsPath.
+func (c *Container) StatsCgroup() string {
+	c.mu.Lock()
+	p := c.procCgroup
+	c.mu.Unlock()
+	if p != "" {
+		return p
+	}
+	return c.CgroupsPath()
+}
+
+func (c *Container) setProcCgroup(p string) {
+	c.mu.Lock()
+	c.procCgroup = p
+	c.mu.Unlock()
 }
 
 // StopSignal is the signal StopContainer sends first, RUNTIME_DEFAULT

@@ -462,7 +462,23 @@ func (c *Controller) runtimeCreate(ctx context.Context, ctr *Container, cl shim.
 		return fmt.Errorf("create container in the runtime: %w", err)
 	}
 	ctr.inRuntime = true
+	c.findCgroup(ctx, ctr)
 	return nil
+}
+
+// findCgroup has the cgroup driver find the cgroup the runtime runs the
+// container's processes in (and, under systemd, put limits a runtime left
+// off the scope on it); stats read it from then on. On failure stats read
+// linux.cgroupsPath, and the limits in force are the runtime's anyway.
+func (c *Controller) findCgroup(ctx context.Context, ctr *Container) {
+	dir, err := c.opts.Cgroups.ContainerCreated(ctx, ctr.CgroupsPath(), func() (*specs.LinuxResources, error) {
+		return currentResources(ctr)
+	})
+	if err != nil {
+		klog.ErrorS(err, "Finding the container's cgroup", "container", ctr.ID())
+		return
+	}
+	ctr.setProcCgroup(dir)
 }
 
 // isInRuntime tells whether the pod's shim has created the container.
@@ -1091,6 +1107,27 @@ func (c *Controller) updateRuntime(ctx context.Context, ctr *Container, cl shim.
 	}
 	spec.Linux.Resources = mergeResources(spec.Linux.Resources, res)
 	return oci.Save(spec, bundle)
+}
+
+// currentResources are the container's limits: the bundle's, with the
+// last update applied to the running container (the record's) over them.
+func currentResources(ctr *Container) (*specs.LinuxResources, error) {
+	s, err := oci.Load(ctr.pod.BundleDir(ctr.ID()))
+	if err != nil {
+		return nil, err
+	}
+	var res *specs.LinuxResources
+	if s.Linux != nil {
+		res = s.Linux.Resources
+	}
+	if raw := ctr.Record().Resources; len(raw) > 0 {
+		var last specs.LinuxResources
+		if err := json.Unmarshal(raw, &last); err != nil {
+			return nil, fmt.Errorf("resources of container %s: %w", ctr.ID(), err)
+		}
+		res = mergeResources(res, &last)
+	}
+	return res, nil
 }
 
 // mergeResources is cur with every group res sets replaced; cur's devices

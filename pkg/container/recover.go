@@ -149,6 +149,9 @@ func (c *Controller) refresh(ctx context.Context, ctr *Container) {
 		st, err := cl.State(ctx, rec.ID)
 		if err == nil {
 			ctr.markInRuntime()
+			if st.Status != shim.StatusExited {
+				c.findCgroup(ctx, ctr)
+			}
 			c.apply(ctr, st)
 			return
 		}

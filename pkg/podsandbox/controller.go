@@ -429,6 +429,7 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 		return "", fmt.Errorf("sandbox container exited at start (code %d): %s", st.ExitCode, st.Message)
 	}
 	tStart := time.Now()
+	c.findCgroup(ctx, pod, spec.Linux.Resources)
 	if own {
 		if err := c.limitOwnCgroup(ctx, parent, cfg); err != nil {
 			return "", err
@@ -739,6 +740,21 @@ func (c *Controller) teardown(ctx context.Context, pod *Pod) error {
 }
 
 func (c *Controller) podDir(id string) string { return filepath.Join(c.opts.StateDir, id) }
+
+// findCgroup has the cgroup driver find the cgroup the runtime put the
+// sandbox process in (and, under systemd, put limits a runtime left off
+// the scope on it), for the pod's stats. On failure stats read the
+// sandbox's cgroupsPath; the limits in force are the runtime's anyway.
+func (c *Controller) findCgroup(ctx context.Context, pod *Pod, res *specs.LinuxResources) {
+	dir, err := c.opts.Cgroups.ContainerCreated(ctx, pod.cgroupsPath, func() (*specs.LinuxResources, error) { return res, nil })
+	if err != nil {
+		klog.ErrorS(err, "Finding the sandbox's cgroup", "pod", pod.ID())
+		return
+	}
+	pod.mu.Lock()
+	pod.procCgroup = dir
+	pod.mu.Unlock()
+}
 
 // sandboxCgroupsPath is the cgroup of the pod's sandbox process.
 func (c *Controller) sandboxCgroupsPath(rec meta.Sandbox) string {

@@ -26,6 +26,10 @@ type Pod struct {
 	hostname string
 	// cgroupsPath is the sandbox process's linux.cgroupsPath.
 	cgroupsPath string
+	// procCgroup is the cgroup the sandbox process runs in, as the cgroup
+	// driver found it once the runtime created it (crun uses a
+	// sub-cgroup of its scope); "" until then.
+	procCgroup string
 }
 
 // ID is the pod's 64-hex-character ID.
@@ -79,6 +83,18 @@ func (p *Pod) setShim(c shim.API) {
 // CgroupsPath is the cgroup of the sandbox process itself (below the
 // pod's cgroup parent), as given to the OCI runtime.
 func (p *Pod) CgroupsPath() string { return p.cgroupsPath }
+
+// StatsCgroup is the cgroup the sandbox process runs in (a form
+// cgroups.Resolve accepts): once known, the one the runtime put it in,
+// else CgroupsPath.
+func (p *Pod) StatsCgroup() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.procCgroup != "" {
+		return p.procCgroup
+	}
+	return p.cgroupsPath
+}
 
 // Runtime is the OCI runtime the pod's containers run with.
 func (p *Pod) Runtime() Handler { return p.handler }

@@ -86,6 +86,8 @@ func (c *Controller) Recover(ctx context.Context) error {
 			st, err := cl.State(ctx, rec.ID)
 			if err != nil || st.Status != shim.StatusRunning {
 				pod.rec.State = meta.SandboxNotReady
+			} else if spec, err := oci.Load(pod.bundleDir(rec.ID)); err == nil && spec.Linux != nil {
+				c.findCgroup(ctx, pod, spec.Linux.Resources)
 			}
 		default:
 			klog.InfoS("Shim of pod is gone; marking the pod not ready", "pod", rec.ID, "err", err)

@@ -71,7 +71,7 @@ func (s *Server) containerStats(ctx context.Context, ctr *container.Container, w
 	// init waiting for the start, whose usage is not the container's
 	// (containerd has no task to ask yet either): nothing to read.
 	if ctr.State() != meta.ContainerCreated {
-		cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.CgroupsPath(), want)
+		cg, err := s.stats.Cgroup(ctx, ctr.ID(), ctr.StatsCgroup(), want)
 		switch {
 		case err == nil:
 			reading = &cg
@@ -202,7 +202,7 @@ func (s *Server) sandboxProcesses(ctx context.Context, pod *podsandbox.Pod) uint
 	if !pod.Ready() {
 		return 0
 	}
-	cg, err := s.stats.Cgroup(ctx, "", pod.CgroupsPath(), stats.Processes)
+	cg, err := s.stats.Cgroup(ctx, "", pod.StatsCgroup(), stats.Processes)
 	if err != nil {
 		return 0
 	}
@@ -242,7 +242,7 @@ func (s *Server) podMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
 		for _, ctr := range s.ctrs.ListByPod(rec.ID) {
 			crec := ctr.Record()
 			cin := stats.MetricsInput{ID: crec.ID, Name: ctr.Config().GetMetadata().GetName(), Image: crec.ImageRef, Now: now, StartTime: crec.StartedAt}
-			if cg, err := s.stats.Cgroup(ctx, crec.ID, ctr.CgroupsPath(), stats.All); err == nil {
+			if cg, err := s.stats.Cgroup(ctx, crec.ID, ctr.StatsCgroup(), stats.All); err == nil {
 				cin.Cgroup = &cg
 				processes += cg.Processes
 			}

@@ -157,7 +157,9 @@ func TestMemoryLimitOOM(t *testing.T) {
 }
 
 // TestResourceLimitsInCgroups: the CRI resources land in the container's
-// cgroup files, and the container's processes are in that cgroup.
+// cgroup files, and the container's processes are in that cgroup. Under
+// the systemd driver that is the scope, whichever runtime: crun writes
+// its own sub-cgroup, and the driver sets the scope's unit properties.
 func TestResourceLimitsInCgroups(t *testing.T) {
 	requireCgroups(t)
 	_, d := podEnv(t)
@@ -213,7 +215,18 @@ func TestResourceLimitsInCgroups(t *testing.T) {
 		n, _ := strconv.Atoi(cg.read(t, "pids", "pids.current"))
 		return n >= 3, fmt.Sprintf("pids.current = %d, want >= 3 (sh and two sleeps)", n)
 	})
-	if procs := strings.Fields(cg.read(t, "cpu", "cgroup.procs")); !slices.Contains(procs, pid) {
+	if cg.layout.Unified() {
+		// crun runs the processes in a sub-cgroup of its systemd scope,
+		// with the same limits; runc in the scope (or cgroup) itself.
+		b, err := os.ReadFile("/proc/" + pid + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := strings.TrimSpace(strings.TrimPrefix(string(b), "0::"))
+		if want := []string{cg.dir, cg.dir + "/" + cgroups.RuntimeSubgroup}; !slices.Contains(want, own) {
+			t.Errorf("container pid %s is in cgroup %s, want one of %q", pid, own, want)
+		}
+	} else if procs := strings.Fields(cg.read(t, "cpu", "cgroup.procs")); !slices.Contains(procs, pid) {
 		t.Errorf("container pid %s not in its cpu cgroup's procs %v", pid, procs)
 	}
 	if got := d.ContainerStatus(t, id).GetStatus().GetResources().GetLinux(); !proto.Equal(got, res) {
