@@ -446,9 +446,12 @@ func TestContainerAndPodStats(t *testing.T) {
 		if st.GetCpu() != nil || st.GetMemory() != nil {
 			t.Errorf("a created container reports cpu %v, memory %v; want none before it starts", st.GetCpu(), st.GetMemory())
 		}
-		if st.GetWritableLayer().GetFsId().GetMountpoint() == "" {
-			t.Errorf("a created container's writable layer = %v, want one", st.GetWritableLayer())
-		}
+		// The layer is measured in the background from the creation on:
+		// a loaded (or emulated) node may answer before the first walk.
+		framework.Eventually(t, 20*time.Second, func() (bool, string) {
+			wl := containerStats(t, d, created).GetWritableLayer()
+			return wl.GetFsId().GetMountpoint() != "", fmt.Sprintf("a created container's writable layer = %v, want one", wl)
+		})
 		list, err := d.Runtime().ListContainerStats(testCtx(t), &runtimeapi.ContainerStatsFilter{Id: created})
 		if err != nil || len(list) != 1 || list[0].GetCpu() != nil {
 			t.Errorf("ListContainerStats(%s) = %v, %v; want it listed without cpu", created, list, err)
