@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"k8s.io/klog/v2"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
@@ -114,18 +115,23 @@ func (r *reloader) apply(ctx context.Context, g config.Group, cfg *config.Config
 // setTracing exports spans as t says from now on; the exporter replaced
 // is flushed and shut down.
 func (r *reloader) setTracing(ctx context.Context, t config.Tracing) error {
-	if t.Endpoint == "" {
-		return r.rec.SetTracing(ctx, nil, 0)
-	}
-	exp, err := telemetry.NewOTLPExporter(ctx, t.Endpoint, t.Insecure)
-	if err != nil {
-		return err
+	var exp sdktrace.SpanExporter
+	if t.Endpoint != "" {
+		var err error
+		if exp, err = telemetry.NewOTLPExporter(ctx, t.Endpoint, t.Insecure); err != nil {
+			return err
+		}
 	}
 	if err := r.rec.SetTracing(ctx, exp, t.SamplingRatio); err != nil {
-		// The new exporter runs; only spans of the old one were lost.
+		// The switch is made whatever the flush gave; only spans of the
+		// old exporter were lost.
 		klog.ErrorS(err, "Reload: tracing switched, but the previous exporter lost spans")
 	}
-	klog.InfoS("Exporting traces", "endpoint", t.Endpoint, "samplingRatio", t.SamplingRatio)
+	if exp == nil {
+		klog.InfoS("Tracing off")
+	} else {
+		klog.InfoS("Exporting traces", "endpoint", t.Endpoint, "samplingRatio", t.SamplingRatio)
+	}
 	return nil
 }
 

@@ -23,7 +23,9 @@ import (
 const serviceName = "cri-runtimed"
 
 // flushGrace bounds how long a replaced exporter may take to send the
-// spans it still holds: a collector that is gone must not hold a reload.
+// spans it still holds and shut down: a collector that is gone must not
+// hold a reload (the OTLP exporter itself retries for up to 10 s per
+// batch).
 const flushGrace = 5 * time.Second
 
 // Option sets an optional Recorder setting.
@@ -34,6 +36,7 @@ type options struct {
 	ratio    float64
 	version  string
 	syncSpan bool
+	grace    time.Duration
 }
 
 // WithTracing exports spans to exp: one per CRI call (a child of the
@@ -66,6 +69,9 @@ func WithVersion(v string) Option { return func(o *options) { o.version = v } }
 // withSyncExport exports each span as it ends (tests).
 func withSyncExport() Option { return func(o *options) { o.syncSpan = true } }
 
+// withFlushGrace replaces flushGrace (tests).
+func withFlushGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
 // tracing is the Recorder's tracing side. Its provider lives as long as
 // the Recorder, so that the gRPC server, built once, keeps tracing
 // through it; what SetTracing changes is the provider's span processor
@@ -77,6 +83,7 @@ type tracing struct {
 	tracer   trace.Tracer
 	sampler  *switchSampler
 	syncSpan bool
+	grace    time.Duration
 
 	// mu serializes SetTracing; proc is the processor in use, nil: off.
 	mu   sync.Mutex
@@ -91,7 +98,10 @@ func newTracing(o options) *tracing {
 	s := &switchSampler{}
 	s.set(nil)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSampler(s))
-	t := &tracing{provider: tp, tracer: tp.Tracer("github.com/cri-runtimed/cri-runtimed"), sampler: s, syncSpan: o.syncSpan}
+	t := &tracing{provider: tp, tracer: tp.Tracer("github.com/cri-runtimed/cri-runtimed"), sampler: s, syncSpan: o.syncSpan, grace: o.grace}
+	if t.grace <= 0 {
+		t.grace = flushGrace
+	}
 	if o.exporter != nil {
 		_ = t.set(context.Background(), o.exporter, o.ratio)
 	}
@@ -118,9 +128,9 @@ func (t *tracing) set(ctx context.Context, exp sdktrace.SpanExporter, ratio floa
 	var next sdktrace.SpanProcessor
 	if exp != nil {
 		if t.syncSpan {
-			next = boundedShutdown{sdktrace.NewSimpleSpanProcessor(exp)}
+			next = &boundedShutdown{SpanProcessor: sdktrace.NewSimpleSpanProcessor(exp), grace: t.grace}
 		} else {
-			next = boundedShutdown{sdktrace.NewBatchSpanProcessor(exp)}
+			next = &boundedShutdown{SpanProcessor: sdktrace.NewBatchSpanProcessor(exp), grace: t.grace}
 		}
 		// The new processor is in place before the old one leaves, so a
 		// span ending in between reaches one of them.
@@ -134,9 +144,14 @@ func (t *tracing) set(ctx context.Context, exp sdktrace.SpanExporter, ratio floa
 	if old == nil {
 		return nil
 	}
-	// Flush first, within ctx: Unregister shuts the processor down (which
-	// flushes too) with no deadline but flushGrace's.
-	err := old.ForceFlush(ctx)
+	// Flush first, for its error; Unregister then shuts the processor
+	// down (which flushes too). Both share one deadline, so that a
+	// collector that is gone holds the switch for the grace at most.
+	deadline := time.Now().Add(t.grace)
+	fctx, cancel := context.WithDeadline(ctx, deadline)
+	err := old.ForceFlush(fctx)
+	cancel()
+	old.(*boundedShutdown).deadline = deadline
 	t.provider.UnregisterSpanProcessor(old)
 	if err != nil {
 		return fmt.Errorf("flush the spans of the previous exporter: %w", err)
@@ -144,13 +159,25 @@ func (t *tracing) set(ctx context.Context, exp sdktrace.SpanExporter, ratio floa
 	return nil
 }
 
-// boundedShutdown is a processor whose Shutdown gives up after
-// flushGrace: the provider calls it with no deadline when the processor
-// is replaced.
-type boundedShutdown struct{ sdktrace.SpanProcessor }
+// boundedShutdown is a processor whose Shutdown gives up at its
+// deadline, or after its grace when none was set: the provider calls it
+// with no deadline when the processor is replaced. The spans it then
+// still holds are lost; its goroutines end with the exporter's own
+// timeout.
+type boundedShutdown struct {
+	sdktrace.SpanProcessor
+	grace time.Duration
+	// deadline is set, under tracing.mu, before the processor is
+	// unregistered.
+	deadline time.Time
+}
 
-func (b boundedShutdown) Shutdown(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, flushGrace)
+func (b *boundedShutdown) Shutdown(ctx context.Context) error {
+	deadline := b.deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(b.grace)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return b.SpanProcessor.Shutdown(ctx)
 }

@@ -269,3 +269,32 @@ func injectTraceparent(ctx context.Context, sc trace.SpanContext) context.Contex
 	propagation.TraceContext{}.Inject(trace.ContextWithSpanContext(ctx, sc), carrier)
 	return metadata.AppendToOutgoingContext(ctx, "traceparent", carrier.Get("traceparent"))
 }
+
+// stuckExporter never gets a span through: its export waits for release,
+// as one to a collector that is gone waits for its own timeout.
+type stuckExporter struct{ release chan struct{} }
+
+func (e *stuckExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error {
+	<-e.release
+	return errors.New("collector unreachable")
+}
+
+func (e *stuckExporter) Shutdown(context.Context) error { return nil }
+
+// TestSetTracingStuckExporter: an exporter that cannot send what it
+// holds delays the switch by the flush grace only (without it, this test
+// hangs); the switch is made, and its error says the spans were lost.
+func TestSetTracingStuckExporter(t *testing.T) {
+	stuck := &stuckExporter{release: make(chan struct{})}
+	defer close(stuck.release)
+	r := New(WithTracing(stuck, 1), withFlushGrace(50*time.Millisecond))
+	_, sp := r.tracing.tracer.Start(context.Background(), "held")
+	sp.End() // waits in the batch for the switch's flush
+	err := r.SetTracing(context.Background(), nil, 0)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("SetTracing = %v, want the flush's deadline exceeded", err)
+	}
+	if r.Tracing() {
+		t.Error("tracing still on after the switch")
+	}
+}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,7 +247,8 @@ func podStillRunning(t *testing.T, d *framework.Daemon, pid int, pod, ctr string
 // TestReloadTracing: SIGHUP turns tracing on, moves it to another
 // collector (the first one gets nothing more once the reload is logged:
 // what it held was flushed to it) and turns it off (calls made then reach
-// no collector), while a pod runs.
+// no collector), also away from a collector that is gone, while a pod
+// runs.
 func TestReloadTracing(t *testing.T) {
 	_, d := podEnv(t)
 	a, addrA := startCollector(t)
@@ -289,6 +291,23 @@ func TestReloadTracing(t *testing.T) {
 	rewriteConfig(t, d, map[string]any{"tracing.endpoint": addrA}, "Reloaded the config")
 	if n := len(b.find(call)); n != nB {
 		t.Errorf("%d spans exported after tracing was turned off", n-nB)
+	}
+
+	// A collector that is gone, with spans held for it: turning tracing
+	// off still applies (the flush gives up after its grace, the spans
+	// are lost).
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := lis.Addr().String()
+	lis.Close()
+	rewriteConfig(t, d, map[string]any{"tracing.endpoint": dead}, "Reloaded the config")
+	d.PodStatus(t, pod)
+	reloaded := strings.Count(d.Log(), `"Config key reloaded" key="tracing.endpoint"`)
+	rewriteConfig(t, d, map[string]any{"tracing.endpoint": ""}, "Reloaded the config")
+	if strings.Count(d.Log(), `"Config key reloaded" key="tracing.endpoint"`) != reloaded+1 || strings.Contains(d.Log(), `"Config key not applied" key="tracing.endpoint"`) {
+		t.Error("tracing not turned off away from a collector that is gone")
 	}
 	podStillRunning(t, d, pid, pod, ctr)
 }
