@@ -20,6 +20,7 @@
 #      (KEEP_CONTAINERD=1 leaves the containerd peer and the registry up).
 #
 # Environment: PODS (20), PARALLEL (1,4), SETTLE (10s), ROUNDS (2),
+# START_SETTLE (10: seconds between the daemon's start and round 1),
 # RESULTS (a new /tmp/cri-bench-podstart-XXXX), CRI_RUNTIMED_BIN,
 # CRI_BENCH_BIN, DAEMON_FLAGS (-v=3), CONTAINERD (1; 0 measures
 # cri-runtimed alone).
@@ -82,6 +83,11 @@ if ((CONTAINERD)); then
 fi
 runtimed_start "$registry" || die "cri-runtimed did not start"
 log "cri-runtimed pid $DAEMON_PID"
+# Both daemons idle before the first round: containerd was started above
+# (or kept), cri-runtimed just served. Its first "daemon, before" sample is
+# then its idle RSS, not its start-up (it drops its binary's pages 5 s
+# after serving).
+sleep "${START_SETTLE:-10}"
 
 for round in $(seq "$ROUNDS"); do
 	for rt in "${endpoints[@]}"; do
