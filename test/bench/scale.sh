@@ -20,7 +20,7 @@
 #   5. on exit, even on failure or Ctrl-C: stops the daemon, kills and
 #      unmounts whatever it left, removes its directories, the bridge and
 #      the pod cgroups, and stops containerd and the registry
-#      (containerd-peer-stop.sh).
+#      (containerd-peer-stop.sh) unless they were running before the run.
 #
 # Environment:
 #   PODS (25), CONTAINERS (20), SCALE_IMAGES (500), SAMPLES (30), BURST (20),
@@ -49,6 +49,8 @@ RUNS=${RUNS:-1}
 CONTAINERD=${CONTAINERD:-1}
 DAEMON_FLAGS=${DAEMON_FLAGS:-}
 DAEMON_PID=
+# Until known otherwise, the peer and the registry are someone else's.
+PEER_WAS_RUNNING=1 REGISTRY_WAS_RUNNING=1
 
 die() { echo "scale.sh: $*" >&2; exit 1; }
 log() { echo "scale.sh: $*" >&2; }
@@ -111,9 +113,11 @@ cleanup() {
 	ip link del "$BRIDGE" 2>/dev/null
 	[[ -f $STATE/daemon.log ]] && cp "$STATE/daemon.log" "$RESULTS/"
 	rm -rf "$STATE" "$ROOT"
-	if ((CONTAINERD)); then
-		"$HERE/containerd-peer-stop.sh" >&2
-	else
+	# The peer and the registry are left running when they were before
+	# this run (another benchmark uses them).
+	if ((CONTAINERD && !PEER_WAS_RUNNING)); then
+		KEEP_REGISTRY=$REGISTRY_WAS_RUNNING "$HERE/containerd-peer-stop.sh" >&2
+	elif ((!REGISTRY_WAS_RUNNING)); then
 		"$HERE/local-registry.sh" stop
 	fi
 	log "results in $RESULTS"
@@ -124,6 +128,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 export CRI_BENCH_SCALE_IMAGES=$SCALE_IMAGES
+peer_pid=$(cat /run/cri-bench-containerd/containerd.pid 2>/dev/null) && kill -0 "$peer_pid" 2>/dev/null || PEER_WAS_RUNNING=0
+"$HERE/local-registry.sh" status >/dev/null 2>&1 || REGISTRY_WAS_RUNNING=0
 registry=$("$HERE/local-registry.sh" start) || die "registry failed"
 endpoints=unix://$SOCK
 if ((CONTAINERD)); then
