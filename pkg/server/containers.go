@@ -67,8 +67,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	if err != nil && !errors.Is(err, container.ErrNotFound) {
 		return nil, err
 	}
-	s.list.forget(req.GetContainerId())
-	s.statuses.forget(req.GetContainerId())
+	s.wire.forgetContainer(req.GetContainerId())
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
@@ -89,11 +88,10 @@ func (s *Server) listContainers(f *runtimeapi.ContainerFilter) []*runtimeapi.Con
 	ctrs := s.filterContainers(f)
 	out := make([]*runtimeapi.Container, 0, len(ctrs))
 	for _, ctr := range ctrs {
-		out = append(out, s.list.container(ctr))
+		out = append(out, s.wire.container(ctr))
 	}
 	if f.GetId() == "" && f.GetPodSandboxId() == "" && f.GetState() == nil && len(f.GetLabelSelector()) == 0 {
-		s.list.retain(ctrs)
-		s.statuses.retain(ctrs)
+		s.wire.retainContainers(ctrs)
 	}
 	return out
 }
@@ -170,7 +168,7 @@ func (s *Server) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerS
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.ContainerStatusResponse{Status: s.statuses.status(ctr)}
+	resp := &runtimeapi.ContainerStatusResponse{Status: s.wire.status(ctr)}
 	if req.GetVerbose() {
 		rec := ctr.Record()
 		info := struct {

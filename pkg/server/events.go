@@ -77,7 +77,7 @@ func (s *Server) publish(t runtimeapi.ContainerEventType, id string, pod *podsan
 		PodSandboxStatus:   podStatus(pod),
 	}
 	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
-		ev.ContainersStatuses = append(ev.ContainersStatuses, s.statuses.status(ctr))
+		ev.ContainersStatuses = append(ev.ContainersStatuses, s.wire.status(ctr))
 	}
 	s.events.Publish(ev)
 }

@@ -73,8 +73,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		if err := s.ctrs.Remove(ctx, ctr.ID()); err != nil && !errors.Is(err, container.ErrNotFound) {
 			return fmt.Errorf("remove container %s of pod %s: %w", ctr.ID(), pod.ID(), err)
 		}
-		s.list.forget(ctr.ID())
-		s.statuses.forget(ctr.ID())
+		s.wire.forgetContainer(ctr.ID())
 		return nil
 	})
 	if err != nil {
@@ -83,6 +82,7 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if err := s.pods.Remove(ctx, pod.ID()); err != nil && !errors.Is(err, podsandbox.ErrNotFound) {
 		return nil, err
 	}
+	s.wire.podAttrs.forget(pod.ID())
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
 
@@ -135,7 +135,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	// Without one kubelet lists the containers itself, on every version.
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(pod)}
 	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
-		resp.ContainersStatuses = append(resp.ContainersStatuses, s.statuses.status(ctr))
+		resp.ContainersStatuses = append(resp.ContainersStatuses, s.wire.status(ctr))
 	}
 	if req.GetVerbose() {
 		rec := pod.Record()

@@ -43,10 +43,10 @@ type Server struct {
 	telemetry *telemetry.Recorder
 	// criu is whether checkpoints work here, probed once at start.
 	criu checkpoint.Availability
-	// list and statuses hold the encodings of the container entries of
-	// ListContainers and of the status calls (see Codec).
-	list     listWire
-	statuses statusWire
+	// wire holds the encodings of the container entries of
+	// ListContainers and of the status calls, and of the stats'
+	// attributes (see Codec).
+	wire wireStores
 }
 
 // Option sets an optional Server setting.

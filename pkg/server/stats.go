@@ -62,10 +62,7 @@ func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.Container
 // container not started yet, or exited (its cgroup gone), reports its
 // attributes and writable layer only.
 func (s *Server) containerStats(ctx context.Context, ctr *container.Container, want stats.Figures) (*runtimeapi.ContainerStats, *stats.CgroupStats, error) {
-	cfg := ctr.Config()
-	st := &runtimeapi.ContainerStats{Attributes: &runtimeapi.ContainerAttributes{
-		Id: ctr.ID(), Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-	}}
+	st := &runtimeapi.ContainerStats{Attributes: s.wire.containerAttributes(ctr)}
 	var reading *stats.CgroupStats
 	// A container not started yet has a cgroup holding only the runtime's
 	// init waiting for the start, whose usage is not the container's
@@ -129,6 +126,9 @@ func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequ
 
 func (s *Server) listPodStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
 	var out []*runtimeapi.PodSandboxStats
+	if f.GetId() == "" && len(f.GetLabelSelector()) == 0 {
+		s.wire.retainPods(s.pods.List())
+	}
 	for _, p := range s.listPods(&runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()}) {
 		pod, err := s.pods.Get(p.Id)
 		if err != nil {
@@ -145,10 +145,9 @@ func (s *Server) listPodStats(ctx context.Context, f *runtimeapi.PodSandboxStats
 }
 
 func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi.PodSandboxStats, error) {
-	cfg := pod.Config()
 	rec := pod.Record()
 	st := &runtimeapi.PodSandboxStats{
-		Attributes: &runtimeapi.PodSandboxAttributes{Id: rec.ID, Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()},
+		Attributes: s.wire.podAttributes(pod),
 		Linux:      &runtimeapi.LinuxPodSandboxStats{},
 	}
 	podCg, err := s.stats.Cgroup(ctx, rec.ID, rec.CgroupParent, stats.Usage|stats.Tasks)

@@ -12,117 +12,120 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
 
-// listWire keeps, per container, the message ListContainers reports and
-// its protobuf encoding. kubelet lists every container every second or
-// so, and encoding 500 of them (their label and annotation maps through
-// protobuf's reflection) costs more than everything else the call does;
-// a container's entry changes only with its state, so it is encoded once
-// per state and a listing is assembled from the stored bytes.
-type listWire struct {
-	mu   sync.Mutex
-	ctrs map[string]*wireEntry // by container ID
+// wireStore keeps, per container or pod ID, a message the server reports
+// and its protobuf encoding. kubelet lists every container every second
+// or so and asks for the stats of all every few seconds, and encoding
+// 500 containers' label and annotation maps (through protobuf's
+// reflection) costs more than everything else those calls do; the
+// messages change only with what key holds, so each is encoded once per
+// key and the codec assembles responses from the stored bytes.
+type wireStore[K comparable, M proto.Message] struct {
+	mu sync.Mutex
+	m  map[string]*wireEntry[K, M]
 }
 
-type wireEntry struct {
-	state meta.ContainerState
-	msg   *runtimeapi.Container // never changed once stored
-	b     []byte                // msg's encoding
+type wireEntry[K comparable, M proto.Message] struct {
+	key K
+	msg M      // never changed once stored
+	b   []byte // msg's encoding
 }
 
-// container returns ctr's entry in the list, from the store when its
-// state has not changed.
-func (w *listWire) container(ctr *container.Container) *runtimeapi.Container {
-	state := ctr.State()
+// get returns id's stored message if it was built for key; else build's
+// message, stored (with its encoding) under the key build says it was
+// built from, which may be newer than key.
+func (w *wireStore[K, M]) get(id string, key K, build func() (K, M)) M {
 	w.mu.Lock()
-	e := w.ctrs[ctr.ID()]
+	e := w.m[id]
 	w.mu.Unlock()
-	if e != nil && e.state == state {
+	if e != nil && e.key == key {
 		return e.msg
 	}
-	rec := ctr.Record()
-	cfg := ctr.Config()
-	msg := &runtimeapi.Container{
-		Id:           rec.ID,
-		PodSandboxId: rec.SandboxID,
-		Metadata:     cfg.GetMetadata(),
-		Image:        imageSpec(rec, cfg),
-		ImageRef:     rec.ImageRef,
-		ImageId:      rec.ImageID,
-		State:        containerState(rec.State),
-		CreatedAt:    rec.CreatedAt.UnixNano(),
-		Labels:       cfg.GetLabels(),
-		Annotations:  cfg.GetAnnotations(),
+	built, msg := build()
+	b, err := wireMarshal.Marshal(msg)
+	if err != nil {
+		return msg // not stored: the codec encodes it as any message, and fails
 	}
-	w.store(rec.ID, rec.State, msg)
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = map[string]*wireEntry[K, M]{}
+	}
+	w.m[id] = &wireEntry[K, M]{key: built, msg: msg, b: b}
+	w.mu.Unlock()
 	return msg
 }
 
-// store keeps msg and its encoding as id's entry for state; msg is not
-// changed after. A message that cannot be encoded is not stored (the
-// codec then encodes it as any message, and fails the call).
-func (w *listWire) store(id string, state meta.ContainerState, msg *runtimeapi.Container) {
-	b, err := wireMarshal.Marshal(msg)
-	if err != nil {
-		return
-	}
-	w.mu.Lock()
-	if w.ctrs == nil {
-		w.ctrs = map[string]*wireEntry{}
-	}
-	w.ctrs[id] = &wireEntry{state: state, msg: msg, b: b}
-	w.mu.Unlock()
-}
-
 // encoding returns the stored encoding of msg, if msg is the stored
-// message of its container.
-func (w *listWire) encoding(msg *runtimeapi.Container) ([]byte, bool) {
+// message of id.
+func (w *wireStore[K, M]) encoding(id string, msg M) ([]byte, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	e := w.ctrs[msg.GetId()]
-	if e == nil || e.msg != msg {
+	e := w.m[id]
+	if e == nil || proto.Message(e.msg) != proto.Message(msg) {
 		return nil, false
 	}
 	return e.b, true
 }
 
-// forget drops a removed container's entry.
-func (w *listWire) forget(id string) {
+// forget drops a removed object's entry.
+func (w *wireStore[K, M]) forget(id string) {
 	w.mu.Lock()
-	delete(w.ctrs, id)
+	delete(w.m, id)
 	w.mu.Unlock()
 }
 
-// retain drops the entries of containers not in live, the full list of
-// containers: a removal the server did not see (a prefix, a pod's
-// containers) leaves no entry behind for long.
-func (w *listWire) retain(live []*container.Container) {
+// retain drops the entries of IDs not in live, the full list: a removal
+// the server did not see (a prefix, a pod's containers) leaves no entry
+// behind for long.
+func (w *wireStore[K, M]) retain(live map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.ctrs) <= len(live) {
+	if len(w.m) <= len(live) {
 		return
 	}
-	keep := make(map[string]bool, len(live))
-	for _, ctr := range live {
-		keep[ctr.ID()] = true
-	}
-	for id := range w.ctrs {
-		if !keep[id] {
-			delete(w.ctrs, id)
+	for id := range w.m {
+		if !live[id] {
+			delete(w.m, id)
 		}
 	}
 }
 
-// statusWire keeps, per container, the ContainerStatus last reported
-// and its encoding, for ContainerStatus and the containers_statuses of
-// PodSandboxStatus; an entry is built again when any of the record's
-// figures a status shows changes, or the config (replaced, never changed
-// in place, by a resource update).
-type statusWire struct {
-	mu   sync.Mutex
-	ctrs map[string]*statusEntry
+// wireStores are the stored messages of the server's responses.
+type wireStores struct {
+	// list: ListContainers' entries, by container state (nothing else
+	// an entry shows changes).
+	list wireStore[meta.ContainerState, *runtimeapi.Container]
+	// statuses: ContainerStatus's status and PodSandboxStatus's
+	// containers_statuses, by the record's shown figures, the config
+	// (replaced, never changed in place, by a resource update) and user.
+	statuses wireStore[statusKey, *runtimeapi.ContainerStatus]
+	// ctrAttrs and podAttrs: the attributes of container and pod stats,
+	// by config.
+	ctrAttrs wireStore[*runtimeapi.ContainerConfig, *runtimeapi.ContainerAttributes]
+	podAttrs wireStore[*runtimeapi.PodSandboxConfig, *runtimeapi.PodSandboxAttributes]
+}
+
+// container returns ctr's entry in ListContainers.
+func (w *wireStores) container(ctr *container.Container) *runtimeapi.Container {
+	return w.list.get(ctr.ID(), ctr.State(), func() (meta.ContainerState, *runtimeapi.Container) {
+		rec := ctr.Record()
+		cfg := ctr.Config()
+		return rec.State, &runtimeapi.Container{
+			Id:           rec.ID,
+			PodSandboxId: rec.SandboxID,
+			Metadata:     cfg.GetMetadata(),
+			Image:        imageSpec(rec, cfg),
+			ImageRef:     rec.ImageRef,
+			ImageId:      rec.ImageID,
+			State:        containerState(rec.State),
+			CreatedAt:    rec.CreatedAt.UnixNano(),
+			Labels:       cfg.GetLabels(),
+			Annotations:  cfg.GetAnnotations(),
+		}
+	})
 }
 
 type statusKey struct {
@@ -134,73 +137,58 @@ type statusKey struct {
 	user                 *specs.User
 }
 
-type statusEntry struct {
-	key statusKey
-	msg *runtimeapi.ContainerStatus
-	b   []byte
-}
-
-func (w *statusWire) status(ctr *container.Container) *runtimeapi.ContainerStatus {
+// status returns ctr's ContainerStatus.
+func (w *wireStores) status(ctr *container.Container) *runtimeapi.ContainerStatus {
 	rec := ctr.Record()
 	key := statusKey{state: rec.State, exitCode: rec.ExitCode, started: unixNano(rec.StartedAt), finished: unixNano(rec.FinishedAt),
 		reason: rec.Reason, message: rec.Message, log: rec.LogPath, cfg: ctr.Config(), user: ctr.User()}
-	w.mu.Lock()
-	e := w.ctrs[rec.ID]
-	w.mu.Unlock()
-	if e != nil && e.key == key {
-		return e.msg
-	}
-	msg := containerStatus(ctr, rec, key.cfg, key.user)
-	w.store(key, msg)
-	return msg
+	return w.statuses.get(rec.ID, key, func() (statusKey, *runtimeapi.ContainerStatus) {
+		return key, containerStatus(ctr, rec, key.cfg, key.user)
+	})
 }
 
-// store keeps msg and its encoding as the entry of msg's container for
-// key; msg is not changed after.
-func (w *statusWire) store(key statusKey, msg *runtimeapi.ContainerStatus) {
-	b, err := wireMarshal.Marshal(msg)
-	if err != nil {
-		return
-	}
-	w.mu.Lock()
-	if w.ctrs == nil {
-		w.ctrs = map[string]*statusEntry{}
-	}
-	w.ctrs[msg.GetId()] = &statusEntry{key: key, msg: msg, b: b}
-	w.mu.Unlock()
+// containerAttributes returns the attributes of ctr's stats.
+func (w *wireStores) containerAttributes(ctr *container.Container) *runtimeapi.ContainerAttributes {
+	cfg := ctr.Config()
+	return w.ctrAttrs.get(ctr.ID(), cfg, func() (*runtimeapi.ContainerConfig, *runtimeapi.ContainerAttributes) {
+		return cfg, &runtimeapi.ContainerAttributes{Id: ctr.ID(), Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()}
+	})
 }
 
-func (w *statusWire) encoding(msg *runtimeapi.ContainerStatus) ([]byte, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	e := w.ctrs[msg.GetId()]
-	if e == nil || e.msg != msg {
-		return nil, false
-	}
-	return e.b, true
+// podAttributes returns the attributes of pod's stats.
+func (w *wireStores) podAttributes(pod *podsandbox.Pod) *runtimeapi.PodSandboxAttributes {
+	cfg := pod.Config()
+	return w.podAttrs.get(pod.ID(), cfg, func() (*runtimeapi.PodSandboxConfig, *runtimeapi.PodSandboxAttributes) {
+		return cfg, &runtimeapi.PodSandboxAttributes{Id: pod.ID(), Metadata: cfg.GetMetadata(), Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations()}
+	})
 }
 
-func (w *statusWire) forget(id string) {
-	w.mu.Lock()
-	delete(w.ctrs, id)
-	w.mu.Unlock()
+// forgetContainer drops a removed container's entries.
+func (w *wireStores) forgetContainer(id string) {
+	w.list.forget(id)
+	w.statuses.forget(id)
+	w.ctrAttrs.forget(id)
 }
 
-func (w *statusWire) retain(live []*container.Container) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.ctrs) <= len(live) {
-		return
-	}
-	keep := make(map[string]bool, len(live))
+// retainContainers drops the entries of containers not in live, every
+// container there is.
+func (w *wireStores) retainContainers(live []*container.Container) {
+	ids := make(map[string]bool, len(live))
 	for _, ctr := range live {
-		keep[ctr.ID()] = true
+		ids[ctr.ID()] = true
 	}
-	for id := range w.ctrs {
-		if !keep[id] {
-			delete(w.ctrs, id)
-		}
+	w.list.retain(ids)
+	w.statuses.retain(ids)
+	w.ctrAttrs.retain(ids)
+}
+
+// retainPods drops the entries of pods not in live, every pod there is.
+func (w *wireStores) retainPods(live []*podsandbox.Pod) {
+	ids := make(map[string]bool, len(live))
+	for _, pod := range live {
+		ids[pod.ID()] = true
 	}
+	w.podAttrs.retain(ids)
 }
 
 // wireMarshal encodes what the codec assembles: deterministically (map
@@ -211,114 +199,213 @@ var wireMarshal = proto.MarshalOptions{Deterministic: true}
 
 // Codec returns the gRPC codec the CRI server is served with: protobuf,
 // with the container entries of ListContainers, ContainerStatus and
-// PodSandboxStatus responses taken from their stored encodings. A message
-// field is encoded as its tag and its length-prefixed encoding, so a
-// response is the encoding of its fields numbered below the entries', the
-// entries, then the encoding of the fields numbered above: the order
-// proto.Marshal writes them in. Every other message, and a response with
-// unknown fields (which the codec would drop), is encoded by the protobuf
-// codec.
+// PodSandboxStatus responses and the attributes of container and pod
+// stats taken from their stored encodings. A message field is encoded as
+// its tag and its length-prefixed encoding, so a response is assembled
+// from its fields in number order, each stored encoding where there is
+// one: the bytes proto.Marshal writes. Every other message, and a
+// message with unknown fields (which assembling would misplace), is
+// encoded by the protobuf codec.
 func (s *Server) Codec() encoding.CodecV2 {
-	return &wireCodec{CodecV2: encoding.GetCodecV2(protocodec.Name), list: &s.list, statuses: &s.statuses}
+	return &wireCodec{CodecV2: encoding.GetCodecV2(protocodec.Name), w: &s.wire}
 }
 
 type wireCodec struct {
 	encoding.CodecV2
-	list     *listWire
-	statuses *statusWire
+	w *wireStores
 }
 
-// The response fields holding container entries.
-const (
-	listContainersField        protowire.Number = 1 // ListContainersResponse.containers
-	containerStatusField       protowire.Number = 1 // ContainerStatusResponse.status
-	podContainersStatusesField protowire.Number = 3 // PodSandboxStatusResponse.containers_statuses
-)
+// A wireMsg is a message being assembled: its fields in number order.
+type wireMsg []wirePart
+
+type wirePart struct {
+	// msg, if set, is a message holding some of the fields (the others
+	// unset), encoded as proto.Marshal would.
+	msg proto.Message
+	// Else the part is the length-delimited field `field`, whose value
+	// is stored (an encoding) or sub (assembled).
+	field  protowire.Number
+	stored []byte
+	sub    wireMsg
+	// size is msg's or sub's encoded size, set by wireMsg.size.
+	size int
+}
 
 func (c *wireCodec) Marshal(v any) (mem.BufferSlice, error) {
-	var (
-		head, tail proto.Message // the fields numbered below and above the entries'
-		field      protowire.Number
-		entries    []proto.Message
-	)
-	switch r := v.(type) {
-	case *runtimeapi.ListContainersResponse:
-		if len(r.ProtoReflect().GetUnknown()) > 0 {
-			return c.CodecV2.Marshal(v)
-		}
-		field = listContainersField
-		entries = make([]proto.Message, len(r.Containers))
-		for i, m := range r.Containers {
-			entries[i] = m
-		}
-	case *runtimeapi.ContainerStatusResponse:
-		if len(r.ProtoReflect().GetUnknown()) > 0 {
-			return c.CodecV2.Marshal(v)
-		}
-		field = containerStatusField
-		if r.Status != nil {
-			entries = []proto.Message{r.Status}
-		}
-		tail = &runtimeapi.ContainerStatusResponse{Info: r.Info}
-	case *runtimeapi.PodSandboxStatusResponse:
-		if len(r.ProtoReflect().GetUnknown()) > 0 {
-			return c.CodecV2.Marshal(v)
-		}
-		head = &runtimeapi.PodSandboxStatusResponse{Status: r.Status, Info: r.Info}
-		field = podContainersStatusesField
-		entries = make([]proto.Message, len(r.ContainersStatuses))
-		for i, m := range r.ContainersStatuses {
-			entries[i] = m
-		}
-		tail = &runtimeapi.PodSandboxStatusResponse{Timestamp: r.Timestamp}
-	default:
+	m, ok := c.assemble(v)
+	if !ok {
 		return c.CodecV2.Marshal(v)
 	}
-	// The entries' encodings first, to size the buffer once.
-	encs := make([][]byte, len(entries))
-	size := 0
-	for i, m := range entries {
-		b, ok := c.stored(m)
-		if !ok {
-			var err error
-			if b, err = wireMarshal.Marshal(m); err != nil {
-				return nil, err
-			}
-		}
-		encs[i] = b
-		size += protowire.SizeTag(field) + protowire.SizeBytes(len(b))
-	}
-	if head != nil {
-		size += wireMarshal.Size(head)
-	}
-	if tail != nil {
-		size += wireMarshal.Size(tail)
-	}
-	buf := make([]byte, 0, size)
-	var err error
-	if head != nil {
-		if buf, err = wireMarshal.MarshalAppend(buf, head); err != nil {
-			return nil, err
-		}
-	}
-	for _, b := range encs {
-		buf = protowire.AppendTag(buf, field, protowire.BytesType)
-		buf = protowire.AppendBytes(buf, b)
-	}
-	if tail != nil {
-		if buf, err = wireMarshal.MarshalAppend(buf, tail); err != nil {
-			return nil, err
-		}
+	buf, err := m.append(make([]byte, 0, m.size()))
+	if err != nil {
+		return nil, err
 	}
 	return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 }
 
-func (c *wireCodec) stored(m proto.Message) ([]byte, bool) {
-	switch m := m.(type) {
-	case *runtimeapi.Container:
-		return c.list.encoding(m)
-	case *runtimeapi.ContainerStatus:
-		return c.statuses.encoding(m)
+func unknown(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
+
+// assemble returns the parts of the responses the codec assembles.
+func (c *wireCodec) assemble(v any) (wireMsg, bool) {
+	var m wireMsg
+	switch r := v.(type) {
+	case *runtimeapi.ListContainersResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		for _, e := range r.Containers {
+			b, ok := c.w.list.encoding(e.GetId(), e)
+			m = append(m, storedOr(1, b, ok, e))
+		}
+	case *runtimeapi.ContainerStatusResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		if r.Status != nil {
+			b, ok := c.w.statuses.encoding(r.Status.GetId(), r.Status)
+			m = append(m, storedOr(1, b, ok, r.Status))
+		}
+		m = append(m, wirePart{msg: &runtimeapi.ContainerStatusResponse{Info: r.Info}})
+	case *runtimeapi.PodSandboxStatusResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		m = append(m, wirePart{msg: &runtimeapi.PodSandboxStatusResponse{Status: r.Status, Info: r.Info}})
+		for _, e := range r.ContainersStatuses {
+			b, ok := c.w.statuses.encoding(e.GetId(), e)
+			m = append(m, storedOr(3, b, ok, e))
+		}
+		m = append(m, wirePart{msg: &runtimeapi.PodSandboxStatusResponse{Timestamp: r.Timestamp}})
+	case *runtimeapi.ContainerStatsResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		if r.Stats != nil {
+			m = append(m, wirePart{field: 1, sub: c.containerStats(r.Stats)})
+		}
+	case *runtimeapi.ListContainerStatsResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		for _, e := range r.Stats {
+			m = append(m, wirePart{field: 1, sub: c.containerStats(e)})
+		}
+	case *runtimeapi.PodSandboxStatsResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		if r.Stats != nil {
+			m = append(m, wirePart{field: 1, sub: c.podStats(r.Stats)})
+		}
+	case *runtimeapi.ListPodSandboxStatsResponse:
+		if unknown(r) {
+			return nil, false
+		}
+		for _, e := range r.Stats {
+			m = append(m, wirePart{field: 1, sub: c.podStats(e)})
+		}
+	default:
+		return nil, false
 	}
-	return nil, false
+	return m, true
+}
+
+// storedOr is the length-delimited field holding msg: its stored
+// encoding b when ok, else msg encoded.
+func storedOr(field protowire.Number, b []byte, ok bool, msg proto.Message) wirePart {
+	if ok {
+		return wirePart{field: field, stored: b}
+	}
+	return wirePart{field: field, sub: wireMsg{{msg: msg}}}
+}
+
+// containerStats: ContainerStats.attributes (1) stored, then the figures
+// (2–6).
+func (c *wireCodec) containerStats(s *runtimeapi.ContainerStats) wireMsg {
+	if s == nil {
+		return wireMsg{} // an empty entry, as proto.Marshal writes a nil one
+	}
+	a := s.Attributes
+	b, ok := c.w.ctrAttrs.encoding(a.GetId(), a)
+	if !ok || unknown(s) {
+		return wireMsg{{msg: s}}
+	}
+	return wireMsg{{field: 1, stored: b}, {msg: &runtimeapi.ContainerStats{Cpu: s.Cpu, Memory: s.Memory,
+		WritableLayer: s.WritableLayer, Swap: s.Swap, Io: s.Io}}}
+}
+
+// podStats: PodSandboxStats.attributes (1) stored, linux (2) assembled,
+// windows (3).
+func (c *wireCodec) podStats(s *runtimeapi.PodSandboxStats) wireMsg {
+	if s == nil {
+		return wireMsg{}
+	}
+	if unknown(s) {
+		return wireMsg{{msg: s}}
+	}
+	var m wireMsg
+	a := s.Attributes
+	if b, ok := c.w.podAttrs.encoding(a.GetId(), a); ok {
+		m = append(m, wirePart{field: 1, stored: b})
+	} else {
+		m = append(m, wirePart{msg: &runtimeapi.PodSandboxStats{Attributes: a}})
+	}
+	if l := s.Linux; l != nil {
+		if unknown(l) {
+			m = append(m, wirePart{msg: &runtimeapi.PodSandboxStats{Linux: l}})
+		} else {
+			// LinuxPodSandboxStats: cpu, memory, network, process (1–4),
+			// containers (5), io (6).
+			lm := wireMsg{{msg: &runtimeapi.LinuxPodSandboxStats{Cpu: l.Cpu, Memory: l.Memory, Network: l.Network, Process: l.Process}}}
+			for _, e := range l.Containers {
+				lm = append(lm, wirePart{field: 5, sub: c.containerStats(e)})
+			}
+			lm = append(lm, wirePart{msg: &runtimeapi.LinuxPodSandboxStats{Io: l.Io}})
+			m = append(m, wirePart{field: 2, sub: lm})
+		}
+	}
+	return append(m, wirePart{msg: &runtimeapi.PodSandboxStats{Windows: s.Windows}})
+}
+
+// size returns m's encoded size, setting each part's.
+func (m wireMsg) size() int {
+	n := 0
+	for i := range m {
+		p := &m[i]
+		switch {
+		case p.msg != nil:
+			p.size = wireMarshal.Size(p.msg)
+			n += p.size
+		case p.stored != nil:
+			n += protowire.SizeTag(p.field) + protowire.SizeBytes(len(p.stored))
+		default:
+			p.size = p.sub.size()
+			n += protowire.SizeTag(p.field) + protowire.SizeBytes(p.size)
+		}
+	}
+	return n
+}
+
+// append appends m's encoding to buf; m.size has set the sizes.
+func (m wireMsg) append(buf []byte) ([]byte, error) {
+	var err error
+	for i := range m {
+		p := &m[i]
+		switch {
+		case p.msg != nil:
+			if buf, err = wireMarshal.MarshalAppend(buf, p.msg); err != nil {
+				return nil, err
+			}
+		case p.stored != nil:
+			buf = protowire.AppendTag(buf, p.field, protowire.BytesType)
+			buf = protowire.AppendBytes(buf, p.stored)
+		default:
+			buf = protowire.AppendTag(buf, p.field, protowire.BytesType)
+			buf = protowire.AppendVarint(buf, uint64(p.size))
+			if buf, err = p.sub.append(buf); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return buf, nil
 }

@@ -74,13 +74,13 @@ func TestListWire(t *testing.T) {
 	if _, err := st.s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: b}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := st.s.list.encoding(started.Containers[1]); ok {
+	if _, ok := st.s.wire.list.encoding(started.Containers[1].Id, started.Containers[1]); ok {
 		t.Error("a removed container's encoding is still stored")
 	}
 	if _, err := st.s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(st.s.list.ctrs); n != 0 {
+	if n := len(st.s.wire.list.m); n != 0 {
 		t.Errorf("%d encodings stored after the pod's removal", n)
 	}
 }
@@ -152,7 +152,7 @@ func TestStatusWire(t *testing.T) {
 	roundTrip("status without containers", &runtimeapi.PodSandboxStatusResponse{Status: &runtimeapi.PodSandboxStatus{Id: "x"}, Timestamp: 5})
 }
 
-// TestWireFields: the codec rebuilds these responses from their known
+// TestWireFields: the codec rebuilds these messages from their known
 // fields; a CRI version that adds one must be looked at here.
 func TestWireFields(t *testing.T) {
 	for _, tc := range []struct {
@@ -162,6 +162,13 @@ func TestWireFields(t *testing.T) {
 		{&runtimeapi.ListContainersResponse{}, 1},
 		{&runtimeapi.ContainerStatusResponse{}, 2},
 		{&runtimeapi.PodSandboxStatusResponse{}, 4},
+		{&runtimeapi.ContainerStatsResponse{}, 1},
+		{&runtimeapi.ListContainerStatsResponse{}, 1},
+		{&runtimeapi.ContainerStats{}, 6},
+		{&runtimeapi.PodSandboxStatsResponse{}, 1},
+		{&runtimeapi.ListPodSandboxStatsResponse{}, 1},
+		{&runtimeapi.PodSandboxStats{}, 3},
+		{&runtimeapi.LinuxPodSandboxStats{}, 6},
 	} {
 		d := tc.msg.ProtoReflect().Descriptor()
 		if n := d.Fields().Len(); n != tc.fields {
@@ -182,7 +189,7 @@ func TestWireBytes(t *testing.T) {
 		var out []*runtimeapi.Container
 		for range n {
 			c := randContainer(rnd)
-			s.list.store(c.Id, meta.ContainerRunning, c)
+			put(&s.wire.list, c.Id, meta.ContainerRunning, c)
 			out = append(out, c)
 		}
 		return out
@@ -191,10 +198,29 @@ func TestWireBytes(t *testing.T) {
 		var out []*runtimeapi.ContainerStatus
 		for range n {
 			c := randStatus(rnd)
-			s.statuses.store(statusKey{}, c)
+			put(&s.wire.statuses, c.Id, statusKey{}, c)
 			out = append(out, c)
 		}
 		return out
+	}
+	ctrStats := func(n int, store bool) []*runtimeapi.ContainerStats {
+		var out []*runtimeapi.ContainerStats
+		for range n {
+			cs := randContainerStats(rnd)
+			if store {
+				put(&s.wire.ctrAttrs, cs.Attributes.Id, nil, cs.Attributes)
+			}
+			out = append(out, cs)
+		}
+		return out
+	}
+	podStats := func(ctrs int, store bool) *runtimeapi.PodSandboxStats {
+		ps := randPodStats(rnd)
+		if store {
+			put(&s.wire.podAttrs, ps.Attributes.Id, nil, ps.Attributes)
+		}
+		ps.Linux.Containers = ctrStats(ctrs, store)
+		return ps
 	}
 	withUnknown := func(m proto.Message) proto.Message {
 		m.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 7))
@@ -233,6 +259,37 @@ func TestWireBytes(t *testing.T) {
 		{"pod status no containers", &runtimeapi.PodSandboxStatusResponse{Status: randPodStatus(rnd), Info: info}},
 		{"pod status only timestamp", &runtimeapi.PodSandboxStatusResponse{Timestamp: 5}},
 		{"pod status empty", &runtimeapi.PodSandboxStatusResponse{}},
+		{"container stats", &runtimeapi.ContainerStatsResponse{Stats: ctrStats(1, true)[0]}},
+		{"container stats unstored", &runtimeapi.ContainerStatsResponse{Stats: ctrStats(1, false)[0]}},
+		{"container stats none", &runtimeapi.ContainerStatsResponse{}},
+		{"container stats empty", &runtimeapi.ContainerStatsResponse{Stats: &runtimeapi.ContainerStats{}}},
+		{"container stats attributes only", &runtimeapi.ContainerStatsResponse{Stats: &runtimeapi.ContainerStats{Attributes: ctrStats(1, true)[0].Attributes}}},
+		{"list container stats", &runtimeapi.ListContainerStatsResponse{Stats: ctrStats(500, true)}},
+		{"list container stats mixed", &runtimeapi.ListContainerStatsResponse{Stats: append(append(ctrStats(3, true), ctrStats(2, false)...), nil, &runtimeapi.ContainerStats{})}},
+		{"list container stats empty", &runtimeapi.ListContainerStatsResponse{}},
+		{"list container stats entry with unknown fields", &runtimeapi.ListContainerStatsResponse{Stats: []*runtimeapi.ContainerStats{
+			withUnknown(ctrStats(1, true)[0]).(*runtimeapi.ContainerStats)}}},
+		{"pod stats", &runtimeapi.PodSandboxStatsResponse{Stats: podStats(20, true)}},
+		{"pod stats unstored", &runtimeapi.PodSandboxStatsResponse{Stats: podStats(3, false)}},
+		{"pod stats none", &runtimeapi.PodSandboxStatsResponse{}},
+		{"pod stats empty", &runtimeapi.PodSandboxStatsResponse{Stats: &runtimeapi.PodSandboxStats{}}},
+		{"pod stats empty linux", &runtimeapi.PodSandboxStatsResponse{Stats: &runtimeapi.PodSandboxStats{Linux: &runtimeapi.LinuxPodSandboxStats{}}}},
+		{"pod stats windows", &runtimeapi.PodSandboxStatsResponse{Stats: func() *runtimeapi.PodSandboxStats {
+			ps := podStats(2, true)
+			ps.Windows = &runtimeapi.WindowsPodSandboxStats{Cpu: &runtimeapi.WindowsCpuUsage{Timestamp: 1}}
+			return ps
+		}()}},
+		{"pod stats linux with unknown fields", &runtimeapi.PodSandboxStatsResponse{Stats: func() *runtimeapi.PodSandboxStats {
+			ps := podStats(2, true)
+			withUnknown(ps.Linux)
+			return ps
+		}()}},
+		{"pod stats with unknown fields", &runtimeapi.PodSandboxStatsResponse{Stats: withUnknown(podStats(2, true)).(*runtimeapi.PodSandboxStats)}},
+		{"list pod stats", &runtimeapi.ListPodSandboxStatsResponse{Stats: []*runtimeapi.PodSandboxStats{podStats(20, true), podStats(0, true), podStats(2, false), nil}}},
+		{"list pod stats empty", &runtimeapi.ListPodSandboxStatsResponse{}},
+		{"unknown fields: list stats", withUnknown(&runtimeapi.ListContainerStatsResponse{Stats: ctrStats(2, true)})},
+		{"unknown fields: pod stats", withUnknown(&runtimeapi.ListPodSandboxStatsResponse{Stats: []*runtimeapi.PodSandboxStats{podStats(1, true)}})},
+		{"stream stats", &runtimeapi.StreamContainerStatsResponse{ContainerStats: ctrStats(2, true)}},
 		{"unknown fields: list", withUnknown(&runtimeapi.ListContainersResponse{Containers: stored(2)})},
 		{"unknown fields: status", withUnknown(&runtimeapi.ContainerStatusResponse{Status: storedStatus(1)[0]})},
 		{"unknown fields: pod status", withUnknown(&runtimeapi.PodSandboxStatusResponse{ContainersStatuses: storedStatus(1)})},
@@ -274,7 +331,9 @@ func TestWireBytes(t *testing.T) {
 
 func isAssembled(m proto.Message) bool {
 	switch m.(type) {
-	case *runtimeapi.ListContainersResponse, *runtimeapi.ContainerStatusResponse, *runtimeapi.PodSandboxStatusResponse:
+	case *runtimeapi.ListContainersResponse, *runtimeapi.ContainerStatusResponse, *runtimeapi.PodSandboxStatusResponse,
+		*runtimeapi.ContainerStatsResponse, *runtimeapi.ListContainerStatsResponse,
+		*runtimeapi.PodSandboxStatsResponse, *runtimeapi.ListPodSandboxStatsResponse:
 		return true
 	}
 	return false
@@ -286,15 +345,41 @@ func TestWireRandom(t *testing.T) {
 	s := &Server{}
 	codec := s.Codec()
 	rnd := rand.New(rand.NewPCG(1, 2))
-	for i := range 300 {
+	for i := range 500 {
 		var msg proto.Message
-		switch i % 3 {
+		stats := func() *runtimeapi.ContainerStats {
+			cs := randContainerStats(rnd)
+			if rnd.IntN(2) == 0 {
+				put(&s.wire.ctrAttrs, cs.Attributes.Id, nil, cs.Attributes)
+			}
+			return cs
+		}
+		switch i % 5 {
+		case 3:
+			resp := &runtimeapi.ListContainerStatsResponse{}
+			for range rnd.IntN(20) {
+				resp.Stats = append(resp.Stats, stats())
+			}
+			msg = resp
+		case 4:
+			resp := &runtimeapi.ListPodSandboxStatsResponse{}
+			for range rnd.IntN(5) {
+				ps := randPodStats(rnd)
+				if rnd.IntN(2) == 0 {
+					put(&s.wire.podAttrs, ps.Attributes.Id, nil, ps.Attributes)
+				}
+				for range rnd.IntN(5) {
+					ps.Linux.Containers = append(ps.Linux.Containers, stats())
+				}
+				resp.Stats = append(resp.Stats, ps)
+			}
+			msg = resp
 		case 0:
 			resp := &runtimeapi.ListContainersResponse{}
 			for range rnd.IntN(20) {
 				c := randContainer(rnd)
 				if rnd.IntN(2) == 0 {
-					s.list.store(c.Id, []meta.ContainerState{meta.ContainerCreated, meta.ContainerRunning, meta.ContainerExited}[rnd.IntN(3)], c)
+					put(&s.wire.list, c.Id, []meta.ContainerState{meta.ContainerCreated, meta.ContainerRunning, meta.ContainerExited}[rnd.IntN(3)], c)
 				}
 				resp.Containers = append(resp.Containers, c)
 			}
@@ -302,7 +387,7 @@ func TestWireRandom(t *testing.T) {
 		case 1:
 			st := randStatus(rnd)
 			if rnd.IntN(2) == 0 {
-				s.statuses.store(statusKey{}, st)
+				put(&s.wire.statuses, st.Id, statusKey{}, st)
 			}
 			resp := &runtimeapi.ContainerStatusResponse{Status: st}
 			if rnd.IntN(2) == 0 {
@@ -314,7 +399,7 @@ func TestWireRandom(t *testing.T) {
 			for range rnd.IntN(5) {
 				st := randStatus(rnd)
 				if rnd.IntN(2) == 0 {
-					s.statuses.store(statusKey{}, st)
+					put(&s.wire.statuses, st.Id, statusKey{}, st)
 				}
 				resp.ContainersStatuses = append(resp.ContainersStatuses, st)
 			}
@@ -525,5 +610,112 @@ func randPodStatus(rnd *rand.Rand) *runtimeapi.PodSandboxStatus {
 		Network:     &runtimeapi.PodSandboxNetworkStatus{Ip: randString(rnd), AdditionalIps: []*runtimeapi.PodIP{{Ip: randString(rnd)}}},
 		Labels:      randMap(rnd),
 		Annotations: randMap(rnd),
+	}
+}
+
+// put stores msg as id's entry for key.
+func put[K comparable, M proto.Message](w *wireStore[K, M], id string, key K, msg M) {
+	w.forget(id)
+	w.get(id, key, func() (K, M) { return key, msg })
+}
+
+func randContainerStats(rnd *rand.Rand) *runtimeapi.ContainerStats {
+	cs := &runtimeapi.ContainerStats{
+		Attributes: &runtimeapi.ContainerAttributes{Id: fmt.Sprintf("%016x", rnd.Uint64()), Labels: randMap(rnd), Annotations: randMap(rnd)},
+	}
+	if rnd.IntN(4) != 0 {
+		cs.Attributes.Metadata = &runtimeapi.ContainerMetadata{Name: randString(rnd), Attempt: rnd.Uint32()}
+	}
+	if rnd.IntN(3) != 0 {
+		cs.Cpu = &runtimeapi.CpuUsage{Timestamp: rnd.Int64(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: rnd.Uint64()},
+			UsageNanoCores: &runtimeapi.UInt64Value{Value: rnd.Uint64N(1 << 30)}}
+		cs.Memory = &runtimeapi.MemoryUsage{Timestamp: rnd.Int64(), WorkingSetBytes: &runtimeapi.UInt64Value{Value: rnd.Uint64()},
+			RssBytes: &runtimeapi.UInt64Value{}, PageFaults: &runtimeapi.UInt64Value{Value: rnd.Uint64N(100)}}
+		cs.Swap = &runtimeapi.SwapUsage{Timestamp: rnd.Int64(), SwapUsageBytes: &runtimeapi.UInt64Value{Value: rnd.Uint64N(5)}}
+		cs.Io = &runtimeapi.IoUsage{Timestamp: rnd.Int64()}
+	}
+	if rnd.IntN(2) == 0 {
+		cs.WritableLayer = &runtimeapi.FilesystemUsage{Timestamp: rnd.Int64(), FsId: &runtimeapi.FilesystemIdentifier{Mountpoint: randString(rnd)},
+			UsedBytes: &runtimeapi.UInt64Value{Value: rnd.Uint64()}, InodesUsed: &runtimeapi.UInt64Value{Value: rnd.Uint64N(1000)}}
+	}
+	return cs
+}
+
+func randPodStats(rnd *rand.Rand) *runtimeapi.PodSandboxStats {
+	ps := &runtimeapi.PodSandboxStats{
+		Attributes: &runtimeapi.PodSandboxAttributes{Id: fmt.Sprintf("%016x", rnd.Uint64()), Labels: randMap(rnd), Annotations: randMap(rnd),
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: randString(rnd), Namespace: randString(rnd), Uid: randString(rnd)}},
+		Linux: &runtimeapi.LinuxPodSandboxStats{},
+	}
+	if rnd.IntN(3) != 0 {
+		ps.Linux.Cpu = &runtimeapi.CpuUsage{Timestamp: rnd.Int64(), UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: rnd.Uint64()}}
+		ps.Linux.Memory = &runtimeapi.MemoryUsage{Timestamp: rnd.Int64(), UsageBytes: &runtimeapi.UInt64Value{Value: rnd.Uint64()}}
+		ps.Linux.Process = &runtimeapi.ProcessUsage{Timestamp: rnd.Int64(), ProcessCount: &runtimeapi.UInt64Value{Value: rnd.Uint64N(50)}}
+		ps.Linux.Io = &runtimeapi.IoUsage{Timestamp: rnd.Int64()}
+	}
+	if rnd.IntN(2) == 0 {
+		ps.Linux.Network = &runtimeapi.NetworkUsage{Timestamp: rnd.Int64(), DefaultInterface: &runtimeapi.NetworkInterfaceUsage{Name: "eth0",
+			RxBytes: &runtimeapi.UInt64Value{Value: rnd.Uint64()}}, Interfaces: []*runtimeapi.NetworkInterfaceUsage{{Name: randString(rnd)}}}
+	}
+	return ps
+}
+
+// TestStatsWire: the stats calls' attributes are the stored ones, their
+// responses through the codec decode to what the handlers returned, and
+// removed pods and containers leave no stored attributes.
+func TestStatsWire(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	pod := st.runPod("p")
+	a := st.createCtr(pod, "a", 0)
+	st.createCtr(pod, "b", 0)
+	if _, err := st.s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: a}); err != nil {
+		t.Fatal(err)
+	}
+	codec := st.s.Codec()
+	roundTrip := func(resp proto.Message) {
+		t.Helper()
+		data, err := codec.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data.Materialize(), want) {
+			t.Errorf("%T: codec bytes differ from proto.Marshal", resp)
+		}
+	}
+	ctrStats, err := st.s.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
+	if err != nil || len(ctrStats.Stats) != 2 {
+		t.Fatalf("ListContainerStats = %v, %v", ctrStats, err)
+	}
+	roundTrip(ctrStats)
+	podStats, err := st.s.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
+	if err != nil || len(podStats.Stats) != 1 || len(podStats.Stats[0].GetLinux().GetContainers()) != 2 {
+		t.Fatalf("ListPodSandboxStats = %v, %v", podStats, err)
+	}
+	roundTrip(podStats)
+	one, err := st.s.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(one)
+	attrs := append([]*runtimeapi.ContainerStats{}, ctrStats.Stats...)
+	attrs = append(attrs, podStats.Stats[0].Linux.Containers...)
+	for _, cs := range attrs {
+		if _, ok := st.s.wire.ctrAttrs.encoding(cs.Attributes.Id, cs.Attributes); !ok {
+			t.Errorf("container %s's stats attributes are not the stored ones", cs.Attributes.Id)
+		}
+	}
+	if _, ok := st.s.wire.podAttrs.encoding(pod, podStats.Stats[0].Attributes); !ok || one.Stats.Attributes != podStats.Stats[0].Attributes {
+		t.Error("the pod's stats attributes are not the stored ones")
+	}
+	if _, err := st.s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(st.s.wire.ctrAttrs.m), len(st.s.wire.podAttrs.m); n != 0 || m != 0 {
+		t.Errorf("%d container and %d pod attributes stored after the pod's removal", n, m)
 	}
 }
