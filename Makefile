@@ -28,7 +28,7 @@ DEB_PACKAGES := gcc libc6-dev runc crun containernetworking-plugins docker-regis
 export CGO_ENABLED := 1
 BUILD_TAGS  := netgo,osusergo,nri_no_wasm
 
-.PHONY: all deps guest-deps build test unit e2e guest-smoke test-guest lint run install clean cni-config kubelet e2e-kubelet cluster-bins test-cluster
+.PHONY: all deps guest-deps build test unit e2e guest-smoke test-guest lint run install clean cni-config kubelet e2e-kubelet cluster-bins test-cluster conformance-bins cluster-conformance
 
 all: build
 
@@ -156,6 +156,33 @@ $(CLUSTER_DIR)/coredns:
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp github.com/coredns/coredns && mv $@.tmp $@'
 
 cluster-bins: $(CLUSTER_K8S_BINS) $(CLUSTER_DIR)/etcd $(CLUSTER_DIR)/coredns $(KUBELET_CACHE)/$(CLUSTER_VERSION)/kubelet
+
+# The conformance run (make cluster-conformance): e2e.test with the
+# sig-node specs only (test/tools/kubernetes/<v>/conformance), the ginkgo
+# CLI that runs it in parallel, and agnhost, the specs' test image.
+CONFORMANCE_BINS := $(addprefix $(CLUSTER_DIR)/,e2e.test ginkgo agnhost)
+
+$(CLUSTER_DIR)/agnhost:
+	$(call k8s-build,$(CLUSTER_VERSION),k8s.io/kubernetes/test/images/agnhost,$@)
+
+$(CLUSTER_DIR)/ginkgo:
+	$(call k8s-build,$(CLUSTER_VERSION),github.com/onsi/ginkgo/v2/ginkgo,$@)
+
+$(CLUSTER_DIR)/e2e.test:
+	@mkdir -p $(@D)
+	cd test/tools/kubernetes/$(CLUSTER_VERSION) && flock $(@D)/.build.lock sh -c '[ -x $@ ] && exit 0; \
+		v=$(CLUSTER_VERSION); minor=$${v#v1.}; minor=$${minor%%.*}; \
+		x="-X k8s.io/component-base/version.gitVersion=$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$minor -X k8s.io/component-base/version.gitTreeState=clean"; \
+		CGO_ENABLED=0 $(GO) test -c -trimpath -tags selinux,grpcnotrace -ldflags "-s -w $$x" -o $@.tmp ./conformance && mv $@.tmp $@'
+
+conformance-bins: $(CONFORMANCE_BINS)
+
+# cluster-conformance: the sig-node conformance specs against a cluster
+# over the daemon (CLUSTER_RUNTIME=containerd: over the containerd peer);
+# see test/cluster/conformance.sh for the focus and the parallelism.
+cluster-conformance: deps build cluster-bins conformance-bins
+	$(call apt-install,$(CLUSTER_PACKAGES) containerd)
+	CRI_RUNTIMED_BIN=$(CURDIR)/$(BIN) CLUSTER_VERSION=$(CLUSTER_VERSION) test/cluster/conformance.sh
 
 # test-cluster: a kubeadm cluster on this host over the daemon, driven
 # with kubectl (test/cluster/run.sh; CLUSTER_SMOKE=1: bring-up, one

@@ -25,6 +25,8 @@
 #   CLUSTER_OUT         logs (default cluster-out/)
 #   CLUSTER_KEEP=1      run the checks, then leave the cluster running (no reset; run.sh down removes it)
 #   CLUSTER_SMOKE=1     only bring-up, one Deployment, reset
+#   CLUSTER_RUNTIME     cri-runtimed (default) or containerd: the same cluster on
+#                       Debian's containerd, the peer conformance is compared with
 #   CLUSTER_LOCK_WAIT   seconds to wait for the host's kubelet lock (default 1200)
 #
 # The host's kubelet lock: a kubelet binds fixed ports and owns node-wide
@@ -42,8 +44,17 @@ KUBELET=${CLUSTER_KUBELET:-/var/cache/cri-runtimed-test/kubelet/$VERSION/kubelet
 DAEMON=${CRI_RUNTIMED_BIN:-$REPO/bin/cri-runtimed}
 OUT=${CLUSTER_OUT:-$REPO/cluster-out}
 WORK=/var/lib/cri-runtimed-cluster
+RUNTIME=${CLUSTER_RUNTIME:-cri-runtimed}
 STATE=/run/cri-runtimed
 SOCK=$STATE/cri-runtimed.sock
+# The containerd peer (CLUSTER_RUNTIME=containerd): Debian's containerd
+# with its root under $WORK and a state dir of its own.
+CSTATE=/run/cri-runtimed-cluster-containerd
+case $RUNTIME in
+cri-runtimed) ;;
+containerd) SOCK=$CSTATE/containerd.sock ;;
+*) echo "CLUSTER_RUNTIME=$RUNTIME: cri-runtimed or containerd" >&2; exit 2 ;;
+esac
 ENDPOINT=unix://$SOCK
 REGISTRY_PORT=${CLUSTER_REGISTRY_PORT:-5057}
 REGISTRY=http://127.0.0.1:$REGISTRY_PORT
@@ -126,7 +137,7 @@ check_host_free() {
 	pgrep -x kubelet >/dev/null && die "a kubelet runs on this host already"
 	[[ ! -e /etc/kubernetes/manifests ]] || die "/etc/kubernetes/manifests exists: another cluster is installed (kubeadm reset first)"
 	[[ ! -e /var/lib/etcd ]] || die "/var/lib/etcd exists: another cluster is installed (kubeadm reset first)"
-	[[ ! -e $SOCK ]] || die "$SOCK exists: a cri-runtimed runs with the default state dir"
+	[[ ! -e $SOCK ]] || die "$SOCK exists: a $RUNTIME runs with the cluster's state dir"
 	for b in kubeadm kubectl kube-proxy; do [[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing: make cluster-bins"; done
 	[[ -x $KUBELET ]] || die "$KUBELET missing: make cluster-bins"
 	[[ -x $DAEMON ]] || die "$DAEMON missing: make build"
@@ -143,7 +154,8 @@ record_host() {
 		read -r table chain _ <<<"$c"
 		iptables -w -t "$table" -S "$chain" >/dev/null 2>&1 || echo "$c" >>"$WORK/new-chains"
 	done
-	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE" /sys/fs/cgroup/memory/kubepods; do
+	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE" /sys/fs/cgroup/memory/kubepods \
+		/run/containerd /var/lib/cni "$CSTATE"; do
 		[[ -e $d ]] && echo "$d" >>"$WORK/had-dirs"
 	done
 	true
@@ -162,7 +174,10 @@ restore_host() {
 		done
 		iptables -w -t "$table" -F "$chain"; iptables -w -t "$table" -X "$chain"
 	done < <(cat "$WORK/new-chains" 2>/dev/null)
-	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE"; do
+	# containerd's shims keep their sockets in /run/containerd whatever
+	# its state dir, and its libcni caches results in /var/lib/cni.
+	for d in /var/lib/kubelet /var/log/containers /var/log/pods /etc/kubernetes "$STATE" \
+		/run/containerd /var/lib/cni "$CSTATE"; do
 		grep -qx "$d" "$WORK/had-dirs" 2>/dev/null && continue
 		# kubelet bind-mounts its directory onto itself, the daemon its
 		# netns directory.
@@ -214,7 +229,7 @@ EOF
 # The daemon: its own root, the default state dir (so the socket is the
 # one kubeadm is told), registry.k8s.io served by the local registry, the
 # cluster's bridge network, and metrics to count its pods and containers.
-start_daemon() {
+start_runtime() {
 	mkdir -p "$WORK/certs.d/registry.k8s.io" "$WORK/net.d" "$WORK/ipam"
 	cat >"$WORK/certs.d/registry.k8s.io/hosts.toml" <<EOF
 server = "$REGISTRY"
@@ -246,6 +261,7 @@ EOF
   ]
 }
 EOF
+	[[ $RUNTIME == containerd ]] && { start_containerd; return; }
 	cat >"$WORK/config.toml" <<EOF
 root = '$WORK/root'
 state = '$STATE'
@@ -265,6 +281,71 @@ EOF
 	setsid "$DAEMON" --config "$WORK/config.toml" -v=2 >>"$OUT/cri-runtimed.log" 2>&1 </dev/null &
 	echo $! >"$WORK/daemon.pid"
 	retry 30 test -S "$SOCK" || die "cri-runtimed did not start: $(tail -5 "$OUT/cri-runtimed.log")"
+}
+
+# start_containerd runs the peer as test/bench/containerd-peer.sh does
+# (cgroupfs, restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE),
+# with the cluster's registry hosts, network and pause image.
+start_containerd() {
+	mkdir -p "$CSTATE"
+	cat >"$WORK/containerd.toml" <<EOF
+version = 2
+root = "$WORK/root"
+state = "$CSTATE/state"
+oom_score = 0
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "$SOCK"
+
+[ttrpc]
+  address = "$SOCK.ttrpc"
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$WORK/opt"
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.10.2"
+    restrict_oom_score_adj = true
+    netns_mounts_under_state_dir = true
+    enable_selinux = false
+    disable_apparmor = true
+
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          SystemdCgroup = false
+          BinaryName = "/usr/sbin/runc"
+          Root = "$CSTATE/runc"
+
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "$WORK/net.d"
+      max_conf_num = 1
+
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "$WORK/certs.d"
+EOF
+	setsid /usr/bin/containerd --config "$WORK/containerd.toml" >>"$OUT/containerd.log" 2>&1 </dev/null &
+	echo $! >"$WORK/daemon.pid"
+	retry 30 test -S "$SOCK" || die "containerd did not start: $(tail -5 "$OUT/containerd.log")"
+}
+
+# stop_shims ends containerd's shims of this cluster (they outlive
+# containerd) by pid: those started with its socket as their address.
+stop_shims() {
+	local f pid
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}; pid=${pid%/cmdline}
+		tr '\0' ' ' <"$f" 2>/dev/null | grep -q "^/usr/bin/containerd-shim-runc-v2 .*-address $SOCK " && kill -9 "$pid"
+	done
+	true
 }
 
 stop_pidfile() {
@@ -539,6 +620,13 @@ reset_cluster() {
 		die "kubeadm reset failed: $(tail -20 "$OUT/kubeadm-reset.log")"
 	log "kubeadm reset done in $(since "$t0") s"
 	RESET_DONE=1
+	if [[ $RUNTIME == containerd ]]; then
+		local left
+		left=$(ctr --address "$SOCK" -n k8s.io tasks ls -q 2>&1)
+		[[ -z $left ]] || die "after kubeadm reset containerd still runs tasks: $left"
+		log "after kubeadm reset: containerd runs no task"
+		return
+	fi
 	local pods ctrs shims mounts
 	pods=$(metric 'cri_runtimed_pods{state="ready"}')
 	ctrs=$(metric 'cri_runtimed_containers{state="running"}')
@@ -578,6 +666,7 @@ down() {
 		kubeadm reset -f --cri-socket "$ENDPOINT" >>"$OUT/kubeadm-reset.log" 2>&1
 	fi
 	stop_pidfile "$WORK/daemon.pid"
+	[[ $RUNTIME != containerd ]] || stop_shims
 	stop_pidfile "$WORK/registry.pid"
 	restore_host
 	# The daemon's root: snapshots are unmounted by now.
@@ -609,7 +698,7 @@ main() {
 	t0=$(date +%s)
 	start_registry
 	log "images built and pushed to $REGISTRY in $(since "$t0") s"
-	start_daemon
+	start_runtime
 	bring_up
 	if [[ ${1:-} == up ]]; then return; fi
 	web_deployment

@@ -15,6 +15,13 @@
 //	coredns      /coredns (the entrypoint)
 //	pause        a stand-in that sleeps (cri-runtimed has its own pause; containerd needs one)
 //
+// and the images of the e2e specs (test/cluster/conformance.sh passes
+// what `e2e.test --list-images` names; others are not built):
+//
+//	e2e-test-images/agnhost   /agnhost (built from k8s.io/kubernetes/test/images/agnhost), as upstream's entrypoint
+//	e2e-test-images/busybox   the busybox base, sh
+//	e2e-test-images/nginx     a stand-in: busybox's httpd on port 80
+//
 // Which images, under which tags, is what `kubeadm config images list`
 // prints: the references are the arguments. The test's own workload image
 // (--web, busybox's httpd) is pushed twice, as :v1 and :v2, which differ
@@ -135,8 +142,34 @@ func build(binDir, repo string) (*images.Image, error) {
 		return images.Busybox(images.WithLayers(l), images.WithEntrypoint("/coredns"), images.WithCmd(), images.WithExposedPorts("53/tcp", "53/udp"))
 	case "pause":
 		return images.Busybox(images.WithEntrypoint(pauseCommand...), images.WithCmd())
+	case "agnhost":
+		return agnhost(bin)
+	case "busybox":
+		return images.Busybox(images.WithCmd("sh"))
+	case "nginx":
+		return images.Busybox(images.WithExposedPorts("80/tcp"), images.WithCmd("sh", "-c",
+			`mkdir -p /usr/share/nginx/html && echo "nginx stand-in" > /usr/share/nginx/html/index.html && exec httpd -f -p 80 -h /usr/share/nginx/html`))
 	}
 	return nil, fmt.Errorf("no recipe for an image named %s", name)
+}
+
+// agnhost is upstream's e2e test image as far as the specs look: /agnhost
+// as the entrypoint with "pause" as the command, /agnhost-2 linking to it
+// (the entrypoint specs), /uploads, and the user and group the
+// supplemental-groups specs expect in the image (uid 1000
+// user-defined-in-image, in gid 50000 group-defined-in-image) in place of
+// the busybox base's "user".
+func agnhost(bin string) (*images.Image, error) {
+	passwd := strings.Replace(images.Passwd, "user:x:1000:1000:user:/home/user:", "user-defined-in-image:x:1000:1000::/home/user:", 1)
+	group := strings.Replace(images.Group, "user:x:1000:", "user-defined-in-image:x:1000:", 1) +
+		"group-defined-in-image:x:50000:user-defined-in-image\n"
+	l, err := images.NewLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
+		Dir("uploads", 0o755).Dir("etc", 0o755).
+		File("etc/passwd", []byte(passwd), 0o644).File("etc/group", []byte(group), 0o644).Build()
+	if err != nil {
+		return nil, err
+	}
+	return images.Busybox(images.WithLayers(l), images.WithEntrypoint("/agnhost"), images.WithCmd("pause"))
 }
 
 // iptablesNFT is Debian's iptables in its nft flavour (this project's
