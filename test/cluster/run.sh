@@ -343,7 +343,7 @@ stop_shims() {
 	local f pid
 	for f in /proc/[0-9]*/cmdline; do
 		pid=${f#/proc/}; pid=${pid%/cmdline}
-		tr '\0' ' ' <"$f" 2>/dev/null | grep -q "^/usr/bin/containerd-shim-runc-v2 .*-address $SOCK " && kill -9 "$pid"
+		{ tr '\0' ' ' <"$f"; } 2>/dev/null | grep -q "^/usr/bin/containerd-shim-runc-v2 .*-address $SOCK " && kill -9 "$pid"
 	done
 	true
 }
