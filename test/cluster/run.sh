@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/cluster/run.sh: a single-node Kubernetes cluster installed by kubeadm
 # on cri-runtimed, driven with kubectl as an operator would (make
-# test-cluster). See test/cluster/README.md.
+# test-cluster). See README.md, "A kubeadm cluster".
 #
 # It runs on this host, not in the systemd guest of test/guest: under qemu's
 # software emulation the control plane (etcd, kube-apiserver and the

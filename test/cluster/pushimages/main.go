@@ -33,6 +33,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"flag"
 	"fmt"
@@ -126,7 +127,7 @@ func build(binDir, repo string) (*images.Image, error) {
 	bin := filepath.Join(binDir, name)
 	switch name {
 	case "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd":
-		l, err := images.NewLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
+		l, err := programLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
 			HostFile("usr/local/bin/"+name, bin, 0o755).Build()
 		if err != nil {
 			return nil, err
@@ -135,7 +136,7 @@ func build(binDir, repo string) (*images.Image, error) {
 	case "kube-proxy":
 		return kubeProxy(bin)
 	case "coredns":
-		l, err := images.NewLayer().HostFile("coredns", bin, 0o755).Build()
+		l, err := programLayer().HostFile("coredns", bin, 0o755).Build()
 		if err != nil {
 			return nil, err
 		}
@@ -163,13 +164,20 @@ func agnhost(bin string) (*images.Image, error) {
 	passwd := strings.Replace(images.Passwd, "user:x:1000:1000:user:/home/user:", "user-defined-in-image:x:1000:1000::/home/user:", 1)
 	group := strings.Replace(images.Group, "user:x:1000:", "user-defined-in-image:x:1000:", 1) +
 		"group-defined-in-image:x:50000:user-defined-in-image\n"
-	l, err := images.NewLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
+	l, err := programLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
 		Dir("uploads", 0o755).Dir("etc", 0o755).
 		File("etc/passwd", []byte(passwd), 0o644).File("etc/group", []byte(group), 0o644).Build()
 	if err != nil {
 		return nil, err
 	}
 	return images.Busybox(images.WithLayers(l), images.WithEntrypoint("/agnhost"), images.WithCmd("pause"))
+}
+
+// programLayer starts a layer for large programs: gzip's fastest level,
+// which on a loaded two-core machine builds the cluster's images in a
+// fraction of the default level's time; they only travel over loopback.
+func programLayer() *images.LayerBuilder {
+	return images.NewLayer().GzipLevel(gzip.BestSpeed)
 }
 
 // iptablesNFT is Debian's iptables in its nft flavour (this project's
@@ -184,7 +192,7 @@ const xtablesDir = "/usr/lib/x86_64-linux-gnu/xtables"
 // kubeProxy is kube-proxy plus iptables: the binary, the shared libraries
 // ldd names for it, its extensions, and the tool names as links.
 func kubeProxy(proxy string) (*images.Image, error) {
-	b := images.NewLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
+	b := programLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
 		HostFile("usr/local/bin/kube-proxy", proxy, 0o755).
 		Dir("usr/sbin", 0o755).
 		HostFile("usr/sbin/xtables-nft-multi", iptablesNFT, 0o755)
