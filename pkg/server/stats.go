@@ -21,7 +21,7 @@ func (s *Server) ContainerStats(ctx context.Context, req *runtimeapi.ContainerSt
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := s.containerStats(ctx, ctr, stats.Usage)
+	st, _, err := s.containerStats(ctx, ctr, stats.Usage|stats.Swap)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +45,7 @@ func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.Container
 	ctrs := s.filterContainers(&runtimeapi.ContainerFilter{Id: f.GetId(), PodSandboxId: f.GetPodSandboxId(), LabelSelector: f.GetLabelSelector()})
 	out := make([]*runtimeapi.ContainerStats, 0, len(ctrs))
 	for _, ctr := range ctrs {
-		st, _, err := s.containerStats(ctx, ctr, stats.Usage)
+		st, _, err := s.containerStats(ctx, ctr, stats.Usage|stats.Swap)
 		if err != nil {
 			// Gone or stopped since it was listed: kubelet lists again.
 			klog.V(4).InfoS("Skipping container stats", "container", ctr.ID(), "err", err)
@@ -161,7 +161,7 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 	// Without the pids controller, the members' processes are counted
 	// (containerd's figure), at a cgroup.procs listing per member.
 	count := err == nil && !podCg.HasPids
-	want := stats.Usage
+	want := stats.Usage | stats.Swap
 	if count {
 		want |= stats.Processes
 	}

@@ -194,6 +194,20 @@ func TestFakeCgroup(t *testing.T) {
 				t.Error("zero timestamp")
 			}
 			tt.check(t, s)
+			// Swap is read only when asked for (a pod's stats have none).
+			usage, err := c.Cgroup(context.Background(), "usage", "/"+p, Usage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "swap without Swap", usage.Memory.SwapBytes, 0)
+			eq(t, "swap limit without Swap", usage.Memory.SwapLimitBytes, 0)
+			eq(t, "working set without Swap", usage.Memory.WorkingSetBytes, s.Memory.WorkingSetBytes)
+			withSwap, err := c.Cgroup(context.Background(), "swap", "/"+p, Usage|Swap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq(t, "swap with Swap", withSwap.Memory.SwapBytes, s.Memory.SwapBytes)
+			eq(t, "swap limit with Swap", withSwap.Memory.SwapLimitBytes, s.Memory.SwapLimitBytes)
 
 			_, err = c.Cgroup(context.Background(), "gone", "/kubepods/pod1/gone", Usage)
 			if !errors.Is(err, ErrNotFound) {

@@ -21,8 +21,8 @@ type Figures uint8
 const (
 	// Usage is what ContainerStats and PodSandboxStats report: CPU time
 	// (and the nano-cores rate), memory usage, working set, RSS, page
-	// faults, the limit, swap, and PSI where the kernel keeps it. Its
-	// files are kept open between readings of the same key.
+	// faults, the limit, and PSI where the kernel keeps it. Its files are
+	// kept open between readings of the same key.
 	Usage Figures = 1 << iota
 	// Processes is the number of processes in the cgroup itself
 	// (cgroup.procs), not in cgroups below it.
@@ -37,9 +37,13 @@ const (
 	// cgroup has the controller. One small file for a whole pod where
 	// Processes needs a cgroup.procs listing per member.
 	Tasks
+	// Swap is the swap usage and limit, with Usage (Detail reads them
+	// too): a container's stats report them, a pod's have no swap field,
+	// and on a full node the two files are a third of a pod reading's.
+	Swap
 
 	// All is every figure.
-	All = Usage | Processes | Detail | Tasks
+	All = Usage | Processes | Detail | Tasks | Swap
 )
 
 // maxOpenFiles bounds the cgroup files kept open over all keys; past it,

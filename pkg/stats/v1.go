@@ -49,7 +49,7 @@ func (v *v1) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 		}
 	}
 	if want&(Usage|Detail) != 0 && v.has["memory"] {
-		if err := v.memory(r, file, &s); err != nil {
+		if err := v.memory(r, file, &s, want&(Swap|Detail) != 0); err != nil {
 			return s, err
 		}
 	}
@@ -77,7 +77,7 @@ func (v *v1) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 	return s, nil
 }
 
-func (v *v1) memory(r *fileReader, file func(ctrl, name string) fileKey, s *CgroupStats) error {
+func (v *v1) memory(r *fileReader, file func(ctrl, name string) fileKey, s *CgroupStats, swap bool) error {
 	const keep = true
 	m := &s.Memory
 	var err error
@@ -108,6 +108,10 @@ func (v *v1) memory(r *fileReader, file func(ctrl, name string) fileKey, s *Cgro
 			m.MajorPageFaults = n
 		}
 	})
+	if !swap {
+		finishMemory(m, inactiveFile)
+		return nil
+	}
 	// memsw counts memory plus swap, and exists only with swap
 	// accounting.
 	memsw, err := r.optionalUint(file("memory", "memory.memsw.usage_in_bytes"), keep)

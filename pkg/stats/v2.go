@@ -37,7 +37,7 @@ func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 				s.CPU.ThrottledNanoSeconds = n * 1000
 			}
 		})
-		if err := v.memory(r, file, &s); err != nil {
+		if err := v.memory(r, file, &s, want&(Swap|Detail) != 0); err != nil {
 			return s, err
 		}
 		for _, psi := range []struct {
@@ -84,7 +84,7 @@ func (v *v2) read(r *fileReader, p string, want Figures) (CgroupStats, error) {
 	return s, nil
 }
 
-func (v *v2) memory(r *fileReader, file func(string) fileKey, s *CgroupStats) error {
+func (v *v2) memory(r *fileReader, file func(string) fileKey, s *CgroupStats, swap bool) error {
 	const keep = true
 	m := &s.Memory
 	var err error
@@ -115,11 +115,13 @@ func (v *v2) memory(r *fileReader, file func(string) fileKey, s *CgroupStats) er
 			m.MajorPageFaults = n
 		}
 	})
-	if m.SwapBytes, err = r.optionalUint(file("memory.swap.current"), keep); err != nil {
-		return err
-	}
-	if m.SwapLimitBytes, err = r.optionalUint(file("memory.swap.max"), keep); err != nil {
-		return err
+	if swap {
+		if m.SwapBytes, err = r.optionalUint(file("memory.swap.current"), keep); err != nil {
+			return err
+		}
+		if m.SwapLimitBytes, err = r.optionalUint(file("memory.swap.max"), keep); err != nil {
+			return err
+		}
 	}
 	finishMemory(m, inactiveFile)
 	return nil
