@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/exepages"
 	"github.com/cri-runtimed/cri-runtimed/pkg/peercred"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/reaper"
@@ -219,7 +220,7 @@ func serve(o options, ready func(string)) error {
 		rt:         &ociruntime.Runtime{Binary: o.runtime, Root: o.runtimeRoot, Args: o.runtimeArgs, Reaper: rp},
 		reaper:     rp,
 		events:     newEventLog(),
-		ooms:       newOOMWatcher(),
+		ooms:       newOOMWatcher(cgroups.Unified()),
 		containers: map[string]*container{},
 		stop: func(force bool) {
 			select {

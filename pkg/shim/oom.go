@@ -146,8 +146,16 @@ type oomWatcher struct {
 	byWD map[int32]*oomCounter
 }
 
-func newOOMWatcher() *oomWatcher {
+// newOOMWatcher returns a watcher; with notify (a unified host, the only
+// one with memory.events to follow), one that holds an inotify instance.
+// Elsewhere it holds none: the kernel allows 128 per user by default, and
+// with one per shim a node of 110 pods left kubelet's cAdvisor none
+// ("inotify_init: too many open files", kubelet does not start).
+func newOOMWatcher(notify bool) *oomWatcher {
 	w := &oomWatcher{byWD: map[int32]*oomCounter{}}
+	if !notify {
+		return w
+	}
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		klog.InfoS("OOM kills are only read at container exit", "err", err)

@@ -36,7 +36,10 @@ func TestOOMKills(t *testing.T) {
 // as under the systemd driver, where systemd removes a scope's cgroup as
 // soon as its last process died.
 func TestOOMWatcherKeepsKillsOfRemovedCgroup(t *testing.T) {
-	w := newOOMWatcher()
+	if newOOMWatcher(false).f != nil {
+		t.Error("a watcher without notify holds an inotify instance")
+	}
+	w := newOOMWatcher(true)
 	if w.f == nil {
 		t.Skip("no inotify")
 	}
