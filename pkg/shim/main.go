@@ -254,12 +254,6 @@ func serve(o options, ready func(string)) error {
 	bg.Add(1)
 	go func() { defer bg.Done(); conns.serve(ln, rs, s.serveStream) }()
 
-	gone, err := watchRemoval(dir)
-	if err != nil {
-		klog.ErrorS(err, "Cannot watch the state dir; the shim will only stop on Shutdown")
-	} else {
-		defer gone.close()
-	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -275,15 +269,23 @@ func serve(o options, ready func(string)) error {
 	trimmedAt := exepages.ResidentPages()
 
 	for {
-		var goneCh <-chan struct{}
-		if gone != nil {
-			goneCh = gone.done
-		}
 		select {
 		case <-settle.C:
 			if exepages.ResidentPages() > trimmedAt+trimGrowth {
 				trimBinaryPages()
 				trimmedAt = exepages.ResidentPages()
+			}
+			// The state dir removed stands for a Shutdown the daemon
+			// could not send. Looked at on this tick rather than watched:
+			// an inotify instance per shim used up the 128 the kernel
+			// allows root by default on a full node, and kubelet's
+			// cAdvisor then failed to start.
+			if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+				klog.InfoS("State dir removed; deleting containers and exiting")
+				dctx, dcancel := shutdownCtx()
+				s.deleteAll(dctx)
+				dcancel()
+				return nil
 			}
 		case force := <-stopCh:
 			klog.InfoS("Shutdown requested", "force", force)
@@ -294,12 +296,6 @@ func serve(o options, ready func(string)) error {
 			}
 			s.events.close()
 			conns.waitIdle(replyFlush)
-			return nil
-		case <-goneCh:
-			klog.InfoS("State dir removed; deleting containers and exiting")
-			dctx, dcancel := shutdownCtx()
-			s.deleteAll(dctx)
-			dcancel()
 			return nil
 		case <-sigs:
 			if n := s.count(); n > 0 {

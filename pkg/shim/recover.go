@@ -3,7 +3,6 @@ package shim
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -114,30 +113,3 @@ func (s *server) watchOrphan(c *container, pid int) {
 	}
 	s.recordExit(c, lostExitCode, ReasonUnknown, "the container exited after a shim restart; its exit status is not observable")
 }
-
-// removalWatch reports when the state dir itself is removed.
-type removalWatch struct {
-	f    *os.File
-	done chan struct{}
-}
-
-func watchRemoval(dir string) (*removalWatch, error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("inotify: %w", err)
-	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_DELETE_SELF); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
-	}
-	w := &removalWatch{f: os.NewFile(uintptr(fd), "inotify"), done: make(chan struct{})}
-	go func() { // ends on the first event or when close closes f
-		buf := make([]byte, 4096)
-		if n, err := w.f.Read(buf); err == nil && n > 0 {
-			close(w.done)
-		}
-	}()
-	return w, nil
-}
-
-func (w *removalWatch) close() { w.f.Close() }

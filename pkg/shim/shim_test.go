@@ -17,6 +17,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/crilog"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/internal/shimtest"
@@ -708,4 +709,40 @@ func TestCreateWithStart(t *testing.T) {
 		t.Errorf("state = %+v, want exited 128 StartError with the runtime's message", st)
 	}
 	h.remove(bad)
+}
+
+// TestStateDirRemovedStopsShim: a shim whose state dir is removed (a
+// Shutdown the daemon could not send) exits, and holds no inotify
+// instance on the way (on cgroup v1 none at all: the kernel allows 128
+// per user, and a full node's shims used them all up).
+func TestStateDirRemovedStopsShim(t *testing.T) {
+	h := newHarness(t, "/usr/sbin/runc", 0)
+	pid := h.c.Pid()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inotify := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == "anon_inode:inotify" {
+			inotify++
+		}
+	}
+	if want := map[bool]int{false: 0, true: 1}[cgroups.Unified()]; inotify != want {
+		t.Errorf("the shim holds %d inotify instances, want %d", inotify, want)
+	}
+	if err := os.RemoveAll(h.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	// The shim is our child (Spawn): its exit is seen by waiting for it.
+	deadline := time.Now().Add(time.Minute)
+	for syscall.Kill(pid, 0) == nil {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shim %d still runs a minute after its state dir was removed", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
