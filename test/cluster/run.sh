@@ -77,6 +77,9 @@ CHAINS=("mangle KUBE-IPTABLES-HINT" "mangle KUBE-KUBELET-CANARY" "nat KUBE-KUBEL
 	"filter KUBE-KUBELET-CANARY" "filter KUBE-FIREWALL INPUT OUTPUT" "mangle KUBE-PROXY-CANARY"
 	"nat KUBE-PROXY-CANARY" "filter KUBE-PROXY-CANARY")
 
+# shellcheck source=test/cluster/resize.sh
+source "$REPO/test/cluster/resize.sh"
+
 LOCK=/run/cri-runtimed-test/kubelet-host.lock
 LOCK_HOLDER=/run/cri-runtimed-test/cluster-lock.pid
 
@@ -709,6 +712,7 @@ main() {
 		attach
 		rolling_update
 		oom
+		resize
 	fi
 	# A kept cluster is reset by run.sh down.
 	[[ ${CLUSTER_KEEP:-} == 1 ]] || reset_cluster
