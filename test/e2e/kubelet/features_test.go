@@ -21,23 +21,35 @@ import (
 // data/hello, data/nested/deep and top (pushImages).
 const dataImage = "e2e-data:1"
 
+// dataArtifact is an OCI artifact (pushImages): a tar layer with
+// model/README and a file layer titled config.json.
+const dataArtifact = "e2e-artifact:1"
+
 // testImageVolume (ImageVolume, KEP-4639): kubelet pulls the image of an
 // image volume and mounts it through Mount.image; the container sees its
 // files read-only, and a subPath mount (Mount.image_sub_path) only that
-// directory.
+// directory. An OCI artifact mounts the same way.
 func (n *node) testImageVolume(t *testing.T) {
 	t.Parallel()
 	pod := newPod("imagevolume", shell("c", "exec sleep 3600"))
-	pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-		Image: &corev1.ImageVolumeSource{Reference: dataImage, PullPolicy: corev1.PullIfNotPresent}}}}
+	pod.Spec.Volumes = []corev1.Volume{
+		{Name: "data", VolumeSource: corev1.VolumeSource{
+			Image: &corev1.ImageVolumeSource{Reference: dataImage, PullPolicy: corev1.PullIfNotPresent}}},
+		{Name: "art", VolumeSource: corev1.VolumeSource{
+			Image: &corev1.ImageVolumeSource{Reference: dataArtifact, PullPolicy: corev1.PullIfNotPresent}}},
+	}
 	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{
 		{Name: "data", MountPath: "/data"},
 		{Name: "data", MountPath: "/sub", SubPath: "data/nested"},
+		{Name: "art", MountPath: "/art"},
 	}
 	n.add(t, pod)
 	p := n.waitReady(t, pod.Name)
 	if out := n.exec(t, p, "c", "cat", "/data/data/hello"); out != "hello from the image\n" {
 		t.Errorf("/data/data/hello = %q", out)
+	}
+	if out := n.exec(t, p, "c", "cat", "/art/config.json", "/art/model/README"); out != `{"threshold": 3}`+"\n"+"a model\n" {
+		t.Errorf("the artifact volume's config.json and model/README = %q", out)
 	}
 	if out := strings.Fields(n.exec(t, p, "c", "ls", "/sub")); len(out) != 1 || out[0] != "deep" {
 		t.Errorf("the subPath mount holds %q, want only deep", out)
@@ -50,9 +62,11 @@ func (n *node) testImageVolume(t *testing.T) {
 	// pinned while it is mounted.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := n.env.Daemon.Images().ImageStatus(ctx, &runtimeapi.ImageSpec{Image: dataImage}, false)
-	if err != nil || st.GetImage() == nil || !st.GetImage().GetPinned() {
-		t.Errorf("image status of the mounted %s = %v, %v; want pinned", dataImage, st.GetImage(), err)
+	for _, ref := range []string{dataImage, dataArtifact} {
+		st, err := n.env.Daemon.Images().ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false)
+		if err != nil || st.GetImage() == nil || !st.GetImage().GetPinned() {
+			t.Errorf("image status of the mounted %s = %v, %v; want pinned", ref, st.GetImage(), err)
+		}
 	}
 }
 

@@ -248,6 +248,17 @@ func pushImages(t *testing.T, env *framework.Env) {
 		t.Fatal(err)
 	}
 	env.Push(t, dataImage, dimg)
+	bundle, err := images.NewLayer().Dir("model", 0o755).File("model/README", []byte("a model\n"), 0o644).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := images.NewArtifact("application/vnd.cri-runtimed.test.data.v1",
+		images.ArtifactLayer{Blob: images.LayerBlob("application/vnd.cri-runtimed.test.bundle.v1.tar+gzip", bundle)},
+		images.ArtifactLayer{Blob: images.FileBlob("application/json", []byte(`{"threshold": 3}`+"\n")), Title: "config.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Push(t, dataArtifact, art)
 }
 
 // Pod and container builders for manifests.
