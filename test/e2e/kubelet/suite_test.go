@@ -83,9 +83,10 @@ func newNode(t *testing.T, gates map[string]bool) *node {
 	if bin == "" {
 		t.Fatalf("%s is not set: point it at a kubelet binary (`make kubelet` builds them into /var/cache/cri-runtimed-test/kubelet)", envKubelet)
 	}
-	if err := kubeletnode.HostFree(); err != nil {
-		t.Fatal(err)
-	}
+	// No HostFree check here: kubeletnode.New makes it once it holds the
+	// host's kubelet lock. Made before, it failed this suite at once
+	// while another kubelet test (or a cluster) held the host, instead
+	// of waiting for the lock.
 	opts := daemonOptions(t)
 	n := &node{gates: gates}
 	state := framework.ShortStateDir(t)
