@@ -29,6 +29,18 @@ var kernelTunables = []string{
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 }
 
+// nodeMinimums are sysctls a kubelet node needs above the kernel's
+// defaults, raised for the run and put back after. kubelet (cadvisor, its
+// config and pod-manifest watchers) takes about 40 inotify instances, and
+// the kernel's default of 128 per user is shared by every process of
+// root on the host: a kubelet started while other work holds the rest
+// exits with "unable to create inotify: too many open files" (seen when a
+// cluster, a benchmark and the suite shared this host). Node images raise
+// it the same way (kind asks for 512, systemd distributions ship 8192).
+var nodeMinimums = map[string]int{
+	"fs/inotify/max_user_instances": 8192,
+}
+
 // iptablesChain is a chain kubelet creates in a table; jumps are the
 // built-in chains it makes jump to it.
 type iptablesChain struct {
@@ -50,6 +62,8 @@ var kubeletChains = []iptablesChain{
 type hostState struct {
 	cgroupDriver string
 	sysctls      map[string]string
+	// raised: nodeMinimums raised by this run, with their old values.
+	raised map[string]string
 	// chains kubelet may create that did not exist: "iptables filter
 	// KUBE-FIREWALL"...
 	newChains []chainRef
@@ -73,6 +87,7 @@ func recordHost(cgroupDriver string) (*hostState, error) {
 	h := &hostState{
 		cgroupDriver:       cgroupDriver,
 		sysctls:            map[string]string{},
+		raised:             map[string]string{},
 		hadVarLibKubelet:   exists(varLibKubelet),
 		hadDevicePluginDir: exists(devicePluginDir),
 		hadLogLinks:        exists(containerLogLinks),
@@ -84,6 +99,9 @@ func recordHost(cgroupDriver string) (*hostState, error) {
 			return nil, fmt.Errorf("kubeletnode: read sysctl %s: %w", k, err)
 		}
 		h.sysctls[k] = strings.TrimSpace(string(b))
+	}
+	if err := h.raiseMinimums(); err != nil {
+		return nil, err
 	}
 	for _, cmd := range []string{"iptables", "ip6tables"} {
 		if _, err := exec.LookPath(cmd); err != nil {
@@ -101,6 +119,25 @@ func recordHost(cgroupDriver string) (*hostState, error) {
 	return h, nil
 }
 
+// raiseMinimums sets each of nodeMinimums that is lower to its minimum.
+func (h *hostState) raiseMinimums() error {
+	for k, min := range nodeMinimums {
+		b, err := os.ReadFile("/proc/sys/" + k)
+		if err != nil {
+			return fmt.Errorf("kubeletnode: read sysctl %s: %w", k, err)
+		}
+		old := strings.TrimSpace(string(b))
+		if v, err := strconv.Atoi(old); err == nil && v >= min {
+			continue
+		}
+		if err := os.WriteFile("/proc/sys/"+k, []byte(strconv.Itoa(min)), 0o644); err != nil {
+			return fmt.Errorf("kubeletnode: raise sysctl %s to %d: %w", k, min, err)
+		}
+		h.raised[k] = old
+	}
+	return nil
+}
+
 // restore undoes what kubelet changed: sysctls back to their values,
 // chains it created removed, the device-plugin directory and
 // /var/log/containers links into podLogs removed, the QoS cgroups it
@@ -114,6 +151,17 @@ func (h *hostState) restore(podLogs string) error {
 		}
 		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
 			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", k, v, err))
+		}
+	}
+	// A raised minimum goes back only if nobody changed it since (another
+	// run on the host may have raised it too and still need it).
+	for k, old := range h.raised {
+		cur, _ := os.ReadFile("/proc/sys/" + k)
+		if strings.TrimSpace(string(cur)) != strconv.Itoa(nodeMinimums[k]) {
+			continue
+		}
+		if err := os.WriteFile("/proc/sys/"+k, []byte(old), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore sysctl %s=%s: %w", k, old, err))
 		}
 	}
 	for _, c := range h.newChains {
