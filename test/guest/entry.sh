@@ -110,8 +110,41 @@ pod_tests='^(TestPodSharedNamespaces|TestPodLifecycleErrors|TestNothingLeaks|Tes
 # an OOM kill and the v2 stats, all with the systemd driver.
 smoke_tests='^(TestPodCgroup|TestMemoryLimitOOM|TestContainerAndPodStats)$/^(own|main_process|cpu_and_memory|cgroup_v2_pressure_and_io)$'
 
+# shared_registry starts one registry for the rest of the suite and
+# exports its URL as CRI_RUNTIMED_E2E_REGISTRY: the tests then attach to it
+# instead of each starting one and pushing the same busybox image again,
+# which under emulation costs seconds per test. Only for tests that
+# expect nothing of the registry but the images they push (the smoke's).
+shared_registry() {
+	local dir=/var/tmp/e2e-registry port=5056
+	mkdir -p "$dir"
+	cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$port
+EOF
+	/usr/bin/docker-registry serve "$dir/config.yml" >"$out/registry.log" 2>&1 &
+	for _ in $(seq 600); do
+		if busybox wget -q -O /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+			export CRI_RUNTIMED_E2E_REGISTRY=http://127.0.0.1:$port
+			echo "guest: one registry for the suite at $CRI_RUNTIMED_E2E_REGISTRY"
+			return
+		fi
+		sleep 0.1
+	done
+	echo "guest: the shared registry did not answer; each test starts its own"
+}
+
 case "$suite" in
 smoke)
+	shared_registry
 	e2e smoke-systemd "$smoke_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd
 	unit
 	;;

@@ -20,6 +20,7 @@
 package framework
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -36,13 +37,22 @@ type Env struct {
 	Daemon   *Daemon
 }
 
-// NewEnv starts a registry, writes hosts.toml for MirroredRegistries
-// pointing at it and starts a daemon (unless WithoutStart: a test that
-// wants other hosts.toml files writes them, then calls env.Daemon.Start).
+// EnvRegistry names a registry (http://127.0.0.1:port) that runs for a
+// whole test binary's run, which every Env then uses instead of starting
+// its own: the guest's smoke stage sets it, where starting a registry and
+// pushing the same image again cost seconds per test under emulation. Only
+// for tests that push what they pull and expect nothing else of the
+// registry (no faults, no counts of its contents).
+const EnvRegistry = "CRI_RUNTIMED_E2E_REGISTRY"
+
+// NewEnv starts a registry (or attaches to EnvRegistry's), writes
+// hosts.toml for MirroredRegistries pointing at it and starts a daemon
+// (unless WithoutStart: a test that wants other hosts.toml files writes
+// them, then calls env.Daemon.Start).
 func NewEnv(t testing.TB, opts ...Option) *Env {
 	t.Helper()
 	RequireRoot(t)
-	reg := registry.Start(t)
+	reg := testRegistry(t)
 	d := NewDaemon(t, append(opts, WithoutStart())...)
 	for _, r := range MirroredRegistries {
 		if err := WriteHosts(d.CertsDir, r, Hosts{Server: reg.URL}); err != nil {
@@ -57,6 +67,16 @@ func NewEnv(t testing.TB, opts ...Option) *Env {
 		d.Start(t)
 	}
 	return &Env{Registry: reg, Daemon: d}
+}
+
+// testRegistry is EnvRegistry's registry where it names one, else a new
+// one for the test.
+func testRegistry(t testing.TB) *registry.Registry {
+	t.Helper()
+	if url := os.Getenv(EnvRegistry); url != "" {
+		return registry.Attach(t, url)
+	}
+	return registry.Start(t)
 }
 
 // Push pushes a to the local registry under ref, a name as the daemon will

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cri-runtimed/cri-runtimed/test/e2e/registry"
 )
 
 // EnvInstalled says that a daemon installed by `make install` runs as the
@@ -26,7 +24,7 @@ const Unit = "cri-runtimed.service"
 
 // NewInstalledEnv connects to the installed daemon (skipping the test
 // unless EnvInstalled is set) and points its docker.io and
-// registry.k8s.io at a new local registry through hosts.toml files in the
+// registry.k8s.io at a local registry (new, or EnvRegistry's) through hosts.toml files in the
 // daemon's certs.d, removed when the test ends, as are the test's pods.
 func NewInstalledEnv(t testing.TB) *Env {
 	t.Helper()
@@ -43,7 +41,7 @@ func NewInstalledEnv(t testing.TB) *Env {
 		CertsDir:   "/etc/cri-runtimed/certs.d",
 	}
 	d.Endpoint = "unix://" + d.Socket
-	reg := registry.Start(t)
+	reg := testRegistry(t)
 	for _, r := range MirroredRegistries {
 		dir := filepath.Join(d.CertsDir, r)
 		if _, err := os.Stat(dir); err == nil {

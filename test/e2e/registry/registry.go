@@ -79,6 +79,25 @@ func Start(t testing.TB) *Registry {
 	return nil
 }
 
+// Attach is a registry another process runs and owns at url
+// (http://host:port): Push pushes to it (blobs it holds are not sent
+// again), nothing is stopped or removed at the test's end. The guest's
+// smoke stage runs one for all its tests (framework.EnvRegistry).
+func Attach(t testing.TB, url string) *Registry {
+	t.Helper()
+	host, ok := strings.CutPrefix(url, "http://")
+	if !ok || host == "" || strings.Contains(host, "/") {
+		t.Fatalf("registry: %q is not http://host:port", url)
+	}
+	r := &Registry{Host: host, URL: url}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.waitReady(ctx); err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	return r
+}
+
 func start(dir string) (*Registry, error) {
 	port, err := FreePort()
 	if err != nil {
