@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
@@ -189,6 +191,28 @@ func (c *Controller) prepareRestore(ctx context.Context, ckpt *checkpoint.Checkp
 	}
 	ckpt.Dir = dst
 	return ckpt.ApplyRootfsDiff(ctx, rootfs)
+}
+
+// restoreIntoNewCgroup has CRIU restore the container's tasks into the
+// cgroup its spec names (after NRI's adjustments), not into the
+// checkpointed container's (checkpoint.WriteRestoreConfig says why).
+func restoreIntoNewCgroup(spec *specs.Spec, ckpt *checkpoint.Checkpoint) error {
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return nil
+	}
+	dir, err := cgroups.Resolve(spec.Linux.CgroupsPath)
+	if err != nil {
+		return err
+	}
+	conf, err := checkpoint.WriteRestoreConfig(ckpt.Dir, dir)
+	if err != nil {
+		return err
+	}
+	if spec.Annotations == nil {
+		spec.Annotations = map[string]string{}
+	}
+	spec.Annotations[checkpoint.CRIUConfigAnnotation] = conf
+	return nil
 }
 
 // restoreDir is where a container created from a checkpoint keeps it,

@@ -344,6 +344,11 @@ func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *
 	if err := c.nriAdjust(ctx, ctr, spec); err != nil {
 		return "", err
 	}
+	if ckpt != nil {
+		if err := restoreIntoNewCgroup(spec, ckpt); err != nil {
+			return "", err
+		}
+	}
 	if err := oci.Save(spec, bundle); err != nil {
 		return "", err
 	}
