@@ -136,29 +136,3 @@ func (s *server) dropPending(c *container) bool {
 	s.events.publish(c.id, EventExited, st)
 	return true
 }
-
-// restored reports whether c was restored from a checkpoint.
-func (s *server) restored(c *container) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rec.RestoreFrom != ""
-}
-
-// signalRestored signals the init of a restored container through its
-// pidfd, for when the runtime cannot: under the systemd driver on cgroup
-// v2, runc restore (1.1) leaves the restored tasks outside the scope it
-// made, systemd collects the empty scope, and runc then refuses every
-// operation on the container (lstat of the scope). Known bug; the
-// restored process itself runs. It reports whether it signalled.
-func (s *server) signalRestored(c *container, sig unix.Signal) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rec.RestoreFrom == "" || c.pidfd == nil {
-		return false
-	}
-	if err := unix.PidfdSendSignal(int(c.pidfd.Fd()), sig, nil, 0); err != nil {
-		klog.V(2).InfoS("Signal to a restored container through its pidfd failed", "id", c.id, "err", err)
-		return false
-	}
-	return true
-}

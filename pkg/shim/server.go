@@ -462,9 +462,6 @@ func (s *server) kill(ctx context.Context, id string, sig syscall.Signal, all bo
 	if err != nil && (runtime.IsNotRunning(err) || c.state().Status == StatusExited) {
 		return nil // it exited meanwhile; its exit is being recorded
 	}
-	if err != nil && s.signalRestored(c, sig) {
-		return nil
-	}
 	if err != nil {
 		return fmt.Errorf("kill %s: %w", id, err)
 	}
@@ -532,10 +529,7 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 	if !forced {
 		if err := s.rt.Delete(rctx, c.runtimeLog(), id, false); err != nil && !runtime.IsNotExist(err) {
 			if ferr := s.rt.Delete(rctx, c.runtimeLog(), id, true); ferr != nil && !runtime.IsNotExist(ferr) {
-				if !s.restored(c) {
-					return State{}, fmt.Errorf("delete %s: %w", id, errors.Join(err, ferr))
-				}
-				klog.ErrorS(errors.Join(err, ferr), "The runtime cannot delete a restored container that has exited; forgetting it", "id", id)
+				return State{}, fmt.Errorf("delete %s: %w", id, errors.Join(err, ferr))
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -229,6 +230,9 @@ func testCheckpointCounter(t *testing.T, d *framework.Daemon) {
 	}
 	// The original still counts on its own.
 	waitCount(t, logPath, lastCount(t, logPath))
+	checkRestoredCgroup(t, d, rid, id)
+	stopAndRemove(t, d, rid)
+	waitCount(t, logPath, lastCount(t, logPath))
 
 	// A container that has exited cannot be checkpointed.
 	done := d.CreateStarted(t, pod, framework.Shell("done", bb, "true"), pc)
@@ -294,6 +298,16 @@ func testCheckpointPod(t *testing.T, d *framework.Daemon) {
 		}
 		waitCount(t, p, n+1)
 	}
+	orig := map[string]string{}
+	for i, c := range cfgs {
+		orig[c.GetMetadata().GetName()] = ids[i]
+	}
+	for _, r := range resp.GetRestoredContainers() {
+		checkRestoredCgroup(t, d, r.GetContainerId(), orig[r.GetName()])
+	}
+	for _, r := range resp.GetRestoredContainers() {
+		stopAndRemove(t, d, r.GetContainerId())
+	}
 	// The checkpoint's data stays as it was (the caller's).
 	if _, err := os.Stat(filepath.Join(out, "a", "checkpoint", "inventory.img")); err != nil {
 		t.Errorf("checkpoint data changed by the restore: %v", err)
@@ -326,4 +340,44 @@ func testRestoreCorrupt(t *testing.T, d *framework.Daemon) {
 	f.Close()
 	_, err = d.Runtime().CreateContainer(ctx, pod, framework.Shell("c", empty, "true"), pc)
 	wantCode(t, "CreateContainer from an archive without images", err, codes.FailedPrecondition, "invalid checkpoint archive")
+}
+
+// checkRestoredCgroup: the restored process runs in the cgroup its own
+// container's spec names, not in the checkpointed container's (orig),
+// where CRIU puts it unless told the new root: runc kills, execs into
+// and deletes a container through its cgroup, and under systemd an empty
+// scope is collected at once.
+func checkRestoredCgroup(t *testing.T, d *framework.Daemon, id, orig string) {
+	t.Helper()
+	pid := infoPid(t, d.ContainerStatus(t, id).GetInfo())
+	cg := containerCgroup(t, d, id)
+	if cg.dir == containerCgroup(t, d, orig).dir {
+		t.Fatalf("restored container %s has the cgroup of the checkpointed one: %s", id, cg.dir)
+	}
+	procs := strings.Fields(cg.read(t, "memory", "cgroup.procs"))
+	if !slices.Contains(procs, strconv.Itoa(pid)) {
+		t.Errorf("restored container %s: its pid %d is not in its cgroup %s (which holds %v); /proc/%d/cgroup says %q",
+			id, pid, cg.dir, procs, pid, framework.ProcessCgroup(pid))
+	}
+}
+
+// stopAndRemove stops and removes a container as kubelet does, and checks
+// that its cgroup went with it.
+func stopAndRemove(t *testing.T, d *framework.Daemon, id string) {
+	t.Helper()
+	cg := containerCgroup(t, d, id)
+	ctx := testCtx(t)
+	rc := d.RuntimeClient()
+	if _, err := rc.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 10}); err != nil {
+		t.Fatalf("StopContainer of restored %s: %v", id, err)
+	}
+	if st := d.ContainerStatus(t, id).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Errorf("restored %s after StopContainer: %v", id, st.GetState())
+	}
+	if _, err := rc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("RemoveContainer of restored %s: %v", id, err)
+	}
+	if _, err := os.Stat(cg.path("memory", "")); !os.IsNotExist(err) {
+		t.Errorf("restored %s removed, its cgroup %s stays (%v)", id, cg.dir, err)
+	}
 }

@@ -154,6 +154,7 @@ full)
 	e2e pods-crun-systemd "$pod_tests" CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd CRI_RUNTIMED_E2E_HANDLER=crun
 	# CRIU works on the guest's Debian kernel (not on the host's).
 	e2e checkpoint-systemd '^TestCheckpoint$' CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd
+	e2e checkpoint-cgroupfs '^TestCheckpoint$' CRI_RUNTIMED_E2E_CGROUP_DRIVER=cgroupfs
 	unit
 	# The kubelet suite (test/e2e/kubelet): the newest kubelet at its
 	# defaults, cgroupDriver systemd (the daemon's), on cgroup v2.
