@@ -32,6 +32,12 @@ const (
 	DumpLog      = "dump.log"
 )
 
+// ErrTerminal: a container with a terminal (tty) is neither checkpointed
+// nor restored. Its shim restores a container's stdio as new pipes, and a
+// terminal is a pty whose master end the shim holds: CRIU would need it
+// as an external resource on both sides, which runc 1.1 does not pass.
+var ErrTerminal = errors.New("a container with a terminal (tty) cannot be checkpointed or restored by this runtime")
+
 // ErrInvalid: the archive is not a usable checkpoint (unreadable, an
 // entry missing or malformed, an unsafe path).
 var ErrInvalid = errors.New("invalid checkpoint archive")
@@ -268,8 +274,8 @@ func Unpack(ctx context.Context, archive, dir string) (*Checkpoint, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	defer f.Close()
-	if _, err := layer.Apply(ctx, dir, f, layer.WithoutDevices()); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, archive, err)
+	if err := Extract(ctx, f, dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", archive, err)
 	}
 	return Load(dir)
 }

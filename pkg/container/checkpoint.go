@@ -139,14 +139,35 @@ func (c *Controller) freeze(ctx context.Context, ctr *Container, on bool) error 
 	return cl.Resume(ctx, ctr.ID())
 }
 
-// unpackCheckpoint: when cfg's image is a checkpoint archive, it is
+// unpackCheckpoint: when cfg's image is a checkpoint (an archive, a pod
+// checkpoint's container directory, or a checkpoint image), it is
 // unpacked next to the pod's bundles and cfg comes back naming the
-// checkpoint's image instead (the record and status show the real image).
-func (c *Controller) unpackCheckpoint(ctx context.Context, pod Sandbox, cfg *runtimeapi.ContainerConfig) (*checkpoint.Checkpoint, *runtimeapi.ContainerConfig, error) {
-	archive := cfg.GetImage().GetImage()
-	isDir := checkpoint.IsDir(archive)
-	if !isDir && !checkpoint.IsArchive(archive) {
-		return nil, cfg, nil
+// checkpointed container's image instead (the record and status show the
+// real image).
+func (c *Controller) unpackCheckpoint(ctx context.Context, pod Sandbox, cfg *runtimeapi.ContainerConfig, o createOptions) (*checkpoint.Checkpoint, *runtimeapi.ContainerConfig, error) {
+	src := cfg.GetImage().GetImage()
+	var unpack func(dir string) (*checkpoint.Checkpoint, error)
+	switch {
+	case checkpoint.IsDir(src):
+		// A pod checkpoint's container (RestorePod): copied, as the
+		// caller's data stays untouched and may go before Start.
+		unpack = func(dir string) (*checkpoint.Checkpoint, error) { return checkpoint.Copy(ctx, src, dir) }
+	case checkpoint.IsArchive(src):
+		unpack = func(dir string) (*checkpoint.Checkpoint, error) { return checkpoint.Unpack(ctx, src, dir) }
+	default:
+		img, ok := c.checkpointImage(ctx, src)
+		if !ok {
+			return nil, cfg, nil
+		}
+		unpack = func(dir string) (*checkpoint.Checkpoint, error) { return c.unpackCheckpointImage(ctx, img, dir) }
+	}
+	if cfg.GetTty() {
+		return nil, nil, fmt.Errorf("restore from %s: %w", src, checkpoint.ErrTerminal)
+	}
+	if o.restorable != nil {
+		if err := o.restorable(); err != nil {
+			return nil, nil, fmt.Errorf("restore from %s: %w", src, err)
+		}
 	}
 	bundles := filepath.Dir(pod.BundleDir("x"))
 	if err := os.MkdirAll(bundles, 0o711); err != nil {
@@ -156,17 +177,10 @@ func (c *Controller) unpackCheckpoint(ctx context.Context, pod Sandbox, cfg *run
 	if err != nil {
 		return nil, nil, err
 	}
-	var ckpt *checkpoint.Checkpoint
-	if isDir {
-		// A pod checkpoint's container (RestorePod): copied, as the
-		// caller's data stays untouched and may go before Start.
-		ckpt, err = checkpoint.Copy(ctx, archive, dir)
-	} else {
-		ckpt, err = checkpoint.Unpack(ctx, archive, dir)
-	}
+	ckpt, err := unpack(dir)
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("restore from %s: %w", archive, err)
+		return nil, nil, fmt.Errorf("restore from %s: %w", src, err)
 	}
 	cfg = proto.Clone(cfg).(*runtimeapi.ContainerConfig)
 	image := ckpt.Config.RootfsImageRef
@@ -174,8 +188,45 @@ func (c *Controller) unpackCheckpoint(ctx context.Context, pod Sandbox, cfg *run
 		image = ckpt.Config.RootfsImageName
 	}
 	cfg.Image = &runtimeapi.ImageSpec{Image: image}
-	klog.V(2).InfoS("Restoring container from a checkpoint", "archive", archive, "image", image, "checkpointed", ckpt.Config.CheckpointedTime)
+	klog.V(2).InfoS("Restoring container from a checkpoint", "checkpoint", src, "image", image, "checkpointed", ckpt.Config.CheckpointedTime)
 	return ckpt, cfg, nil
+}
+
+// checkpointImage finds the image ref names and says whether it is a
+// checkpoint image (checkpoint.ImageAnnotation on its manifest). Any
+// other image, or none, is not: the create goes on and reports it.
+func (c *Controller) checkpointImage(ctx context.Context, ref string) (meta.Image, bool) {
+	img, err := c.images.Get(ctx, ref)
+	if err != nil {
+		return img, false
+	}
+	m, err := c.images.Manifest(ctx, img)
+	if err != nil {
+		klog.V(2).InfoS("Image manifest unreadable; not a checkpoint image", "image", ref, "err", err)
+		return img, false
+	}
+	return img, checkpoint.IsImage(m.Annotations)
+}
+
+// unpackCheckpointImage extracts a checkpoint image's layers, bottom
+// first, into dir (as an archive: hostile input) and loads it.
+func (c *Controller) unpackCheckpointImage(ctx context.Context, img meta.Image, dir string) (*checkpoint.Checkpoint, error) {
+	m, err := c.images.Manifest(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		r, err := c.images.OpenLayer(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		err = checkpoint.Extract(ctx, r, dir)
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Digest, err)
+		}
+	}
+	return checkpoint.Load(dir)
 }
 
 // prepareRestore moves the unpacked checkpoint into the bundle (where

@@ -166,7 +166,11 @@ func validate(cfg *runtimeapi.ContainerConfig) error {
 
 // Create creates a container in a ready pod; a retry of a request that
 // timed out gets the container the first request made.
-func (c *Controller) Create(ctx context.Context, pod Sandbox, cfg *runtimeapi.ContainerConfig) (string, error) {
+func (c *Controller) Create(ctx context.Context, pod Sandbox, cfg *runtimeapi.ContainerConfig, opts ...CreateOption) (string, error) {
+	var o createOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := validate(cfg); err != nil {
 		return "", err
 	}
@@ -175,17 +179,31 @@ func (c *Controller) Create(ctx context.Context, pod Sandbox, cfg *runtimeapi.Co
 	}
 	name := Name(cfg.GetMetadata(), pod.Config().GetMetadata())
 	id, _, err := c.creations.Do(ctx, name, func(ctx context.Context) (string, error) {
-		return c.create(ctx, name, pod, cfg)
+		return c.create(ctx, name, pod, cfg, o)
 	})
 	return id, err
 }
 
+// CreateOption is an optional setting of Create.
+type CreateOption func(*createOptions)
+
+type createOptions struct {
+	restorable func() error
+}
+
+// IfRestorable has a create from a checkpoint (an archive, a pod
+// checkpoint's container directory or a checkpoint image) ask check
+// first and fail with its error: whether CRIU works on this node.
+func IfRestorable(check func() error) CreateOption {
+	return func(o *createOptions) { o.restorable = check }
+}
+
 var errNotReady = fmt.Errorf("%w: pod sandbox is not ready", ErrState)
 
-func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *runtimeapi.ContainerConfig) (id string, retErr error) {
-	// A checkpoint archive as the image: the container is restored from
-	// it (its image, filesystem changes and process) at Start.
-	ckpt, cfg, err := c.unpackCheckpoint(ctx, pod, cfg)
+func (c *Controller) create(ctx context.Context, name string, pod Sandbox, cfg *runtimeapi.ContainerConfig, o createOptions) (id string, retErr error) {
+	// A checkpoint as the image: the container is restored from it (its
+	// image, filesystem changes and process) at Start.
+	ckpt, cfg, err := c.unpackCheckpoint(ctx, pod, cfg, o)
 	if err != nil {
 		return "", err
 	}

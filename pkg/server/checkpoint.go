@@ -8,6 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
@@ -31,6 +32,9 @@ func (s *Server) CheckpointContainer(ctx context.Context, req *runtimeapi.Checkp
 	}
 	if ctr.State() != meta.ContainerRunning {
 		return nil, fmt.Errorf("checkpoint container %s: %w (%s)", ctr.ID(), container.ErrNotRunning, ctr.State())
+	}
+	if ctr.Config().GetTty() {
+		return nil, fmt.Errorf("checkpoint container %s: %w", ctr.ID(), checkpoint.ErrTerminal)
 	}
 	if err := s.criu.Err(); err != nil {
 		return nil, fmt.Errorf("checkpoint container %s: %w", ctr.ID(), err)
@@ -67,6 +71,9 @@ func (s *Server) CheckpointPod(ctx context.Context, req *runtimeapi.CheckpointPo
 		}
 		if ctr.State() != meta.ContainerRunning {
 			return nil, fmt.Errorf("checkpoint pod %s: container %s: %w (%s)", pod.ID(), ctr.ID(), container.ErrNotRunning, ctr.State())
+		}
+		if ctr.Config().GetTty() {
+			return nil, fmt.Errorf("checkpoint pod %s: container %s: %w", pod.ID(), ctr.ID(), checkpoint.ErrTerminal)
 		}
 	}
 	if err := s.criu.Err(); err != nil {

@@ -12,7 +12,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/klog/v2"
 
-	"github.com/cri-runtimed/cri-runtimed/pkg/checkpoint"
 	"github.com/cri-runtimed/cri-runtimed/pkg/container"
 	"github.com/cri-runtimed/cri-runtimed/pkg/store/meta"
 )
@@ -26,14 +25,10 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, err
 	}
-	if image := req.GetConfig().GetImage().GetImage(); checkpoint.IsArchive(image) || checkpoint.IsDir(image) {
-		// A restore from a checkpoint (crictl create with the archive as
-		// the image, as with CRI-O and containerd).
-		if err := s.criu.Err(); err != nil {
-			return nil, fmt.Errorf("restore from %s: %w", image, err)
-		}
-	}
-	id, err := s.ctrs.Create(ctx, pod, req.GetConfig())
+	// A checkpoint as the image (crictl create with the archive, as with
+	// CRI-O and containerd, or a checkpoint image) restores it, if CRIU
+	// works here.
+	id, err := s.ctrs.Create(ctx, pod, req.GetConfig(), container.IfRestorable(s.criu.Err))
 	if err != nil {
 		return nil, err
 	}

@@ -85,6 +85,7 @@ var sentinelCodes = []struct {
 	// A checkpoint that cannot be restored: well formed request, refused
 	// content.
 	{checkpoint.ErrInvalid, codes.FailedPrecondition},
+	{checkpoint.ErrTerminal, codes.FailedPrecondition},
 
 	// Images and registries.
 	{image.ErrNotFound, codes.NotFound},
