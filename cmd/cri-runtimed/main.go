@@ -44,6 +44,10 @@ func run(args []string) int {
        cri-runtimed check             check that this node can run the daemon (exit 0 if it can)
        cri-runtimed images import FILE... | export FILE REF... | ls
                                       import, export and list images through the running daemon
+       cri-runtimed pod checkpoint POD-ID DIR [CONTAINER-ID...] | restore DIR POD-CONFIG [CONTAINER-CONFIG...]
+                                      CheckpointPod and RestorePod through the running daemon
+       cri-runtimed checkpoint image ARCHIVE REF [-o FILE]
+                                      a checkpoint OCI image from a checkpoint archive
        cri-runtimed version           print the version
 
 Flags:
@@ -129,6 +133,10 @@ Flags:
 		return check(*configPath, explicit)
 	case rest[0] == "images":
 		return images(*configPath, explicit, rest[1:])
+	case rest[0] == "pod":
+		return pod(*configPath, explicit, rest[1:])
+	case rest[0] == "checkpoint":
+		return checkpointCmd(*configPath, explicit, rest[1:])
 	case rest[0] == "version":
 		printVersion()
 		return 0

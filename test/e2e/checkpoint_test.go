@@ -83,8 +83,17 @@ func TestCheckpoint(t *testing.T) {
 	_, err = rc.CheckpointPod(ctx, &runtimeapi.CheckpointPodRequest{PodSandboxId: pod, OutputPath: t.TempDir(), ContainerIds: []string{running, created}})
 	wantCode(t, "CheckpointPod with a container not running", err, codes.FailedPrecondition, "not running")
 
+	// A terminal is refused before CRIU is asked, everywhere.
+	ttyCfg := sleeper("tty")
+	ttyCfg.Tty = true
+	tty := d.CreateStarted(t, pod, ttyCfg, pc)
+	_, err = rc.CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: tty, Location: archive})
+	wantCode(t, "CheckpointContainer of a container with a terminal", err, codes.FailedPrecondition, "terminal")
+
 	if info.Usable {
 		t.Run("counter", func(t *testing.T) { testCheckpointCounter(t, d) })
+		t.Run("image", func(t *testing.T) { testCheckpointImage(t, d) })
+		t.Run("timeout", func(t *testing.T) { testCheckpointTimeout(t, d) })
 		t.Run("pod", func(t *testing.T) { testCheckpointPod(t, d) })
 		t.Run("corrupt", func(t *testing.T) { testRestoreCorrupt(t, d) })
 		return
@@ -102,6 +111,13 @@ func TestCheckpoint(t *testing.T) {
 	}
 	_, err = rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: framework.Shell("restored", notATar, "true"), SandboxConfig: pc})
 	wantCode(t, "CreateContainer from a checkpoint archive without CRIU", err, codes.FailedPrecondition, info.Reason)
+	// A checkpoint image is recognised (its manifest's annotation) and
+	// refused the same way; an archive with only metadata makes one.
+	fake := filepath.Join(t.TempDir(), "fake.tar")
+	writeTar(t, fake, map[string]string{"config.dump": `{"id":"x","name":"counter","rootfsImageName":"busybox"}`, "checkpoint/inventory.img": "x"})
+	ref := importCheckpointImage(t, d, fake, "localhost/checkpoint/fake:1")
+	_, err = rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: framework.Shell("restored", ref, "true"), SandboxConfig: pc})
+	wantCode(t, "CreateContainer from a checkpoint image without CRIU", err, codes.FailedPrecondition, info.Reason)
 	t.Skipf("CRIU cannot run on this node, so nothing is checkpointed here (the guest suite does): %s", info.Reason)
 }
 
@@ -379,5 +395,123 @@ func stopAndRemove(t *testing.T, d *framework.Daemon, id string) {
 	}
 	if _, err := os.Stat(cg.path("memory", "")); !os.IsNotExist(err) {
 		t.Errorf("restored %s removed, its cgroup %s stays (%v)", id, cg.dir, err)
+	}
+}
+
+// writeTar writes a tar archive of the given files.
+func writeTar(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// importCheckpointImage makes a checkpoint OCI image named ref from the
+// archive and imports it into d, as an operator does with
+// `cri-runtimed checkpoint image`; it returns ref.
+func importCheckpointImage(t *testing.T, d *framework.Daemon, archive, ref string) string {
+	t.Helper()
+	bin, err := framework.DaemonBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(testCtx(t), bin, "--config", d.ConfigPath, "checkpoint", "image", archive, ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cri-runtimed checkpoint image %s %s: %v: %s", archive, ref, err, out)
+	}
+	if !strings.Contains(string(out), ref) {
+		t.Errorf("cri-runtimed checkpoint image printed %q, not the image %s", out, ref)
+	}
+	return ref
+}
+
+// testCheckpointImage: a counter checkpointed into an archive, made a
+// checkpoint OCI image and restored from the image's name, as CRI-O
+// restores such images: it counts on from where it was.
+func testCheckpointImage(t *testing.T, d *framework.Daemon) {
+	ctx := testCtx(t)
+	pc := framework.PodConfig("ckptimg-src")
+	pod := d.RunPod(t, pc)
+	cfg := framework.Shell("counter", bb, counter)
+	id := d.CreateStarted(t, pod, cfg, pc)
+	logPath := framework.LogPath(pc, cfg)
+	waitCount(t, logPath, 3)
+	archive := filepath.Join(t.TempDir(), "counter.tar")
+	if _, err := d.RuntimeClient().CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: archive}); err != nil {
+		t.Fatalf("CheckpointContainer: %v", err)
+	}
+	at := lastCount(t, logPath)
+	ref := importCheckpointImage(t, d, archive, "localhost/checkpoint/counter:1")
+
+	rpc := framework.PodConfig("ckptimg-dst")
+	rpod := d.RunPod(t, rpc)
+	rcfg := framework.Shell("counter", ref, "unused")
+	t0 := time.Now()
+	rid := d.CreateStarted(t, rpod, rcfg, rpc)
+	t.Logf("restore from the checkpoint image (create + start) took %v", time.Since(t0))
+	rlog := framework.LogPath(rpc, rcfg)
+	waitCount(t, rlog, 0)
+	if first := firstCount(t, rlog); first < 3 || first > at+3 {
+		t.Errorf("restored from the image, the counter starts at %d; it had printed up to about %d when checkpointed", first, at)
+	}
+	if out := d.ExecOK(t, rid, "cat", "/before.txt"); strings.TrimSpace(out) != "written-before" {
+		t.Errorf("/before.txt in the container restored from the image = %q", out)
+	}
+	checkRestoredCgroup(t, d, rid, id)
+	stopAndRemove(t, d, rid)
+}
+
+// testCheckpointTimeout: CheckpointContainer's timeout is honoured with
+// a real CRIU. A dump that cannot finish within 1 s (a container holding
+// 64 MiB, on an emulated guest) answers DeadlineExceeded soon after the
+// second, leaves no archive, and the container runs on, not frozen. Were
+// the node fast enough to finish, the answer must still come in time.
+func testCheckpointTimeout(t *testing.T, d *framework.Daemon) {
+	ctx := testCtx(t)
+	pc := framework.PodConfig("ckpt-timeout")
+	pod := d.RunPod(t, pc)
+	cfg := framework.Shell("counter", bb, `x=$(head -c 67108864 /dev/zero | tr '\0' a); `+counter)
+	id := d.CreateStarted(t, pod, cfg, pc)
+	logPath := framework.LogPath(pc, cfg)
+	waitCount(t, logPath, 2)
+	archive := filepath.Join(t.TempDir(), "big.tar")
+	t0 := time.Now()
+	_, err := d.RuntimeClient().CheckpointContainer(ctx, &runtimeapi.CheckpointContainerRequest{ContainerId: id, Location: archive, Timeout: 1})
+	took := time.Since(t0)
+	t.Logf("CheckpointContainer with a 1 s timeout answered after %v: %v", took, err)
+	if slack := framework.Slow(5 * time.Second); took > time.Second+slack {
+		t.Errorf("CheckpointContainer with a 1 s timeout answered after %v", took)
+	}
+	if err == nil {
+		t.Logf("the dump finished within its second")
+		return
+	}
+	wantCode(t, "CheckpointContainer past its timeout", err, codes.DeadlineExceeded)
+	if _, serr := os.Stat(archive); !os.IsNotExist(serr) {
+		t.Errorf("a timed out checkpoint left %s (%v)", archive, serr)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(archive)); len(left) != 0 {
+		t.Errorf("a timed out checkpoint left %v beside the location", left)
+	}
+	// CRIU, left alone when runc is killed, finishes or fails on its own
+	// and lets the container go: it goes on counting.
+	n := lastCount(t, logPath)
+	waitCount(t, logPath, n+2)
+	if st := d.ContainerStatus(t, id).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("after a timed out checkpoint the container is %v", st.GetState())
 	}
 }
