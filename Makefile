@@ -91,10 +91,14 @@ guest-smoke: build guest-deps
 GUEST_KUBELET_VERSION ?= v1.37.2
 
 GUEST_FULL_TIMEOUT ?= 7200
+# The checkpoint-crictl stage's crictl (cri-tools are not part of this
+# repository); none: the stage says so and is left out.
+GUEST_CRICTL ?= $(shell command -v crictl)
 
 test-guest: build guest-deps
 	$(MAKE) kubelet KUBELET_VERSIONS=$(GUEST_KUBELET_VERSION)
-	GUEST_TIMEOUT=$(GUEST_FULL_TIMEOUT) GUEST_KUBELET=$(KUBELET_CACHE)/$(GUEST_KUBELET_VERSION)/kubelet test/guest/run.sh full
+	GUEST_TIMEOUT=$(GUEST_FULL_TIMEOUT) GUEST_KUBELET=$(KUBELET_CACHE)/$(GUEST_KUBELET_VERSION)/kubelet \
+		GUEST_CRICTL=$(GUEST_CRICTL) test/guest/run.sh full
 
 test: deps unit e2e e2e-kubelet guest-smoke
 

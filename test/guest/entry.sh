@@ -156,6 +156,21 @@ full)
 	e2e checkpoint-systemd '^TestCheckpoint$' CRI_RUNTIMED_E2E_CGROUP_DRIVER=systemd
 	e2e checkpoint-cgroupfs '^TestCheckpoint$' CRI_RUNTIMED_E2E_CGROUP_DRIVER=cgroupfs
 	unit
+	# Checkpoints by hand, as an operator: crictl (staged from
+	# $GUEST_CRICTL) and `cri-runtimed pod checkpoint|restore` against
+	# the installed unit (after the unit stage, which wants a fresh node).
+	# Without a crictl the stage fails when named, and says so otherwise.
+	if want checkpoint-crictl && ! [ -x "$host/crictl" ]; then
+		echo "guest: == checkpoint-crictl: no crictl staged (run.sh takes it from \$GUEST_CRICTL)"
+		[ -z "$stages" ] || failed=$((failed + 1))
+	elif want checkpoint-crictl; then
+		t0=$(now)
+		echo "guest: == checkpoint-crictl: crictl checkpoint, cri-runtimed pod checkpoint|restore"
+		"$host/checkpoint" 2>&1 | tee "$out/checkpoint-crictl.log" | grep --line-buffered '^checkpoint-crictl:'
+		rc=${PIPESTATUS[0]}
+		echo "guest: == checkpoint-crictl: exit $rc after $(echo "$(now) - $t0" | awk '{print $1 - $3}') s"
+		[ $rc = 0 ] || failed=$((failed + 1))
+	fi
 	# The kubelet suite (test/e2e/kubelet): the newest kubelet at its
 	# defaults, cgroupDriver systemd (the daemon's), on cgroup v2.
 	if want kubelet && ! [ -x "$host/kubelet" ]; then

@@ -30,13 +30,29 @@ echo "${GUEST_TESTS:-}" >"$share/tests"
 t0=$(date +%s)
 (cd "$repo" && go test -c -tags e2e -o "$share/e2e.test" ./test/e2e)
 # want STAGE: whether GUEST_STAGES (none: all) runs STAGE, as entry.sh
-# decides; the binaries only the kubelet and bench stages use are built
-# for them alone (the kubelet suite's test binary takes minutes at load).
+# decides; the binaries only the kubelet, bench and checkpoint-crictl
+# stages use are built for them alone (the kubelet suite's test binary
+# takes minutes at load).
 want() { [ -z "${GUEST_STAGES:-}" ] || [[ " $GUEST_STAGES " == *" $1 "* ]]; }
+if [ "$suite" = full ] && { want bench || want checkpoint-crictl; }; then
+	(cd "$repo" && go build -tags e2e -o "$share/pushimages" ./test/bench/pushimages)
+fi
 if [ "$suite" = full ] && want bench; then
 	cp "$here/bench.sh" "$share/bench"
-	(cd "$repo" && go build -o "$share/cri-bench" ./cmd/cri-bench &&
-		go build -tags e2e -o "$share/pushimages" ./test/bench/pushimages)
+	(cd "$repo" && go build -o "$share/cri-bench" ./cmd/cri-bench)
+fi
+if [ "$suite" = full ] && want checkpoint-crictl; then
+	cp "$here/checkpoint.sh" "$share/checkpoint"
+	# crictl for the checkpoint-crictl stage (cri-tools are not part of
+	# this repository: an operator's build, e.g. /opt/critools/crictl).
+	if [ -n "${GUEST_CRICTL:-}" ]; then
+		cp "$GUEST_CRICTL" "$share/crictl"
+	fi
+	# checkpointctl (checkpoint-restore/checkpointctl, built outside the
+	# repository like crictl): the stage has it read the archive.
+	if [ -n "${GUEST_CHECKPOINTCTL:-}" ]; then
+		cp "$GUEST_CHECKPOINTCTL" "$share/checkpointctl"
+	fi
 fi
 if [ "$suite" = full ] && want kubelet; then
 	# The kubelet of the kubelet suite: `make test-guest` builds v1.37
