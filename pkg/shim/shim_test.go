@@ -746,3 +746,38 @@ func TestStateDirRemovedStopsShim(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestStateDirRemovedDeletesContainers: a shim whose state dir is removed
+// deletes its containers before it exits, though their runtime logs went
+// with the dir (runc given a --log it cannot open deletes nothing).
+func TestStateDirRemovedDeletesContainers(t *testing.T) {
+	h := newHarness(t, "/usr/sbin/runc", 0)
+	id, _ := h.run([]string{"sleep", "1000"}, shimtest.BundleOptions{})
+	st, err := h.c.State(h.ctx(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid := h.c.Pid()
+	// The shim is our child (Spawn): once it exited it is a zombie until
+	// reaped, which kill(0) does not tell apart.
+	exited := func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", shimPid))
+		return err != nil || strings.Contains(string(st), ") Z ")
+	}
+	if err := os.RemoveAll(h.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !exited() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !exited() {
+		t.Fatalf("shim %d still runs a minute after its state dir was removed", shimPid)
+	}
+	if err := syscall.Kill(st.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("container init %d still runs after its shim went", st.Pid)
+	}
+	if out, err := exec.Command("/usr/sbin/runc", "--root", h.opts.RuntimeRoot, "state", id).CombinedOutput(); err == nil {
+		t.Errorf("runc still knows container %s: %s", id, out)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,7 +62,10 @@ type State struct {
 
 func (r *Runtime) argv(logFile string, args ...string) []string {
 	argv := append([]string{r.Binary, "--root", r.Root}, r.Args...)
-	if logFile != "" {
+	// The log's directory is gone when the shim deletes its containers
+	// because its state dir was removed: runc would fail on opening the
+	// log and delete nothing.
+	if _, err := os.Stat(filepath.Dir(logFile)); logFile != "" && err == nil {
 		argv = append(argv, "--log", logFile, "--log-format", "json")
 	}
 	return append(argv, args...)
