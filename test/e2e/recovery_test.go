@@ -89,18 +89,16 @@ func waitTicks(t *testing.T, path string, n int, timeout time.Duration) []tick {
 }
 
 // checkContinuous asserts that the ticks count up from 0 without a gap, a
-// repeat or a restart, and that no two are further apart in time than
-// maxGap.
-func checkContinuous(t *testing.T, ts []tick, maxGap time.Duration) {
+// repeat or a restart: no output was lost. Whether it kept flowing while
+// the daemon was down is told by the ticks' timestamps falling in that
+// window, not by their spacing: an emulated guest at load stalls the
+// counter itself for seconds now and then (9 s seen), which no bound on
+// the gap between ticks tells apart from a blocked log.
+func checkContinuous(t *testing.T, ts []tick) {
 	t.Helper()
 	for i, tk := range ts {
 		if tk.n != i {
 			t.Fatalf("log line %d is tick %d, want tick %d (the counter restarted or lost output)", i, tk.n, i)
-		}
-		if i > 0 {
-			if gap := tk.at.Sub(ts[i-1].at); gap > maxGap {
-				t.Errorf("ticks %d and %d are %v apart, want at most %v (output stopped)", i-1, i, gap, maxGap)
-			}
 		}
 	}
 }
@@ -296,7 +294,11 @@ func TestRestartKeepsPodsRunning(t *testing.T) {
 					t.Errorf("exiter FinishedAt = %s, want between the daemon going down (%s) and the restart (%s)",
 						finished.Format(time.RFC3339Nano), downAt.Format(time.RFC3339Nano), exitedBefore.Format(time.RFC3339Nano))
 				}
-				if d := finished.Sub(time.Unix(0, st.StartedAt)); d < 2*time.Second || d > 4*time.Second {
+				// It slept 2 s; the bound above keeps the recovery's own
+				// time out of FinishedAt. The upper bound only catches a
+				// start or finish taken from the wrong event, and scales
+				// with the machine (an emulated guest at load took 4.5 s).
+				if d := finished.Sub(time.Unix(0, st.StartedAt)); d < 2*time.Second || d > framework.Slow(4*time.Second) {
 					t.Errorf("exiter ran %v (StartedAt %d, FinishedAt %d), want about 2s", d, st.StartedAt, st.FinishedAt)
 				}
 				if st.Reason != "Error" {
@@ -309,10 +311,7 @@ func TestRestartKeepsPodsRunning(t *testing.T) {
 			})
 			t.Run("log uninterrupted", func(t *testing.T) {
 				ts := waitTicks(t, counterLog, atUp+5, 30*time.Second)
-				// Ten tick periods; an emulated guest at load stalls
-				// for longer now and then, and the daemon's downtime is
-				// several times that anyway.
-				checkContinuous(t, ts, framework.Slow(time.Second))
+				checkContinuous(t, ts)
 				var down, after int
 				for _, tk := range ts {
 					switch {
