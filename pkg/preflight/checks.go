@@ -42,6 +42,7 @@ func Checks(cfg *config.Config) []Check {
 		{"user namespaces", func(context.Context) (Status, string) { return userNamespaces() }},
 		{"idmapped mounts", func(context.Context) (Status, string) { return idmappedMounts() }},
 		{"cgroups", func(context.Context) (Status, string) { return cgroupLayout(cfg) }},
+		{"inotify", func(context.Context) (Status, string) { return inotifyLimit() }},
 	}
 	names := make([]string, 0, len(cfg.Runtime.Handlers))
 	for name := range cfg.Runtime.Handlers {
@@ -187,6 +188,34 @@ func cgroupLayout(cfg *config.Config) (Status, string) {
 		return Warn, msg + "; kubelet 1.35 and newer refuse cgroup v1 unless failCgroupV1 is false"
 	}
 	return OK, msg
+}
+
+// minInotifyV2 is the fs.inotify.max_user_instances below which a full
+// cgroup v2 node runs out: every shim watches its pod's memory.events
+// for OOM kills with an instance of its own, kubelet takes about 40, and
+// the limit counts every process of root together. 110 pods and kubelet
+// need about 150; the kernel's default is 128.
+const minInotifyV2 = 512
+
+func inotifyLimit() (Status, string) {
+	b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+	if err != nil {
+		return Warn, fmt.Sprintf("cannot read fs.inotify.max_user_instances (%v)", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return Warn, fmt.Sprintf("fs.inotify.max_user_instances: %v", err)
+	}
+	layout, err := cgroups.HostLayout()
+	return inotifyVerdict(n, err == nil && layout.Unified())
+}
+
+// inotifyVerdict judges max_user_instances n on a cgroup v2 node or not.
+func inotifyVerdict(n int, v2 bool) (Status, string) {
+	if v2 && n < minInotifyV2 {
+		return Warn, fmt.Sprintf("fs.inotify.max_user_instances is %d: each pod's shim takes one on cgroup v2 and kubelet about 40, so a node of 110 pods runs out (kubelet then fails to start); set it to 8192 (sysctl.d)", n)
+	}
+	return OK, fmt.Sprintf("fs.inotify.max_user_instances %d", n)
 }
 
 func ociRuntime(ctx context.Context, binary string, isDefault bool) (Status, string) {

@@ -121,3 +121,21 @@ func TestNRISocket(t *testing.T) {
 		})
 	}
 }
+
+func TestInotifyVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		v2   bool
+		want Status
+	}{
+		{128, true, Warn}, // the kernel's default: a full v2 node runs out
+		{511, true, Warn},
+		{512, true, OK},
+		{8192, true, OK},
+		{128, false, OK}, // shims hold none on v1
+	} {
+		if got, msg := inotifyVerdict(tc.n, tc.v2); got != tc.want {
+			t.Errorf("inotifyVerdict(%d, v2 %v) = %v (%s), want %v", tc.n, tc.v2, got, msg, tc.want)
+		}
+	}
+}
