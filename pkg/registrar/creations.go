@@ -39,8 +39,13 @@ type creation[T any] struct {
 	done    chan struct{}
 	v       T
 	err     error
-	waiters int                // callers of Do waiting for done
-	cancel  context.CancelFunc // cancels create's context; used by Close
+	waiters int               // callers of Do waiting for done
+	callers []context.Context // the contexts of the callers that waited
+	// keptForRetry: when create finished every caller was gone or about
+	// to be (callerGone), so the result was kept for a retry and no
+	// caller receives it.
+	keptForRetry bool
+	cancel       context.CancelFunc // cancels create's context; used by Close
 }
 
 type keptResult[T any] struct {
@@ -101,8 +106,13 @@ func NewCreations[T any](keep time.Duration, opts ...Option[T]) *Creations[T] {
 //
 // Everyone who receives a result owns it: the first caller and a retry
 // that joined in time can both receive the same object, so publishing it
-// must be idempotent. When ctx ends at the very moment create finishes,
-// Do returns the result rather than the error, so that it is not lost.
+// must be idempotent. A caller whose deadline has passed or is about to
+// (callerGone) when create finishes gets DeadlineExceeded, and if every
+// caller is, the result is kept for the retry: its client has most
+// likely given up already (a server's deadline is the client's plus the
+// request's transit), and a retry would otherwise find the name taken by
+// an object nobody has. A caller taken for gone too early costs only its
+// retry, which gets the kept result.
 func (c *Creations[T]) Do(ctx context.Context, name string, create func(ctx context.Context) (T, error)) (v T, fromRetry bool, err error) {
 	c.mu.Lock()
 	if c.closed {
@@ -127,11 +137,12 @@ func (c *Creations[T]) Do(ctx context.Context, name string, create func(ctx cont
 		go c.run(cctx, name, cr, create)
 	}
 	cr.waiters++
+	cr.callers = append(cr.callers, ctx)
 	c.mu.Unlock()
 
 	select {
 	case <-cr.done:
-		return cr.v, joined, cr.err
+		return received(name, cr, joined)
 	case <-ctx.Done():
 	}
 
@@ -139,13 +150,45 @@ func (c *Creations[T]) Do(ctx context.Context, name string, create func(ctx cont
 	defer c.mu.Unlock()
 	select {
 	case <-cr.done:
-		// run counted us as a recipient, so the result was not kept for
-		// a retry: if we left now, nobody would have it.
-		return cr.v, joined, cr.err
+		// run counted us as a recipient when it decided where the
+		// result goes.
+		return received(name, cr, joined)
 	default:
 	}
 	cr.waiters--
 	return v, false, fmt.Errorf("waiting for the creation of %q: %w", name, ctx.Err())
+}
+
+// received is what a caller of Do that waited for cr gets once done is
+// closed.
+func received[T any](name string, cr *creation[T], joined bool) (v T, fromRetry bool, err error) {
+	if cr.keptForRetry {
+		return v, false, fmt.Errorf("waiting for the creation of %q: %w", name, context.DeadlineExceeded)
+	}
+	return cr.v, joined, cr.err
+}
+
+// deliverMargin is how long before its deadline a caller is taken to be
+// gone already (see Do).
+const deliverMargin = 50 * time.Millisecond
+
+// callerGone reports whether ctx's caller has given up or is about to.
+func callerGone(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < deliverMargin
+}
+
+// allGone reports whether every caller in ctxs is gone (callerGone).
+func allGone(ctxs []context.Context) bool {
+	for _, ctx := range ctxs {
+		if !callerGone(ctx) {
+			return false
+		}
+	}
+	return true
 }
 
 // run executes one create and hands the result to the callers waiting for
@@ -158,8 +201,11 @@ func (c *Creations[T]) run(ctx context.Context, name string, cr *creation[T], cr
 	c.mu.Lock()
 	cr.v, cr.err = v, err
 	delete(c.inflight, name)
-	abandoned := cr.waiters == 0
+	// Callers that gave up are gone too, so no waiter means all gone.
+	abandoned := cr.waiters == 0 || allGone(cr.callers)
+	cr.callers = nil
 	if abandoned && err == nil {
+		cr.keptForRetry = true
 		// No kept result can exist for name: Do takes it before it
 		// starts a create, and only one create per name runs at a time.
 		c.kept[name] = keptResult[T]{v: v, deadline: time.Now().Add(c.keep)}

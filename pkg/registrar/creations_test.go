@@ -388,3 +388,67 @@ func TestEachResultOnce(t *testing.T) {
 	}
 	t.Logf("%d creates, %d delivered, %d expired, %d retry receipts", len(created), len(delivered), kept, len(received))
 }
+
+// lateCtx is a caller's context whose deadline passes as create
+// finishes, without Done firing first: the gRPC server's view of a client
+// that gave up a moment before the result came.
+type lateCtx struct {
+	context.Context
+	dead atomic.Bool
+}
+
+func (c *lateCtx) Err() error {
+	if c.dead.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// TestDoDeadlineAsCreateFinishes: a result whose only caller's context
+// ended by the time it came is kept for the retry, not handed to a caller
+// that cannot deliver it (the retry then found the name taken).
+func TestDoDeadlineAsCreateFinishes(t *testing.T) {
+	r := &recorder{}
+	c := NewCreations(time.Minute, WithExpire(r.expire))
+	defer c.Close()
+	ctx := &lateCtx{Context: context.Background()}
+	_, _, err := c.Do(ctx, "n", func(cctx context.Context) (string, error) {
+		v, err := r.create("n")(cctx)
+		ctx.dead.Store(true)
+		return v, err
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do whose context ended as create finished: err %v, want DeadlineExceeded", err)
+	}
+	v, retried, err := c.Do(context.Background(), "n", r.create("n"))
+	if err != nil || !retried || v != "n#1" {
+		t.Fatalf("retry: %q, retried %v, err %v; want n#1 from the first create", v, retried, err)
+	}
+	if runs, expired := r.counts(); runs != 1 || len(expired) != 0 {
+		t.Errorf("runs %d, expired %v; want one create, nothing expired", runs, expired)
+	}
+}
+
+// TestDoDeadlineWithinMargin: a result that comes within deliverMargin of
+// the caller's deadline is kept for the retry too (the client, whose
+// deadline is earlier by the request's transit, may be gone already).
+func TestDoDeadlineWithinMargin(t *testing.T) {
+	r := &recorder{}
+	c := NewCreations(time.Minute, WithExpire(r.expire))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deliverMargin/2)
+	defer cancel()
+	if _, _, err := c.Do(ctx, "n", r.create("n")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do finishing within the margin of its deadline: err %v, want DeadlineExceeded", err)
+	}
+	v, retried, err := c.Do(context.Background(), "n", r.create("n"))
+	if err != nil || !retried || v != "n#1" {
+		t.Fatalf("retry: %q, retried %v, err %v; want n#1 from the first create", v, retried, err)
+	}
+	// Far from its deadline, a caller gets its result.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	if v, _, err := c.Do(ctx2, "m", r.create("m")); err != nil || v != "m#2" {
+		t.Fatalf("Do with a minute left: %q, %v; want m#2", v, err)
+	}
+}
