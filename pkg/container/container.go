@@ -27,6 +27,9 @@ type Container struct {
 	// config.json: set at creation, read from the bundle once after a
 	// restart. The whole spec is not kept (memory per container).
 	facts *specFacts
+	// pinsImage and pinsVolumes: the controller's image reference counts
+	// include this container's image, its image volumes (see imageRefs).
+	pinsImage, pinsVolumes bool
 	// writable caches the directory of the container's writable layer.
 	writable string
 	// procCgroup is the cgroup the container's processes run in, as the

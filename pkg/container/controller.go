@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,6 +82,8 @@ type Controller struct {
 	// containers (PodSandboxStatus, pod stats) many times a minute.
 	byPod map[string]map[string]*Container
 	hook  EventHook
+	// refs counts the listed containers' references to images.
+	refs imageRefs
 }
 
 // EventHook receives each lifecycle transition of a container, in order
@@ -556,6 +557,7 @@ func (c *Controller) record(ctr *Container, st shim.State) (runtimeapi.Container
 	if forward {
 		r.State = state
 		if state == meta.ContainerExited {
+			c.unpinExited(ctr)
 			r.ExitCode = st.ExitCode
 			r.FinishedAt = st.FinishedAt
 			r.Reason, r.Message = exitReason(st)
@@ -726,6 +728,8 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 		}
 	}
 	c.mu.Unlock()
+	// Unlisted, it can no longer be pinned again (add pins under c.mu).
+	c.unpin(ctr)
 	c.names.ReleaseID(ctr.rec.ID)
 	c.emit(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, ctr)
 	klog.V(2).InfoS("Container removed", "container", ctr.rec.ID)
@@ -813,49 +817,13 @@ func (c *Controller) List() []*Container {
 }
 
 // ImagesInUse returns the image IDs of the containers that have not
-// exited and of every container's image volumes, unsorted and without
-// copying records: image lookups ask it on every call.
-func (c *Controller) ImagesInUse() map[string]bool {
-	c.mu.RLock()
-	ctrs := make([]*Container, 0, len(c.ctrs))
-	for _, ctr := range c.ctrs {
-		ctrs = append(ctrs, ctr)
-	}
-	c.mu.RUnlock()
-	used := map[string]bool{}
-	for _, ctr := range ctrs {
-		ctr.mu.Lock()
-		if ctr.rec.State != meta.ContainerExited {
-			used[ctr.rec.ImageID] = true
-		}
-		// Image volumes stay mounted until the container is removed.
-		for _, id := range ctr.rec.ImageVolumes {
-			used[id] = true
-		}
-		ctr.mu.Unlock()
-	}
-	return used
-}
+// exited and of every container's image volumes: image lookups ask it on
+// every call, so it is kept as counts, not gathered from the containers.
+func (c *Controller) ImagesInUse() map[string]bool { return c.refs.set() }
 
-// ImageInUse reports whether the image with this ID is in ImagesInUse,
-// without building the set: ImageStatus asks it on every call.
-func (c *Controller) ImageInUse(id string) bool {
-	c.mu.RLock()
-	ctrs := make([]*Container, 0, len(c.ctrs))
-	for _, ctr := range c.ctrs {
-		ctrs = append(ctrs, ctr)
-	}
-	c.mu.RUnlock()
-	for _, ctr := range ctrs {
-		ctr.mu.Lock()
-		used := ctr.rec.ImageID == id && ctr.rec.State != meta.ContainerExited || slices.Contains(ctr.rec.ImageVolumes, id)
-		ctr.mu.Unlock()
-		if used {
-			return true
-		}
-	}
-	return false
-}
+// ImageInUse reports whether the image with this ID is in ImagesInUse:
+// one map read, ImageStatus asks it on every call.
+func (c *Controller) ImageInUse(id string) bool { return c.refs.has(id) }
 
 // add lists ctr, under its ID and its pod's.
 func (c *Controller) add(ctr *Container) {
@@ -868,6 +836,7 @@ func (c *Controller) add(ctr *Container) {
 		c.byPod[ctr.rec.SandboxID] = pod
 	}
 	pod[ctr.rec.ID] = ctr
+	c.pin(ctr)
 }
 
 // ListByPod returns the containers of one pod.

@@ -127,6 +127,7 @@ func (c *Controller) recoverOne(ctx context.Context, rec meta.Container) {
 func (c *Controller) recoverFailed(ctr *Container, cause error) {
 	ctr.mu.Lock()
 	ctr.rec.State = meta.ContainerExited
+	c.unpinExited(ctr)
 	ctr.rec.ExitCode = 255
 	ctr.rec.FinishedAt = time.Now().UTC()
 	ctr.rec.Reason = ReasonCreateInterrupted
