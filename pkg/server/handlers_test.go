@@ -40,11 +40,12 @@ import (
 const handlerImage = "docker.io/library/handlers:1"
 
 type stack struct {
-	t       *testing.T
+	t       testing.TB
 	s       *Server
 	shims   *fakeshim.Launcher
 	net     *fakecni.Network
 	cgroups *podCgroups
+	images  *imagetest.Images
 }
 
 // podCgroups is the cgroupfs driver except for pod cgroup updates, whose
@@ -89,7 +90,7 @@ func (d *podCgroups) taken() []podUpdate {
 	return slices.Clone(d.updates)
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("netns pins, the pod's /dev/shm and rootfs mounts need root")
@@ -109,7 +110,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	drv := &podCgroups{Driver: fs}
-	st := &stack{t: t, shims: fakeshim.NewLauncher(), net: fakecni.New(), cgroups: drv}
+	st := &stack{t: t, shims: fakeshim.NewLauncher(), net: fakecni.New(), cgroups: drv, images: images}
 	pods := podsandbox.New(podsandbox.Options{
 		StateDir:       filepath.Join(dir, "pods"),
 		NetNSDir:       filepath.Join(dir, "netns"),

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The per-call cost of kubelet's frequent calls on a full node, handler
+// and gRPC round trip over a unix socket with the daemon's codec and
+// interceptors, for profiles (go test -bench . -cpuprofile). Fakes below
+// the controllers (see newStack): no cgroup is read. Latency figures
+// against containerd are cri-bench's (test/bench/scale.sh).
+
+// benchNode is a stack with pods×ctrs created containers and images
+// more images, and a CRI client of it.
+type benchNode struct {
+	*stack
+	rt   runtimeapi.RuntimeServiceClient
+	img  runtimeapi.ImageServiceClient
+	pods []string
+	tags []string
+}
+
+func newBenchNode(b *testing.B, pods, ctrs, images int) *benchNode {
+	st := newStack(b)
+	n := &benchNode{stack: st}
+	for i := range images {
+		tag := fmt.Sprintf("docker.io/library/scale:%03d", i)
+		st.images.Add(b, tag, ocispec.ImageConfig{Cmd: []string{"sleep", "1000"}, User: "1000"}, nil)
+		n.tags = append(n.tags, tag)
+	}
+	for p := range pods {
+		pod := st.runPod(fmt.Sprintf("p%d", p))
+		n.pods = append(n.pods, pod)
+		for c := range ctrs {
+			st.createCtr(pod, fmt.Sprintf("c%d", c), 0)
+		}
+	}
+	sock := filepath.Join(b.TempDir(), "cri.sock")
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	unary, stream := Interceptors()
+	g := grpc.NewServer(grpc.ForceServerCodecV2(st.s.Codec()), grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	st.s.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	b.Cleanup(g.Stop)
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	n.rt, n.img = runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+	return n
+}
+
+// BenchmarkFullNode: 25 pods × 20 created containers, 500 images.
+func BenchmarkFullNode(b *testing.B) {
+	n := newBenchNode(b, 25, 20, 500)
+	ctx := context.Background()
+	img, err := n.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: n.tags[7]}})
+	if err != nil || img.GetImage() == nil {
+		b.Fatalf("ImageStatus: %v %v", img, err)
+	}
+	id := img.GetImage().GetId()
+	for _, bc := range []struct {
+		name string
+		call func() error
+	}{
+		{"ImageStatus/tag/handler", func() error {
+			_, err := n.s.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: n.tags[7]}})
+			return err
+		}},
+		{"ImageStatus/tag/grpc", func() error {
+			_, err := n.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: n.tags[7]}})
+			return err
+		}},
+		{"ImageStatus/id/grpc", func() error {
+			_, err := n.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: id}})
+			return err
+		}},
+		{"ImageFsInfo/handler", func() error {
+			_, err := n.s.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
+			return err
+		}},
+		{"ImageFsInfo/grpc", func() error {
+			_, err := n.img.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
+			return err
+		}},
+		{"Version/grpc", func() error {
+			_, err := n.rt.Version(ctx, &runtimeapi.VersionRequest{})
+			return err
+		}},
+		{"PodSandboxStatus/handler", func() error {
+			_, err := n.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: n.pods[3]})
+			return err
+		}},
+		{"PodSandboxStatus/grpc", func() error {
+			_, err := n.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: n.pods[3]})
+			return err
+		}},
+		{"ListContainers/grpc", func() error {
+			_, err := n.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+			return err
+		}},
+		{"ListContainerStats/grpc", func() error {
+			_, err := n.rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
+			return err
+		}},
+		{"ListPodSandboxStats/grpc", func() error {
+			_, err := n.rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
+			return err
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
