@@ -233,10 +233,15 @@ func TestHandlersLifecycle(t *testing.T) {
 	if err != nil || ps.Status.State != runtimeapi.PodSandboxState_SANDBOX_READY || ps.Status.GetNetwork().GetIp() == "" {
 		t.Errorf("pod status = %v, %v", ps.GetStatus(), err)
 	}
-	// The pod's containers, but no timestamp: with one, kubelet 1.37's
-	// evented PLEG re-runs completed init containers (see PodSandboxStatus).
-	if ps.GetTimestamp() != 0 {
-		t.Errorf("pod status timestamp %d, want none", ps.GetTimestamp())
+	// No timestamp: with one, kubelet 1.37's evented PLEG re-runs
+	// completed init containers (see PodSandboxStatus). The pod's
+	// containers only with verbose.
+	if ps.GetTimestamp() != 0 || len(ps.GetContainersStatuses()) != 0 {
+		t.Errorf("pod status timestamp %d, %d container statuses; want none", ps.GetTimestamp(), len(ps.GetContainersStatuses()))
+	}
+	ps, err = st.s.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod, Verbose: true})
+	if err != nil || ps.GetTimestamp() != 0 || ps.GetInfo()["info"] == "" {
+		t.Errorf("verbose pod status = %v, %v; want info and no timestamp", ps, err)
 	}
 	states := map[string]runtimeapi.ContainerState{}
 	for _, cs := range ps.GetContainersStatuses() {

@@ -126,16 +126,21 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, err
 	}
-	// The pod's containers come along (from memory, like ContainerStatus),
-	// but no timestamp, as containerd answers: kubelet's evented PLEG
-	// reads a non-zero timestamp as "take the containers from here", and
-	// kubelet 1.37's GetPodStatus then leaves the pod's active containers
-	// empty, so that it runs completed init containers again
-	// (kuberuntime_manager.go GetPodStatus; computeInitContainerActions).
-	// Without one kubelet lists the containers itself, on every version.
+	// No timestamp, as containerd 1.6 and CRI-O (without pod events)
+	// answer: kubelet's evented PLEG reads a non-zero timestamp as "take
+	// the containers from here", and kubelet 1.37's GetPodStatus then
+	// leaves the pod's active containers empty, so that it runs completed
+	// init containers again (kuberuntime_manager.go GetPodStatus;
+	// computeInitContainerActions). Without one, kubelet (1.34–1.37) never
+	// reads containers_statuses and lists the containers itself; its
+	// evented PLEG takes them from GetContainerEvents. So the pod's
+	// containers come along only with verbose (crictl inspectp): encoding
+	// and decoding them was most of the call's cost.
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(pod)}
-	for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
-		resp.ContainersStatuses = append(resp.ContainersStatuses, s.wire.status(ctr))
+	if req.GetVerbose() {
+		for _, ctr := range s.ctrs.ListByPod(pod.ID()) {
+			resp.ContainersStatuses = append(resp.ContainersStatuses, s.wire.status(ctr))
+		}
 	}
 	if req.GetVerbose() {
 		rec := pod.Record()

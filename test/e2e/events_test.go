@@ -404,10 +404,11 @@ func TestStalledEventSubscriber(t *testing.T) {
 	syncSubs(t, d, fresh, reader)
 }
 
-// TestPodSandboxStatusContainers: PodSandboxStatus carries the statuses of
-// the pod's containers, but no timestamp: with one, kubelet's evented PLEG
-// takes the containers from there, which kubelet 1.37 gets wrong (it runs
-// completed init containers again; see pkg/server PodSandboxStatus).
+// TestPodSandboxStatusContainers: PodSandboxStatus carries no timestamp:
+// with one, kubelet's evented PLEG takes the containers from there, which
+// kubelet 1.37 gets wrong (it runs completed init containers again; see
+// pkg/server PodSandboxStatus). Without one kubelet never reads the
+// containers' statuses, which come only with verbose (crictl inspectp).
 func TestPodSandboxStatusContainers(t *testing.T) {
 	_, d := podEnv(t)
 	pc := framework.PodConfig("plegstatus")
@@ -418,8 +419,15 @@ func TestPodSandboxStatusContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ts, n := resp.GetTimestamp(), len(resp.GetContainersStatuses()); ts != 0 || n != 0 {
+		t.Errorf("timestamp %d, %d container statuses; want none without verbose", ts, n)
+	}
+	resp, err = d.RuntimeClient().PodSandboxStatus(testCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ts := resp.GetTimestamp(); ts != 0 {
-		t.Errorf("timestamp %d, want none", ts)
+		t.Errorf("verbose: timestamp %d, want none", ts)
 	}
 	got := map[string]runtimeapi.ContainerState{}
 	for _, cs := range resp.GetContainersStatuses() {
