@@ -2,11 +2,14 @@ package image
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/registry"
@@ -157,5 +160,84 @@ func TestListCached(t *testing.T) {
 	}
 	if _, err := e.svc.List(ctx); err == nil {
 		t.Fatal("List after a pull served the old list")
+	}
+}
+
+// TestGetCached: once List has cached the records, Get answers every
+// form of name from them (no store read: a corrupted record does not
+// show), falls back to the store for what the cache lacks (ID prefixes),
+// and sees every write: a tag moved by a pull, a removal.
+func TestGetCached(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	l1, _ := layer(t, file{name: "x", body: "x"})
+	l2, _ := layer(t, file{name: "y", body: "y"})
+	a := push(t, e.reg, "app", "v1", "amd64", l1)
+	imgA, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Only a store read would see this: the record says another size.
+	corrupt := imgA
+	corrupt.Size = 1
+	b, err := json.Marshal(corrupt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Bolt().Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("images")).Put([]byte(imgA.ID), b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		ref      string
+		wantSize int64 // imgA.Size from the cache, 1 from the store
+	}{
+		{"ID", imgA.ID.String(), imgA.Size},
+		{"ID without algorithm", imgA.ID.Encoded(), imgA.Size},
+		{"tag", e.ref("app:v1"), imgA.Size},
+		{"digest", e.ref("app@" + a.manifest.Digest.String()), imgA.Size},
+		{"ID prefix (store)", imgA.ID.Encoded()[:12], 1},
+	} {
+		got, err := e.svc.Get(ctx, tc.ref)
+		if err != nil || got.ID != imgA.ID || got.Size != tc.wantSize {
+			t.Errorf("%s: Get(%s) = %s size %d, %v; want %s size %d", tc.name, tc.ref, got.ID, got.Size, err, imgA.ID, tc.wantSize)
+		}
+	}
+	if _, err := e.svc.Get(ctx, e.ref("app:v2")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of an unknown tag = %v, want ErrNotFound", err)
+	}
+
+	// The tag moves to another image: Get follows it, cached again.
+	push(t, e.reg, "app", "v1", "amd64", l2)
+	imgB, err := e.svc.Pull(ctx, e.ref("app:v1"), registry.Credentials{})
+	if err != nil || imgB.ID == imgA.ID {
+		t.Fatalf("second pull of app:v1 = %s, %v; want another image", imgB.ID, err)
+	}
+	if got, err := e.svc.Get(ctx, e.ref("app:v1")); err != nil || got.ID != imgB.ID {
+		t.Errorf("Get(app:v1) after the tag moved = %s, %v; want %s", got.ID, err, imgB.ID)
+	}
+	if _, err := e.svc.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the records' order, one of these would find the other
+	// image in an index of the old list.
+	for ref, want := range map[string]digest.Digest{e.ref("app:v1"): imgB.ID, imgA.ID.String(): imgA.ID, imgB.ID.String(): imgB.ID} {
+		if got, err := e.svc.Get(ctx, ref); err != nil || got.ID != want {
+			t.Errorf("Get(%s) from the new cache = %s, %v; want %s", ref, got.ID, err, want)
+		}
+	}
+	if err := e.svc.Remove(ctx, imgB.ID.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Get(ctx, e.ref("app:v1")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(app:v1) after its removal = %v, want ErrNotFound", err)
+	}
+	if _, err := e.svc.Get(ctx, imgB.ID.String()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(ID) after its removal = %v, want ErrNotFound", err)
 	}
 }

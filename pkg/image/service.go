@@ -74,6 +74,9 @@ type Service struct {
 	gen     uint64
 	list    []meta.Image
 	listGen uint64
+	// index finds list's records by ID and name, built from it the first
+	// time Get asks after List cached it; nil with list.
+	index *listIndex
 	// telemetry counts downloaded bytes and GC passes; nil counts nothing.
 	telemetry *telemetry.Recorder
 }
@@ -180,7 +183,7 @@ func (s *Service) List(ctx context.Context) ([]meta.Image, error) {
 	s.listMu.Lock()
 	// A write since gen was read leaves the cache to the next List.
 	if s.gen == gen {
-		s.list, s.listGen = imgs, gen
+		s.list, s.listGen, s.index = imgs, gen, nil
 	}
 	s.listMu.Unlock()
 	return slices.Clone(imgs), nil
@@ -191,14 +194,76 @@ func (s *Service) List(ctx context.Context) ([]meta.Image, error) {
 func (s *Service) written() {
 	s.listMu.Lock()
 	s.gen++
-	s.list = nil
+	s.list, s.index = nil, nil
 	s.listMu.Unlock()
+}
+
+// listIndex positions in Service.list by image ID and by name (a tag or
+// digest reference, as the records hold them).
+type listIndex struct {
+	byID   map[string]int
+	byName map[string]int
+}
+
+func newListIndex(list []meta.Image) *listIndex {
+	x := &listIndex{byID: make(map[string]int, len(list)), byName: make(map[string]int, 2*len(list))}
+	for i, img := range list {
+		x.byID[img.ID.String()] = i
+		for _, t := range img.RepoTags {
+			x.byName[t] = i
+		}
+		for _, d := range img.RepoDigests {
+			x.byName[d] = i
+		}
+	}
+	return x
+}
+
+// cached finds the image named by an image ID or a tag or digest
+// reference in what List last read, when that is still valid. kubelet
+// asks ImageStatus before each container it creates and lists the images
+// every few seconds, so the records are usually there, decoded. A miss
+// says nothing (prefixes, a stale cache): lookup reads the store.
+func (s *Service) cached(name string) (meta.Image, bool) {
+	id, isID := reference.LooksLikeImageID(name)
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	if s.list == nil || s.listGen != s.gen {
+		return meta.Image{}, false
+	}
+	if s.index == nil {
+		s.index = newListIndex(s.list)
+	}
+	if isID {
+		if i, ok := s.index.byID[id.String()]; ok {
+			return s.list[i], true
+		}
+	}
+	// The records hold normalized references: a name given that way
+	// needs no parsing.
+	if i, ok := s.index.byName[name]; ok {
+		return s.list[i], true
+	}
+	ref, err := reference.Parse(name)
+	if err != nil {
+		return meta.Image{}, false
+	}
+	if i, ok := s.index.byName[ref.String()]; ok {
+		return s.list[i], true
+	}
+	return meta.Image{}, false
 }
 
 // Get finds the image named by an image ID (full, or with its sha256:
 // prefix), a tag reference or a digest reference, or by a unique prefix of
 // an image ID of at least 12 characters.
+//
+// The record's slices may be shared with other callers and must not be
+// modified.
 func (s *Service) Get(ctx context.Context, name string) (meta.Image, error) {
+	if img, ok := s.cached(name); ok {
+		return img, nil
+	}
 	img, _, err := s.lookup(name)
 	return img, err
 }

@@ -37,6 +37,10 @@ func newBenchNode(b *testing.B, pods, ctrs, images int) *benchNode {
 		st.images.Add(b, tag, ocispec.ImageConfig{Cmd: []string{"sleep", "1000"}, User: "1000"}, nil)
 		n.tags = append(n.tags, tag)
 	}
+	// kubelet lists the images every few seconds.
+	if _, err := st.s.ListImages(context.Background(), &runtimeapi.ListImagesRequest{}); err != nil {
+		b.Fatal(err)
+	}
 	for p := range pods {
 		pod := st.runPod(fmt.Sprintf("p%d", p))
 		n.pods = append(n.pods, pod)
