@@ -41,7 +41,11 @@ func (s *Server) GetContainerEvents(req *runtimeapi.GetEventsRequest, stream grp
 }
 
 func (s *Server) podEvent(t runtimeapi.ContainerEventType, pod *podsandbox.Pod) {
-	if t == runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT {
+	switch t {
+	case runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT:
+		// Its network namespace must be free to go.
+		s.stats.ForgetNetwork(pod.ID())
+	case runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT:
 		s.stats.Forget(pod.ID())
 	}
 	s.publish(t, pod.ID(), pod)

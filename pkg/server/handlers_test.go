@@ -510,6 +510,46 @@ func TestHandlersPodStatsNetwork(t *testing.T) {
 	}
 }
 
+// TestHandlersPodStatsNetworkReleased: the pod's net/dev, kept open
+// between stats readings, holds its network namespace; stopping the pod
+// closes it, so that the namespace goes with its pin.
+func TestHandlersPodStatsNetworkReleased(t *testing.T) {
+	st := newStack(t)
+	ctx := context.Background()
+	before := netDevFiles(t)
+	pod := st.runPod("p")
+	for range 2 {
+		if _, err := st.s.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := netDevFiles(t); n != before+1 {
+		t.Fatalf("%d net/dev files open after two readings of one pod, want %d", n, before+1)
+	}
+	if _, err := st.s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	if n := netDevFiles(t); n != before {
+		t.Errorf("%d net/dev files open after the pod's stop, want %d", n, before)
+	}
+}
+
+// netDevFiles counts the process's open /proc/<tid>/net/dev files.
+func netDevFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasSuffix(l, "/net/dev") {
+			n++
+		}
+	}
+	return n
+}
+
 // TestRunPodSandboxLimitsOwnCgroup: a pod without a cgroup parent
 // (crictl) gets its resources plus its overhead on the pod cgroup the
 // daemon makes for it, at creation; a pod in kubelet's pod cgroup, which

@@ -186,9 +186,16 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 		st.Linux.Process = podCg.ProcessUsage()
 		st.Linux.Io = podCg.IOUsage()
 	}
-	if rec.NetNSPath != "" && pod.Ready() {
-		if ifaces, err := stats.Network(ctx, rec.NetNSPath); err == nil {
-			st.Linux.Network = stats.NetworkUsage(time.Now(), ifaces, "eth0")
+	if rec.NetNSPath != "" {
+		if pod.Ready() {
+			if ifaces, err := s.stats.PodNetwork(ctx, rec.ID, rec.NetNSPath); err == nil {
+				st.Linux.Network = stats.NetworkUsage(time.Now(), ifaces, "eth0")
+			}
+		} else {
+			// The kept file would keep the stopped pod's namespace; the
+			// stop's event closes it too, this catches a reading that
+			// raced the stop.
+			s.stats.ForgetNetwork(rec.ID)
 		}
 	}
 	return st, nil
@@ -256,7 +263,7 @@ func (s *Server) podMetrics(ctx context.Context) []*runtimeapi.PodSandboxMetrics
 			in.Cgroup = &cg
 		}
 		if rec.NetNSPath != "" {
-			if ifaces, err := stats.Network(ctx, rec.NetNSPath); err == nil {
+			if ifaces, err := s.stats.PodNetwork(ctx, rec.ID, rec.NetNSPath); err == nil {
 				in.Interfaces = ifaces
 			}
 		}

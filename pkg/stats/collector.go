@@ -136,9 +136,11 @@ type Collector struct {
 
 	openCount atomic.Int64 // cgroup files kept open, over all keys
 
-	mu     sync.Mutex
-	cpu    map[string]cpuSample
-	files  map[string]*openFiles
+	mu    sync.Mutex
+	cpu   map[string]cpuSample
+	files map[string]*openFiles
+	// nets are the pods' net/dev files kept open (PodNetwork).
+	nets   map[string]*netFile
 	layers *layerWalker
 	// devices caches block device names by "major:minor".
 	devices map[string]string
@@ -182,6 +184,7 @@ func NewCollector(opts ...Option) (*Collector, error) {
 		sysBlock:  cfg.sysBlock,
 		cpu:       map[string]cpuSample{},
 		files:     map[string]*openFiles{},
+		nets:      map[string]*netFile{},
 		devices:   map[string]string{},
 	}
 	if mode == ModeV1 {
@@ -207,6 +210,12 @@ func (c *Collector) Close() {
 		f.closeAll(c)
 		f.mu.Unlock()
 		delete(c.files, k)
+	}
+	for k, f := range c.nets {
+		f.mu.Lock()
+		f.drop(c)
+		f.mu.Unlock()
+		delete(c.nets, k)
 	}
 }
 
@@ -384,10 +393,22 @@ func (c *Collector) Retain(keep func(key string) bool) {
 			delete(c.files, k)
 		}
 	}
+	var dropNets []*netFile
+	for k, f := range c.nets {
+		if !keep(k) {
+			dropNets = append(dropNets, f)
+			delete(c.nets, k)
+		}
+	}
 	c.mu.Unlock()
 	for _, f := range drop {
 		f.mu.Lock()
 		f.closeAll(c)
+		f.mu.Unlock()
+	}
+	for _, f := range dropNets {
+		f.mu.Lock()
+		f.drop(c)
 		f.mu.Unlock()
 	}
 	c.layers.retain(keep)
@@ -406,5 +427,6 @@ func (c *Collector) Forget(key string) {
 		f.closeAll(c)
 		f.mu.Unlock()
 	}
+	c.ForgetNetwork(key)
 	c.layers.forget(key)
 }

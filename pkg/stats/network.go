@@ -9,6 +9,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/netns"
 )
@@ -53,6 +56,131 @@ func Network(ctx context.Context, netnsPath string) ([]InterfaceStats, error) {
 		return nil, fmt.Errorf("network stats of %s: %w", netnsPath, err)
 	}
 	ifaces, err := parseNetDev(data)
+	if err != nil {
+		return nil, fmt.Errorf("network stats of %s: %w", netnsPath, err)
+	}
+	return ifaces, nil
+}
+
+// PodNetwork is Network for the pod keyed key, reading a file kept open:
+// the first reading opens net/dev inside the namespace, and the open file
+// stays bound to that namespace, so later readings are one pread, without
+// the pin's checks, a locked thread and two namespace switches (most of a
+// pod's stats reading otherwise). The open file keeps the namespace
+// alive: callers ForgetNetwork the key when the pod stops (Forget, when
+// it is removed, closes it too). An empty key keeps nothing.
+func (c *Collector) PodNetwork(ctx context.Context, key, netnsPath string) ([]InterfaceStats, error) {
+	if key == "" {
+		return Network(ctx, netnsPath)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	f := c.nets[key]
+	if f == nil {
+		f = &netFile{fd: -1}
+		c.nets[key] = f
+	}
+	c.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dropped {
+		// Forgotten since it was looked up: keep nothing.
+		return Network(ctx, netnsPath)
+	}
+	if f.fd >= 0 && f.path != netnsPath {
+		f.close(c)
+	}
+	if f.fd < 0 {
+		fd, err := openNetDev(netnsPath)
+		if err != nil {
+			return nil, err
+		}
+		if c.openCount.Add(1) > maxOpenFiles {
+			c.openCount.Add(-1)
+			defer unix.Close(fd)
+			return readNetDev(fd, netnsPath)
+		}
+		f.fd, f.path = fd, netnsPath
+	}
+	ifaces, err := readNetDev(f.fd, netnsPath)
+	if err != nil {
+		f.close(c)
+	}
+	return ifaces, err
+}
+
+// ForgetNetwork closes the net/dev file kept for key, letting its
+// namespace go once the pin is removed.
+func (c *Collector) ForgetNetwork(key string) {
+	c.mu.Lock()
+	f := c.nets[key]
+	delete(c.nets, key)
+	c.mu.Unlock()
+	if f != nil {
+		f.mu.Lock()
+		f.drop(c)
+		f.mu.Unlock()
+	}
+}
+
+// netFile is a pod's net/dev kept open; mu orders readings with the
+// close, so that a reading never preads a descriptor number reused.
+type netFile struct {
+	mu   sync.Mutex
+	path string
+	fd   int // -1: none
+	// dropped: no longer in Collector.nets, nothing may be kept in it.
+	dropped bool
+}
+
+// drop closes the file for good; f.mu is held.
+func (f *netFile) drop(c *Collector) {
+	f.close(c)
+	f.dropped = true
+}
+
+func (f *netFile) close(c *Collector) {
+	if f.fd >= 0 {
+		_ = unix.Close(f.fd)
+		f.fd = -1
+		c.openCount.Add(-1)
+	}
+}
+
+// openNetDev opens net/dev inside the namespace pinned at netnsPath.
+func openNetDev(netnsPath string) (int, error) {
+	ns, err := netns.Open(netnsPath)
+	if err != nil {
+		if errors.Is(err, netns.ErrNotFound) {
+			return -1, fmt.Errorf("network stats: %w: %w", ErrNotFound, err)
+		}
+		return -1, fmt.Errorf("network stats: %w", err)
+	}
+	fd := -1
+	if err := ns.Do(func() error {
+		var oerr error
+		fd, oerr = openFile(netDevFile)
+		return oerr
+	}); err != nil {
+		return -1, fmt.Errorf("network stats of %s: %w", netnsPath, err)
+	}
+	return fd, nil
+}
+
+// readNetDev reads and parses an open net/dev from its start: the file
+// is generated anew by a read at offset 0.
+func readNetDev(fd int, netnsPath string) ([]InterfaceStats, error) {
+	buf := bufPool.Get().(*[]byte)
+	r := &fileReader{buf: *buf}
+	b, err := r.pread(fd)
+	var ifaces []InterfaceStats
+	if err == nil {
+		ifaces, err = parseNetDev(b)
+	}
+	*buf = r.buf
+	bufPool.Put(buf)
 	if err != nil {
 		return nil, fmt.Errorf("network stats of %s: %w", netnsPath, err)
 	}

@@ -103,6 +103,12 @@ func TestNetwork(t *testing.T) {
 	run(t, append(inNS, "addr", "add", peerIP+"/30", "dev", peer)...)
 	run(t, append(inNS, "link", "set", peer, "up")...)
 
+	c, err := NewCollector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	keptBefore := keptStats(t, c, ns.Path(), peer)
 	before := peerStats(t, ns.Path(), peer)
 	conn, err := net.Dial("udp4", net.JoinHostPort(peerIP, "9"))
 	if err != nil {
@@ -138,6 +144,49 @@ func TestNetwork(t *testing.T) {
 	if after.TxBytes <= before.TxBytes {
 		t.Errorf("tx bytes did not grow: %d then %d", before.TxBytes, after.TxBytes)
 	}
+
+	// The pod's file kept open reads the counters anew.
+	keptAfter := keptStats(t, c, ns.Path(), peer)
+	if got := keptAfter.RxBytes - keptBefore.RxBytes; got < 40*1000 || keptAfter.RxBytes < after.RxBytes {
+		t.Errorf("kept net/dev: %d bytes received between readings (%+v, then %+v), want >= 40000 and at least %d in all",
+			got, keptBefore, keptAfter, after.RxBytes)
+	}
+	if n := c.openCount.Load(); n != 1 {
+		t.Errorf("%d files kept open, want 1", n)
+	}
+	// Kept means no second open: with the pin gone, the open file still
+	// reads the namespace it holds.
+	if err := netns.Remove(ns.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PodNetwork(ctx, "pod", ns.Path()); err != nil {
+		t.Errorf("kept net/dev after the pin's removal: %v", err)
+	}
+	// Forgotten, nothing holds the namespace any more.
+	c.ForgetNetwork("pod")
+	if n := c.openCount.Load(); n != 0 {
+		t.Errorf("%d files kept open after ForgetNetwork, want 0", n)
+	}
+	if _, err := c.PodNetwork(ctx, "pod", ns.Path()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("PodNetwork after ForgetNetwork and the pin's removal = %v, want ErrNotFound", err)
+	}
+}
+
+// keptStats reads name's counters through the Collector's kept file of
+// the key "pod".
+func keptStats(t *testing.T, c *Collector, nsPath, name string) InterfaceStats {
+	t.Helper()
+	ifaces, err := c.PodNetwork(context.Background(), "pod", nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifaces {
+		if i.Name == name {
+			return i
+		}
+	}
+	t.Fatalf("%s not among %+v", name, ifaces)
+	return InterfaceStats{}
 }
 
 // peerStats reads the namespace's interfaces, checks lo is left out and
