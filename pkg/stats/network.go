@@ -1,7 +1,6 @@
 package stats
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -194,21 +193,22 @@ func readNetDev(fd int, netnsPath string) ([]InterfaceStats, error) {
 // once the byte counter grew wide, so the split is on the colon.
 func parseNetDev(data []byte) ([]InterfaceStats, error) {
 	var out []InterfaceStats
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for line := 0; sc.Scan(); line++ {
-		if line < 2 {
+	// Line by line in place: a pod's stats parse this on every reading.
+	for line := 0; len(data) > 0; line++ {
+		var b []byte
+		b, data, _ = bytes.Cut(data, []byte{'\n'})
+		if line < 2 || len(b) == 0 {
 			continue
 		}
-		text := sc.Text()
-		name, rest, ok := strings.Cut(text, ":")
+		nameB, rest, ok := bytes.Cut(b, []byte{':'})
 		if !ok {
-			return nil, fmt.Errorf("net/dev line %d: no interface name: %q", line+1, text)
+			return nil, fmt.Errorf("net/dev line %d: no interface name: %q", line+1, b)
 		}
-		name = strings.TrimSpace(name)
-		if name == "lo" {
+		nameB = bytes.TrimSpace(nameB)
+		if string(nameB) == "lo" {
 			continue
 		}
-		fields := strings.Fields(rest)
+		fields := strings.Fields(string(rest))
 		if len(fields) < 16 {
 			return nil, fmt.Errorf("net/dev line %d: %d counters, want 16", line+1, len(fields))
 		}
@@ -221,13 +221,10 @@ func parseNetDev(data []byte) ([]InterfaceStats, error) {
 			v[i] = n
 		}
 		out = append(out, InterfaceStats{
-			Name:    name,
+			Name:    string(nameB),
 			RxBytes: v[0], RxPackets: v[1], RxErrors: v[2], RxDropped: v[3],
 			TxBytes: v[8], TxPackets: v[9], TxErrors: v[10], TxDropped: v[11],
 		})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read net/dev: %w", err)
 	}
 	return out, nil
 }
