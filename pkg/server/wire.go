@@ -236,11 +236,26 @@ func (c *wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return c.CodecV2.Marshal(v)
 	}
-	buf, err := m.append(make([]byte, 0, m.size()))
+	size := m.size()
+	if mem.IsBelowBufferPoolingThreshold(size) {
+		buf, err := m.append(make([]byte, 0, size))
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	}
+	// A list of 500 entries is a few hundred KiB, every few seconds:
+	// from gRPC's pool, which takes it back once it is written, as the
+	// stock codec does.
+	pool := mem.DefaultBufferPool()
+	buf := pool.Get(size)
+	out, err := m.append((*buf)[:0])
 	if err != nil {
+		pool.Put(buf)
 		return nil, err
 	}
-	return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	*buf = out
+	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
 func unknown(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
