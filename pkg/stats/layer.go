@@ -34,11 +34,17 @@ type layerWalker struct {
 	ttl time.Duration
 	now func() time.Time
 
-	mu      sync.Mutex
-	layers  map[string]*layerEntry
-	queue   []string      // keys waiting for a walk, oldest first
-	wake    chan struct{} // capacity 1: the queue has keys
-	stopped bool
+	mu     sync.Mutex
+	layers map[string]*layerEntry
+	// first holds the keys never measured, walked before any refresh
+	// and at once; queue the measured ones whose measurement is old,
+	// oldest first, walked at a pace (see pace).
+	first []string
+	queue []string
+	wake  chan struct{} // capacity 1: first or queue has keys
+	// wakeFirst (capacity 1) cuts a pause short: first has keys.
+	wakeFirst chan struct{}
+	stopped   bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,9 +64,10 @@ func newLayerWalker(ttl time.Duration, now func() time.Time) *layerWalker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &layerWalker{
 		ttl: ttl, now: now,
-		layers: map[string]*layerEntry{},
-		wake:   make(chan struct{}, 1),
-		ctx:    ctx, cancel: cancel,
+		layers:    map[string]*layerEntry{},
+		wake:      make(chan struct{}, 1),
+		wakeFirst: make(chan struct{}, 1),
+		ctx:       ctx, cancel: cancel,
 		done: make(chan struct{}),
 	}
 	go w.run()
@@ -98,7 +105,15 @@ func (w *layerWalker) get(key, dir string) (LayerUsage, bool) {
 	stale := !e.valid || now.Sub(e.usage.At) >= w.ttl || now.Before(e.usage.At)
 	if stale && !e.queued && !w.stopped {
 		e.queued = true
-		w.queue = append(w.queue, key)
+		if e.valid {
+			w.queue = append(w.queue, key)
+		} else {
+			w.first = append(w.first, key)
+			select {
+			case w.wakeFirst <- struct{}{}:
+			default:
+			}
+		}
 		select {
 		case w.wake <- struct{}{}:
 		default:
@@ -117,20 +132,71 @@ func (w *layerWalker) run() {
 		}
 		for {
 			w.mu.Lock()
-			if len(w.queue) == 0 || w.ctx.Err() != nil {
+			if w.ctx.Err() != nil {
 				w.mu.Unlock()
+				return
+			}
+			var key string
+			refresh := false
+			switch {
+			case len(w.first) > 0:
+				key, w.first = w.first[0], w.first[1:]
+			case len(w.queue) > 0:
+				key, w.queue = w.queue[0], w.queue[1:]
+				refresh = true
+			}
+			if len(w.first) == 0 {
+				// A signal for keys already taken must not cut a pause.
+				select {
+				case <-w.wakeFirst:
+				default:
+				}
+			}
+			e := w.layers[key]
+			pause := w.pace()
+			more := len(w.queue) > 0
+			w.mu.Unlock()
+			if key == "" {
 				break
 			}
-			key := w.queue[0]
-			w.queue = w.queue[1:]
-			e := w.layers[key]
-			w.mu.Unlock()
 			if e == nil {
 				continue // forgotten while queued
 			}
 			w.walk(key, e)
+			if refresh && more && !w.sleep(pause) {
+				return
+			}
 		}
 	}
+}
+
+// pace is the pause after a refresh walk when more are waiting: the
+// refreshes of every known layer spread over a quarter of the TTL. A
+// stats call of a full node finds all its layers' measurements old at
+// once, and walking 500 of them in a row would take a CPU from the calls
+// that follow it; a first measurement is never paced.
+func (w *layerWalker) pace() time.Duration {
+	if len(w.layers) == 0 {
+		return 0
+	}
+	return w.ttl / time.Duration(4*len(w.layers))
+}
+
+// sleep waits d, or less when a first measurement is asked for; false
+// when the walker is stopped.
+func (w *layerWalker) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return w.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.ctx.Done():
+		return false
+	case <-t.C:
+	case <-w.wakeFirst:
+	}
+	return true
 }
 
 // walk measures one entry; the entry may be forgotten or pointed at

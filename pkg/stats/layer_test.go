@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -196,8 +197,8 @@ func TestLayerWalkerClose(t *testing.T) {
 	}
 	c.layers.mu.Lock()
 	defer c.layers.mu.Unlock()
-	if len(c.layers.queue) != 0 {
-		t.Fatalf("queued %v after Close", c.layers.queue)
+	if len(c.layers.queue)+len(c.layers.first) != 0 {
+		t.Fatalf("queued %v %v after Close", c.layers.first, c.layers.queue)
 	}
 }
 
@@ -241,4 +242,50 @@ func mustWrite(t *testing.T, p string, size int) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestLayerWalkerPaced: refreshes of old measurements are walked one at a
+// time with pauses (a full node's stats call finds them all old at once),
+// while a layer never measured is walked at once, ahead of them.
+func TestLayerWalkerPaced(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1700000000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	// 4 layers, then 5: a pause of 20s/(4×5) = 1s between refreshes.
+	c, err := NewCollector(WithCgroupRoot(t.TempDir()), WithCgroupMode(ModeV2), WithDirUsageTTL(20*time.Second), withClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dirs := make([]string, 4)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+		c.LayerUsage(fmt.Sprint(i), dirs[i])
+	}
+	// First measurements are not paced.
+	waitWalks(t, c, 4)
+	mu.Lock()
+	now = now.Add(21 * time.Second)
+	mu.Unlock()
+	for i, d := range dirs {
+		c.LayerUsage(fmt.Sprint(i), d)
+	}
+	waitWalks(t, c, 5)
+	// The walker pauses after the first refresh; a new layer goes first.
+	newDir := t.TempDir()
+	c.LayerUsage("new", newDir)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := c.LayerUsage("new", newDir); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new layer was not measured in 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := walks(c); n >= 4+4+1 {
+		t.Errorf("the new layer was measured after %d walks: behind every refresh", n)
+	}
+	waitWalks(t, c, 4+4+1)
 }
