@@ -46,15 +46,19 @@ type scaleImage struct{ name, id string }
 
 // ScaleReport is the scale mode's result, as written by --json.
 type ScaleReport struct {
-	Pods          int            `json:"pods"`
-	Containers    int            `json:"containers_per_pod"`
-	Running       bool           `json:"containers_running"`
-	Images        int            `json:"images"`
-	Samples       int            `json:"samples"`
-	Burst         int            `json:"burst"`
-	HostNetwork   bool           `json:"host_network"`
-	PodCgroups    string         `json:"pod_cgroup_prefix,omitempty"`
-	Load          [2]float64     `json:"loadavg_1m_before_after"`
+	Pods        int        `json:"pods"`
+	Containers  int        `json:"containers_per_pod"`
+	Running     bool       `json:"containers_running"`
+	Images      int        `json:"images"`
+	Samples     int        `json:"samples"`
+	Burst       int        `json:"burst"`
+	HostNetwork bool       `json:"host_network"`
+	PodCgroups  string     `json:"pod_cgroup_prefix,omitempty"`
+	Load        [2]float64 `json:"loadavg_1m_before_after"`
+	// TimedLoad is the load average as the timed calls on the full node
+	// begin and end: the figures' load, without the setup's and the
+	// teardown's own.
+	TimedLoad     [2]float64     `json:"loadavg_1m_timed_calls"`
 	At            time.Time      `json:"at"`
 	Targets       []*ScaleTarget `json:"targets"`
 	CallOrder     []string       `json:"call_order"`
@@ -178,12 +182,14 @@ func scaleSteps(ctx context.Context, o *options, rep *ScaleReport, targets []*sc
 		rep.CallOrder = append(rep.CallOrder, c.name)
 	}
 	fmt.Fprintf(os.Stderr, "cri-bench: timing %d calls × %d samples on %d runtime(s)\n", len(calls), o.samples, len(targets))
+	rep.TimedLoad[0] = loadAvg()
 	timeCalls(ctx, o, targets, calls, func(t *scaleTarget) map[string]CallResult {
 		if t.rep.Calls == nil {
 			t.rep.Calls = map[string]CallResult{}
 		}
 		return t.rep.Calls
 	})
+	rep.TimedLoad[1] = loadAvg()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -717,8 +723,8 @@ func (r *ScaleReport) WriteTable(w *os.File) {
 	if r.Running {
 		state = "running"
 	}
-	fmt.Fprintf(w, "\nscale: %d pods × %d containers (%s), %d images, %d samples per call, load %.1f → %.1f\n",
-		r.Pods, r.Containers, state, r.Images, r.Samples, r.Load[0], r.Load[1])
+	fmt.Fprintf(w, "\nscale: %d pods × %d containers (%s), %d images, %d samples per call, load %.1f → %.1f (timed calls: %.1f → %.1f)\n",
+		r.Pods, r.Containers, state, r.Images, r.Samples, r.Load[0], r.Load[1], r.TimedLoad[0], r.TimedLoad[1])
 	head := fmt.Sprintf("%-26s", "call (ms)")
 	for _, t := range r.Targets {
 		head += fmt.Sprintf(" | %-24s", fmt.Sprintf("%.24s", t.RuntimeName+" "+t.RuntimeVersion))
