@@ -39,6 +39,11 @@ func NewInstalledEnv(t testing.TB) *Env {
 		State:      "/run/cri-runtimed",
 		Socket:     "/run/cri-runtimed/cri-runtimed.sock",
 		CertsDir:   "/etc/cri-runtimed/certs.d",
+		// The process is systemd's, never "exited" to the test: a nil
+		// channel reads as exited, and the cleanups of RunPod and
+		// CreateContainer then skipped their removals and left the
+		// test's pod running under the unit.
+		exited: make(chan struct{}),
 	}
 	d.Endpoint = "unix://" + d.Socket
 	reg := testRegistry(t)
