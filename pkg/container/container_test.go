@@ -198,3 +198,39 @@ func TestRecordOnlyMovesForward(t *testing.T) {
 		})
 	}
 }
+
+// TestCreationOrder: the lists List and ListByPod copy stay oldest first
+// (then by ID) whatever order containers are added and removed in.
+func TestCreationOrder(t *testing.T) {
+	at := func(sec int64, id string) *Container {
+		return &Container{rec: meta.Container{ID: id, CreatedAt: time.Unix(sec, 0).UTC()}}
+	}
+	a, b1, b2, c, d := at(1, "a"), at(2, "b1"), at(2, "b2"), at(3, "c"), at(4, "d")
+	for _, tc := range []struct {
+		name   string
+		add    []*Container
+		remove []*Container
+		want   []*Container
+	}{
+		{"in order", []*Container{a, b1, c}, nil, []*Container{a, b1, c}},
+		{"newest first", []*Container{d, c, a}, nil, []*Container{a, c, d}},
+		{"same instant, by ID", []*Container{b2, c, b1}, nil, []*Container{b1, b2, c}},
+		{"same instant, in ID order", []*Container{b1, b2}, nil, []*Container{b1, b2}},
+		{"remove middle", []*Container{a, b1, c, d}, []*Container{b1}, []*Container{a, c, d}},
+		{"remove ends", []*Container{d, a, c}, []*Container{a, d}, []*Container{c}},
+		{"remove a tie", []*Container{b1, b2}, []*Container{b2}, []*Container{b1}},
+		{"remove absent", []*Container{a, c}, []*Container{b1}, []*Container{a, c}},
+		{"remove all", []*Container{a}, []*Container{a}, []*Container{}},
+	} {
+		var s []*Container
+		for _, ctr := range tc.add {
+			s = inserted(s, ctr)
+		}
+		for _, ctr := range tc.remove {
+			s = without(s, ctr)
+		}
+		if !slices.Equal(ids(s), ids(tc.want)) {
+			t.Errorf("%s: %v, want %v", tc.name, ids(s), ids(tc.want))
+		}
+	}
+}

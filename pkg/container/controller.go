@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,9 +78,14 @@ type Controller struct {
 
 	mu   sync.RWMutex
 	ctrs map[string]*Container
+	// order is ctrs oldest first (creation time, then ID), and byPod
+	// the same by pod ID: kubelet lists all containers, or one pod's
+	// (PodSandboxStatus, pod stats), many times a minute, and sorting
+	// them at each call was most of a list's own cost.
+	order []*Container
 	// byPod indexes ctrs by pod ID: kubelet asks for one pod's
 	// containers (PodSandboxStatus, pod stats) many times a minute.
-	byPod map[string]map[string]*Container
+	byPod map[string][]*Container
 	hook  EventHook
 	// refs counts the listed containers' references to images.
 	refs imageRefs
@@ -116,7 +121,7 @@ func New(opts Options, db *meta.DB, images *image.Service, pod func(id string) (
 		names:  registrar.New(),
 		pod:    pod,
 		ctrs:   map[string]*Container{},
-		byPod:  map[string]map[string]*Container{},
+		byPod:  map[string][]*Container{},
 	}
 	c.creations = registrar.NewCreations[string](5*time.Minute, registrar.WithExpire(func(name, id string) {
 		klog.InfoS("Removing container abandoned by a timed-out request", "container", id, "name", name)
@@ -721,11 +726,11 @@ func (c *Controller) Remove(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	delete(c.ctrs, ctr.rec.ID)
-	if pod := c.byPod[ctr.rec.SandboxID]; pod != nil {
-		delete(pod, ctr.rec.ID)
-		if len(pod) == 0 {
-			delete(c.byPod, ctr.rec.SandboxID)
-		}
+	c.order = without(c.order, ctr)
+	if pod := without(c.byPod[ctr.rec.SandboxID], ctr); len(pod) > 0 {
+		c.byPod[ctr.rec.SandboxID] = pod
+	} else {
+		delete(c.byPod, ctr.rec.SandboxID)
 	}
 	c.mu.Unlock()
 	// Unlisted, it can no longer be pinned again (add pins under c.mu).
@@ -807,13 +812,8 @@ func (c *Controller) Get(idOrPrefix string) (*Container, error) {
 // List returns every container, oldest first.
 func (c *Controller) List() []*Container {
 	c.mu.RLock()
-	out := make([]*Container, 0, len(c.ctrs))
-	for _, ctr := range c.ctrs {
-		out = append(out, ctr)
-	}
-	c.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].rec.CreatedAt.Before(out[j].rec.CreatedAt) })
-	return out
+	defer c.mu.RUnlock()
+	return append(make([]*Container, 0, len(c.order)), c.order...)
 }
 
 // ImagesInUse returns the image IDs of the containers that have not
@@ -830,26 +830,46 @@ func (c *Controller) add(ctr *Container) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ctrs[ctr.rec.ID] = ctr
-	pod := c.byPod[ctr.rec.SandboxID]
-	if pod == nil {
-		pod = map[string]*Container{}
-		c.byPod[ctr.rec.SandboxID] = pod
-	}
-	pod[ctr.rec.ID] = ctr
+	c.order = inserted(c.order, ctr)
+	c.byPod[ctr.rec.SandboxID] = inserted(c.byPod[ctr.rec.SandboxID], ctr)
 	c.pin(ctr)
+}
+
+// olderFirst orders containers by creation time, then ID (records made
+// in the same instant).
+func olderFirst(a, b *Container) int {
+	if c := a.rec.CreatedAt.Compare(b.rec.CreatedAt); c != 0 {
+		return c
+	}
+	return strings.Compare(a.rec.ID, b.rec.ID)
+}
+
+// inserted adds ctr to s, kept in olderFirst order. A new container is
+// almost always the newest: the search costs log n, the copy nothing.
+func inserted(s []*Container, ctr *Container) []*Container {
+	i, _ := slices.BinarySearchFunc(s, ctr, olderFirst)
+	return slices.Insert(s, i, ctr)
+}
+
+// without removes ctr from s, kept in olderFirst order.
+func without(s []*Container, ctr *Container) []*Container {
+	i, ok := slices.BinarySearchFunc(s, ctr, olderFirst)
+	if !ok || s[i] != ctr {
+		// Not where its order says: never, but removal must not miss it.
+		i = slices.Index(s, ctr)
+	}
+	if i < 0 {
+		return s
+	}
+	return slices.Delete(s, i, i+1)
 }
 
 // ListByPod returns the containers of one pod.
 func (c *Controller) ListByPod(podID string) []*Container {
 	c.mu.RLock()
+	defer c.mu.RUnlock()
 	pod := c.byPod[podID]
-	out := make([]*Container, 0, len(pod))
-	for _, ctr := range pod {
-		out = append(out, ctr)
-	}
-	c.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].rec.CreatedAt.Before(out[j].rec.CreatedAt) })
-	return out
+	return append(make([]*Container, 0, len(pod)), pod...)
 }
 
 // ExecSyncResult is the outcome of a command run to completion.

@@ -237,7 +237,7 @@ func (e *imageRefsEnv) do(t *testing.T, s refStep) {
 		// new one recovers.
 		old := e.c
 		old.mu.Lock()
-		old.ctrs, old.byPod = map[string]*Container{}, map[string]map[string]*Container{}
+		old.ctrs, old.order, old.byPod = map[string]*Container{}, nil, map[string][]*Container{}
 		old.mu.Unlock()
 		e.c = e.controller()
 		if err := e.c.Recover(ctx); err != nil {
