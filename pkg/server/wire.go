@@ -80,6 +80,13 @@ func (w *wireStore[K, M]) forget(id string) {
 // retain drops the entries of IDs not in live, the full list: a removal
 // the server did not see (a prefix, a pod's containers) leaves no entry
 // behind for long.
+// len is the number of stored messages.
+func (w *wireStore[K, M]) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}
+
 func (w *wireStore[K, M]) retain(live map[string]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -173,6 +180,11 @@ func (w *wireStores) forgetContainer(id string) {
 // retainContainers drops the entries of containers not in live, every
 // container there is.
 func (w *wireStores) retainContainers(live []*container.Container) {
+	// Nothing to drop (the usual case) without a set of every ID.
+	n := len(live)
+	if w.list.len() <= n && w.statuses.len() <= n && w.ctrAttrs.len() <= n {
+		return
+	}
 	ids := make(map[string]bool, len(live))
 	for _, ctr := range live {
 		ids[ctr.ID()] = true
@@ -184,6 +196,9 @@ func (w *wireStores) retainContainers(live []*container.Container) {
 
 // retainPods drops the entries of pods not in live, every pod there is.
 func (w *wireStores) retainPods(live []*podsandbox.Pod) {
+	if w.podAttrs.len() <= len(live) {
+		return
+	}
 	ids := make(map[string]bool, len(live))
 	for _, pod := range live {
 		ids[pod.ID()] = true
