@@ -269,6 +269,13 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	for done := false; !done; {
 		select {
 		case <-evict:
+			// Fault-around off first: each page the daemon touches later
+			// maps that page, not the 64 KiB or large folio around it.
+			if uffd, err := exepages.DisableFaultAround(); err != nil {
+				klog.V(2).InfoS("Binary pages keep fault-around", "err", err)
+			} else {
+				defer uffd.Close()
+			}
 			if n, err := exepages.Evict(); err != nil {
 				klog.ErrorS(err, "Evicting the binary's resident pages")
 			} else {

@@ -6,5 +6,7 @@
 // any page of it), a Go daemon that touches a few bytes here and there
 // across its 26 MB binary ends up with nearly all of it in its RSS,
 // although it uses a fraction. Evict turns those mappings into ones that
-// fault in page by page.
+// fault in page by page, from the file; DisableFaultAround does the same
+// for pages already cached, which the kernel otherwise maps 64 KiB (or a
+// large folio) at a time around each one touched.
 package exepages

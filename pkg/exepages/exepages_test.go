@@ -3,6 +3,7 @@ package exepages
 import (
 	"os"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,8 +61,9 @@ Anonymous:             0 kB
 }
 
 // exeMappings sums Rss over the executable's read-only mappings and says
-// whether every one of them carries MADV_RANDOM ("rr" in VmFlags).
-func exeMappings(t *testing.T) (rssKB int, random bool) {
+// whether every one of them carries flag in VmFlags ("rr": MADV_RANDOM,
+// "uw": registered with a userfaultfd in write-protect mode).
+func exeMappings(t *testing.T, flag string) (rssKB int, all bool) {
 	t.Helper()
 	regions, err := readOnlyRegions()
 	if err != nil || len(regions) == 0 {
@@ -75,7 +77,7 @@ func exeMappings(t *testing.T) (rssKB int, random bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	random = true
+	all = true
 	cur := false
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
@@ -87,10 +89,10 @@ func exeMappings(t *testing.T) (rssKB int, random bool) {
 			n, _ := strconv.Atoi(f[1])
 			rssKB += n
 		case cur && f != nil && f[0] == "VmFlags:":
-			random = random && strings.Contains(line, " rr")
+			all = all && strings.Contains(line+" ", " "+flag+" ")
 		}
 	}
-	return rssKB, random
+	return rssKB, all
 }
 
 func TestEvict(t *testing.T) {
@@ -100,7 +102,7 @@ func TestEvict(t *testing.T) {
 		_ = f.Sync()
 		f.Close()
 	}
-	before, _ := exeMappings(t)
+	before, _ := exeMappings(t, "rr")
 	n, err := Evict()
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +110,7 @@ func TestEvict(t *testing.T) {
 	if n == 0 {
 		t.Fatal("Evict advised no mapping")
 	}
-	after, random := exeMappings(t)
+	after, random := exeMappings(t, "rr")
 	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
 	if !random {
 		t.Error("a read-only mapping of the executable lacks MADV_RANDOM after Evict")
@@ -124,7 +126,7 @@ func TestTrim(t *testing.T) {
 		f.Close()
 	}
 	// Fault the executable's pages in again after any earlier test.
-	before, _ := exeMappings(t)
+	before, _ := exeMappings(t, "")
 	n, err := Trim()
 	if err != nil {
 		t.Fatal(err)
@@ -132,12 +134,53 @@ func TestTrim(t *testing.T) {
 	if n == 0 {
 		t.Fatal("Trim dropped no mapping")
 	}
-	after, _ := exeMappings(t)
+	after, _ := exeMappings(t, "")
 	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
 	if after >= before {
 		t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
 	}
 	if ResidentPages() <= 0 {
 		t.Error("ResidentPages() is not positive")
+	}
+}
+
+func TestDisableFaultAround(t *testing.T) {
+	// The same work after each Trim: a GC (it reads the function tables of
+	// every stack) and the read of smaps. What it maps back is what the
+	// work touched, plus what fault-around maps beside it. Fault-around
+	// maps only pages in the page cache (TestEvict dropped some): reading
+	// the executable puts them all there.
+	afterWork := func(flag string) (int, bool) {
+		t.Helper()
+		if _, err := os.ReadFile("/proc/self/exe"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Trim(); err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+		return exeMappings(t, flag)
+	}
+	afterWork("")
+	withFaultAround, _ := afterWork("")
+	f, err := DisableFaultAround()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageByPage, registered := afterWork("uw")
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, stillRegistered := afterWork("uw")
+	t.Logf("read-only pages of the executable mapped by the same work: %d KiB with fault-around, %d KiB without", withFaultAround, pageByPage)
+	if !registered {
+		t.Error("a read-only mapping of the executable is not registered with the userfaultfd")
+	}
+	if stillRegistered {
+		t.Error("closing the userfaultfd left a mapping registered")
+	}
+	// Fault-around maps 16 pages for one; half is a wide margin.
+	if pageByPage*2 > withFaultAround {
+		t.Errorf("the same work mapped %d KiB page by page, %d KiB with fault-around: not less than half", pageByPage, withFaultAround)
 	}
 }

@@ -260,6 +260,15 @@ func serve(o options, ready func(string)) error {
 
 	klog.InfoS("Shim serving", "pod", o.podID, "stateDir", dir, "pid", os.Getpid(), "containers", s.count())
 	ready("ok")
+	// Past start-up, the binary's pages fault in one at a time: what a
+	// shim touches while it idles is scattered over the binary, and with
+	// the kernel's fault-around each touched page mapped 16 (1.9 MiB of
+	// an idle shim's RSS, 0.5–0.7 MiB without; test/bench/README.md).
+	if uffd, err := exepages.DisableFaultAround(); err != nil {
+		klog.V(2).InfoS("Binary pages keep fault-around", "err", err)
+	} else {
+		defer uffd.Close()
+	}
 	trimBinaryPages()
 	// Work after the first trim (GC cycles, gob types of the first calls,
 	// container starts) faults binary pages back in; they are dropped again
