@@ -6,9 +6,20 @@ package pause
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/userfaultfd.h>
+
+// Older kernel headers lack these (Linux 6.7, 5.11).
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
 
 static void on_term(int sig) { _exit(0); }
 
@@ -21,13 +32,41 @@ static void on_child(int sig) {
 	errno = saved;
 }
 
+// page_by_page_fd returns a userfaultfd on which mappings registered in
+// write-protect mode fault in one page at a time, or -1. As
+// exepages.DisableFaultAround in Go: a userfaultfd registration is the
+// only per-mapping switch for the kernel's fault-around (64 KiB, and whole
+// large folios of the page cache, for each page touched); with
+// UFFD_FEATURE_WP_ASYNC (Linux 6.7) the kernel resolves write-protect
+// faults itself, so nothing ever reads it. It stays open for the
+// process's life: closing it would undo the registrations.
+static int page_by_page_fd(void) {
+	int fd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd < 0) {
+		return -1;
+	}
+	struct uffdio_api api;
+	memset(&api, 0, sizeof api);
+	api.api = UFFD_API;
+	api.features = UFFD_FEATURE_WP_ASYNC;
+	if (ioctl(fd, UFFDIO_API, &api) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 // drop_startup_pages unmaps the read-only pages of the binary that libc's
-// start-up touched (the kernel maps them in 64 KiB fault-around chunks).
-// Only clean file pages are dropped: a mapping with any page copied on
-// write (RELRO after relocation) shows Anonymous > 0 in smaps and is kept,
-// since dropping it would bring back unrelocated bytes.
+// start-up touched, after making them fault back one page at a time
+// (page_by_page_fd): the few pages pause touches afterwards (this loop's
+// end, pause, the signal handlers) would otherwise map hundreds of
+// KiB of the daemon's binary. Only clean file pages are dropped: a
+// mapping with any page copied on write (RELRO after relocation) shows
+// Anonymous > 0 in smaps and is kept, since dropping it would bring back
+// unrelocated bytes.
 static void drop_startup_pages(void) {
 	static char buf[65536];
+	int uffd = page_by_page_fd();
 	int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		return;
@@ -55,6 +94,14 @@ static void drop_startup_pages(void) {
 			hi = b;
 		} else if (candidate && strncmp(line, "Anonymous:", 10) == 0) {
 			if (strtoul(line + 10, NULL, 10) == 0) {
+				if (uffd >= 0) {
+					struct uffdio_register reg;
+					memset(&reg, 0, sizeof reg);
+					reg.range.start = lo;
+					reg.range.len = hi - lo;
+					reg.mode = UFFDIO_REGISTER_MODE_WP;
+					ioctl(uffd, UFFDIO_REGISTER, &reg);
+				}
 				madvise((void *)lo, hi - lo, MADV_DONTNEED);
 			}
 			candidate = 0;

@@ -40,6 +40,7 @@ func TestPauseProcess(t *testing.T) {
 			t.Errorf("pause runs %s threads; the Go runtime started", line)
 		}
 	}
+	checkPageByPage(t, cmd.Process.Pid)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -52,4 +53,50 @@ func TestPauseProcess(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("pause ignored SIGTERM")
 	}
+}
+
+// checkPageByPage asserts that the clean read-only mappings of pid's
+// executable are registered with a userfaultfd ("uw" in VmFlags), which
+// turns off fault-around for them, and logs what they hold.
+func checkPageByPage(t *testing.T, pid int) {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid)
+	exe, err := os.Readlink(dir + "/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dir + "/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		name          string // the current mapping, if a read-only one of exe
+		rss, mappings int
+		clean         bool
+	)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			name = ""
+			if len(f) >= 6 && strings.Join(f[5:], " ") == exe && (f[1] == "r-xp" || f[1] == "r--p") {
+				name = f[0] + " " + f[1]
+			}
+		case name != "" && len(f) >= 2 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			rss += n
+		case name != "" && len(f) >= 2 && f[0] == "Anonymous:":
+			clean = f[1] == "0"
+		case name != "" && len(f) >= 1 && f[0] == "VmFlags:":
+			mappings++
+			if clean && !strings.Contains(line+" ", " uw ") {
+				t.Errorf("pause's mapping %s of its executable is not registered with a userfaultfd (fault-around stays on): %s", name, line)
+			}
+			name = ""
+		}
+	}
+	if mappings == 0 {
+		t.Fatalf("no read-only mapping of %s in pause's smaps", exe)
+	}
+	t.Logf("read-only mappings of the executable: %d, resident %d KiB", mappings, rss)
 }
