@@ -39,6 +39,16 @@ timed() {
 	return $rc
 }
 cri() { "$crictl" --timeout 600s "$@"; }
+# criulogs: CRIU's logs of every restore so far (the shim keeps them in
+# the pod's state dir, which the pod's removal deletes) into
+# /mnt/out/criu/, after a failed restore.
+criulogs() {
+	local f
+	for f in /run/cri-runtimed/pods/*/shim/*/restore/*.log; do
+		[ -f "$f" ] || continue
+		mkdir -p "$out/criu" && cp "$f" "$out/criu/$(echo "${f#/run/cri-runtimed/pods/}" | tr / _)"
+	done
+}
 # lastn LOG: the last number a counter printed; firstn LOG: its first.
 lastn() { grep -Eo '^[0-9]+$' "$1" | tail -1; }
 firstn() { grep -Eo '^[0-9]+$' "$1" | head -1; }
@@ -137,7 +147,7 @@ rid=""
 timed "crictl create from the archive" cri create "$dpod" "$work/restored.ctr.json" "$work/dst.json" &&
 	rid=$(tail -1 "$work/last.out") || fail "create from the archive"
 if [ -n "$rid" ]; then
-	timed "crictl start (the restore)" cri start "$rid" || fail "start of the restore"
+	timed "crictl start (the restore)" cri start "$rid" || { fail "start of the restore"; criulogs; }
 	waitn "$rid" 0
 	first=$(ctrlog "$rid" | grep -Eo '^[0-9]+$' | head -1)
 	log "the original had counted to $at at its checkpoint; the restored one's first number: $first"
@@ -159,7 +169,7 @@ iid=""
 timed "crictl create from the checkpoint image" cri create "$dpod" "$work/fromimage.ctr.json" "$work/dst.json" &&
 	iid=$(tail -1 "$work/last.out") || fail "create from the checkpoint image"
 if [ -n "$iid" ]; then
-	timed "crictl start (the restore from the image)" cri start "$iid" || fail "start of the restore from the image"
+	timed "crictl start (the restore from the image)" cri start "$iid" || { fail "start of the restore from the image"; criulogs; }
 	waitn "$iid" 0
 	log "restored from the image, first number: $(ctrlog "$iid" | grep -Eo '^[0-9]+$' | head -1)"
 	cri rm -f "$iid" >/dev/null || fail "rm -f of the container restored from the image"
@@ -179,7 +189,7 @@ timed "cri-runtimed pod checkpoint (two counters)" "$bin" pod checkpoint "$tpod"
 cat "$work/last.out"
 podcfg two-restored
 timed "cri-runtimed pod restore (RestorePod and two starts)" "$bin" pod restore "$work/podckpt" "$work/two-restored.json" ||
-	fail "pod restore"
+	{ fail "pod restore"; criulogs; }
 cat "$work/last.out"
 rpod=$(cri pods -q --name two-restored 2>/dev/null | head -1)
 for id in $(cri ps -q --pod "$rpod" 2>/dev/null); do
