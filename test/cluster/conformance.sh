@@ -7,7 +7,8 @@
 #
 # It brings the cluster up (run.sh up), pushes the images the specs use
 # (what `e2e.test --list-images` names and test/cluster/pushimages has a
-# recipe for: agnhost, busybox, nginx, pause) to the cluster's registry,
+# recipe for: agnhost, busybox, kitten, nginx, nonewprivs, pause) to the
+# cluster's registry,
 # which stands in for registry.k8s.io, runs the specs with the ginkgo CLI
 # in parallel, writes the counts to $OUT/summary.txt and the JUnit report
 # next to it, and removes the cluster (run.sh down) unless CLUSTER_KEEP=1.
@@ -37,7 +38,7 @@ log() { printf '%s [conformance] %s\n' "$(date -u +%T)" "$*"; }
 die() { log "FAIL: $*"; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "run as root"
-for b in e2e.test ginkgo agnhost; do
+for b in e2e.test ginkgo agnhost nnp; do
 	[[ -x $BIN_DIR/$b ]] || die "$BIN_DIR/$b missing: make conformance-bins"
 done
 rm -rf "$OUT"
@@ -63,9 +64,12 @@ trap 'exit 143' TERM INT
 # The specs' images: e2e.test prints its own list ("registry/name:tag"
 # per line); those of registry.k8s.io with a recipe are built.
 mapfile -t refs < <("$BIN_DIR/e2e.test" --list-images |
-	grep -E '^registry\.k8s\.io/(e2e-test-images/(agnhost|busybox|nginx)|pause):')
-((${#refs[@]})) || die "e2e.test --list-images named none of agnhost, busybox, nginx, pause"
-(cd "$REPO" && go run -tags e2e ./test/cluster/pushimages --registry "$REGISTRY" --bin-dir "$BIN_DIR" "${refs[@]}") \
+	grep -E '^registry\.k8s\.io/(e2e-test-images/(agnhost|busybox|kitten|nginx|nonewprivs)|pause):')
+((${#refs[@]})) || die "e2e.test --list-images named none of agnhost, busybox, kitten, nginx, nonewprivs, pause"
+# The kitten image's files are upstream's, from the module's source.
+k8s_src=$(cd "$REPO/test/tools/kubernetes/$VERSION" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+(cd "$REPO" && go run -tags e2e ./test/cluster/pushimages --registry "$REGISTRY" --bin-dir "$BIN_DIR" \
+	--kubernetes-src "$k8s_src" "${refs[@]}") \
 	>"$OUT/pushimages-e2e.log" 2>&1 || die "pushing the specs' images failed: $(tail -5 "$OUT/pushimages-e2e.log")"
 log "pushed ${refs[*]}"
 

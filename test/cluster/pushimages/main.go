@@ -21,6 +21,8 @@
 //	e2e-test-images/agnhost   /agnhost (built from k8s.io/kubernetes/test/images/agnhost), as upstream's entrypoint
 //	e2e-test-images/busybox   the busybox base, sh
 //	e2e-test-images/nginx     a stand-in: busybox's httpd on port 80
+//	e2e-test-images/kitten    agnhost's plus upstream's kitten.jpg and data.json (from --kubernetes-src), the image volume spec's volume
+//	e2e-test-images/nonewprivs  /usr/local/bin/nnp, set-user-ID root (built from k8s.io/kubernetes/test/images/nonewprivs)
 //
 // Which images, under which tags, is what `kubeadm config images list`
 // prints: the references are the arguments. The test's own workload image
@@ -60,15 +62,22 @@ var pauseCommand = []string{"/bin/sleep", "2147483647"}
 func main() {
 	url := flag.String("registry", "http://127.0.0.1:5057", "base URL of the local registry")
 	binDir := flag.String("bin-dir", "", "directory of the built programs (kube-apiserver, etcd, coredns...)")
+	k8sSrc := flag.String("kubernetes-src", "", "source of the k8s.io/kubernetes module (the kitten image's files)")
 	web := flag.String("web", "cri-runtimed-test/web", "repository of the test's web server image (tags v1 and v2)")
 	flag.Parse()
-	if err := run(*url, *binDir, *web, flag.Args()); err != nil {
+	if err := run(*url, sources{bin: *binDir, k8s: *k8sSrc}, *web, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "pushimages:", err)
 		os.Exit(1)
 	}
 }
 
-func run(url, binDir, web string, refs []string) error {
+// sources are where the images' files come from.
+type sources struct {
+	bin string // the built programs (make cluster-bins, conformance-bins)
+	k8s string // k8s.io/kubernetes' module source
+}
+
+func run(url string, src sources, web string, refs []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	push := func(repo, tag string, img *images.Image) error {
@@ -83,7 +92,7 @@ func run(url, binDir, web string, refs []string) error {
 		if err != nil {
 			return err
 		}
-		img, err := build(binDir, repo)
+		img, err := build(src, repo)
 		if err != nil {
 			return fmt.Errorf("build %s: %w", ref, err)
 		}
@@ -122,9 +131,9 @@ func split(ref string) (repo, tag string, err error) {
 
 // build makes the image of repo (registry.k8s.io/<repo>), named after its
 // last path element.
-func build(binDir, repo string) (*images.Image, error) {
+func build(src sources, repo string) (*images.Image, error) {
 	name := path.Base(repo)
-	bin := filepath.Join(binDir, name)
+	bin := filepath.Join(src.bin, name)
 	switch name {
 	case "kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd":
 		l, err := programLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
@@ -145,6 +154,15 @@ func build(binDir, repo string) (*images.Image, error) {
 		return images.Busybox(images.WithEntrypoint(pauseCommand...), images.WithCmd())
 	case "agnhost":
 		return agnhost(bin)
+	case "kitten":
+		return kitten(filepath.Join(src.bin, "agnhost"), src.k8s)
+	case "nonewprivs":
+		l, err := programLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
+			HostFile("usr/local/bin/nnp", filepath.Join(src.bin, "nnp"), 0o755|os.ModeSetuid).Build()
+		if err != nil {
+			return nil, err
+		}
+		return images.Busybox(images.WithLayers(l), images.WithCmd("nnp"))
 	case "busybox":
 		return images.Busybox(images.WithCmd("sh"))
 	case "nginx":
@@ -161,16 +179,44 @@ func build(binDir, repo string) (*images.Image, error) {
 // user-defined-in-image, in gid 50000 group-defined-in-image) in place of
 // the busybox base's "user".
 func agnhost(bin string) (*images.Image, error) {
-	passwd := strings.Replace(images.Passwd, "user:x:1000:1000:user:/home/user:", "user-defined-in-image:x:1000:1000::/home/user:", 1)
-	group := strings.Replace(images.Group, "user:x:1000:", "user-defined-in-image:x:1000:", 1) +
-		"group-defined-in-image:x:50000:user-defined-in-image\n"
-	l, err := programLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
-		Dir("uploads", 0o755).Dir("etc", 0o755).
-		File("etc/passwd", []byte(passwd), 0o644).File("etc/group", []byte(group), 0o644).Build()
+	l, err := agnhostLayer(bin)
 	if err != nil {
 		return nil, err
 	}
 	return images.Busybox(images.WithLayers(l), images.WithEntrypoint("/agnhost"), images.WithCmd("pause"))
+}
+
+func agnhostLayer(bin string) (images.Layer, error) {
+	passwd := strings.Replace(images.Passwd, "user:x:1000:1000:user:/home/user:", "user-defined-in-image:x:1000:1000::/home/user:", 1)
+	group := strings.Replace(images.Group, "user:x:1000:", "user-defined-in-image:x:1000:", 1) +
+		"group-defined-in-image:x:50000:user-defined-in-image\n"
+	return programLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
+		Dir("uploads", 0o755).Dir("etc", 0o755).
+		File("etc/passwd", []byte(passwd), 0o644).File("etc/group", []byte(group), 0o644).Build()
+}
+
+// kitten is upstream's kitten image (test/images/kitten: agnhost with a
+// picture and a JSON file at the root). The image volume spec mounts it
+// and reads data.json and etc/os-release, expecting "Alpine Linux" there
+// as upstream's images are Alpine based; the stand-in's os-release says
+// what it is and carries that name for the spec.
+func kitten(agnhostBin, k8sSrc string) (*images.Image, error) {
+	if k8sSrc == "" {
+		return nil, fmt.Errorf("kitten needs --kubernetes-src")
+	}
+	html := filepath.Join(k8sSrc, "test/images/kitten/html")
+	osRelease := "NAME=\"cri-runtimed test image (stands in for Alpine Linux)\"\nID=busybox\n"
+	l, err := images.NewLayer().HostFile("kitten.jpg", filepath.Join(html, "kitten.jpg"), 0o644).
+		HostFile("data.json", filepath.Join(html, "data.json"), 0o644).
+		File("etc/os-release", []byte(osRelease), 0o644).Build()
+	if err != nil {
+		return nil, err
+	}
+	a, err := agnhostLayer(agnhostBin)
+	if err != nil {
+		return nil, err
+	}
+	return images.Busybox(images.WithLayers(a, l), images.WithEntrypoint("/agnhost"), images.WithCmd("test-webserver"))
 }
 
 // programLayer starts a layer for large programs: gzip's fastest level,
