@@ -190,10 +190,12 @@ $(CLUSTER_DIR)/ginkgo:
 # builds its test binaries: without notest, apimachinery's meta/v1 (a
 # !notest file) differs, and everything above it, client-go and apiserver
 # included, misses the build cache the cluster programs filled (505 stale
-# packages instead of 100).
-$(CLUSTER_DIR)/e2e.test:
+# packages instead of 100). Unlike the programs, it is built again when
+# the conformance package or the module is newer (which specs it holds).
+E2E_TEST_SRC := $(addprefix test/tools/kubernetes/$(CLUSTER_VERSION)/,conformance/e2e_test.go go.mod)
+$(CLUSTER_DIR)/e2e.test: $(E2E_TEST_SRC)
 	@mkdir -p $(@D)
-	cd test/tools/kubernetes/$(CLUSTER_VERSION) && flock $(@D)/.build.lock sh -c '[ -x $@ ] && exit 0; \
+	cd test/tools/kubernetes/$(CLUSTER_VERSION) && flock $(@D)/.build.lock sh -c '[ -x $@ ] && [ $@ -nt conformance/e2e_test.go ] && [ $@ -nt go.mod ] && exit 0; \
 		v=$(CLUSTER_VERSION); minor=$${v#v1.}; minor=$${minor%%.*}; \
 		x="-X k8s.io/component-base/version.gitVersion=$$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$$minor -X k8s.io/component-base/version.gitTreeState=clean"; \
 		CGO_ENABLED=0 $(GO) test -c -trimpath -tags selinux,notest,grpcnotrace -ldflags "-s -w $$x" -o $@.tmp ./conformance && mv $@.tmp $@'

@@ -1,9 +1,9 @@
 // Package conformance builds Kubernetes' e2e.test with the node specs
 // only, for the cluster test's conformance run (make cluster-conformance,
 // test/cluster/conformance.sh): `go test -c` of this package is upstream's
-// test/e2e/e2e_test.go with the [sig-node] sources (test/e2e/common and
-// test/e2e/node) and none of the other SIGs', so it builds in a fraction
-// of the time of the whole suite. Flags and behaviour are e2e.test's.
+// test/e2e/e2e_test.go with the [sig-node] sources (test/e2e/common,
+// test/e2e/node and test/e2e/dra) and none of the other SIGs', so it builds
+// in a fraction of the time of the whole suite. Flags and behaviour are e2e.test's.
 package conformance
 
 import (
@@ -24,8 +24,10 @@ import (
 	// define and freeze constants
 	_ "k8s.io/kubernetes/test/e2e/feature"
 
-	// test sources: the [sig-node] specs
+	// test sources: the [sig-node] specs (dra: the resource.k8s.io CRUD
+	// conformance specs are sig-node's)
 	_ "k8s.io/kubernetes/test/e2e/common"
+	_ "k8s.io/kubernetes/test/e2e/dra"
 	_ "k8s.io/kubernetes/test/e2e/node"
 
 	// reconfigure framework
