@@ -79,11 +79,14 @@ func linuxResources(prefix string, r *runtimeapi.LinuxContainerResources, cg cgr
 		p := uint64(v)
 		cpu.Period, cpuSet = &p, true
 	}
+	// -1 is no quota: kubelet sends it to lift one (a pod resized without
+	// a CPU limit, CFS quota disabled), and the cgroup writers and the OCI
+	// runtimes take it as such (cfs_quota_us -1, cpu.max "max").
 	if v := r.GetCpuQuota(); v != 0 {
-		if v < 0 {
-			return nil, invalid(f("cpu_quota"), "%d is negative", v)
+		if v < -1 {
+			return nil, invalid(f("cpu_quota"), "%d is negative (only -1, no quota, is allowed)", v)
 		}
-		if v < minCPUQuota {
+		if v > 0 && v < minCPUQuota {
 			return nil, invalid(f("cpu_quota"), "%d is below the kernel's minimum of %d microseconds", v, minCPUQuota)
 		}
 		q := v

@@ -216,7 +216,11 @@ func sandboxResources(linux *runtimeapi.LinuxPodSandboxConfig, cg cgroupFeatures
 			out.CPU.Shares = &v
 		}
 		if over.CPU.Quota != nil && out.CPU.Quota != nil {
-			v := *out.CPU.Quota + *over.CPU.Quota
+			// No quota (-1) on either side is no quota for the sum.
+			v := int64(-1)
+			if q, o := *out.CPU.Quota, *over.CPU.Quota; q > 0 && o > 0 {
+				v = q + o
+			}
 			out.CPU.Quota = &v
 		}
 	}

@@ -166,4 +166,8 @@ func TestPodCgroupCPUResize(t *testing.T) {
 		t.Fatalf("UpdateContainerResources: %v", err)
 	}
 	resize(30000)
+	// kubelet lifts a pod's quota with -1 (a pod resized to no CPU
+	// limit); InvalidArgument here failed the upstream in-place resize
+	// conformance specs.
+	resize(-1)
 }
