@@ -18,8 +18,9 @@
 // and the images of the e2e specs (test/cluster/conformance.sh passes
 // what `e2e.test --list-images` names; others are not built):
 //
-//	e2e-test-images/agnhost   /agnhost (built from k8s.io/kubernetes/test/images/agnhost), as upstream's entrypoint
-//	e2e-test-images/busybox   the busybox base, sh
+//	e2e-test-images/agnhost   /agnhost (built from k8s.io/kubernetes/test/images/agnhost), as upstream's entrypoint,
+//	                          every busybox applet and the host's curl (the lifecycle hook specs curl from it)
+//	e2e-test-images/busybox   the busybox base with every applet in /bin (/bin/sysctl...), sh
 //	e2e-test-images/nginx     a stand-in: busybox's httpd on port 80
 //	e2e-test-images/kitten    agnhost's plus upstream's kitten.jpg and data.json (from --kubernetes-src), the image volume spec's volume
 //	e2e-test-images/nonewprivs  /usr/local/bin/nnp, set-user-ID root (built from k8s.io/kubernetes/test/images/nonewprivs)
@@ -164,7 +165,15 @@ func build(src sources, repo string) (*images.Image, error) {
 		}
 		return images.Busybox(images.WithLayers(l), images.WithCmd("nnp"))
 	case "busybox":
-		return images.Busybox(images.WithCmd("sh"))
+		b := images.NewLayer()
+		if err := addApplets(b); err != nil {
+			return nil, err
+		}
+		l, err := b.Build()
+		if err != nil {
+			return nil, err
+		}
+		return images.Busybox(images.WithLayers(l), images.WithCmd("sh"))
 	case "nginx":
 		return images.Busybox(images.WithExposedPorts("80/tcp"), images.WithCmd("sh", "-c",
 			`mkdir -p /usr/share/nginx/html && echo "nginx stand-in" > /usr/share/nginx/html/index.html && exec httpd -f -p 80 -h /usr/share/nginx/html`))
@@ -186,14 +195,41 @@ func agnhost(bin string) (*images.Image, error) {
 	return images.Busybox(images.WithLayers(l), images.WithEntrypoint("/agnhost"), images.WithCmd("pause"))
 }
 
+// addApplets links every applet of the host's busybox in /bin that the
+// base layer's fixed list leaves out, as upstream's busybox image (and
+// agnhost's Alpine base) has them: specs run /bin/sysctl and others.
+func addApplets(b *images.LayerBuilder) error {
+	out, err := exec.Command(images.BusyboxPath, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("%s --list: %w", images.BusyboxPath, err)
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if a != "busybox" && !slices.Contains(images.BusyboxApplets, a) {
+			b.Symlink("bin/"+a, "busybox")
+		}
+	}
+	return nil
+}
+
 func agnhostLayer(bin string) (images.Layer, error) {
 	passwd := strings.Replace(images.Passwd, "user:x:1000:1000:user:/home/user:", "user-defined-in-image:x:1000:1000::/home/user:", 1)
 	group := strings.Replace(images.Group, "user:x:1000:", "user-defined-in-image:x:1000:", 1) +
 		"group-defined-in-image:x:50000:user-defined-in-image\n"
-	return programLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
+	b := programLayer().HostFile("agnhost", bin, 0o755).Symlink("agnhost-2", "agnhost").
 		Dir("uploads", 0o755).Dir("etc", 0o755).
-		File("etc/passwd", []byte(passwd), 0o644).File("etc/group", []byte(group), 0o644).Build()
+		File("etc/passwd", []byte(passwd), 0o644).File("etc/group", []byte(group), 0o644)
+	if err := addApplets(b); err != nil {
+		return images.Layer{}, err
+	}
+	if err := addHostFiles(b, map[string]bool{"usr": true, "usr/bin": true}, curl); err != nil {
+		return images.Layer{}, err
+	}
+	return b.Build()
 }
+
+// curl is the host's curl (Debian's), which the lifecycle hook specs run
+// in agnhost ("sh -c curl http://...") as upstream's Alpine base has it.
+const curl = "/usr/bin/curl"
 
 // kitten is upstream's kitten image (test/images/kitten: agnhost with a
 // picture and a JSON file at the root). The image volume spec mounts it
@@ -240,8 +276,7 @@ const xtablesDir = "/usr/lib/x86_64-linux-gnu/xtables"
 func kubeProxy(proxy string) (*images.Image, error) {
 	b := programLayer().Dir("usr/local", 0o755).Dir("usr/local/bin", 0o755).
 		HostFile("usr/local/bin/kube-proxy", proxy, 0o755).
-		Dir("usr/sbin", 0o755).
-		HostFile("usr/sbin/xtables-nft-multi", iptablesNFT, 0o755)
+		Dir("usr/sbin", 0o755)
 	for _, tool := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"} {
 		b.Symlink("usr/sbin/"+tool, "xtables-nft-multi")
 	}
@@ -250,20 +285,34 @@ func kubeProxy(proxy string) (*images.Image, error) {
 		return nil, fmt.Errorf("no iptables extensions in %s (Debian's iptables package)", xtablesDir)
 	}
 	// The extensions need libraries of their own (-m statistic: libm).
-	files := slices.Clone(exts)
-	for _, f := range append([]string{iptablesNFT}, exts...) {
+	dirs := map[string]bool{"usr": true, "usr/sbin": true, "usr/local": true, "usr/local/bin": true}
+	if err := addHostFiles(b, dirs, append([]string{iptablesNFT}, exts...)...); err != nil {
+		return nil, err
+	}
+	l, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	return images.Busybox(images.WithLayers(l), images.WithCmd())
+}
+
+// addHostFiles adds files of this machine at their own paths, with the
+// shared libraries ldd resolves for each, and the directories above them
+// that dirs (those the layer has) does not hold yet.
+func addHostFiles(b *images.LayerBuilder, dirs map[string]bool, files ...string) error {
+	all := slices.Clone(files)
+	for _, f := range files {
 		libs, err := sharedLibraries(f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, l := range libs {
-			if !slices.Contains(files, l) {
-				files = append(files, l)
+			if !slices.Contains(all, l) {
+				all = append(all, l)
 			}
 		}
 	}
-	dirs := map[string]bool{"usr": true, "usr/sbin": true, "usr/local": true, "usr/local/bin": true}
-	for _, f := range files {
+	for _, f := range all {
 		rel := strings.TrimPrefix(f, "/")
 		for _, d := range parents(path.Dir(rel)) {
 			if !dirs[d] {
@@ -273,11 +322,7 @@ func kubeProxy(proxy string) (*images.Image, error) {
 		}
 		b.HostFile(rel, f, 0o755)
 	}
-	l, err := b.Build()
-	if err != nil {
-		return nil, err
-	}
-	return images.Busybox(images.WithLayers(l), images.WithCmd())
+	return nil
 }
 
 // parents lists "a", "a/b", "a/b/c" for "a/b/c".
