@@ -26,6 +26,11 @@ type podDump struct {
 	Config     json.RawMessage `json:"config"`
 	Containers []string        `json:"containers"`
 	Taken      time.Time       `json:"checkpointedTime"`
+	// LastPid is the highest pid in the pod's shared PID namespace when
+	// it was checkpointed (0: the containers do not share one); the
+	// restore starts the new namespace's pids above it
+	// (checkpoint.SetLastPid says why).
+	LastPid int `json:"lastPid,omitempty"`
 }
 
 const podDumpFile = "pod.dump"
@@ -72,6 +77,15 @@ func (s *Server) checkpointPod(ctx context.Context, pod *podsandbox.Pod, req *ru
 		frozen = append(frozen, ctr)
 	}
 	dump := podDump{PodID: pod.ID(), Taken: time.Now().UTC()}
+	if pid := sharedPidNS(pod); pid > 0 {
+		// Without it the checkpoint is still whole; only a restore of
+		// containers sharing the namespace may then collide on pids.
+		last, err := checkpoint.HighestPid(pid)
+		if err != nil {
+			klog.ErrorS(err, "The pod checkpoint records no pid to restore above", "pod", pod.ID())
+		}
+		dump.LastPid = last
+	}
 	for _, ctr := range ctrs {
 		name := ctr.Config().GetMetadata().GetName()
 		dir := filepath.Join(out, name)
@@ -143,6 +157,11 @@ func (s *Server) restorePod(ctx context.Context, req *runtimeapi.RestorePodReque
 	if err != nil {
 		return nil, err
 	}
+	if pid := sharedPidNS(pod); pid > 0 && dump.LastPid > 0 {
+		if err := checkpoint.SetLastPid(ctx, pid, dump.LastPid); err != nil {
+			klog.ErrorS(err, "Restoring a pod without moving its pids above the checkpoint's: a restore may collide on a pid", "pod", podID)
+		}
+	}
 	resp := &runtimeapi.RestorePodResponse{PodSandboxId: podID}
 	for _, cfg := range req.GetContainerConfigs() {
 		name := cfg.GetMetadata().GetName()
@@ -155,6 +174,16 @@ func (s *Server) restorePod(ctx context.Context, req *runtimeapi.RestorePodReque
 		resp.RestoredContainers = append(resp.RestoredContainers, &runtimeapi.RestoredContainer{Name: name, ContainerId: id})
 	}
 	return resp, nil
+}
+
+// sharedPidNS is the pid of the pod's sandbox process when the pod's
+// containers share its PID namespace by default; 0 otherwise.
+func sharedPidNS(pod *podsandbox.Pod) int {
+	info := pod.Info()
+	if info.HostPID || info.PIDMode != runtimeapi.NamespaceMode_POD {
+		return 0
+	}
+	return info.Pid
 }
 
 func keys(m map[string]bool) []string {
