@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 
@@ -196,8 +197,16 @@ func stdioFor(in io.Reader, out, errw io.WriteCloser, resize <-chan remotecomman
 	return stdio, func() { close(done); wg.Wait() }
 }
 
-// debugInfo adds the daemon's goroutine count to verbose Status info, so
-// that tests can check streams leave nothing behind without pprof.
+// debugInfo adds the daemon's goroutine count and live heap to verbose
+// Status info, so that tests can check streams and churn leave nothing
+// behind without pprof. The live heap is as of the last GC (no collection
+// is forced here): unlike RSS it does not hold the garbage and free pages
+// the Go runtime keeps between collections.
 func debugInfo(info map[string]string) {
 	info["goroutines"] = strconv.Itoa(goruntime.NumGoroutine())
+	m := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() == metrics.KindUint64 {
+		info["heapLiveBytes"] = strconv.FormatUint(m[0].Value.Uint64(), 10)
+	}
 }
