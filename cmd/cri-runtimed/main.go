@@ -88,6 +88,10 @@ Flags:
 
 	switch {
 	case len(rest) == 0 || rest[0] == "serve":
+		if err := closeOnExecInherited(); err != nil {
+			fmt.Fprintf(os.Stderr, "cri-runtimed: inherited fds: %v\n", err)
+			return 1
+		}
 		cfg, err := config.Load(*configPath, explicit)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cri-runtimed: %v\n", err)

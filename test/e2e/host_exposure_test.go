@@ -62,8 +62,18 @@ func fdTargets(t *testing.T, pid int) map[string]string {
 // image.max_uncompressed_size, and an image's 33-bit uid or gid does not
 // become root.
 func TestHostExposure(t *testing.T) {
+	// A file the daemon inherits without close-on-exec, as from a
+	// supervisor or a shell: nothing the daemon starts may hold it.
+	marker, err := os.Create(filepath.Join(t.TempDir(), "inherited-by-daemon"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marker.Close()
+	// It lands on fds 3 to 6 of the daemon: a child's fd 3 is often
+	// replaced by a pipe of its own (the shim's ready pipe), so one on
+	// fd 3 alone would prove nothing.
 	old := syscall.Umask(0)
-	env, d := podEnv(t, framework.WithConfig("image.max_uncompressed_size", bombLimit))
+	env, d := podEnv(t, framework.WithConfig("image.max_uncompressed_size", bombLimit), framework.WithExtraFiles(marker, marker, marker, marker))
 	syscall.Umask(old)
 
 	t.Run("CRI socket", func(t *testing.T) {
@@ -116,7 +126,28 @@ func TestHostExposure(t *testing.T) {
 	})
 
 	t.Run("inherited fds", func(t *testing.T) {
+		holds := func(pid int) bool {
+			for _, target := range fdTargets(t, pid) {
+				if target == marker.Name() {
+					return true
+				}
+			}
+			return false
+		}
+		if !holds(d.Pid()) {
+			t.Fatalf("the daemon does not hold %s: the test hands it nothing", marker.Name())
+		}
 		for _, r := range runs {
+			st, err := d.RuntimeClient().PodSandboxStatus(testCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: r.pod, Verbose: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			procs := map[string]int{"shim": d.ShimPid(t, r.pod), "sandbox": infoPid(t, st.GetInfo()), "container": runningPid(t, d, r.ctr)}
+			for what, pid := range procs {
+				if holds(pid) {
+					t.Errorf("the %s (pid %d) of pod %s holds %s, which only the daemon inherited", what, pid, r.pod, marker.Name())
+				}
+			}
 			init := runningPid(t, d, r.ctr)
 			for fd, target := range fdTargets(t, init) {
 				if n, _ := strconv.Atoi(fd); n > 2 {

@@ -162,8 +162,9 @@ type Daemon struct {
 	// Endpoint is unix://<Socket>.
 	Endpoint string
 
-	bin  string
-	args []string
+	bin   string
+	args  []string
+	extra []*os.File
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -178,6 +179,7 @@ type Daemon struct {
 type options struct {
 	overrides map[string]any
 	args      []string
+	extra     []*os.File
 	noStart   bool
 }
 
@@ -192,6 +194,12 @@ func WithConfig(key string, value any) Option {
 // WithArgs adds command line arguments after --config.
 func WithArgs(args ...string) Option {
 	return func(o *options) { o.args = append(o.args, args...) }
+}
+
+// WithExtraFiles hands files to the daemon as fds 3, 4, ... without
+// close-on-exec, as a supervisor or an operator's shell can.
+func WithExtraFiles(files ...*os.File) Option {
+	return func(o *options) { o.extra = append(o.extra, files...) }
 }
 
 // WithoutStart only prepares the directory and config; call Start (or
@@ -226,6 +234,7 @@ func NewDaemon(t testing.TB, opts ...Option) *Daemon {
 		LogPath:    filepath.Join(dir, "daemon.log"),
 		bin:        bin,
 		args:       o.args,
+		extra:      o.extra,
 	}
 	if v := os.Getenv(EnvVerbosity); v != "" {
 		d.args = append(d.args, "-v", v)
@@ -264,6 +273,7 @@ func (d *Daemon) StartProcess(t testing.TB) {
 	fmt.Fprintf(logf, "=== e2e: start #%d at %s\n", d.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(d.bin, append([]string{"--config", d.ConfigPath}, d.args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = d.extra
 	cmd.Env = append(os.Environ(), envInstance+"="+d.Dir)
 	// Setpgid keeps terminal signals of `go test` away from it; Pdeathsig
 	// ends it if the test binary dies without cleanups.
