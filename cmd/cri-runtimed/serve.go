@@ -33,6 +33,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
 	"github.com/cri-runtimed/cri-runtimed/pkg/server"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
@@ -122,6 +123,11 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
+	}
+	if cfg.Runtime.SandboxImage == "" {
+		if err := pause.CheckStatic(self); err != nil {
+			return fmt.Errorf("built-in pause: %w", err)
+		}
 	}
 	// Shims start from their own small binary when it is installed beside
 	// the daemon and of the same build; else from the daemon's own.

@@ -20,6 +20,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/cni"
 	"github.com/cri-runtimed/cri-runtimed/pkg/config"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/hosts"
+	"github.com/cri-runtimed/cri-runtimed/pkg/podsandbox/pause"
 	"github.com/cri-runtimed/cri-runtimed/pkg/snapshot"
 )
 
@@ -39,6 +40,7 @@ func Checks(cfg *config.Config) []Check {
 		{"openat2", func(context.Context) (Status, string) { return openat2() }},
 		{"overlay", func(context.Context) (Status, string) { return overlay(cfg) }},
 		{"pidfd", func(context.Context) (Status, string) { return pidfd() }},
+		{"pause", func(context.Context) (Status, string) { return builtinPause(cfg) }},
 		{"user namespaces", func(context.Context) (Status, string) { return userNamespaces() }},
 		{"idmapped mounts", func(context.Context) (Status, string) { return idmappedMounts() }},
 		{"cgroups", func(context.Context) (Status, string) { return cgroupLayout(cfg) }},
@@ -130,6 +132,22 @@ func pidfd() (Status, string) {
 	}
 	unix.Close(fd)
 	return OK, "pidfd_open works"
+}
+
+// builtinPause: pods run the daemon's own executable as their pause in
+// an empty root, where only a static executable can start.
+func builtinPause(cfg *config.Config) (Status, string) {
+	if cfg.Runtime.SandboxImage != "" {
+		return OK, "pods run the sandbox image " + cfg.Runtime.SandboxImage
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return Fail, err.Error()
+	}
+	if err := pause.CheckStatic(self); err != nil {
+		return Fail, err.Error()
+	}
+	return OK, "the built-in pause is a static executable"
 }
 
 func userNamespaces() (Status, string) {

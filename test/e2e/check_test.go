@@ -34,7 +34,7 @@ func TestCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("check exit %d on a node that runs every e2e test:\n%s", code, out)
 	}
-	for _, need := range []string{"directories", "disk space", "openat2", "overlay", "pidfd", "user namespaces", "cgroups", "runtime runc", "cni", "hosts.toml", "nri", "criu"} {
+	for _, need := range []string{"directories", "disk space", "openat2", "overlay", "pidfd", "pause", "user namespaces", "cgroups", "runtime runc", "cni", "hosts.toml", "nri", "criu"} {
 		if !strings.Contains(out, "  "+need+" ") {
 			t.Errorf("no line for %q:\n%s", need, out)
 		}
