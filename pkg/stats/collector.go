@@ -144,6 +144,10 @@ type Collector struct {
 	layers *layerWalker
 	// devices caches block device names by "major:minor".
 	devices map[string]string
+
+	// lookedUp, if set, is called between a reading's lookup of its
+	// key's kept files and the lock of them: tests run a Forget there.
+	lookedUp func(key string)
 }
 
 // cpuSample is the reading nano-cores are computed against.
@@ -200,22 +204,21 @@ func NewCollector(opts ...Option) (*Collector, error) {
 	return c, nil
 }
 
-// Close stops the layer walker and closes the cgroup files kept open.
+// Close stops the layer walker and closes the cgroup and net/dev files
+// kept open. The entries are taken out under c.mu and closed after it is
+// released: a reading holds its entry's lock while it takes c.mu (for the
+// CPU sample), so holding c.mu while waiting for an entry would deadlock.
 func (c *Collector) Close() {
 	c.layers.close()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, f := range c.files {
-		f.mu.Lock()
-		f.closeAll(c)
-		f.mu.Unlock()
-		delete(c.files, k)
-	}
-	for k, f := range c.nets {
-		f.mu.Lock()
+	files, nets := c.files, c.nets
+	c.files, c.nets = map[string]*openFiles{}, map[string]*netFile{}
+	c.mu.Unlock()
+	for _, f := range files {
 		f.drop(c)
-		f.mu.Unlock()
-		delete(c.nets, k)
+	}
+	for _, f := range nets {
+		f.drop(c)
 	}
 }
 
@@ -278,8 +281,9 @@ func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string, want Fi
 	buf := bufPool.Get().(*[]byte)
 	r := &fileReader{c: c, buf: *buf, cgroup: p}
 	if key != "" {
-		r.open = c.openFilesOf(key, p)
-		defer r.open.mu.Unlock()
+		if r.open = c.openFilesOf(key, p); r.open != nil {
+			defer r.open.mu.Unlock()
+		}
 	}
 	at := c.now()
 	s, err := c.read(r, p, want)
@@ -333,8 +337,10 @@ func withSysBlock(dir string) Option {
 	}
 }
 
-// openFilesOf returns key's open files, locked, for the cgroup at p. A key
-// whose cgroup path changed drops the files of the old one.
+// openFilesOf returns key's open files, locked, for the cgroup at p, or
+// nil when the key was forgotten between the lookup and the lock (the
+// reading then keeps nothing). A key whose cgroup path changed drops the
+// files of the old one.
 func (c *Collector) openFilesOf(key, p string) *openFiles {
 	c.mu.Lock()
 	f := c.files[key]
@@ -343,7 +349,14 @@ func (c *Collector) openFilesOf(key, p string) *openFiles {
 		c.files[key] = f
 	}
 	c.mu.Unlock()
+	if c.lookedUp != nil {
+		c.lookedUp(key)
+	}
 	f.mu.Lock()
+	if f.dropped {
+		f.mu.Unlock()
+		return nil
+	}
 	if f.path != p {
 		f.closeAll(c)
 		f.path = p
@@ -402,14 +415,10 @@ func (c *Collector) Retain(keep func(key string) bool) {
 	}
 	c.mu.Unlock()
 	for _, f := range drop {
-		f.mu.Lock()
-		f.closeAll(c)
-		f.mu.Unlock()
+		f.drop(c)
 	}
 	for _, f := range dropNets {
-		f.mu.Lock()
 		f.drop(c)
-		f.mu.Unlock()
 	}
 	c.layers.retain(keep)
 }
@@ -419,14 +428,28 @@ func (c *Collector) Retain(keep func(key string) bool) {
 func (c *Collector) Forget(key string) {
 	c.mu.Lock()
 	delete(c.cpu, key)
-	f := c.files[key]
-	delete(c.files, key)
 	c.mu.Unlock()
-	if f != nil {
-		f.mu.Lock()
-		f.closeAll(c)
-		f.mu.Unlock()
-	}
+	c.forgetFiles(key)
 	c.ForgetNetwork(key)
 	c.layers.forget(key)
+}
+
+// forgetFiles closes the cgroup files kept for key.
+func (c *Collector) forgetFiles(key string) {
+	if f := take(c, c.files, key); f != nil {
+		f.drop(c)
+	}
+}
+
+// take removes key's entry from m, one of the Collector's maps of kept
+// files, under c.mu. The caller then drops the entry under the entry's
+// own lock, which marks it dropped: a reading that looked the entry up
+// before the removal and locks it after must see that, or it would keep
+// files in an entry nobody holds any more (a descriptor leak).
+func take[E any](c *Collector, m map[string]E, key string) E {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := m[key]
+	delete(m, key)
+	return e
 }

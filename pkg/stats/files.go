@@ -65,9 +65,19 @@ type openFiles struct {
 	mu    sync.Mutex
 	path  string // the cgroup below the root these files belong to
 	files map[fileKey]int
+	// dropped: no longer in Collector.files, nothing may be kept in it.
+	dropped bool
 }
 
-// closeAll closes every kept file; f.mu is held or f is unreachable.
+// drop closes the files for good, once f is out of Collector.files.
+func (f *openFiles) drop(c *Collector) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closeAll(c)
+	f.dropped = true
+}
+
+// closeAll closes every kept file; f.mu is held.
 func (f *openFiles) closeAll(c *Collector) {
 	for k, fd := range f.files {
 		_ = unix.Close(fd)

@@ -82,6 +82,9 @@ func (c *Collector) PodNetwork(ctx context.Context, key, netnsPath string) ([]In
 		c.nets[key] = f
 	}
 	c.mu.Unlock()
+	if c.lookedUp != nil {
+		c.lookedUp(key)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.dropped {
@@ -113,14 +116,8 @@ func (c *Collector) PodNetwork(ctx context.Context, key, netnsPath string) ([]In
 // ForgetNetwork closes the net/dev file kept for key, letting its
 // namespace go once the pin is removed.
 func (c *Collector) ForgetNetwork(key string) {
-	c.mu.Lock()
-	f := c.nets[key]
-	delete(c.nets, key)
-	c.mu.Unlock()
-	if f != nil {
-		f.mu.Lock()
+	if f := take(c, c.nets, key); f != nil {
 		f.drop(c)
-		f.mu.Unlock()
 	}
 }
 
@@ -134,8 +131,10 @@ type netFile struct {
 	dropped bool
 }
 
-// drop closes the file for good; f.mu is held.
+// drop closes the file for good, once f is out of Collector.nets.
 func (f *netFile) drop(c *Collector) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.close(c)
 	f.dropped = true
 }
