@@ -275,5 +275,9 @@ func (s *Server) UpdateContainerResources(ctx context.Context, req *runtimeapi.U
 	if err := s.ctrs.UpdateResources(ctx, req.GetContainerId(), req.GetLinux()); err != nil {
 		return nil, err
 	}
+	// Stats keep the limits they read until told (or a TTL).
+	if ctr, err := s.ctrs.Get(req.GetContainerId()); err == nil {
+		s.stats.RefreshLimits(ctr.ID())
+	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }

@@ -269,5 +269,10 @@ func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.
 	if err := s.pods.UpdateResources(ctx, req.GetPodSandboxId(), req.GetResources(), req.GetOverhead()); err != nil {
 		return nil, err
 	}
+	// kubelet has resized the pod cgroup before this call; the pod's
+	// stats keep the limits they read until told (or a TTL).
+	if pod, err := s.pods.Get(req.GetPodSandboxId()); err == nil {
+		s.stats.RefreshLimits(pod.ID())
+	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
 }

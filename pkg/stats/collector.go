@@ -274,35 +274,60 @@ func (c *Collector) Cgroup(ctx context.Context, key, cgroupsPath string, want Fi
 	if err := ctx.Err(); err != nil {
 		return CgroupStats{}, err
 	}
-	p, err := cgroups.Resolve(cgroupsPath)
-	if err != nil {
-		return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
-	}
-	buf := bufPool.Get().(*[]byte)
-	r := &fileReader{c: c, buf: *buf, cgroup: p}
+	r := readerPool.Get().(*fileReader)
+	defer r.release()
+	r.c, r.at = c, c.now()
 	if key != "" {
-		if r.open = c.openFilesOf(key, p); r.open != nil {
-			defer r.open.mu.Unlock()
+		var err error
+		if r.open, err = c.openFilesOf(key, cgroupsPath); err != nil {
+			return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
 		}
 	}
-	at := c.now()
-	s, err := c.read(r, p, want)
-	*buf = r.buf
-	bufPool.Put(buf)
+	if r.open != nil {
+		defer r.open.mu.Unlock()
+		r.cgroup = r.open.path
+		if r.at.Sub(r.open.limitsAt) >= limitTTL || r.at.Before(r.open.limitsAt) {
+			clear(r.open.limits)
+			r.open.limitsAt = r.at
+		}
+	} else {
+		p, err := cgroups.Resolve(cgroupsPath)
+		if err != nil {
+			return CgroupStats{}, fmt.Errorf("cgroup stats: %w", err)
+		}
+		r.cgroup = p
+	}
+	s, err := c.read(r, r.cgroup, want)
 	if err != nil {
 		if gone(err) {
 			return CgroupStats{}, fmt.Errorf("cgroup %s: %w: %w", cgroupsPath, ErrNotFound, err)
 		}
 		return CgroupStats{}, fmt.Errorf("cgroup stats of %s: %w", cgroupsPath, err)
 	}
-	s.Timestamp = at
+	s.Timestamp = r.at
 	if want&Usage != 0 {
-		s.CPU.UsageNanoCores = c.nanoCores(key, at, s.CPU.UsageCoreNanoSeconds)
+		s.CPU.UsageNanoCores = c.nanoCores(key, r.at, s.CPU.UsageCoreNanoSeconds)
 	}
 	for i := range s.IO {
 		s.IO[i].Device = c.deviceName(s.IO[i].Major, s.IO[i].Minor)
 	}
 	return s, nil
+}
+
+// RefreshLimits has the next reading of key read its cgroup's limits
+// again instead of taking the ones kept (see fileReader.limit); the
+// daemon calls it when it has changed the resources of the container or
+// pod keyed key.
+func (c *Collector) RefreshLimits(key string) {
+	c.mu.Lock()
+	f := c.files[key]
+	c.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	clear(f.limits)
+	f.mu.Unlock()
 }
 
 // deviceName names a block device as cAdvisor's device label did
@@ -337,15 +362,15 @@ func withSysBlock(dir string) Option {
 	}
 }
 
-// openFilesOf returns key's open files, locked, for the cgroup at p, or
-// nil when the key was forgotten between the lookup and the lock (the
-// reading then keeps nothing). A key whose cgroup path changed drops the
-// files of the old one.
-func (c *Collector) openFilesOf(key, p string) *openFiles {
+// openFilesOf returns key's open files, locked, for the cgroup at
+// cgroupsPath, or nil when the key was forgotten between the lookup and
+// the lock (the reading then keeps nothing). The path is resolved once per
+// key and path; a key whose cgroup changed drops the files of the old one.
+func (c *Collector) openFilesOf(key, cgroupsPath string) (*openFiles, error) {
 	c.mu.Lock()
 	f := c.files[key]
 	if f == nil {
-		f = &openFiles{path: p, files: map[fileKey]int{}}
+		f = &openFiles{files: map[fileKey]int{}, limits: map[fileKey]uint64{}}
 		c.files[key] = f
 	}
 	c.mu.Unlock()
@@ -355,13 +380,21 @@ func (c *Collector) openFilesOf(key, p string) *openFiles {
 	f.mu.Lock()
 	if f.dropped {
 		f.mu.Unlock()
-		return nil
+		return nil, nil
 	}
-	if f.path != p {
-		f.closeAll(c)
-		f.path = p
+	if f.raw != cgroupsPath || f.path == "" {
+		p, err := cgroups.Resolve(cgroupsPath)
+		if err != nil {
+			f.mu.Unlock()
+			return nil, err
+		}
+		if f.path != p {
+			f.closeAll(c)
+			f.path = p
+		}
+		f.raw = cgroupsPath
 	}
-	return f
+	return f, nil
 }
 
 // nanoCores records the sample and returns the rate since the stored one.

@@ -481,3 +481,70 @@ func TestTasks(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsKept: a key's memory and swap limits are read once and kept
+// until RefreshLimits or limitTTL, while the usage is read at every
+// reading; an unkeyed reading reads them every time.
+func TestLimitsKept(t *testing.T) {
+	type files struct{ limit, swapLimit, usage string }
+	tests := []struct {
+		mode                   Mode
+		tree                   map[string]string
+		files                  files
+		limit, swapLimit       [2]string // contents: first, then changed
+		wantLimit, wantSwapLim [2]uint64
+	}{
+		{
+			mode:  ModeV1,
+			tree:  fakeV1("c", 100, 0, 1000, true),
+			files: files{"memory/c/memory.limit_in_bytes", "memory/c/memory.memsw.limit_in_bytes", "memory/c/memory.usage_in_bytes"},
+			limit: [2]string{"1000", "4000"}, swapLimit: [2]string{"3000", "9000"},
+			wantLimit: [2]uint64{1000, 4000}, wantSwapLim: [2]uint64{2000, 5000},
+		},
+		{
+			mode:  ModeV2,
+			tree:  fakeV2("c", 100, 0, "1000"),
+			files: files{"c/memory.max", "c/memory.swap.max", "c/memory.current"},
+			limit: [2]string{"1000", "4000"}, swapLimit: [2]string{"300", "max"},
+			wantLimit: [2]uint64{1000, 4000}, wantSwapLim: [2]uint64{300, 0},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode.String(), func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tt.tree)
+			set := func(i int, usage string) {
+				writeTree(t, root, map[string]string{tt.files.limit: tt.limit[i] + "\n", tt.files.swapLimit: tt.swapLimit[i] + "\n", tt.files.usage: usage + "\n"})
+			}
+			set(0, "100")
+			now := time.Unix(1700000000, 0)
+			c, err := NewCollector(WithCgroupRoot(root), WithCgroupMode(tt.mode), withClock(func() time.Time { return now }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			read := func(what, key string, usage uint64, limits int) {
+				t.Helper()
+				s, err := c.Cgroup(context.Background(), key, "/c", Usage|Swap)
+				if err != nil {
+					t.Fatal(err)
+				}
+				eq(t, what+": usage", s.Memory.UsageBytes, usage)
+				eq(t, what+": limit", s.Memory.LimitBytes, tt.wantLimit[limits])
+				eq(t, what+": swap limit", s.Memory.SwapLimitBytes, tt.wantSwapLim[limits])
+			}
+			read("first reading", "k", 100, 0)
+			set(1, "200")
+			read("changed limits", "k", 200, 0)
+			read("changed limits, unkeyed", "", 200, 1)
+			c.RefreshLimits("k")
+			read("after RefreshLimits", "k", 200, 1)
+			set(0, "300")
+			now = now.Add(limitTTL - time.Second)
+			read("before the TTL", "k", 300, 1)
+			now = now.Add(time.Second)
+			read("after the TTL", "k", 300, 0)
+			c.RefreshLimits("nobody") // no entry: nothing to do
+		})
+	}
+}

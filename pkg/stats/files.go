@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,9 +63,14 @@ type fileKey struct{ ctrl, name string }
 // register each with the netpoller and switch it back to blocking mode
 // (a fcntl) on every Fd call.
 type openFiles struct {
-	mu    sync.Mutex
-	path  string // the cgroup below the root these files belong to
-	files map[fileKey]int
+	mu sync.Mutex
+	// raw is the cgroups path the key was last read with, path what it
+	// resolves to: the cgroup below the root these files belong to.
+	raw, path string
+	files     map[fileKey]int
+	// limits are the limits read since limitsAt (see fileReader.limit).
+	limits   map[fileKey]uint64
+	limitsAt time.Time
 	// dropped: no longer in Collector.files, nothing may be kept in it.
 	dropped bool
 }
@@ -77,14 +83,25 @@ func (f *openFiles) drop(c *Collector) {
 	f.dropped = true
 }
 
-// closeAll closes every kept file; f.mu is held.
+// closeAll closes every kept file and forgets the limits read; f.mu is
+// held.
 func (f *openFiles) closeAll(c *Collector) {
 	for k, fd := range f.files {
 		_ = unix.Close(fd)
 		delete(f.files, k)
 		c.openCount.Add(-1)
 	}
+	clear(f.limits)
 }
+
+// limitTTL is how long a key keeps the limits it read (memory and swap
+// limits): they change only when the container or pod is updated, which
+// the daemon tells the Collector of (RefreshLimits), so the TTL only
+// bounds how long a change made by someone else (kubelet resizing the
+// pod cgroup it manages before it calls UpdatePodSandboxResources, an NRI
+// plugin) goes unseen. Two preads per container of a full node's stats
+// call otherwise.
+const limitTTL = 30 * time.Second
 
 // fileReader reads the files of one reading of the cgroup at cgroup
 // into a reused buffer. Its results are valid until the next read.
@@ -93,9 +110,18 @@ type fileReader struct {
 	open   *openFiles // nil: every file is opened and closed
 	buf    []byte
 	cgroup string
+	at     time.Time // when the reading started
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 8192); return &b }}
+// readerPool holds fileReaders with their buffers, so that a reading
+// allocates neither.
+var readerPool = sync.Pool{New: func() any { return &fileReader{buf: make([]byte, 8192)} }}
+
+// release returns r to readerPool.
+func (r *fileReader) release() {
+	*r = fileReader{buf: r.buf}
+	readerPool.Put(r)
+}
 
 // errGone marks a file whose cgroup does not exist (any more): ENOENT
 // when opening, ENODEV when reading a file kept open across an rmdir.
@@ -139,6 +165,8 @@ func (r *fileReader) read(k fileKey, keep bool) ([]byte, error) {
 				_ = unix.Close(fd)
 				delete(r.open.files, k)
 				r.c.openCount.Add(-1)
+				// A cgroup made again has its own limits.
+				clear(r.open.limits)
 			}
 			return nil, fmt.Errorf("read %s: %w", r.path(k), err)
 		}
@@ -195,6 +223,29 @@ func (r *fileReader) uint(k fileKey, keep bool) (uint64, error) {
 		return 0, err
 	}
 	return parseUint(b, k.name)
+}
+
+// limit is uint (optionalUint if optional) for a file holding a limit,
+// which changes only when someone updates the cgroup: a key's reading
+// takes the value read earlier, until limitTTL has passed or
+// RefreshLimits was called.
+func (r *fileReader) limit(k fileKey, optional bool) (uint64, error) {
+	if r.open != nil {
+		if v, ok := r.open.limits[k]; ok {
+			return v, nil
+		}
+	}
+	var v uint64
+	var err error
+	if optional {
+		v, err = r.optionalUint(k, true)
+	} else {
+		v, err = r.uint(k, true)
+	}
+	if err == nil && r.open != nil {
+		r.open.limits[k] = v
+	}
+	return v, err
 }
 
 // optionalUint is uint for a file that only some kernels or

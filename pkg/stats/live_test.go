@@ -177,11 +177,17 @@ func TestLiveCgroup(t *testing.T) {
 		t.Errorf("processes %d, want 1", s2.Processes)
 	}
 
-	// A limit shows up as limit and available bytes.
+	// A limit shows up as limit and available bytes, once the key's
+	// kept limits are refreshed (the daemon does it when it updates a
+	// container or pod).
 	limit := uint64(256 << 20)
 	if err := os.WriteFile(filepath.Join(c.Root(), "memory", p, "memory.limit_in_bytes"), []byte(strconv.FormatUint(limit, 10)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if s, err := c.Cgroup(ctx, "live", p, All); err != nil || s.Memory.LimitBytes != 0 {
+		t.Errorf("limit before RefreshLimits: %d, %v; want the kept 0", s.Memory.LimitBytes, err)
+	}
+	c.RefreshLimits("live")
 	s3, err := c.Cgroup(ctx, "live", p, All)
 	if err != nil {
 		t.Fatal(err)

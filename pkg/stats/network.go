@@ -170,15 +170,13 @@ func openNetDev(netnsPath string) (int, error) {
 // readNetDev reads and parses an open net/dev from its start: the file
 // is generated anew by a read at offset 0.
 func readNetDev(fd int, netnsPath string) ([]InterfaceStats, error) {
-	buf := bufPool.Get().(*[]byte)
-	r := &fileReader{buf: *buf}
+	r := readerPool.Get().(*fileReader)
 	b, err := r.pread(fd)
 	var ifaces []InterfaceStats
 	if err == nil {
 		ifaces, err = parseNetDev(b)
 	}
-	*buf = r.buf
-	bufPool.Put(buf)
+	r.release()
 	if err != nil {
 		return nil, fmt.Errorf("network stats of %s: %w", netnsPath, err)
 	}

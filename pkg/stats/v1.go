@@ -84,7 +84,7 @@ func (v *v1) memory(r *fileReader, file func(ctrl, name string) fileKey, s *Cgro
 	if m.UsageBytes, err = r.uint(file("memory", "memory.usage_in_bytes"), keep); err != nil {
 		return err
 	}
-	if m.LimitBytes, err = r.uint(file("memory", "memory.limit_in_bytes"), keep); err != nil {
+	if m.LimitBytes, err = r.limit(file("memory", "memory.limit_in_bytes"), false); err != nil {
 		return err
 	}
 	b, err := r.read(file("memory", "memory.stat"), keep)
@@ -121,7 +121,7 @@ func (v *v1) memory(r *fileReader, file func(ctrl, name string) fileKey, s *Cgro
 	if memsw > m.UsageBytes {
 		m.SwapBytes = memsw - m.UsageBytes
 	}
-	memswLimit, err := r.optionalUint(file("memory", "memory.memsw.limit_in_bytes"), keep)
+	memswLimit, err := r.limit(file("memory", "memory.memsw.limit_in_bytes"), true)
 	if err != nil {
 		return err
 	}

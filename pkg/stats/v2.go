@@ -91,7 +91,7 @@ func (v *v2) memory(r *fileReader, file func(string) fileKey, s *CgroupStats, sw
 	if m.UsageBytes, err = r.optionalUint(file("memory.current"), keep); err != nil {
 		return err
 	}
-	if m.LimitBytes, err = r.optionalUint(file("memory.max"), keep); err != nil {
+	if m.LimitBytes, err = r.limit(file("memory.max"), true); err != nil {
 		return err
 	}
 	b, err := r.read(file("memory.stat"), keep)
@@ -119,7 +119,7 @@ func (v *v2) memory(r *fileReader, file func(string) fileKey, s *CgroupStats, sw
 		if m.SwapBytes, err = r.optionalUint(file("memory.swap.current"), keep); err != nil {
 			return err
 		}
-		if m.SwapLimitBytes, err = r.optionalUint(file("memory.swap.max"), keep); err != nil {
+		if m.SwapLimitBytes, err = r.limit(file("memory.swap.max"), true); err != nil {
 			return err
 		}
 	}
