@@ -62,7 +62,6 @@ func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.Container
 // container not started yet, or exited (its cgroup gone), reports its
 // attributes and writable layer only.
 func (s *Server) containerStats(ctx context.Context, ctr *container.Container, want stats.Figures) (*runtimeapi.ContainerStats, *stats.CgroupStats, error) {
-	st := &runtimeapi.ContainerStats{Attributes: s.wire.containerAttributes(ctr)}
 	var reading *stats.CgroupStats
 	// A container not started yet has a cgroup holding only the runtime's
 	// init waiting for the start, whose usage is not the container's
@@ -72,18 +71,15 @@ func (s *Server) containerStats(ctx context.Context, ctr *container.Container, w
 		switch {
 		case err == nil:
 			reading = &cg
-			st.Cpu = cg.CPUUsage()
-			st.Memory = cg.MemoryUsage()
-			st.Swap = cg.SwapUsage()
-			st.Io = cg.IOUsage()
 		case !errors.Is(err, stats.ErrNotFound):
 			return nil, nil, err
 		}
 	}
+	var layer *stats.LayerUsage
 	if u, ok := s.layerUsage(ctx, ctr); ok {
-		st.WritableLayer = stats.FilesystemUsage(u.At, s.ctrs.SnapshotRoot(), u.Bytes, u.Inodes)
+		layer = &u
 	}
-	return st, reading, nil
+	return stats.ContainerStats(s.wire.containerAttributes(ctr), reading, layer, s.ctrs.SnapshotRoot()), reading, nil
 }
 
 // layerUsage is the last measured usage of the container's writable
@@ -181,10 +177,7 @@ func (s *Server) podStats(ctx context.Context, pod *podsandbox.Pod) (*runtimeapi
 		if count {
 			podCg.Processes = processes + s.sandboxProcesses(ctx, pod)
 		}
-		st.Linux.Cpu = podCg.CPUUsage()
-		st.Linux.Memory = podCg.MemoryUsage()
-		st.Linux.Process = podCg.ProcessUsage()
-		st.Linux.Io = podCg.IOUsage()
+		podCg.PodUsage(st.Linux)
 	}
 	if rec.NetNSPath != "" {
 		if pod.Ready() {

@@ -235,7 +235,8 @@ type wireMsg []wirePart
 
 type wirePart struct {
 	// msg, if set, is a message holding some of the fields (the others
-	// unset), encoded as proto.Marshal would.
+	// unset), encoded as proto.Marshal would; with field set, it is the
+	// value of the length-delimited field `field` instead.
 	msg proto.Message
 	// Else the part is the length-delimited field `field`, whose value
 	// is stored (an encoding) or sub (assembled).
@@ -311,14 +312,21 @@ func (c *wireCodec) assemble(v any) (wireMsg, bool) {
 			return nil, false
 		}
 		if r.Stats != nil {
-			m = append(m, wirePart{field: 1, sub: c.containerStats(r.Stats)})
+			_, sub := c.containerStats(nil, r.Stats)
+			m = append(m, wirePart{field: 1, sub: sub})
 		}
 	case *runtimeapi.ListContainerStatsResponse:
 		if unknown(r) {
 			return nil, false
 		}
+		// The entries' parts share one array: two allocations per
+		// response instead of two per container.
+		parts := make(wireMsg, 0, containerStatsParts(r.Stats))
+		m = make(wireMsg, 0, len(r.Stats))
 		for _, e := range r.Stats {
-			m = append(m, wirePart{field: 1, sub: c.containerStats(e)})
+			var sub wireMsg
+			parts, sub = c.containerStats(parts, e)
+			m = append(m, wirePart{field: 1, sub: sub})
 		}
 	case *runtimeapi.PodSandboxStatsResponse:
 		if unknown(r) {
@@ -349,19 +357,47 @@ func storedOr(field protowire.Number, b []byte, ok bool, msg proto.Message) wire
 	return wirePart{field: field, sub: wireMsg{{msg: msg}}}
 }
 
-// containerStats: ContainerStats.attributes (1) stored, then the figures
-// (2–6).
-func (c *wireCodec) containerStats(s *runtimeapi.ContainerStats) wireMsg {
+// containerStatsParts is how many parts containerStats appends for the
+// entries.
+func containerStatsParts(entries []*runtimeapi.ContainerStats) int {
+	n := 0
+	for _, s := range entries {
+		n++
+		for _, set := range [...]bool{s.GetCpu() != nil, s.GetMemory() != nil, s.GetWritableLayer() != nil, s.GetSwap() != nil, s.GetIo() != nil} {
+			if set {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// containerStats appends the parts of a ContainerStats to parts and
+// returns them, and the entry (a slice of them, full: appending to it
+// copies): ContainerStats.attributes (1) stored, then the figures (2–6),
+// each a field holding its message.
+func (c *wireCodec) containerStats(parts wireMsg, s *runtimeapi.ContainerStats) (wireMsg, wireMsg) {
+	start := len(parts)
 	if s == nil {
-		return wireMsg{} // an empty entry, as proto.Marshal writes a nil one
+		return parts, wireMsg{} // an empty entry, as proto.Marshal writes a nil one
 	}
 	a := s.Attributes
 	b, ok := c.w.ctrAttrs.encoding(a.GetId(), a)
 	if !ok || unknown(s) {
-		return wireMsg{{msg: s}}
+		parts = append(parts, wirePart{msg: s})
+		return parts, parts[start:len(parts):len(parts)]
 	}
-	return wireMsg{{field: 1, stored: b}, {msg: &runtimeapi.ContainerStats{Cpu: s.Cpu, Memory: s.Memory,
-		WritableLayer: s.WritableLayer, Swap: s.Swap, Io: s.Io}}}
+	parts = append(parts, wirePart{field: 1, stored: b})
+	for _, f := range [...]struct {
+		n   protowire.Number
+		msg proto.Message
+		set bool
+	}{{2, s.Cpu, s.Cpu != nil}, {3, s.Memory, s.Memory != nil}, {4, s.WritableLayer, s.WritableLayer != nil}, {5, s.Swap, s.Swap != nil}, {6, s.Io, s.Io != nil}} {
+		if f.set {
+			parts = append(parts, wirePart{field: f.n, msg: f.msg})
+		}
+	}
+	return parts, parts[start:len(parts):len(parts)]
 }
 
 // podStats: PodSandboxStats.attributes (1) stored, linux (2) assembled,
@@ -387,8 +423,11 @@ func (c *wireCodec) podStats(s *runtimeapi.PodSandboxStats) wireMsg {
 			// LinuxPodSandboxStats: cpu, memory, network, process (1–4),
 			// containers (5), io (6).
 			lm := wireMsg{{msg: &runtimeapi.LinuxPodSandboxStats{Cpu: l.Cpu, Memory: l.Memory, Network: l.Network, Process: l.Process}}}
+			parts := make(wireMsg, 0, containerStatsParts(l.Containers))
 			for _, e := range l.Containers {
-				lm = append(lm, wirePart{field: 5, sub: c.containerStats(e)})
+				var sub wireMsg
+				parts, sub = c.containerStats(parts, e)
+				lm = append(lm, wirePart{field: 5, sub: sub})
 			}
 			lm = append(lm, wirePart{msg: &runtimeapi.LinuxPodSandboxStats{Io: l.Io}})
 			m = append(m, wirePart{field: 2, sub: lm})
@@ -406,6 +445,9 @@ func (m wireMsg) size() int {
 		case p.msg != nil:
 			p.size = wireMarshal.Size(p.msg)
 			n += p.size
+			if p.field != 0 {
+				n += protowire.SizeTag(p.field) + protowire.SizeVarint(uint64(p.size))
+			}
 		case p.stored != nil:
 			n += protowire.SizeTag(p.field) + protowire.SizeBytes(len(p.stored))
 		default:
@@ -423,6 +465,10 @@ func (m wireMsg) append(buf []byte) ([]byte, error) {
 		p := &m[i]
 		switch {
 		case p.msg != nil:
+			if p.field != 0 {
+				buf = protowire.AppendTag(buf, p.field, protowire.BytesType)
+				buf = protowire.AppendVarint(buf, uint64(p.size))
+			}
 			if buf, err = wireMarshal.MarshalAppend(buf, p.msg); err != nil {
 				return nil, err
 			}

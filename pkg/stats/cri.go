@@ -12,28 +12,33 @@ import (
 
 // CPUUsage is the reading in the CRI form.
 func (s CgroupStats) CPUUsage() *runtimeapi.CpuUsage {
-	return &runtimeapi.CpuUsage{
-		Timestamp:            s.Timestamp.UnixNano(),
-		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: s.CPU.UsageCoreNanoSeconds},
-		UsageNanoCores:       &runtimeapi.UInt64Value{Value: s.CPU.UsageNanoCores},
-		Psi:                  psi(s.CPUPressure),
-	}
+	return s.cpuUsage(new(runtimeapi.CpuUsage), new([2]runtimeapi.UInt64Value))
+}
+
+func (s CgroupStats) cpuUsage(u *runtimeapi.CpuUsage, v *[2]runtimeapi.UInt64Value) *runtimeapi.CpuUsage {
+	v[0].Value, v[1].Value = s.CPU.UsageCoreNanoSeconds, s.CPU.UsageNanoCores
+	u.Timestamp = s.Timestamp.UnixNano()
+	u.UsageCoreNanoSeconds, u.UsageNanoCores = &v[0], &v[1]
+	u.Psi = psi(s.CPUPressure)
+	return u
 }
 
 // MemoryUsage is the reading in the CRI form. available_bytes is only set
 // for a limited cgroup, as kubelet leaves it unset otherwise.
 func (s CgroupStats) MemoryUsage() *runtimeapi.MemoryUsage {
-	m := &runtimeapi.MemoryUsage{
-		Timestamp:       s.Timestamp.UnixNano(),
-		WorkingSetBytes: &runtimeapi.UInt64Value{Value: s.Memory.WorkingSetBytes},
-		UsageBytes:      &runtimeapi.UInt64Value{Value: s.Memory.UsageBytes},
-		RssBytes:        &runtimeapi.UInt64Value{Value: s.Memory.RSSBytes},
-		PageFaults:      &runtimeapi.UInt64Value{Value: s.Memory.PageFaults},
-		MajorPageFaults: &runtimeapi.UInt64Value{Value: s.Memory.MajorPageFaults},
-		Psi:             psi(s.MemoryPressure),
-	}
+	return s.memoryUsage(new(runtimeapi.MemoryUsage), new([6]runtimeapi.UInt64Value))
+}
+
+func (s CgroupStats) memoryUsage(m *runtimeapi.MemoryUsage, v *[6]runtimeapi.UInt64Value) *runtimeapi.MemoryUsage {
+	v[0].Value, v[1].Value, v[2].Value = s.Memory.WorkingSetBytes, s.Memory.UsageBytes, s.Memory.RSSBytes
+	v[3].Value, v[4].Value = s.Memory.PageFaults, s.Memory.MajorPageFaults
+	m.Timestamp = s.Timestamp.UnixNano()
+	m.WorkingSetBytes, m.UsageBytes, m.RssBytes = &v[0], &v[1], &v[2]
+	m.PageFaults, m.MajorPageFaults = &v[3], &v[4]
+	m.Psi = psi(s.MemoryPressure)
 	if s.Memory.LimitBytes != 0 {
-		m.AvailableBytes = &runtimeapi.UInt64Value{Value: s.Memory.AvailableBytes}
+		v[5].Value = s.Memory.AvailableBytes
+		m.AvailableBytes = &v[5]
 	}
 	return m
 }
@@ -41,31 +46,106 @@ func (s CgroupStats) MemoryUsage() *runtimeapi.MemoryUsage {
 // SwapUsage is the reading in the CRI form; swap_available_bytes is only
 // set when swap is limited.
 func (s CgroupStats) SwapUsage() *runtimeapi.SwapUsage {
-	u := &runtimeapi.SwapUsage{
-		Timestamp:      s.Timestamp.UnixNano(),
-		SwapUsageBytes: &runtimeapi.UInt64Value{Value: s.Memory.SwapBytes},
-	}
+	return s.swapUsage(new(runtimeapi.SwapUsage), new([2]runtimeapi.UInt64Value))
+}
+
+func (s CgroupStats) swapUsage(u *runtimeapi.SwapUsage, v *[2]runtimeapi.UInt64Value) *runtimeapi.SwapUsage {
+	v[0].Value = s.Memory.SwapBytes
+	u.Timestamp = s.Timestamp.UnixNano()
+	u.SwapUsageBytes = &v[0]
 	if l := s.Memory.SwapLimitBytes; l != 0 {
-		var avail uint64
 		if l > s.Memory.SwapBytes {
-			avail = l - s.Memory.SwapBytes
+			v[1].Value = l - s.Memory.SwapBytes
 		}
-		u.SwapAvailableBytes = &runtimeapi.UInt64Value{Value: avail}
+		u.SwapAvailableBytes = &v[1]
 	}
 	return u
 }
 
 // IOUsage is the reading in the CRI form (only PSI, where available).
 func (s CgroupStats) IOUsage() *runtimeapi.IoUsage {
-	return &runtimeapi.IoUsage{Timestamp: s.Timestamp.UnixNano(), Psi: psi(s.IOPressure)}
+	return s.ioUsage(new(runtimeapi.IoUsage))
+}
+
+func (s CgroupStats) ioUsage(u *runtimeapi.IoUsage) *runtimeapi.IoUsage {
+	u.Timestamp, u.Psi = s.Timestamp.UnixNano(), psi(s.IOPressure)
+	return u
 }
 
 // ProcessUsage is the reading in the CRI form.
 func (s CgroupStats) ProcessUsage() *runtimeapi.ProcessUsage {
-	return &runtimeapi.ProcessUsage{
-		Timestamp:    s.Timestamp.UnixNano(),
-		ProcessCount: &runtimeapi.UInt64Value{Value: s.Processes},
+	return s.processUsage(new(runtimeapi.ProcessUsage), new(runtimeapi.UInt64Value))
+}
+
+func (s CgroupStats) processUsage(u *runtimeapi.ProcessUsage, v *runtimeapi.UInt64Value) *runtimeapi.ProcessUsage {
+	v.Value = s.Processes
+	u.Timestamp, u.ProcessCount = s.Timestamp.UnixNano(), v
+	return u
+}
+
+// containerBlock holds the messages of a container's CRI stats other
+// than its figures, and usageBlock those of its figures: a stats call of a
+// full node builds them for every container, in two allocations instead
+// of about twenty (one for a container that is not running, whose figures
+// would be a waste of a block).
+type containerBlock struct {
+	st   runtimeapi.ContainerStats
+	fs   runtimeapi.FilesystemUsage
+	fsID runtimeapi.FilesystemIdentifier
+	fsV  [2]runtimeapi.UInt64Value
+}
+
+type usageBlock struct {
+	cpu   runtimeapi.CpuUsage
+	mem   runtimeapi.MemoryUsage
+	swap  runtimeapi.SwapUsage
+	io    runtimeapi.IoUsage
+	cpuV  [2]runtimeapi.UInt64Value
+	memV  [6]runtimeapi.UInt64Value
+	swapV [2]runtimeapi.UInt64Value
+}
+
+// ContainerStats is a container's stats in the CRI form: attrs, the
+// figures of the reading cg (none when nil: a container not running), and
+// the usage of its writable layer on the filesystem at mountpoint (none
+// when layer is nil).
+func ContainerStats(attrs *runtimeapi.ContainerAttributes, cg *CgroupStats, layer *LayerUsage, mountpoint string) *runtimeapi.ContainerStats {
+	b := new(containerBlock)
+	st := &b.st
+	st.Attributes = attrs
+	if cg != nil {
+		u := new(usageBlock)
+		st.Cpu = cg.cpuUsage(&u.cpu, &u.cpuV)
+		st.Memory = cg.memoryUsage(&u.mem, &u.memV)
+		st.Swap = cg.swapUsage(&u.swap, &u.swapV)
+		st.Io = cg.ioUsage(&u.io)
 	}
+	if layer != nil {
+		st.WritableLayer = filesystemUsage(&b.fs, &b.fsID, &b.fsV, layer.At, mountpoint, layer.Bytes, layer.Inodes)
+	}
+	return st
+}
+
+// podBlock holds the messages of a pod's own CRI figures, allocated
+// together.
+type podBlock struct {
+	cpu   runtimeapi.CpuUsage
+	mem   runtimeapi.MemoryUsage
+	proc  runtimeapi.ProcessUsage
+	io    runtimeapi.IoUsage
+	cpuV  [2]runtimeapi.UInt64Value
+	memV  [6]runtimeapi.UInt64Value
+	procV runtimeapi.UInt64Value
+}
+
+// PodUsage sets l's cpu, memory, process and io figures to the reading of
+// the pod's cgroup.
+func (s CgroupStats) PodUsage(l *runtimeapi.LinuxPodSandboxStats) {
+	b := new(podBlock)
+	l.Cpu = s.cpuUsage(&b.cpu, &b.cpuV)
+	l.Memory = s.memoryUsage(&b.mem, &b.memV)
+	l.Process = s.processUsage(&b.proc, &b.procV)
+	l.Io = s.ioUsage(&b.io)
 }
 
 // DefaultInterface is the interface kubelet reports as a pod's default:
@@ -108,15 +188,13 @@ func NetworkUsage(at time.Time, ifaces []InterfaceStats, defaultIface string) *r
 	return n
 }
 
-// FilesystemUsage puts a writable layer's usage in the CRI form;
+// filesystemUsage puts a writable layer's usage in the CRI form;
 // mountpoint identifies the filesystem holding it (the snapshotter root).
-func FilesystemUsage(at time.Time, mountpoint string, bytes, inodes uint64) *runtimeapi.FilesystemUsage {
-	return &runtimeapi.FilesystemUsage{
-		Timestamp:  at.UnixNano(),
-		FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: mountpoint},
-		UsedBytes:  &runtimeapi.UInt64Value{Value: bytes},
-		InodesUsed: &runtimeapi.UInt64Value{Value: inodes},
-	}
+func filesystemUsage(u *runtimeapi.FilesystemUsage, id *runtimeapi.FilesystemIdentifier, v *[2]runtimeapi.UInt64Value, at time.Time, mountpoint string, bytes, inodes uint64) *runtimeapi.FilesystemUsage {
+	id.Mountpoint = mountpoint
+	v[0].Value, v[1].Value = bytes, inodes
+	u.Timestamp, u.FsId, u.UsedBytes, u.InodesUsed = at.UnixNano(), id, &v[0], &v[1]
+	return u
 }
 
 func psi(p *Pressure) *runtimeapi.PsiStats {

@@ -3,6 +3,8 @@ package stats
 import (
 	"testing"
 	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 func TestCRIConversions(t *testing.T) {
@@ -88,8 +90,50 @@ func TestNetworkUsage(t *testing.T) {
 	if n := NetworkUsage(time.Unix(1, 0), nil, ""); n != nil {
 		t.Fatalf("network usage of a namespace without interfaces = %v, want none", n)
 	}
-	fs := FilesystemUsage(time.Unix(1, 0), "/var/lib/cri-runtimed", 10, 2)
-	if fs.FsId.GetMountpoint() != "/var/lib/cri-runtimed" || fs.UsedBytes.GetValue() != 10 || fs.InodesUsed.GetValue() != 2 {
-		t.Fatalf("filesystem usage %+v", fs)
+}
+
+// TestContainerStats: a container's CRI stats carry the figures of a
+// reading and a layer usage only when there is one.
+func TestContainerStats(t *testing.T) {
+	attrs := &runtimeapi.ContainerAttributes{Id: "c"}
+	cg := &CgroupStats{Timestamp: time.Unix(2, 0), CPU: CPUStats{UsageCoreNanoSeconds: 5},
+		Memory: MemoryStats{WorkingSetBytes: 8, LimitBytes: 100, AvailableBytes: 92, SwapBytes: 3, SwapLimitBytes: 10}}
+	layer := &LayerUsage{Bytes: 10, Inodes: 2, At: time.Unix(1, 0)}
+	tests := []struct {
+		name        string
+		cg          *CgroupStats
+		layer       *LayerUsage
+		figures, fs bool
+	}{
+		{name: "created, never measured"},
+		{name: "created, layer measured", layer: layer, fs: true},
+		{name: "running", cg: cg, layer: layer, figures: true, fs: true},
+		{name: "running, never measured", cg: cg, figures: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := ContainerStats(attrs, tt.cg, tt.layer, "/var/lib/cri-runtimed")
+			if st.Attributes != attrs {
+				t.Errorf("attributes %v", st.Attributes)
+			}
+			if got := st.Cpu != nil && st.Memory != nil && st.Swap != nil && st.Io != nil; got != tt.figures {
+				t.Errorf("figures set: %v, want %v (%v)", got, tt.figures, st)
+			}
+			if tt.figures {
+				if st.Cpu.GetUsageCoreNanoSeconds().GetValue() != 5 || st.Memory.GetWorkingSetBytes().GetValue() != 8 ||
+					st.Memory.GetAvailableBytes().GetValue() != 92 || st.Swap.GetSwapAvailableBytes().GetValue() != 7 ||
+					st.Cpu.GetTimestamp() != time.Unix(2, 0).UnixNano() {
+					t.Errorf("figures %v", st)
+				}
+			}
+			fs := st.WritableLayer
+			if (fs != nil) != tt.fs {
+				t.Fatalf("writable layer %v, want one: %v", fs, tt.fs)
+			}
+			if fs != nil && (fs.FsId.GetMountpoint() != "/var/lib/cri-runtimed" || fs.UsedBytes.GetValue() != 10 ||
+				fs.InodesUsed.GetValue() != 2 || fs.Timestamp != time.Unix(1, 0).UnixNano()) {
+				t.Errorf("writable layer %v", fs)
+			}
+		})
 	}
 }
