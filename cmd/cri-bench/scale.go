@@ -93,6 +93,11 @@ type ScaleTarget struct {
 // CallResult is the latency of one call and what it returned.
 type CallResult struct {
 	Latency
+	// SamplesMs are the latencies of the successful calls in the order
+	// they were taken, to see what a call follows: sample s calls the n
+	// runtimes (in --endpoint's order) starting with the one of index s
+	// mod n, each call of the list in turn.
+	SamplesMs []float64 `json:"samples_ms,omitempty"`
 	// Items is what the last successful call returned (list length; 1
 	// for a status).
 	Items  int    `json:"items"`
@@ -553,6 +558,9 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 		for name, ds := range samples[i] {
 			r := res[name]
 			r.Latency = summarize(ds)
+			for _, d := range ds {
+				r.SamplesMs = append(r.SamplesMs, ms(d))
+			}
 			res[name] = r
 		}
 	}
