@@ -258,10 +258,27 @@ func TestUpdateContainerResources(t *testing.T) {
 		memFile = "memory.max"
 	}
 	pid := infoPid(t, d.ContainerStatus(t, id).GetInfo())
+	// The stats' available bytes are the limit less the working set (a
+	// sleeper's few hundred KiB); the daemon keeps the limit it read
+	// until it updates the container itself.
+	available := func() uint64 {
+		t.Helper()
+		r, err := d.RuntimeClient().ContainerStats(testCtx(t), &runtimeapi.ContainerStatsRequest{ContainerId: id})
+		if err != nil {
+			t.Fatalf("ContainerStats: %v", err)
+		}
+		return r.GetStats().GetMemory().GetAvailableBytes().GetValue()
+	}
+	if a := available(); a > 64*mib || a < 32*mib {
+		t.Errorf("available bytes under a 64 MiB limit = %d", a)
+	}
 
 	after := &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 256, MemoryLimitInBytes: 128 * mib}
 	if err := d.Runtime().UpdateContainerResources(testCtx(t), id, &runtimeapi.ContainerResources{Linux: after}); err != nil {
 		t.Fatalf("UpdateContainerResources: %v", err)
+	}
+	if a := available(); a > 128*mib || a <= 64*mib {
+		t.Errorf("available bytes right after the update to a 128 MiB limit = %d", a)
 	}
 	check := func(when string) {
 		t.Helper()
