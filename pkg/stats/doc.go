@@ -11,8 +11,9 @@
 //     container every few seconds, so a reading costs as little as it
 //     can: the caller names the Figures it reports and only their files
 //     are read, the files of the stats calls stay open per key between
-//     readings (opening a cgroup file walks its path through kernfs), and
-//     nothing walks a directory tree. The files are parsed here rather
+//     readings (opening a cgroup file walks its path through kernfs), the
+//     limits read are kept until the daemon says it changed them
+//     (RefreshLimits) or a TTL passes, and nothing walks a directory tree. The files are parsed here rather
 //     than through github.com/containerd/cgroups, which reads every file
 //     of every controller by path on each call. CRI asks for CPU usage in
 //     nano-cores, a rate, while the kernel only keeps a cumulative
@@ -35,7 +36,9 @@
 // OCI spec, the netns pin path and the writable layer directory, and calls
 // Forget when a container or sandbox is removed (or Retain with the live
 // set after a restart) so that cached samples and open files do not
-// accumulate, and Close when it stops.
+// accumulate, RefreshLimits when it updates one's resources, and Close
+// when it stops. It also builds a container's stats in the CRI form
+// (ContainerStats, CgroupStats.PodUsage).
 //
 // Everything here is read-only with respect to the system: it never
 // creates, moves into or removes cgroups (only tests do), and entering a
