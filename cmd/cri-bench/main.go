@@ -44,6 +44,7 @@ type options struct {
 	containers      int
 	startScale      bool
 	samples         int
+	byRuntime       bool
 	images          int
 	imageRepo       string
 	burst           int
@@ -80,6 +81,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.containers, "containers", 20, "scale mode: containers per pod")
 	fs.BoolVar(&o.startScale, "start", false, "scale mode: start the containers (default: only created)")
 	fs.IntVar(&o.samples, "samples", 30, "scale mode: calls of each RPC")
+	fs.BoolVar(&o.byRuntime, "by-runtime", false, "scale mode: in each sample, each runtime makes every call in turn, so that a call follows the same runtime's previous call (default: each call goes to every runtime in turn, so a runtime's call may follow a long call of another one, idle all that time)")
 	fs.IntVar(&o.images, "images", 0, "scale mode: image tags to pull from --image-repo for the image calls (test/bench/pushimages --scale-images pushes them)")
 	fs.StringVar(&o.imageRepo, "image-repo", "docker.io/library/scale", "scale mode: repository of the images, tagged 000, 001, ...")
 	fs.IntVar(&o.burst, "burst", 20, "scale mode: pods started at once while the list calls are timed (0: no burst)")

@@ -51,6 +51,7 @@ type ScaleReport struct {
 	Running     bool       `json:"containers_running"`
 	Images      int        `json:"images"`
 	Samples     int        `json:"samples"`
+	ByRuntime   bool       `json:"by_runtime,omitempty"`
 	Burst       int        `json:"burst"`
 	HostNetwork bool       `json:"host_network"`
 	PodCgroups  string     `json:"pod_cgroup_prefix,omitempty"`
@@ -96,7 +97,7 @@ type CallResult struct {
 	// SamplesMs are the latencies of the successful calls in the order
 	// they were taken, to see what a call follows: sample s calls the n
 	// runtimes (in --endpoint's order) starting with the one of index s
-	// mod n, each call of the list in turn.
+	// mod n (see timeCalls).
 	SamplesMs []float64 `json:"samples_ms,omitempty"`
 	// Items is what the last successful call returned (list length; 1
 	// for a status).
@@ -119,7 +120,7 @@ func runScale(o *options) error {
 	defer stop()
 	rep := &ScaleReport{
 		Pods: o.pods, Containers: o.containers, Running: o.startScale, Images: o.images,
-		Samples: o.samples, Burst: o.burst, HostNetwork: o.hostNetwork, PodCgroups: o.podCgroupPrefix,
+		Samples: o.samples, ByRuntime: o.byRuntime, Burst: o.burst, HostNetwork: o.hostNetwork, PodCgroups: o.podCgroupPrefix,
 		At: time.Now().UTC(),
 	}
 	rep.Load[0] = loadAvg()
@@ -511,8 +512,9 @@ func (t *scaleTarget) startBurst(ctx context.Context, calls []scaleCall) error {
 }
 
 // timeCalls takes o.samples samples of every call on every target,
-// interleaved: sample by sample, call by call, runtime by runtime, with the
-// runtime that goes first alternating.
+// interleaved: sample by sample, call by call, runtime by runtime (with
+// --by-runtime: runtime by runtime, call by call), with the runtime that
+// goes first alternating.
 func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []scaleCall, out func(*scaleTarget) map[string]CallResult) {
 	samples := make([]map[string][]time.Duration, len(targets))
 	for i := range samples {
@@ -524,33 +526,34 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for s := range o.samples {
-		for _, c := range calls {
+		picks := make([]pick, len(calls))
+		for c := range calls {
+			picks[c] = pick{pod: rng.IntN(o.pods), ctr: rng.IntN(max(o.containers, 1)), img: rng.IntN(max(o.images, 1))}
+		}
+		for _, st := range sampleOrder(s, len(calls), len(targets), o.byRuntime) {
 			if ctx.Err() != nil {
 				return
 			}
-			p := pick{pod: rng.IntN(o.pods), ctr: rng.IntN(max(o.containers, 1)), img: rng.IntN(max(o.images, 1))}
-			for k := range targets {
-				i := (k + s) % len(targets)
-				t := targets[i]
-				if unimplemented[i][c.name] {
-					continue
-				}
-				d, items, err := timeOne(ctx, t, c, p)
-				res := out(t)
-				r := res[c.name]
-				switch {
-				case status.Code(err) == codes.Unimplemented:
-					unimplemented[i][c.name] = true
-					r.Error = "unimplemented"
-				case err != nil:
-					r.Errors++
-					r.Error = err.Error()
-				default:
-					r.Items = items
-					samples[i][c.name] = append(samples[i][c.name], d)
-				}
-				res[c.name] = r
+			c, p, i := calls[st.c], picks[st.c], st.i
+			t := targets[i]
+			if unimplemented[i][c.name] {
+				continue
 			}
+			d, items, err := timeOne(ctx, t, c, p)
+			res := out(t)
+			r := res[c.name]
+			switch {
+			case status.Code(err) == codes.Unimplemented:
+				unimplemented[i][c.name] = true
+				r.Error = "unimplemented"
+			case err != nil:
+				r.Errors++
+				r.Error = err.Error()
+			default:
+				r.Items = items
+				samples[i][c.name] = append(samples[i][c.name], d)
+			}
+			res[c.name] = r
 		}
 	}
 	for i, t := range targets {
@@ -564,6 +567,31 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 			res[name] = r
 		}
 	}
+}
+
+// step is one call of a sample: calls[c] on targets[i].
+type step struct{ c, i int }
+
+// sampleOrder is the order of sample s's calls: call by call, each on
+// every target in turn, or target by target, each making every call in
+// turn (byRuntime); the target that goes first alternates from sample to
+// sample.
+func sampleOrder(s, calls, targets int, byRuntime bool) []step {
+	order := make([]step, 0, calls*targets)
+	if byRuntime {
+		for k := range targets {
+			for c := range calls {
+				order = append(order, step{c: c, i: (k + s) % targets})
+			}
+		}
+		return order
+	}
+	for c := range calls {
+		for k := range targets {
+			order = append(order, step{c: c, i: (k + s) % targets})
+		}
+	}
+	return order
 }
 
 func timeOne(ctx context.Context, t *scaleTarget, c scaleCall, p pick) (time.Duration, int, error) {
@@ -731,8 +759,12 @@ func (r *ScaleReport) WriteTable(w *os.File) {
 	if r.Running {
 		state = "running"
 	}
-	fmt.Fprintf(w, "\nscale: %d pods × %d containers (%s), %d images, %d samples per call, load %.1f → %.1f (timed calls: %.1f → %.1f)\n",
-		r.Pods, r.Containers, state, r.Images, r.Samples, r.Load[0], r.Load[1], r.TimedLoad[0], r.TimedLoad[1])
+	order := "call by call"
+	if r.ByRuntime {
+		order = "runtime by runtime"
+	}
+	fmt.Fprintf(w, "\nscale: %d pods × %d containers (%s), %d images, %d samples per call (%s), load %.1f → %.1f (timed calls: %.1f → %.1f)\n",
+		r.Pods, r.Containers, state, r.Images, r.Samples, order, r.Load[0], r.Load[1], r.TimedLoad[0], r.TimedLoad[1])
 	head := fmt.Sprintf("%-26s", "call (ms)")
 	for _, t := range r.Targets {
 		head += fmt.Sprintf(" | %-24s", fmt.Sprintf("%.24s", t.RuntimeName+" "+t.RuntimeVersion))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -31,5 +32,26 @@ func TestSummarize(t *testing.T) {
 	m := summarizeMem([]Mem{{RSS: 3, PSS: 1}, {RSS: 1, PSS: 3}, {RSS: 2, PSS: 2}}, 4)
 	if m.RSSp50 != 2 || m.RSSmax != 3 || m.PSSTotal != 6 || m.Processes != 4 {
 		t.Fatalf("summarizeMem = %+v", m)
+	}
+}
+
+func TestSampleOrder(t *testing.T) {
+	tests := []struct {
+		name      string
+		s         int
+		byRuntime bool
+		want      []step
+	}{
+		{"call by call", 0, false, []step{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}, {2, 1}}},
+		{"call by call, second sample", 1, false, []step{{0, 1}, {0, 0}, {1, 1}, {1, 0}, {2, 1}, {2, 0}}},
+		{"by runtime", 0, true, []step{{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {2, 1}}},
+		{"by runtime, second sample", 1, true, []step{{0, 1}, {1, 1}, {2, 1}, {0, 0}, {1, 0}, {2, 0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sampleOrder(tt.s, 3, 2, tt.byRuntime); !slices.Equal(got, tt.want) {
+				t.Errorf("sampleOrder(%d, 3 calls, 2 targets, %v) = %v, want %v", tt.s, tt.byRuntime, got, tt.want)
+			}
+		})
 	}
 }
