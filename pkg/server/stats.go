@@ -121,18 +121,25 @@ func (s *Server) StreamPodSandboxStats(req *runtimeapi.StreamPodSandboxStatsRequ
 }
 
 func (s *Server) listPodStats(ctx context.Context, f *runtimeapi.PodSandboxStatsFilter) []*runtimeapi.PodSandboxStats {
-	var out []*runtimeapi.PodSandboxStats
-	if f.GetId() == "" && len(f.GetLabelSelector()) == 0 {
-		s.wire.retainPods(s.pods.List())
+	var pods []*podsandbox.Pod
+	if id := f.GetId(); id != "" {
+		if pod, err := s.pods.Get(id); err == nil {
+			pods = []*podsandbox.Pod{pod}
+		}
+	} else {
+		pods = s.pods.List()
+		if len(f.GetLabelSelector()) == 0 {
+			s.wire.retainPods(pods)
+		}
 	}
-	for _, p := range s.listPods(&runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()}) {
-		pod, err := s.pods.Get(p.Id)
-		if err != nil {
+	out := make([]*runtimeapi.PodSandboxStats, 0, len(pods))
+	for _, pod := range pods {
+		if !labelsMatch(pod.Config().GetLabels(), f.GetLabelSelector()) {
 			continue
 		}
 		st, err := s.podStats(ctx, pod)
 		if err != nil {
-			klog.V(4).InfoS("Skipping pod stats", "pod", p.Id, "err", err)
+			klog.V(4).InfoS("Skipping pod stats", "pod", pod.ID(), "err", err)
 			continue
 		}
 		out = append(out, st)
