@@ -698,6 +698,12 @@ func scaleCalls() []scaleCall {
 			r, err := t.img.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
 			return len(r.GetImageFilesystems()), err
 		}},
+		// The floor of every call: a round trip whose handler does
+		// nothing.
+		{"Version", func(ctx context.Context, t *scaleTarget, _ pick) (int, error) {
+			_, err := t.rt.Version(ctx, &runtimeapi.VersionRequest{})
+			return 1, err
+		}},
 	}
 }
 
