@@ -99,6 +99,9 @@ type CallResult struct {
 	// runtimes (in --endpoint's order) starting with the one of index s
 	// mod n (see timeCalls).
 	SamplesMs []float64 `json:"samples_ms,omitempty"`
+	// SamplesAt are when those calls started, in Unix milliseconds, to
+	// line them up with the daemons' logs.
+	SamplesAt []int64 `json:"samples_at_unix_ms,omitempty"`
 	// Items is what the last successful call returned (list length; 1
 	// for a status).
 	Items  int    `json:"items"`
@@ -517,8 +520,10 @@ func (t *scaleTarget) startBurst(ctx context.Context, calls []scaleCall) error {
 // goes first alternating.
 func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []scaleCall, out func(*scaleTarget) map[string]CallResult) {
 	samples := make([]map[string][]time.Duration, len(targets))
+	starts := make([]map[string][]int64, len(targets))
 	for i := range samples {
 		samples[i] = map[string][]time.Duration{}
+		starts[i] = map[string][]int64{}
 	}
 	unimplemented := make([]map[string]bool, len(targets))
 	for i := range unimplemented {
@@ -539,6 +544,7 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 			if unimplemented[i][c.name] {
 				continue
 			}
+			at := time.Now().UnixMilli()
 			d, items, err := timeOne(ctx, t, c, p)
 			res := out(t)
 			r := res[c.name]
@@ -552,6 +558,7 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 			default:
 				r.Items = items
 				samples[i][c.name] = append(samples[i][c.name], d)
+				starts[i][c.name] = append(starts[i][c.name], at)
 			}
 			res[c.name] = r
 		}
@@ -564,6 +571,7 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 			for _, d := range ds {
 				r.SamplesMs = append(r.SamplesMs, ms(d))
 			}
+			r.SamplesAt = starts[i][name]
 			res[name] = r
 		}
 	}
