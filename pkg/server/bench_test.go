@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/exepages"
+	"github.com/cri-runtimed/cri-runtimed/pkg/telemetry"
 	"runtime/trace"
 	"testing"
 
@@ -33,7 +34,7 @@ type benchNode struct {
 	tags []string
 }
 
-func newBenchNode(b *testing.B, pods, ctrs, images int) *benchNode {
+func newBenchNode(b *testing.B, pods, ctrs, images int, opts ...grpc.ServerOption) *benchNode {
 	st := newStack(b)
 	n := &benchNode{stack: st}
 	for i := range images {
@@ -58,7 +59,7 @@ func newBenchNode(b *testing.B, pods, ctrs, images int) *benchNode {
 		b.Fatal(err)
 	}
 	unary, stream := Interceptors()
-	g := grpc.NewServer(grpc.ForceServerCodecV2(st.s.Codec()), grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	g := grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodecV2(st.s.Codec()), grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}, opts...)...)
 	st.s.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	b.Cleanup(g.Stop)
@@ -204,6 +205,33 @@ func BenchmarkFullNode(b *testing.B) {
 				err := small()
 				r.End()
 				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVersion: the round trip every call costs at least, with the
+// server's own options and with the daemon's telemetry added as
+// cmd/cri-runtimed installs it (metrics interceptors, and the stats
+// handler that traces while tracing is on, here off).
+func BenchmarkVersion(b *testing.B) {
+	rec := telemetry.New()
+	mUnary, mStream := rec.Interceptors()
+	for _, bc := range []struct {
+		name string
+		opts []grpc.ServerOption
+	}{
+		{"server", nil},
+		{"daemon", []grpc.ServerOption{grpc.ChainUnaryInterceptor(mUnary), grpc.ChainStreamInterceptor(mStream), grpc.StatsHandler(rec.StatsHandler())}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			n := newBenchNode(b, 0, 0, 0, bc.opts...)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := n.rt.Version(ctx, &runtimeapi.VersionRequest{}); err != nil {
 					b.Fatal(err)
 				}
 			}
