@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nri "github.com/containerd/nri/pkg/adaptation"
@@ -62,6 +63,16 @@ type Adapter struct {
 	// in the order they happened, and guards state.
 	mu    sync.Mutex
 	state map[string]lifecycle
+
+	// started is set once Start returned: the adaptation's plugin count
+	// (failures.count) is true from then on.
+	started atomic.Bool
+	// registering counts the plugins synchronized since the last
+	// BlockSync: the adaptation adds such a plugin to the ones it relays
+	// to, and counts it, only after the synchronization returned. A
+	// BlockSync waits for registrations to end, so after one the count
+	// includes them (see Idle). Raised under mu, so that a hook sees it.
+	registering atomic.Int64
 
 	// bg runs the relays that do not block their caller (a container's
 	// own exit, evictions); Stop waits for them.
@@ -123,6 +134,10 @@ func (a *Adapter) Start(ctx context.Context, rt Runtime) error {
 	if err := a.nri.Start(); err != nil {
 		return fmt.Errorf("start NRI: %w", err)
 	}
+	// The adaptation counted the plugins it started before returning;
+	// the block waits for a plugin that connected meanwhile to register.
+	a.BlockSync()()
+	a.started.Store(true)
 	klog.InfoS("NRI started", "socket", a.opts.SocketPath, "pluginPath", a.opts.PluginPath, "connections", !a.opts.DisableConnections)
 	return nil
 }
@@ -187,10 +202,28 @@ func disconnect(path string) error {
 	return nil
 }
 
-// BlockSync implements API.
+// BlockSync implements API. Once it holds, no plugin is half way
+// through its registration: those that synchronized are counted.
 func (a *Adapter) BlockSync() func() {
 	b := a.nri.BlockPluginSync()
+	// No registration runs while b holds (each holds NRI's sync lock for
+	// writing): none is cleared that has not been counted.
+	a.registering.Store(0)
 	return b.Unblock
+}
+
+// Idle implements API: started, no plugin counted, and none synchronized
+// since the last BlockSync (one may not be counted yet, but it must hear
+// of what happens after its synchronization).
+//
+// A hook that finds NRI idle keeps its bookkeeping (state) but converts
+// nothing and relays nothing: the conversion reads the container's
+// config.json, and no plugin would receive it. The hooks ask with mu
+// held, which synchronize holds too: a plugin registering after the
+// hook learns of the container from its synchronization, one registering
+// before makes the hook relay.
+func (a *Adapter) Idle() bool {
+	return a.started.Load() && a.failures.count.Load() == 0 && a.registering.Load() == 0
 }
 
 func (a *Adapter) needsStop(id string) bool {
@@ -297,6 +330,10 @@ func (a *Adapter) UndoCreateContainer(ctx context.Context, pod PodSandbox, ctr C
 	if _, known := a.state[ctr.ID()]; !known {
 		return
 	}
+	if a.Idle() {
+		a.forget(ctr.ID())
+		return
+	}
 	p, c := podToNRI(pod), containerToNRI(ctr, nil)
 	a.stopContainer(ctx, p, c)
 	a.removeContainer(ctx, p, c)
@@ -306,6 +343,9 @@ func (a *Adapter) UndoCreateContainer(ctx context.Context, pod PodSandbox, ctr C
 func (a *Adapter) PostCreateContainer(ctx context.Context, pod PodSandbox, ctr Container) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.Idle() {
+		return
+	}
 	a.logged("PostCreateContainer", ctr.ID(), a.nri.PostCreateContainer(ctx, &nri.PostCreateContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)}))
 }
 
@@ -314,6 +354,9 @@ func (a *Adapter) StartContainer(ctx context.Context, pod PodSandbox, ctr Contai
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.set(ctr.ID(), running)
+	if a.Idle() {
+		return nil
+	}
 	a.failures.reset()
 	err := a.nri.StartContainer(ctx, &nri.StartContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)})
 	return a.failures.name("StartContainer", err)
@@ -323,6 +366,9 @@ func (a *Adapter) StartContainer(ctx context.Context, pod PodSandbox, ctr Contai
 func (a *Adapter) PostStartContainer(ctx context.Context, pod PodSandbox, ctr Container) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.Idle() {
+		return
+	}
 	a.logged("PostStartContainer", ctr.ID(), a.nri.PostStartContainer(ctx, &nri.PostStartContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)}))
 }
 
@@ -363,6 +409,9 @@ func (a *Adapter) UpdateContainer(ctx context.Context, pod PodSandbox, ctr Conta
 func (a *Adapter) PostUpdateContainer(ctx context.Context, pod PodSandbox, ctr Container) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.Idle() {
+		return
+	}
 	a.logged("PostUpdateContainer", ctr.ID(), a.nri.PostUpdateContainer(ctx, &nri.PostUpdateContainerRequest{Pod: podToNRI(pod), Container: containerToNRI(ctr, nil)}))
 }
 
@@ -370,7 +419,11 @@ func (a *Adapter) PostUpdateContainer(ctx context.Context, pod PodSandbox, ctr C
 func (a *Adapter) StopContainer(ctx context.Context, pod PodSandbox, ctr Container) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.needsStop(ctr.ID()) {
+	switch {
+	case !a.needsStop(ctr.ID()):
+	case a.Idle():
+		a.set(ctr.ID(), stopped)
+	default:
 		a.stopContainer(ctx, podToNRI(pod), containerToNRI(ctr, nil))
 	}
 }
@@ -398,6 +451,10 @@ func (a *Adapter) RemoveContainer(ctx context.Context, pod PodSandbox, ctr Conta
 	if _, known := a.state[ctr.ID()]; !known {
 		return
 	}
+	if a.Idle() {
+		a.forget(ctr.ID())
+		return
+	}
 	p, c := podToNRI(pod), containerToNRI(ctr, nil)
 	if a.needsStop(ctr.ID()) {
 		a.stopContainer(ctx, p, c)
@@ -423,6 +480,7 @@ func (a *Adapter) logged(op, id string, err error) {
 func (a *Adapter) synchronize(ctx context.Context, cb nri.SyncCB) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.registering.Add(1)
 	var pods []*api.PodSandbox
 	for _, pod := range a.rt.PodSandboxes() {
 		p := podToNRI(pod)
@@ -529,7 +587,9 @@ func (a *Adapter) evict(evictions []*api.ContainerEviction) {
 // time, so the failure recorded during a hook is that hook's. It also
 // passes every request, failure and latency on to the daemon's metrics.
 type failures struct {
-	rec    *telemetry.Recorder
+	rec *telemetry.Recorder
+	// count is the number of plugins NRI relays to, as it last said.
+	count  atomic.Int64
 	mu     sync.Mutex
 	plugin string
 	err    error
@@ -576,6 +636,7 @@ func (f *failures) RecordPluginLatency(_, request string, d time.Duration) {
 func (f *failures) RecordPluginAdjustments(string, string, *nri.ContainerAdjustment, int, int) {
 }
 func (f *failures) UpdatePluginCount(n int) {
+	f.count.Store(int64(n))
 	f.rec.NRIPlugins(n)
 	klog.V(3).InfoS("NRI plugins", "count", n)
 }

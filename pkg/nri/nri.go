@@ -83,6 +83,12 @@ type API interface {
 	// to it by its hooks, never neither. Call it before any other hook of
 	// the creation, never while holding a lock a hook may need.
 	BlockSync() (unblock func())
+	// Idle tells that no plugin would hear of a container event now:
+	// none is connected and none is registering. Asked while BlockSync
+	// holds, it stays true until the unblock (only a registration makes
+	// it false), so a caller can do without what only a plugin needs
+	// (a created container's start apart from its creation).
+	Idle() bool
 }
 
 // Off is NRI disabled: every hook does nothing.
@@ -112,6 +118,7 @@ func (Off) StopContainer(context.Context, PodSandbox, Container)       {}
 func (Off) ContainerExited(PodSandbox, Container)                      {}
 func (Off) RemoveContainer(context.Context, PodSandbox, Container)     {}
 func (Off) BlockSync() func()                                          { return noop }
+func (Off) Idle() bool                                                 { return true }
 
 // Runtime is what the adapter needs of the daemon to synchronize plugins
 // and to carry out what they ask for unsolicited.

@@ -230,3 +230,111 @@ func TestCRIResources(t *testing.T) {
 		t.Error("an update no plugin changed is not reported as asked")
 	}
 }
+
+// specCounter is a container that counts the reads of its spec (for the
+// daemon's containers, a read and decode of config.json).
+type specCounter struct {
+	fakeCtr
+	reads *int
+}
+
+func (c specCounter) Spec() *specs.Spec { *c.reads++; return c.spec }
+
+// TestAdapterIdle: with no plugin, the container hooks read no spec and
+// keep no state behind; a plugin that has synchronized but is not yet
+// counted (the adaptation adds it after its synchronization returns)
+// makes them relay until a BlockSync, which waits for its registration
+// to end and from which on the count says it all.
+func TestAdapterIdle(t *testing.T) {
+	a, err := New("test", "v0", Options{DisableConnections: true, PluginPath: t.TempDir(), PluginConfigPath: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Idle() {
+		t.Error("idle before Start: the plugins it starts are not counted yet")
+	}
+	if err := a.Start(context.Background(), &fakeRuntime{}); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	ctx := context.Background()
+	pod := fakePod{"p"}
+	reads := 0
+	lifecycle := func(id string) {
+		c := specCounter{fakeCtr{id: id, spec: baseSpec()}, &reads}
+		unblock := a.BlockSync()
+		if err := a.CreateContainer(ctx, pod, c, c.spec); err != nil {
+			t.Fatal(err)
+		}
+		unblock()
+		a.PostCreateContainer(ctx, pod, c)
+		if err := a.StartContainer(ctx, pod, c); err != nil {
+			t.Fatal(err)
+		}
+		a.PostStartContainer(ctx, pod, c)
+		a.PostUpdateContainer(ctx, pod, c)
+		a.StopContainer(ctx, pod, c)
+		a.RemoveContainer(ctx, pod, c)
+	}
+
+	if !a.Idle() {
+		t.Fatal("not idle with no plugin")
+	}
+	lifecycle("quiet")
+	if reads != 0 {
+		t.Errorf("hooks read the spec %d times with no plugin, want 0", reads)
+	}
+	a.mu.Lock()
+	_, left := a.state["quiet"]
+	a.mu.Unlock()
+	if left {
+		t.Error("the container is left in the state after its removal")
+	}
+
+	// A registration synchronizes a plugin (the adaptation calls
+	// synchronize with plugin registration blocked) that it has not
+	// added yet.
+	if err := a.synchronize(ctx, func(context.Context, []*api.PodSandbox, []*api.Container) ([]*api.ContainerUpdate, error) {
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Idle() {
+		t.Fatal("idle right after a plugin synchronized")
+	}
+	reads = 0
+	c := specCounter{fakeCtr{id: "heard", spec: baseSpec()}, &reads}
+	a.PostStartContainer(ctx, pod, c)
+	if reads != 1 {
+		t.Errorf("a hook after a synchronization read the spec %d times, want 1 (relayed)", reads)
+	}
+	// Past a BlockSync the registration is over: this one never added
+	// its plugin, so NRI is idle again.
+	a.BlockSync()()
+	if !a.Idle() {
+		t.Error("not idle after BlockSync with no plugin counted")
+	}
+}
+
+// TestAdapterNotIdleWithPlugin: a plugin the adapter starts is counted
+// once Start returns.
+func TestAdapterNotIdleWithPlugin(t *testing.T) {
+	plugin := &builtin.BuiltinPlugin{Base: "test", Index: "10", Handlers: builtin.BuiltinHandlers{
+		StartContainer: func(context.Context, *api.StartContainerRequest) error { return nil },
+	}}
+	a, err := New("test", "v0", Options{DisableConnections: true, PluginPath: t.TempDir(), PluginConfigPath: t.TempDir(), Builtin: []*builtin.BuiltinPlugin{plugin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background(), &fakeRuntime{}); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	a.BlockSync()()
+	if a.Idle() {
+		t.Error("idle with a plugin running")
+	}
+	if !(Off{}).Idle() {
+		t.Error("NRI off is not idle")
+	}
+}

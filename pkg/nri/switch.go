@@ -89,6 +89,10 @@ func (s *Switch) BlockSync() func() {
 	}
 }
 
+// Idle implements API: what runs is idle. While a BlockSync holds, no
+// replacement changes what runs.
+func (s *Switch) Idle() bool { return s.Current().Idle() }
+
 func (s *Switch) RunPodSandbox(ctx context.Context, pod PodSandbox) error {
 	return s.Current().RunPodSandbox(ctx, pod)
 }
