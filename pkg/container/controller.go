@@ -412,12 +412,24 @@ func createHostPaths(cfg *runtimeapi.ContainerConfig) error {
 
 // Start starts a created container. A start that fails leaves the
 // container exited with the runtime's reason.
+//
+// The runtime creates the container here. Between its create and its
+// start only NRI's StartContainer hook runs, for plugins that act on the
+// created container; with NRI idle (no plugin connected or registering:
+// nri.API.Idle), the two are one runtime call (`runc run --detach`,
+// runsAtOnce), one process start less on the pod's critical path. Start
+// holds NRI's BlockSync throughout, so that no plugin registers between
+// that choice and the container's start.
 func (c *Controller) Start(ctx context.Context, id string) error {
 	begin := time.Now()
 	ctr, err := c.Get(id)
 	if err != nil {
 		return err
 	}
+	// Taken before the container's lock: a plugin's synchronization may
+	// update any container, which takes that lock.
+	unblock := c.nri().BlockSync()
+	defer unblock()
 	ctr.op.Lock()
 	defer ctr.op.Unlock()
 	rec := ctr.Record()
@@ -428,30 +440,27 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	if cl == nil {
 		return fmt.Errorf("%w: the shim of pod %s is gone", ErrState, rec.SandboxID)
 	}
+	atOnce := c.runsAtOnce(ctr)
 	tCreate := time.Now()
-	if err := c.runtimeCreate(ctx, ctr, cl); err != nil {
-		// As containerd, whose task is created here too: the container
-		// will not run. The shim records a failed create as exited.
-		st, serr := cl.State(ctx, rec.ID)
-		if serr != nil || st.Status != shim.StatusExited {
-			st = shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()}
+	if !atOnce {
+		if _, err := c.runtimeCreate(ctx, ctr, cl, false); err != nil {
+			return c.startFailed(ctx, ctr, cl, err)
 		}
-		c.apply(ctr, st)
-		return fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
+	// Idle, the hook only records that the container starts.
 	if err := c.nri().StartContainer(ctx, ctr.pod, ctr); err != nil {
 		// As containerd: the container will not run.
 		c.apply(ctr, shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()})
 		return fmt.Errorf("start container %s: %w", rec.ID, err)
 	}
 	tStart := time.Now()
-	st, err := cl.Start(ctx, rec.ID)
-	if err != nil {
-		// The shim records why; reflect it.
-		if st2, serr := cl.State(ctx, rec.ID); serr == nil {
-			c.apply(ctr, st2)
+	var st shim.State
+	if atOnce {
+		if st, err = c.runtimeCreate(ctx, ctr, cl, true); err != nil {
+			return c.startFailed(ctx, ctr, cl, err)
 		}
-		return fmt.Errorf("start container %s: %w", rec.ID, err)
+	} else if st, err = cl.Start(ctx, rec.ID); err != nil {
+		return c.startFailed(ctx, ctr, cl, err)
 	}
 	c.apply(ctr, st)
 	if st.Status == shim.StatusExited && st.Reason != "" {
@@ -459,40 +468,77 @@ func (c *Controller) Start(ctx context.Context, id string) error {
 	}
 	c.nri().PostStartContainer(ctx, ctr.pod, ctr)
 	tEnd := time.Now()
-	klog.V(3).InfoS("Container start phases", "container", rec.ID, "lock", tCreate.Sub(begin), "create", tStart.Sub(tCreate), "start", tEnd.Sub(tStart))
+	klog.V(3).InfoS("Container start phases", "container", rec.ID, "lock", tCreate.Sub(begin), "create", tStart.Sub(tCreate), "start", tEnd.Sub(tStart), "atOnce", atOnce)
 	klog.V(2).InfoS("Container started", "container", rec.ID, "pid", st.Pid)
 	return nil
 }
 
+// runsAtOnce tells whether Start may create and start the container in
+// one runtime call: nothing needs it created and not started. That is
+// NRI idle, a container the runtime does not hold yet (one a failed start
+// or the daemon before a restart left created there is only started),
+// and no checkpoint to restore (the restore is its own runtime call).
+// Called under BlockSync, which keeps NRI idle until the start ends.
+func (c *Controller) runsAtOnce(ctr *Container) bool {
+	return c.nri().Idle() && !ctr.isInRuntime() && restoreImages(ctr.pod.BundleDir(ctr.ID())) == ""
+}
+
+// startFailed records a container whose runtime create or start failed
+// as exited, as the shim recorded it (the shim kills an init whose start
+// failed and records its exit) or else with StartError, and returns the
+// start's error. As containerd, whose task is created at the start too:
+// the container will not run.
+func (c *Controller) startFailed(ctx context.Context, ctr *Container, cl shim.API, err error) error {
+	st, serr := cl.State(ctx, ctr.ID())
+	if serr != nil || st.Status != shim.StatusExited {
+		st = shim.State{Status: shim.StatusExited, ExitCode: 128, FinishedAt: time.Now().UTC(), Reason: "StartError", Message: err.Error()}
+	}
+	c.apply(ctr, st)
+	return fmt.Errorf("start container %s: %w", ctr.ID(), err)
+}
+
 // runtimeCreate has the pod's shim create the container in the OCI
 // runtime from its bundle, unless it did already (a start that failed
-// after it, or a container created before a restart of the daemon).
-// Nothing is recorded: until the start is, a restart finds the container
-// in the shim as created (recoverOne), and a start creates it only once.
-func (c *Controller) runtimeCreate(ctx context.Context, ctr *Container, cl shim.API) error {
+// after it, or a container created before a restart of the daemon); with
+// start, it is started too, in the same runtime call when the shim did
+// not hold it yet, and the shim's state of the started container is
+// returned. Nothing is recorded: until the start is, a restart finds the
+// container in the shim as created or running (recoverOne), and a start
+// creates it only once. The runtime lock keeps a resource update either
+// in the bundle before the create or applied to the container after it.
+func (c *Controller) runtimeCreate(ctx context.Context, ctr *Container, cl shim.API, start bool) (shim.State, error) {
 	ctr.runtime.Lock()
 	defer ctr.runtime.Unlock()
-	if ctr.inRuntime {
-		return nil
-	}
 	rec := ctr.Record()
-	cfg := ctr.Config()
-	_, err := cl.Create(ctx, shim.CreateRequest{
-		ID:        rec.ID,
-		Bundle:    ctr.pod.BundleDir(rec.ID),
-		Stdin:     cfg.GetStdin(),
-		StdinOnce: cfg.GetStdinOnce(),
-		Terminal:  cfg.GetTty(),
-		LogPath:   rec.LogPath,
-		// A container created from a checkpoint: the start restores it.
-		RestoreFrom: restoreImages(ctr.pod.BundleDir(rec.ID)),
-	})
-	if err != nil && !errors.Is(err, shim.ErrAlreadyExists) {
-		return fmt.Errorf("create container in the runtime: %w", err)
+	if !ctr.inRuntime {
+		cfg := ctr.Config()
+		st, err := cl.Create(ctx, shim.CreateRequest{
+			ID:        rec.ID,
+			Bundle:    ctr.pod.BundleDir(rec.ID),
+			Stdin:     cfg.GetStdin(),
+			StdinOnce: cfg.GetStdinOnce(),
+			Terminal:  cfg.GetTty(),
+			LogPath:   rec.LogPath,
+			// A container created from a checkpoint: the start restores it.
+			RestoreFrom: restoreImages(ctr.pod.BundleDir(rec.ID)),
+			Start:       start,
+		})
+		if err == nil {
+			ctr.inRuntime = true
+			c.findCgroup(ctx, ctr)
+			return st, nil
+		}
+		if !errors.Is(err, shim.ErrAlreadyExists) {
+			return shim.State{}, fmt.Errorf("create container in the runtime: %w", err)
+		}
+		// The shim held it already: it is only started.
+		ctr.inRuntime = true
+		c.findCgroup(ctx, ctr)
 	}
-	ctr.inRuntime = true
-	c.findCgroup(ctx, ctr)
-	return nil
+	if !start {
+		return shim.State{}, nil
+	}
+	return cl.Start(ctx, rec.ID)
 }
 
 // findCgroup has the cgroup driver find the cgroup the runtime runs the

@@ -21,6 +21,7 @@ import (
 	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image"
 	"github.com/cri-runtimed/cri-runtimed/pkg/image/imagetest"
+	"github.com/cri-runtimed/cri-runtimed/pkg/nri"
 	"github.com/cri-runtimed/cri-runtimed/pkg/oci"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim"
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/fakeshim"
@@ -40,6 +41,8 @@ type fakePod struct {
 	cfg     *runtimeapi.PodSandboxConfig
 	shim    *fakeshim.Shim
 	shimOK  bool
+	// api, when set, is what Shim returns (a wrapper of shim).
+	api shim.API
 
 	mu           sync.Mutex
 	forceDeleted []string
@@ -56,6 +59,9 @@ func (p *fakePod) Info() oci.SandboxInfo {
 func (p *fakePod) Shim() shim.API {
 	if !p.shimOK {
 		return nil
+	}
+	if p.api != nil {
+		return p.api
 	}
 	return p.shim
 }
@@ -429,6 +435,93 @@ func TestCreateDefersRuntime(t *testing.T) {
 	}
 	if _, err := os.Stat(e.pod.BundleDir(bad)); !os.IsNotExist(err) {
 		t.Errorf("bundle left: %v", err)
+	}
+}
+
+// runRecorder records, per runtime create, whether it started the
+// container too.
+type runRecorder struct {
+	*fakeshim.Shim
+	mu     sync.Mutex
+	starts []bool
+}
+
+func (r *runRecorder) Create(ctx context.Context, req shim.CreateRequest) (shim.State, error) {
+	r.mu.Lock()
+	r.starts = append(r.starts, req.Start)
+	r.mu.Unlock()
+	return r.Shim.Create(ctx, req)
+}
+
+// busyNRI is NRI with a plugin connected: its StartContainer hook notes
+// the state the shim holds the container in.
+type busyNRI struct {
+	nri.Off
+	sh   *fakeshim.Shim
+	seen []shim.Status
+}
+
+func (n *busyNRI) Idle() bool { return false }
+func (n *busyNRI) StartContainer(_ context.Context, _ nri.PodSandbox, ctr nri.Container) error {
+	n.seen = append(n.seen, n.sh.Containers()[ctr.ID()].Status)
+	return nil
+}
+
+// TestStartAtOnce: with NRI idle, Start creates and starts the container
+// in one runtime call (`runc run --detach`); a start that fails there
+// leaves the container exited with StartError, and removable. With a
+// plugin connected, the plugin's StartContainer hook sees the container
+// created, between the runtime's create and its start.
+func TestStartAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		busy      bool
+		wantCalls []bool
+	}{
+		{"idle", false, []bool{true}},
+		{"plugin", true, []bool{false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			rr := &runRecorder{Shim: e.pod.shim}
+			e.pod.api = rr
+			var busy *busyNRI
+			if tc.busy {
+				busy = &busyNRI{sh: e.pod.shim}
+				e.c.opts.NRI = busy
+			}
+			id := e.create("c")
+			if rec := e.record(id); rec.State != meta.ContainerCreated {
+				t.Fatalf("after Create: %s, want created", rec.State)
+			}
+			if err := e.c.Start(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if rec := e.record(id); rec.State != meta.ContainerRunning || rec.Pid == 0 {
+				t.Errorf("after Start: %s pid %d, want running with a pid", rec.State, rec.Pid)
+			}
+			if !slices.Equal(rr.starts, tc.wantCalls) {
+				t.Errorf("runtime creates (with start?) %v, want %v", rr.starts, tc.wantCalls)
+			}
+			if busy != nil && !slices.Equal(busy.seen, []shim.Status{shim.StatusCreated}) {
+				t.Errorf("the plugin's StartContainer saw the container %v, want created", busy.seen)
+			}
+
+			bad := e.create("bad")
+			e.pod.shim.Fail["Start"] = errors.New("exec: \"nope\": executable file not found")
+			err := e.c.Start(ctx, bad)
+			delete(e.pod.shim.Fail, "Start")
+			if err == nil || !strings.Contains(err.Error(), "nope") {
+				t.Errorf("failed Start = %v, want the runtime's error", err)
+			}
+			if rec := e.record(bad); rec.State != meta.ContainerExited || rec.ExitCode != 128 || rec.Reason != "StartError" {
+				t.Errorf("after a failed start: %s exit %d reason %q, want exited 128 StartError", rec.State, rec.ExitCode, rec.Reason)
+			}
+			if err := e.c.Remove(ctx, bad); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-runtimed/cri-runtimed/pkg/shim/crilog"
@@ -107,6 +108,40 @@ func TestContainerStartFailure(t *testing.T) {
 	}
 	if st.FinishedAt == 0 || st.FinishedAt < st.CreatedAt {
 		t.Errorf("failed start: created %d finished %d; want FinishedAt set", st.CreatedAt, st.FinishedAt)
+	}
+}
+
+// TestContainerCreatedThenRemoved: a created container is only a record,
+// a rootfs and a bundle until it starts (the runtime then creates and
+// starts it, in one call when no NRI plugin is connected): its pod's shim
+// holds nothing of it, it is removed without a start, and its name then
+// serves a container that starts and runs.
+func TestContainerCreatedThenRemoved(t *testing.T) {
+	_, d := podEnv(t)
+	ctx := testCtx(t)
+	pc := framework.PodConfig("created")
+	pod := d.RunPod(t, pc)
+	cfg := framework.ContainerConfig("c", bb, "sleep", "1000")
+	id := d.CreateContainer(t, pod, cfg, pc)
+	if st := d.ContainerStatus(t, id).GetStatus(); st.GetState() != runtimeapi.ContainerState_CONTAINER_CREATED || st.GetStartedAt() != 0 {
+		t.Fatalf("created container: state %s started %d, want CREATED, never started", st.GetState(), st.GetStartedAt())
+	}
+	if rec, ok := d.ShimRecord(pod, id); ok {
+		t.Errorf("the pod's shim holds the created container (%+v)", rec)
+	}
+	if err := d.Runtime().RemoveContainer(ctx, id); err != nil {
+		t.Fatalf("RemoveContainer of a created container: %v", err)
+	}
+	_, err := d.Runtime().ContainerStatus(ctx, id, false)
+	wantCode(t, "ContainerStatus of the removed container", err, codes.NotFound)
+
+	again := d.CreateStarted(t, pod, cfg, pc)
+	pid := runningPid(t, d, again)
+	if rec, ok := d.ShimRecord(pod, again); !ok || rec.Status != "running" || rec.Pid != pid {
+		t.Errorf("shim record of the started container: %+v (found %v), want running with pid %d", rec, ok, pid)
+	}
+	if !framework.ProcessAlive(pid) {
+		t.Errorf("the started container's process %d is not alive", pid)
 	}
 }
 
