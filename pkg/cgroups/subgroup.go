@@ -16,8 +16,13 @@ import (
 // scope on cgroup v2 (run.oci.systemd.subgroup's default) and runs the
 // container's processes in; runc makes none. crun (1.8.1, Debian 12's)
 // writes the container's limits there, not on the scope. It is looked for
-// once, right after the runtime's create, before the container's own
-// code ran and could have made such a directory itself.
+// once, right after the runtime's create, and again when the daemon
+// recovers the container. The create is a `runc run` when no NRI plugin
+// is connected (pkg/container's Start), so the container's code may have
+// begun by then, as at a recovery: only a container that may write its
+// own cgroup (a privileged one) could make such a directory first, and
+// it would mislead its own stats only (the scope gets the limits the
+// container has anyway).
 const RuntimeSubgroup = "container"
 
 // processCgroup returns the cgroup the processes of the container whose
