@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,14 +57,12 @@ const shutdownGrace = 10 * time.Second
 // and before kubelet's pods are usually all back after a restart.
 const exePagesEvictDelay = 5 * time.Second
 
-// memoryTrimCheck is how often the daemon looks whether its RSS grew by
-// memoryTrimGrowth since the last trim. A trim costs a full GC and a read
-// of /proc/self/smaps; kubelet's periodic calls alone do not grow the RSS
-// that much, so on a quiet node it does not repeat.
-const (
-	memoryTrimCheck  = 30 * time.Second
-	memoryTrimGrowth = 8 << 20
-)
+// memoryTrimCheck is how often the daemon looks whether its memory grew
+// (memoryTrim): a read of /proc/self/statm. A trim costs a full GC (and a
+// read of /proc/self/smaps when the binary's pages grew); kubelet's
+// periodic calls alone do not grow the memory that much, so on a quiet
+// node it does not repeat.
+const memoryTrimCheck = 30 * time.Second
 
 // serve runs the daemon with cfg until ctx ends; load re-reads the config
 // on SIGHUP.
@@ -265,13 +262,13 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 	// requests) is behind, the binary's pages are evicted, to come back
 	// one page at a time as they are used: an idle daemon's RSS drops from
 	// about 29 to 6 MiB (test/bench/README.md, issue 19). Work (pulls, pod
-	// starts) maps pages back and grows the heap; once the RSS grew by
-	// memoryTrimGrowth, the next check unmaps the binary's pages again
-	// (they stay cached) and returns the free heap to the kernel.
+	// starts) maps pages back and grows the heap; once either grew (see
+	// memoryTrim), the next check returns the free heap to the kernel and
+	// unmaps the binary's pages again (they stay cached).
 	evict := time.After(exePagesEvictDelay)
 	trimCheck := time.NewTicker(memoryTrimCheck)
 	defer trimCheck.Stop()
-	trimmedAt := 0
+	trim := newMemoryTrim()
 	for done := false; !done; {
 		select {
 		case <-evict:
@@ -287,19 +284,9 @@ func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config,
 			} else {
 				klog.V(2).InfoS("Evicted the binary's resident pages", "bytes", n)
 			}
-			trimmedAt = exepages.ResidentPages()
+			trim.evicted()
 		case <-trimCheck.C:
-			if trimmedAt == 0 || exepages.ResidentPages() < trimmedAt+memoryTrimGrowth/os.Getpagesize() {
-				continue
-			}
-			// The GC first: it reads the binary's function tables for every
-			// goroutine's stack, which the trim then unmaps.
-			debug.FreeOSMemory()
-			if _, err := exepages.Trim(); err != nil {
-				klog.ErrorS(err, "Trimming the binary's resident pages")
-			}
-			trimmedAt = exepages.ResidentPages()
-			klog.V(2).InfoS("Trimmed memory", "residentBytes", trimmedAt*os.Getpagesize())
+			trim.check()
 		case err := <-errc:
 			return fmt.Errorf("grpc server: %w", err)
 		case <-hup:
