@@ -95,16 +95,17 @@ func Spawn(ctx context.Context, opts SpawnOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spawn shim: %w", err)
 	}
-	c, err := Dial(ctx, dir)
+	// No Ping: the shim reported that it serves, and its pid is known.
+	c, err := connect(ctx, dir)
 	if err != nil {
 		return nil, fmt.Errorf("spawn shim (pid %d): %w", pid, err)
 	}
+	c.pid = pid
 	return c, nil
 }
 
-// Dial connects to the shim serving stateDir, e.g. after a daemon restart.
-// It returns ErrShimGone if nobody answers.
-func Dial(ctx context.Context, stateDir string) (*Client, error) {
+// connect opens a connection to the socket of the shim serving stateDir.
+func connect(ctx context.Context, stateDir string) (*Client, error) {
 	sock, release, err := socketPath(stateDir, socketName)
 	if err != nil {
 		return nil, fmt.Errorf("dial shim in %s: %w: %w", stateDir, ErrShimGone, err)
@@ -118,7 +119,16 @@ func Dial(ctx context.Context, stateDir string) (*Client, error) {
 		}
 		return nil, fmt.Errorf("dial shim in %s: %w: %w", stateDir, ErrShimGone, err)
 	}
-	c := &Client{rpc: rpc.NewClient(conn), stateDir: stateDir}
+	return &Client{rpc: rpc.NewClient(conn), stateDir: stateDir}, nil
+}
+
+// Dial connects to the shim serving stateDir, e.g. after a daemon restart.
+// It returns ErrShimGone if nobody answers.
+func Dial(ctx context.Context, stateDir string) (*Client, error) {
+	c, err := connect(ctx, stateDir)
+	if err != nil {
+		return nil, err
+	}
 	var pr PingReply
 	if err := c.call(ctx, "Ping", Empty{}, &pr); err != nil {
 		c.rpc.Close()
