@@ -210,8 +210,9 @@ func (u usage) String() string {
 // a few KiB per pod lifecycle over the churn's ~120 still shows. The
 // anonymous RSS also holds the garbage and free pages the Go runtime
 // keeps between collections, which depend on when the daemon last
-// collected and returned memory (its trim runs only after 8 MiB of RSS
-// growth): it gets a wider slack, against gross leaks outside the heap.
+// collected and returned memory (its trim, every 30 s, runs once its
+// anonymous memory grew 2 MiB above the lowest level a check saw since the
+// last): it gets a wider slack, against gross leaks outside the heap.
 const (
 	heapSlack = 1 << 20
 	rssSlack  = 4 << 20
