@@ -85,6 +85,11 @@ type CreateRequest struct {
 	// nothing is done to between its create and its start, saves a
 	// runtime invocation (issue 19). Not with RestoreFrom.
 	Start bool
+	// Pause has the shim start the bundle's built-in pause itself, with
+	// no OCI runtime (runtime.sandbox_start "shim", see pausestart.go);
+	// with Start, and no stdio, terminal or log. PauseStartable says
+	// which bundles it can start.
+	Pause bool
 }
 
 // CheckpointRequest asks for a CRIU checkpoint of a running container,

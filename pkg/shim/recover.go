@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 )
 
 // reload restores the container records of a previous shim process from
@@ -46,8 +48,21 @@ func (s *server) reload(ctx context.Context) {
 			// Created to be restored: no process until Start.
 		case st.Pid == 0:
 			// The previous shim died during create.
-			s.cleanupRuntime(c)
+			if rec.Pause {
+				s.pauseCleanup(c)
+			} else {
+				s.cleanupRuntime(c)
+			}
 			s.recordExit(c, startErrorExitCode, ReasonCreateError, "the shim stopped while the container was being created")
+		case rec.Pause:
+			// No runtime knows it: the pid is the pause while it runs in
+			// the pause's cgroup.
+			if !cgroups.IsMember(st.Pid, rec.CgroupsPath) {
+				s.recordExit(c, lostExitCode, ReasonUnknown, "the container exited while its shim was not running")
+				continue
+			}
+			s.wg.Add(1)
+			go s.watchOrphan(c, st.Pid)
 		default:
 			rs, err := s.rt.State(ctx, c.id)
 			if err != nil || rs.Pid != st.Pid || (rs.Status != "running" && rs.Status != "created") {

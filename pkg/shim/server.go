@@ -126,6 +126,10 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 		Terminal:    req.Terminal,
 		CgroupsPath: bundleCgroupsPath(req.Bundle),
 		RestoreFrom: req.RestoreFrom,
+		Pause:       req.Pause,
+	}
+	if req.Pause && (!req.Start || req.Terminal || req.Stdin || req.LogPath != "" || req.RestoreFrom != "") {
+		return State{}, fmt.Errorf("create %s: the shim starts a pause at once, without stdio or log", req.ID)
 	}
 	if req.RestoreFrom != "" && req.Terminal {
 		return State{}, fmt.Errorf("create %s: %w", req.ID, errTerminal)
@@ -165,7 +169,13 @@ func (s *server) create(ctx context.Context, req CreateRequest) (State, error) {
 		return c.state(), nil
 	}
 	startedAt := time.Now()
-	pid, cio, err := s.runtimeCreate(ctx, c, req)
+	var pid int
+	var cio *containerIO
+	if req.Pause {
+		pid, cio, err = s.pauseCreate(ctx, c, req)
+	} else {
+		pid, cio, err = s.runtimeCreate(ctx, c, req)
+	}
 	if err != nil {
 		reason := ReasonCreateError
 		if req.Start {
@@ -460,6 +470,12 @@ func (s *server) kill(ctx context.Context, id string, sig syscall.Signal, all bo
 	if c.state().Status == StatusExited || s.dropPending(c) {
 		return nil
 	}
+	if c.rec.Pause {
+		if err := s.pauseKill(c, sig, all); err != nil {
+			return fmt.Errorf("kill %s: %w", id, err)
+		}
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
 	defer cancel()
 	err = s.rt.Kill(ctx, c.runtimeLog(), id, sig, all)
@@ -497,6 +513,12 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 	defer c.opMu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, runtimeTimeout)
 	defer cancel()
+	if c.rec.Pause {
+		if err := s.pauseDelete(rctx, c); err != nil {
+			return State{}, fmt.Errorf("delete %s: %w", id, err)
+		}
+		return s.deleted(c)
+	}
 	s.dropPending(c)
 	// A created container's init waits for its start: killed through its
 	// pidfd, it is gone at once and the plain delete below has nothing to
@@ -537,16 +559,22 @@ func (s *server) delete(ctx context.Context, id string) (State, error) {
 			}
 		}
 	}
+	return s.deleted(c)
+}
+
+// deleted drops what the shim holds of a container that is gone from
+// the runtime.
+func (s *server) deleted(c *container) (State, error) {
 	c.mu.Lock()
 	c.io.closeAll()
 	st := c.rec.State
 	c.mu.Unlock()
 	if err := os.RemoveAll(c.dir); err != nil {
-		return State{}, fmt.Errorf("delete %s: remove record: %w", id, err)
+		return State{}, fmt.Errorf("delete %s: remove record: %w", c.id, err)
 	}
 	s.forget(c)
-	s.events.publish(id, EventDeleted, st)
-	klog.InfoS("Deleted container", "id", id)
+	s.events.publish(c.id, EventDeleted, st)
+	klog.InfoS("Deleted container", "id", c.id)
 	return st, nil
 }
 
@@ -606,6 +634,12 @@ func (s *server) update(ctx context.Context, id string, resources []byte) error 
 	defer c.opMu.Unlock()
 	if c.state().Status == StatusExited {
 		return fmt.Errorf("update %s: %w", id, ErrNotRunning)
+	}
+	if c.rec.Pause {
+		if err := s.pauseUpdate(c, resources); err != nil {
+			return fmt.Errorf("update %s: %w", id, err)
+		}
+		return nil
 	}
 	f, err := os.CreateTemp(c.dir, "update-*.json")
 	if err != nil {

@@ -20,6 +20,9 @@ type record struct {
 	CgroupsPath string
 	// RestoreFrom: Start restores from these CRIU images (CreateRequest).
 	RestoreFrom string `json:",omitempty"`
+	// Pause: the shim started the pause itself (CreateRequest.Pause); no
+	// OCI runtime knows it.
+	Pause bool `json:",omitempty"`
 }
 
 // writeFileAtomic replaces path with data so that a crash leaves either the
