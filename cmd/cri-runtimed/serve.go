@@ -327,6 +327,8 @@ func runtimeControllers(ctx context.Context, cfg *config.Config, db *meta.DB, im
 		Network:        network,
 		Telemetry:      rec,
 		NRI:            nriAPI,
+		// Pods it cannot start so fall back to the OCI runtime.
+		ShimStartsPause: cfg.Runtime.SandboxStart == config.SandboxStartShim,
 	}
 	if cfg.Runtime.SandboxImage != "" {
 		podOpts.SandboxImage = &container.SandboxImage{Ref: cfg.Runtime.SandboxImage, Images: images, AuthFile: cfg.Runtime.SandboxImageAuthFile}

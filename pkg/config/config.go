@@ -108,6 +108,12 @@ type CNI struct {
 	PluginTimeout Duration `toml:"plugin_timeout" comment:"A CNI plugin call running longer is killed and the pod operation fails."`
 }
 
+// Values of runtime.sandbox_start.
+const (
+	SandboxStartShim    = "shim"
+	SandboxStartRuntime = "runc"
+)
+
 // Runtime configures pods and containers.
 type Runtime struct {
 	// DefaultHandler is used when a pod names no runtime handler.
@@ -118,6 +124,11 @@ type Runtime struct {
 	// SandboxImageAuthFile holds the credentials the sandbox image is
 	// pulled with (kubelet sends none for it).
 	SandboxImageAuthFile string `toml:"sandbox_image_auth_file" comment:"Credentials for pulling sandbox_image: a file in Docker's config.json format ({\"auths\": {\"<registry>\": {\"auth\": \"<base64 user:password>\"}}}); empty: anonymous."`
+	// SandboxStart says who starts a pod's built-in pause: "shim" (the
+	// pod's shim, without an OCI runtime, confined as runc would confine
+	// it; pods it cannot start so fall back to the runtime) or "runc"
+	// (the pod's OCI runtime, always).
+	SandboxStart string `toml:"sandbox_start" comment:"Who starts the built-in pause: shim (the pod's shim, without the OCI runtime: one runtime process less per pod; pods it cannot start so, such as systemd cgroups, AppArmor/SELinux labels, Localhost seccomp, privileged or sandbox_image, use the runtime) or runc (the pod's OCI runtime)."`
 	// CgroupDriver is cgroupfs, or systemd when systemd runs the node.
 	CgroupDriver string `toml:"cgroup_driver" comment:"cgroupfs or systemd; empty picks systemd when systemd runs the node."`
 	// DefaultCgroupParent holds the cgroups of pods whose config names no
@@ -227,6 +238,7 @@ func Default() *Config {
 		},
 		Runtime: Runtime{
 			DefaultHandler:          "runc",
+			SandboxStart:            SandboxStartShim,
 			MaxExecSyncOutput:       16 << 20,
 			MaxContainerLogLineSize: 16 << 10,
 			CDISpecDirs:             []string{"/etc/cdi", "/var/run/cdi"},
@@ -340,6 +352,11 @@ func (c *Config) Validate() error {
 	}
 	if c.CNI.PluginTimeout <= 0 {
 		errs = append(errs, "cni.plugin_timeout: must be positive")
+	}
+	switch c.Runtime.SandboxStart {
+	case SandboxStartShim, SandboxStartRuntime:
+	default:
+		errs = append(errs, fmt.Sprintf("runtime.sandbox_start: %q is not one of %s, %s", c.Runtime.SandboxStart, SandboxStartShim, SandboxStartRuntime))
 	}
 	switch c.Runtime.CgroupDriver {
 	case "", cgroups.CgroupfsName, cgroups.SystemdName:

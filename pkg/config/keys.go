@@ -70,6 +70,7 @@ var keys = []Key{
 	{Name: "runtime.handlers.", Group: GroupHandlers, Note: noteHandlers, copy: func(d, s *Config) { d.Runtime.Handlers = s.Runtime.Handlers }},
 	{Name: "runtime.sandbox_image", Note: "the pod controller is built with it at start"},
 	{Name: "runtime.sandbox_image_auth_file", Note: "the pod controller is built with it at start"},
+	{Name: "runtime.sandbox_start", Note: "the pod controller is built with it at start; a running pause stays with whoever started it"},
 	{Name: "runtime.cgroup_driver", Note: "running pods' cgroups belong to the driver chosen at start"},
 	{Name: "runtime.default_cgroup_parent", Note: "running pods' cgroups were made under it"},
 	{Name: "runtime.max_exec_sync_output", Note: "the container controller is built with it at start"},

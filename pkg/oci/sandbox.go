@@ -197,6 +197,14 @@ func (h hostIO) sandboxSpec(id string, cfg *runtimeapi.PodSandboxConfig, info Sa
 	return s, nil
 }
 
+// SandboxSeccompLocalhost reports whether the pod's sandbox asks for a
+// Localhost seccomp profile (in either CRI field); an unreadable choice
+// counts as one.
+func SandboxSeccompLocalhost(cfg *runtimeapi.PodSandboxConfig) bool {
+	ref, err := sandboxSeccompRef(cfg.GetLinux().GetSecurityContext())
+	return err != nil || (!ref.unset && ref.kind == runtimeapi.SecurityProfile_Localhost)
+}
+
 // sandboxResources sizes the pause cgroup from the pod's resources plus
 // the runtime class overhead. Limits only add up when the pod has one: an
 // overhead alone does not limit an otherwise unlimited pod.

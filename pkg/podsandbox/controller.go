@@ -42,6 +42,8 @@ const (
 	extraRuntimeBinary = "runtimeBinary"
 	extraRuntimeRoot   = "runtimeRoot"
 	extraOCIVersionMax = "ociVersionMax"
+	// extraSandboxStart is "shim" for a pause the shim started itself.
+	extraSandboxStart = "sandboxStart"
 )
 
 // sandboxOOMScoreAdj is what kubelet asks for sandboxes; it is clamped to
@@ -79,6 +81,10 @@ type Options struct {
 	MinOOMScoreAdj int
 	// ShimLogLevel is passed to shims (klog -v).
 	ShimLogLevel int
+	// ShimStartsPause has the pod's shim start the built-in pause itself,
+	// without the OCI runtime, where it can (runtime.sandbox_start
+	// "shim", see pauseByShim).
+	ShimStartsPause bool
 	// SandboxImage, when set, supplies the sandbox process instead of
 	// the built-in pause.
 	SandboxImage SandboxImage
@@ -420,8 +426,12 @@ func (c *Controller) run(ctx context.Context, name string, cfg *runtimeapi.PodSa
 	// Created and started in one runtime call (`runc run --detach`):
 	// nothing happens to the sandbox between the two, and each runtime
 	// invocation is a process start on the pod's critical path.
+	byShim := c.pauseByShim(pod, spec)
+	if byShim {
+		pod.rec.Extra[extraSandboxStart] = "shim"
+	}
 	tCreate := time.Now()
-	st, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle, Start: true})
+	st, err := client.Create(ctx, shim.CreateRequest{ID: id, Bundle: bundle, Start: true, Pause: byShim})
 	if err != nil {
 		return "", fmt.Errorf("run sandbox container: %w", err)
 	}
@@ -496,6 +506,48 @@ func (c *Controller) podStartPhases(ctx context.Context, start, tShim, tCreate, 
 	rec.PodStartPhase(ctx, "runc_create", tCreate, tStart)
 	rec.PodStartPhase(ctx, "runc_start", tStart, tEnd)
 	rec.PodStartPhase(ctx, "total", start, time.Now())
+}
+
+// pauseByShim decides whether the pod's shim starts its pause itself:
+// when configured, for the built-in pause, unless the pod asks for a
+// Localhost seccomp profile (the confined pause's own filter is stricter
+// than RuntimeDefault, not necessarily than a custom one) or for anything
+// else the shim does not do as runc does (shim.PauseStartable: systemd
+// cgroups, AppArmor or SELinux labels, a privileged pod...). Those are
+// started by the OCI runtime, as before.
+func (c *Controller) pauseByShim(pod *Pod, spec *specs.Spec) bool {
+	if !c.opts.ShimStartsPause || c.opts.SandboxImage != nil {
+		return false
+	}
+	if oci.SandboxSeccompLocalhost(pod.cfg) {
+		klog.V(3).InfoS("Pause started by the OCI runtime: Localhost seccomp profile", "pod", pod.ID())
+		return false
+	}
+	if err := shim.PauseStartable(spec); err != nil {
+		klog.V(3).InfoS("Pause started by the OCI runtime", "pod", pod.ID(), "reason", err)
+		return false
+	}
+	return true
+}
+
+// killPause kills a pause whose shim is gone, which no OCI runtime
+// knows when the shim started it, through its cgroup (as `runc delete
+// --force` would), and removes that cgroup. A pause runc started is
+// gone already (forceDelete); a systemd cgroups path is runc's.
+func (c *Controller) killPause(ctx context.Context, pod *Pod) {
+	if !strings.HasPrefix(pod.cgroupsPath, "/") {
+		return
+	}
+	l, err := cgroups.HostLayout()
+	if err != nil {
+		return
+	}
+	if err := cgroups.KillProcess(l, pod.cgroupsPath); err != nil {
+		klog.ErrorS(err, "Killing the pause of a pod whose shim is gone", "pod", pod.ID())
+	}
+	if err := cgroups.RemoveProcess(ctx, l, pod.cgroupsPath); err != nil {
+		klog.ErrorS(err, "Removing the pause's cgroup of a pod whose shim is gone", "pod", pod.ID())
+	}
 }
 
 func withPauseBinary(binary string) oci.SpecOpt {
@@ -610,6 +662,7 @@ func (c *Controller) releaseShim(ctx context.Context, pod *Pod) []error {
 	if cl == nil {
 		// The shim is gone: make sure nothing of the pod still runs.
 		forceDelete(ctx, pod.handler, id)
+		c.killPause(ctx, pod)
 		return nil
 	}
 	if _, err := cl.Delete(ctx, id); err != nil && !errors.Is(err, shim.ErrNotFound) && !errors.Is(err, shim.ErrShimGone) {

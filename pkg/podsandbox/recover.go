@@ -92,6 +92,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 		default:
 			klog.InfoS("Shim of pod is gone; marking the pod not ready", "pod", rec.ID, "err", err)
 			forceDelete(ctx, pod.handler, rec.ID)
+			c.killPause(ctx, pod)
 			pod.rec.State = meta.SandboxNotReady
 		}
 		if err := c.db.PutSandbox(pod.rec); err != nil {

@@ -115,7 +115,7 @@ func planPause(spec *specs.Spec) (*pausePlan, error) {
 		cgroupsPath: l.CgroupsPath,
 		resources:   l.Resources,
 		oomScoreAdj: p.OOMScoreAdj,
-		env:         p.Env,
+		env:         withHome(p.Env),
 		args:        []string{"root=" + spec.Root.Path},
 	}
 	if !filepath.IsAbs(spec.Root.Path) {
@@ -198,6 +198,17 @@ func planPause(spec *specs.Spec) (*pausePlan, error) {
 	return plan, nil
 }
 
+// withHome adds HOME=/ unless env has a HOME, as runc does for a user
+// the (empty) rootfs has no passwd entry for.
+func withHome(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "HOME=") {
+			return env
+		}
+	}
+	return append(slices.Clip(env), "HOME=/")
+}
+
 // loadSpec reads a bundle's config.json.
 func loadSpec(bundle string) (*specs.Spec, error) {
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
@@ -268,6 +279,12 @@ func (s *server) spawnPause(ctx context.Context, plan *pausePlan, procs []string
 		GidMappings: plan.gidMap,
 		// The pod's supplementary groups are set inside, as runc sets them.
 		GidMappingsEnableSetgroups: len(plan.gidMap) > 0,
+	}
+	if len(plan.uidMap) > 0 {
+		// Root of the new user namespace before the exec, or the exec
+		// would drop every capability the confined start needs there: the
+		// host's root is not mapped in it (runc's init does the same).
+		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
 	argv := append(append([]string{pauseMount}, pauseConfinedArgs...), plan.args...)
 	pid, exitCh, err := s.reaper.Start("/proc/self/fd/4", argv, &os.ProcAttr{
