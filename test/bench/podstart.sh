@@ -22,7 +22,8 @@
 # Environment: PODS (20), PARALLEL (1,4), SETTLE (10s), ROUNDS (2),
 # START_SETTLE (10: seconds between the daemon's start and round 1),
 # RESULTS (a new /tmp/cri-bench-podstart-XXXX), CRI_RUNTIMED_BIN,
-# CRI_BENCH_BIN, DAEMON_FLAGS (-v=3), CONTAINERD (1; 0 measures
+# CRI_BENCH_BIN, DAEMON_FLAGS (-v=3), SANDBOX_START (shim; runc: the
+# pause by runc), CONTAINERD (1; 0 measures
 # cri-runtimed alone).
 set -uo pipefail
 

@@ -2,7 +2,8 @@
 # cri-runtimed of the benchmark's own, beside the containerd peer.
 #
 # The caller sets ROOT, STATE, BRIDGE, SUBNET, CGROUP_PARENT, CRI_RUNTIMED_BIN
-# and DAEMON_FLAGS (may be empty), then calls
+# and DAEMON_FLAGS (may be empty), and may set SANDBOX_START (runtime.
+# sandbox_start: shim, the default, or runc), then calls
 #   runtimed_start REGISTRY_URL   config in $ROOT (its own certs.d pointing
 #                                 at the registry, its own CNI network on
 #                                 $BRIDGE/$SUBNET, not a gateway, no
@@ -61,6 +62,7 @@ state = '$STATE'
 [runtime]
   default_cgroup_parent = '$CGROUP_PARENT'
   cgroup_driver = 'cgroupfs'
+  sandbox_start = '${SANDBOX_START:-shim}'
 
 [cni]
   conf_dir = '$ROOT/net.d'
