@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,11 +104,7 @@ func planPause(spec *specs.Spec) (*pausePlan, error) {
 	if !strings.HasPrefix(l.CgroupsPath, "/") {
 		return unsupported("a systemd cgroups path")
 	}
-	if r := l.Resources; r != nil && (r.Pids != nil || r.BlockIO != nil || len(r.HugepageLimits) > 0 || r.Network != nil ||
-		len(r.Rdma) > 0 || len(r.Unified) > 0 || (r.CPU != nil && (r.CPU.Cpus != "" || r.CPU.Mems != "" || r.CPU.RealtimeRuntime != nil ||
-		r.CPU.RealtimePeriod != nil || r.CPU.Idle != nil || r.CPU.Burst != nil)) || (r.Memory != nil && (r.Memory.Reservation != nil ||
-		r.Memory.Kernel != nil || r.Memory.KernelTCP != nil || r.Memory.Swappiness != nil || r.Memory.DisableOOMKiller != nil ||
-		r.Memory.UseHierarchy != nil || r.Memory.CheckBeforeUpdate != nil))) {
+	if !onlyPodLimits(l.Resources) {
 		return unsupported("resources beyond CPU and memory limits")
 	}
 	plan := &pausePlan{
@@ -207,6 +204,24 @@ func withHome(env []string) []string {
 		}
 	}
 	return append(slices.Clip(env), "HOME=/")
+}
+
+// onlyPodLimits reports whether r holds nothing but what a pause's
+// cgroup gets (CPU shares, quota and period, memory limit and swap) and
+// device rules (the shim denies every device instead). Whatever a newer
+// runtime-spec adds makes it false.
+func onlyPodLimits(r *specs.LinuxResources) bool {
+	if r == nil {
+		return true
+	}
+	want := specs.LinuxResources{Devices: r.Devices}
+	if c := r.CPU; c != nil {
+		want.CPU = &specs.LinuxCPU{Shares: c.Shares, Quota: c.Quota, Period: c.Period}
+	}
+	if m := r.Memory; m != nil {
+		want.Memory = &specs.LinuxMemory{Limit: m.Limit, Swap: m.Swap}
+	}
+	return reflect.DeepEqual(want, *r)
 }
 
 // loadSpec reads a bundle's config.json.
