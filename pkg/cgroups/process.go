@@ -24,15 +24,17 @@ import (
 // cgroup2 tree, as runc joins them all), cpuset copied down where empty,
 // the CPU and memory limits written, and every device denied in a v1
 // devices hierarchy (the process's root holds no device node anyway).
-// Only cgroupfs paths: a systemd scope needs runc's D-Bus dance.
+// Under the systemd driver they are scope units instead
+// (process_systemd.go).
 
 // ErrNotCgroupfs is returned for a cgroups path that is not a cgroupfs
 // path (the systemd driver's "slice:prefix:name").
 var ErrNotCgroupfs = errors.New("not a cgroupfs cgroups path")
 
-// processDir checks a cgroups path and returns it below the mount roots.
+// processDir checks a cgroups path (a cgroupfs path, or the systemd
+// driver's for a process scope) and returns it below the mount roots.
 func processDir(cgroupsPath string) (string, error) {
-	if !strings.HasPrefix(cgroupsPath, "/") {
+	if !strings.HasPrefix(cgroupsPath, "/") && !IsSystemdPath(cgroupsPath) {
 		return "", fmt.Errorf("%w: %q", ErrNotCgroupfs, cgroupsPath)
 	}
 	dir, err := Resolve(cgroupsPath)
@@ -50,6 +52,9 @@ func processDir(cgroupsPath string) (string, error) {
 // into it; it returns the cgroup.procs files that a pid must be written
 // to. It undoes nothing on failure: RemoveProcess does.
 func MakeProcess(l Layout, cgroupsPath string, res *specs.LinuxResources) ([]string, error) {
+	if IsSystemdPath(cgroupsPath) {
+		return nil, fmt.Errorf("%w: %q (a process scope: StartProcessScope)", ErrNotCgroupfs, cgroupsPath)
+	}
 	dir, err := processDir(cgroupsPath)
 	if err != nil {
 		return nil, err
@@ -71,7 +76,7 @@ func MakeProcess(l Layout, cgroupsPath string, res *specs.LinuxResources) ([]str
 		procs = append(procs, filepath.Join(full, "cgroup.procs"))
 	}
 	if res != nil {
-		if err := UpdateProcess(l, cgroupsPath, res); err != nil {
+		if err := UpdateProcess(context.Background(), l, cgroupsPath, res); err != nil {
 			return nil, err
 		}
 	}
@@ -129,12 +134,24 @@ func enableControllers(dir string) {
 }
 
 // UpdateProcess writes res into the process cgroup at cgroupsPath (an
-// update of the pod's resources, as `runc update` writes them).
-func UpdateProcess(l Layout, cgroupsPath string, res *specs.LinuxResources) error {
+// update of the pod's resources, as `runc update` writes them); a process
+// scope's unit gets them as properties first.
+func UpdateProcess(ctx context.Context, l Layout, cgroupsPath string, res *specs.LinuxResources) error {
 	dir, err := processDir(cgroupsPath)
 	if err != nil {
 		return err
 	}
+	if IsSystemdPath(cgroupsPath) {
+		if err := setScopeProperties(ctx, cgroupsPath, res); err != nil {
+			return err
+		}
+	}
+	return writeProcessFiles(l, dir, res)
+}
+
+// writeProcessFiles writes res into the process cgroup at dir (below the
+// mount roots): a pod's limits, and the memory+swap limit.
+func writeProcessFiles(l Layout, dir string, res *specs.LinuxResources) error {
 	if err := writePodResources(l, dir, podLimits(res)); err != nil {
 		return err
 	}
@@ -166,6 +183,9 @@ func RemoveProcess(ctx context.Context, l Layout, cgroupsPath string) error {
 	dir, err := processDir(cgroupsPath)
 	if err != nil {
 		return err
+	}
+	if IsSystemdPath(cgroupsPath) {
+		return StopProcessScope(ctx, cgroupsPath)
 	}
 	var errs []error
 	for _, root := range l.Mounts {

@@ -533,11 +533,8 @@ func (c *Controller) pauseByShim(pod *Pod, spec *specs.Spec) bool {
 // killPause kills a pause whose shim is gone, which no OCI runtime
 // knows when the shim started it, through its cgroup (as `runc delete
 // --force` would), and removes that cgroup. A pause runc started is
-// gone already (forceDelete); a systemd cgroups path is runc's.
+// gone already (forceDelete), and so is its cgroup or scope.
 func (c *Controller) killPause(ctx context.Context, pod *Pod) {
-	if !strings.HasPrefix(pod.cgroupsPath, "/") {
-		return
-	}
 	l, err := cgroups.HostLayout()
 	if err != nil {
 		return

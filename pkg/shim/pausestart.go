@@ -101,8 +101,10 @@ func planPause(spec *specs.Spec) (*pausePlan, error) {
 	if !filepath.IsAbs(bin) {
 		return unsupported("no pause binary mounted at " + pauseMount)
 	}
-	if !strings.HasPrefix(l.CgroupsPath, "/") {
-		return unsupported("a systemd cgroups path")
+	// A cgroupfs path, or under the systemd driver a scope on a unified
+	// host (runc's systemd driver also joins v1 hierarchies of its own).
+	if !strings.HasPrefix(l.CgroupsPath, "/") && (!cgroups.IsSystemdPath(l.CgroupsPath) || !cgroups.Unified()) {
+		return unsupported("a systemd cgroups path on a host not on cgroup v2 alone")
 	}
 	if !onlyPodLimits(l.Resources) {
 		return unsupported("resources beyond CPU and memory limits")
@@ -252,12 +254,27 @@ func (s *server) pauseCreate(ctx context.Context, c *container, req CreateReques
 	if err != nil {
 		return 0, nil, err
 	}
-	procs, err := cgroups.MakeProcess(layout, plan.cgroupsPath, plan.resources)
-	if err != nil {
-		s.pauseCleanup(c)
-		return 0, nil, err
+	var place func(pid int) error
+	if cgroups.IsSystemdPath(plan.cgroupsPath) {
+		place = func(pid int) error {
+			return cgroups.StartProcessScope(ctx, plan.cgroupsPath, pid, plan.resources)
+		}
+	} else {
+		procs, err := cgroups.MakeProcess(layout, plan.cgroupsPath, plan.resources)
+		if err != nil {
+			s.pauseCleanup(c)
+			return 0, nil, err
+		}
+		place = func(pid int) error {
+			for _, f := range procs {
+				if err := os.WriteFile(f, []byte(strconv.Itoa(pid)), 0); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
-	pid, err := s.spawnPause(ctx, plan, procs)
+	pid, err := s.spawnPause(ctx, plan, place)
 	if err != nil {
 		s.pauseCleanup(c)
 		return 0, nil, err
@@ -266,7 +283,7 @@ func (s *server) pauseCreate(ctx context.Context, c *container, req CreateReques
 }
 
 // spawnPause clones the pause, places it and waits for its report.
-func (s *server) spawnPause(ctx context.Context, plan *pausePlan, procs []string) (int, error) {
+func (s *server) spawnPause(ctx context.Context, plan *pausePlan, place func(pid int) error) (int, error) {
 	// By descriptor: in a user namespace the pause cannot search the
 	// daemon's directories for its binary (runc bind-mounts it instead).
 	exeFD, err := unix.Open(plan.binary, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -317,10 +334,8 @@ func (s *server) spawnPause(ctx context.Context, plan *pausePlan, procs []string
 		_ = unix.Kill(pid, unix.SIGKILL)
 		return 0, err
 	}
-	for _, f := range procs {
-		if err := os.WriteFile(f, []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fail(fmt.Errorf("move pause into its cgroup: %w", err))
-		}
+	if err := place(pid); err != nil {
+		return fail(fmt.Errorf("move pause into its cgroup: %w", err))
 	}
 	if plan.oomScoreAdj != nil {
 		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*plan.oomScoreAdj)), 0); err != nil {
@@ -428,5 +443,7 @@ func (s *server) pauseUpdate(c *container, resources []byte) error {
 	if err != nil {
 		return err
 	}
-	return cgroups.UpdateProcess(layout, c.rec.CgroupsPath, &r)
+	ctx, cancel := context.WithTimeout(s.ctx, runtimeTimeout)
+	defer cancel()
+	return cgroups.UpdateProcess(ctx, layout, c.rec.CgroupsPath, &r)
 }

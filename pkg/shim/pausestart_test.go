@@ -7,6 +7,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 )
 
 // pauseSpec is a pause bundle as the daemon writes it for a pod with its
@@ -66,6 +68,17 @@ func TestPlanPause(t *testing.T) {
 	}
 }
 
+// TestPlanPauseSystemd: a systemd cgroups path is the shim's on a
+// unified host only (runc's systemd driver joins v1 hierarchies too).
+func TestPlanPauseSystemd(t *testing.T) {
+	s := pauseSpec()
+	s.Linux.CgroupsPath = "kubepods.slice:cri-runtimed:x"
+	_, err := planPause(s)
+	if cgroups.Unified() != (err == nil) {
+		t.Errorf("unified host %v, planPause: %v", cgroups.Unified(), err)
+	}
+}
+
 // TestPlanPauseRefuses: whatever the confined pause does not do exactly
 // as runc would is left to runc.
 func TestPlanPauseRefuses(t *testing.T) {
@@ -79,7 +92,6 @@ func TestPlanPauseRefuses(t *testing.T) {
 		{"privileged", func(s *specs.Spec) { s.Linux.MaskedPaths = nil }},
 		{"capabilities", func(s *specs.Spec) { s.Process.Capabilities.Bounding = []string{"CAP_NET_RAW"} }},
 		{"no no_new_privs", func(s *specs.Spec) { s.Process.NoNewPrivileges = false }},
-		{"systemd cgroup", func(s *specs.Spec) { s.Linux.CgroupsPath = "kubepods.slice:cri-runtimed:x" }},
 		{"pids limit", func(s *specs.Spec) { s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &pids} }},
 		{"cpuset", func(s *specs.Spec) { s.Linux.Resources.CPU = &specs.LinuxCPU{Cpus: "0"} }},
 		{"joined pid namespace", func(s *specs.Spec) { s.Linux.Namespaces[1].Path = "/proc/1/ns/pid" }},
@@ -89,7 +101,9 @@ func TestPlanPauseRefuses(t *testing.T) {
 		{"hooks", func(s *specs.Spec) { s.Hooks = &specs.Hooks{} }},
 		{"seccomp listener", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{ListenerPath: "/run/agent.sock"} }},
 		{"sandbox image", func(s *specs.Spec) { s.Process.Args = []string{"/pause"} }},
-		{"rlimits", func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1, Soft: 1}} }},
+		{"rlimits", func(s *specs.Spec) {
+			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1, Soft: 1}}
+		}},
 		{"user namespace without mappings", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
 		}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-runtimed/cri-runtimed/pkg/cgroups"
 	"github.com/cri-runtimed/cri-runtimed/test/e2e/framework"
 )
 
@@ -77,11 +79,9 @@ func collectPauseFacts(t *testing.T, pid int, podID string, sysctls []string) pa
 	f.oomScoreAdj = strings.TrimSpace(readProc(t, pid, "oom_score_adj"))
 	for _, line := range strings.Split(strings.TrimSpace(readProc(t, pid, "cgroup")), "\n") {
 		parts := strings.SplitN(line, ":", 3)
+		// The daemons' cgroup parents differ: the depth and the leaf.
 		p := strings.ReplaceAll(parts[2], podID, "ID")
-		if i := strings.Index(p, "/ID"); i >= 0 {
-			p = p[i:] // the daemons' cgroup parents differ
-		}
-		f.cgroups = append(f.cgroups, parts[1]+":"+p)
+		f.cgroups = append(f.cgroups, fmt.Sprintf("%s:%d:%s", parts[1], strings.Count(p, "/"), path.Base(p)))
 	}
 	f.cgroupLimits = map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(readProc(t, pid, "cgroup")), "\n") {
@@ -187,8 +187,8 @@ func startPause(t *testing.T, mode string, pc func() *runtimeapi.PodSandboxConfi
 // writable mount runc's has read-only, an empty read-only root.
 func TestSandboxStartConfinement(t *testing.T) {
 	framework.RequireRoot(t)
-	if framework.CgroupDriver() != "cgroupfs" {
-		t.Skip("the shim starts pause itself under the cgroupfs driver only; systemd pods use runc")
+	if framework.CgroupDriver() != "cgroupfs" && !cgroups.Unified() {
+		t.Skip("under the systemd driver the shim starts pause itself on cgroup v2 alone; here pods use runc")
 	}
 	mapping := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1000, Length: 100000}}
 	cases := []struct {
