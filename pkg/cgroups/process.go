@@ -152,26 +152,41 @@ func UpdateProcess(ctx context.Context, l Layout, cgroupsPath string, res *specs
 // writeProcessFiles writes res into the process cgroup at dir (below the
 // mount roots): a pod's limits, and the memory+swap limit.
 func writeProcessFiles(l Layout, dir string, res *specs.LinuxResources) error {
+	m := res.Memory
+	if m != nil && m.Swap != nil && !l.Unified() && l.V1Root != "" {
+		// v1 keeps memory.limit_in_bytes <= memory.memsw.limit_in_bytes:
+		// a limit that grows needs the new memsw first, one that shrinks
+		// needs it after (runc tries the same two orders).
+		memsw := func() error {
+			err := writeFile(filepath.Join(l.V1Root, "memory", dir), "memory.memsw.limit_in_bytes", strconv.FormatInt(*m.Swap, 10))
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // no swap accounting
+			}
+			return err
+		}
+		if err := memsw(); err != nil {
+			if !errors.Is(err, unix.EINVAL) {
+				return err
+			}
+			if err := writePodResources(l, dir, podLimits(res)); err != nil {
+				return err
+			}
+			return memsw()
+		}
+		return writePodResources(l, dir, podLimits(res))
+	}
 	if err := writePodResources(l, dir, podLimits(res)); err != nil {
 		return err
 	}
-	m := res.Memory
-	if m == nil || m.Swap == nil {
+	if m == nil || m.Swap == nil || !l.Unified() {
 		return nil
 	}
-	switch {
-	case l.Unified():
-		v := "max"
-		if *m.Swap > 0 && m.Limit != nil && *m.Limit > 0 {
-			v = strconv.FormatInt(max(*m.Swap-*m.Limit, 0), 10)
-		}
-		if err := writeFile(filepath.Join(l.V2Root, dir), "memory.swap.max", v); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	case l.V1Root != "":
-		if err := writeFile(filepath.Join(l.V1Root, "memory", dir), "memory.memsw.limit_in_bytes", strconv.FormatInt(*m.Swap, 10)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
+	v := "max"
+	if *m.Swap > 0 && m.Limit != nil && *m.Limit > 0 {
+		v = strconv.FormatInt(max(*m.Swap-*m.Limit, 0), 10)
+	}
+	if err := writeFile(filepath.Join(l.V2Root, dir), "memory.swap.max", v); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
 	return nil
 }

@@ -230,6 +230,7 @@ func (c *Controller) shimDied(pod *Pod, cl shim.API) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	forceDelete(ctx, pod.handler, pod.ID())
+	c.killPause(ctx, pod)
 	if err := c.setState(pod, meta.SandboxNotReady); err != nil {
 		klog.ErrorS(err, "Recording shim death", "pod", pod.ID())
 	}
