@@ -31,10 +31,6 @@ import (
 // through its pidfd, Delete kills it and removes its cgroup, Update writes
 // its cgroup, and a restarted shim finds it by its pid and cgroup.
 
-// pauseConfinedArgs are the pause binary's arguments that select the
-// confined start; pkg/podsandbox/pause defines them (Arg, ConfinedArg).
-var pauseConfinedArgs = []string{"pause", "--confined"}
-
 // pauseMount is where the daemon mounts the pause binary in the bundle
 // (pause.ContainerPath); the mount's source is the binary the shim runs.
 const pauseMount = "/pause"
@@ -42,7 +38,7 @@ const pauseMount = "/pause"
 // pausePlan is a pause bundle translated for the shim's own start.
 type pausePlan struct {
 	binary      string
-	args        []string // options after --confined
+	args        []string // options sent to pause
 	cloneflags  uintptr
 	uidMap      []syscall.SysProcIDMap
 	gidMap      []syscall.SysProcIDMap
@@ -70,7 +66,7 @@ func planPause(spec *specs.Spec) (*pausePlan, error) {
 		return unsupported("incomplete spec")
 	}
 	p, l := spec.Process, spec.Linux
-	if len(p.Args) != 2 || p.Args[0] != pauseMount || p.Args[1] != pauseConfinedArgs[0] {
+	if len(p.Args) != 2 || p.Args[0] != pauseMount || p.Args[1] != "pause" {
 		return unsupported("not the built-in pause")
 	}
 	if p.Terminal || p.ApparmorProfile != "" || p.SelinuxLabel != "" || l.MountLabel != "" || len(p.Rlimits) > 0 ||
@@ -318,8 +314,9 @@ func (s *server) spawnPause(ctx context.Context, plan *pausePlan, place func(pid
 		// host's root is not mapped in it (runc's init does the same).
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
-	argv := append(append([]string{pauseMount}, pauseConfinedArgs...), plan.args...)
-	pid, exitCh, err := s.reaper.Start("/proc/self/fd/4", argv, &os.ProcAttr{
+	// The arguments of a runc-run pause: the sync socket as fd 3 is what
+	// makes pause confine itself, with the options sent on it.
+	pid, exitCh, err := s.reaper.Start("/proc/self/fd/4", []string{pauseMount, "pause"}, &os.ProcAttr{
 		Dir:   "/",
 		Env:   plan.env,
 		Files: []*os.File{devnull, devnull, devnull, theirs, exe},
@@ -342,7 +339,7 @@ func (s *server) spawnPause(ctx context.Context, plan *pausePlan, place func(pid
 			return fail(fmt.Errorf("set pause's oom_score_adj: %w", err))
 		}
 	}
-	if _, err := ours.Write([]byte{0}); err != nil {
+	if _, err := ours.Write([]byte(strings.Join(plan.args, "\x00"))); err != nil {
 		return fail(fmt.Errorf("release pause: %w", err))
 	}
 	deadline := time.Now().Add(runtimeTimeout)

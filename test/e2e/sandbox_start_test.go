@@ -229,8 +229,14 @@ func TestSandboxStartConfinement(t *testing.T) {
 
 func compareConfinement(t *testing.T, runc, shim pauseFacts) {
 	t.Helper()
-	if strings.Contains(runc.cmdline, "--confined") || !strings.Contains(shim.cmdline, "--confined") {
-		t.Fatalf("not one pause of each kind: runc %q, shim %q", runc.cmdline, shim.cmdline)
+	// A runc-run pause has runc's mounts (/proc, /dev, /sys...), the
+	// shim's its root alone: one of each kind.
+	if len(runc.mounts) < 2 || len(shim.mounts) != 1 {
+		t.Fatalf("not one pause of each kind: runc's has %d mounts, the shim's %d", len(runc.mounts), len(shim.mounts))
+	}
+	// Both show a pod's containers the same pid 1.
+	if runc.cmdline != shim.cmdline {
+		t.Errorf("cmdline: runc's pause %q, the shim's %q", runc.cmdline, shim.cmdline)
 	}
 	// NSpid and NSsid: the pid in the pod's namespace (host pids differ).
 	inner := func(v string) string { f := strings.Fields(v); return strings.Join(f[1:], " ") }

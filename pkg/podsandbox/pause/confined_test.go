@@ -14,7 +14,7 @@ import (
 
 // startConfined starts the test binary as a confined pause, as the shim
 // does (pkg/shim/pausestart.go): new namespaces, the sync socket as fd 3,
-// the binary as fd 4, one byte to let it go. It returns the process and
+// the binary as fd 4, the options sent to let it go. It returns the process and
 // pause's report.
 func startConfined(t *testing.T, opts ...string) (*exec.Cmd, string) {
 	t.Helper()
@@ -32,7 +32,7 @@ func startConfined(t *testing.T, opts ...string) (*exec.Cmd, string) {
 	}
 	ours, theirs := os.NewFile(uintptr(pair[0]), "ours"), os.NewFile(uintptr(pair[1]), "theirs")
 	defer ours.Close()
-	cmd := exec.Command(os.Args[0], append([]string{Arg, ConfinedArg, "root=" + t.TempDir()}, opts...)...)
+	cmd := exec.Command(os.Args[0], Arg)
 	cmd.ExtraFiles = []*os.File{theirs, exe}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setsid:     true,
@@ -46,7 +46,7 @@ func startConfined(t *testing.T, opts ...string) (*exec.Cmd, string) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	if _, err := ours.Write([]byte{0}); err != nil {
+	if _, err := ours.Write([]byte(strings.Join(append([]string{"root=" + t.TempDir()}, opts...), "\x00"))); err != nil {
 		t.Fatal(err)
 	}
 	_ = ours.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -15,6 +15,7 @@ package pause
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,8 +125,12 @@ static void drop_startup_pages(int fd) {
 //
 // The shim starts pause itself, without an OCI runtime: it clones it into
 // the pod's new namespaces (mount, pid, ipc, uts; net and user where the
-// pod has its own) with the pause binary as fd EXE_FD, puts it in its
-// cgroup and sets its oom_score_adj, then writes one byte on SYNC_FD.
+// pod has its own) with a SOCK_SEQPACKET socket as SYNC_FD (which is how
+// pause knows: runc leaves it nothing beyond stdio) and the pause binary
+// as fd EXE_FD, puts it in its cgroup and sets its oom_score_adj, then
+// sends the options on SYNC_FD, NUL-separated. The arguments stay those
+// of a runc-run pause ("/pause pause"): the pod's containers see them as
+// their pid 1, and host paths have no business there.
 // From there pause confines itself as runc would confine it, or tighter:
 // it joins the pod's network namespace, writes the pod's sysctls and
 // hostname, replaces its root by an empty read-only tmpfs (pivot_root:
@@ -135,7 +140,6 @@ static void drop_startup_pages(int fd) {
 // allows only what this loop calls. It then closes SYNC_FD: EOF without a
 // message is success; a failure writes its message there and exits.
 
-#define CONFINED_ARG "--confined"
 #define SYNC_FD 3
 #define EXE_FD 4
 
@@ -280,16 +284,30 @@ static void empty_root(const char *dir) {
 	}
 }
 
-// confined sets the process up from its options (key=value: netns=PATH,
-// sysctl=PATH-UNDER-/proc/sys=VALUE, hostname=NAME, root=DIR, uid=N,
-// gid=N, groups=N,N...) and returns to the pause loop. Every failure
-// reports on SYNC_FD and exits.
-static void confined(int n, char **opt) {
-	char c;
+// by_shim reports whether the shim started this pause (see above).
+static int by_shim(void) {
+	int type = 0;
+	socklen_t len = sizeof type;
+	return getsockopt(SYNC_FD, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
+}
+
+// confined sets the process up from the options the shim sends (key=value:
+// netns=PATH, sysctl=PATH-UNDER-/proc/sys=VALUE, hostname=NAME, root=DIR,
+// uid=N, gid=N, groups=N,N...) and returns to the pause loop. Every
+// failure reports on SYNC_FD and exits.
+static void confined(void) {
+	static char msg[65536];
+	static char *opt[1024];
 	close(EXE_FD);
-	// The shim has put the process in its cgroup.
-	if (read(SYNC_FD, &c, 1) != 1) {
+	// Sent once the shim has put the process in its cgroup.
+	ssize_t len = recv(SYNC_FD, msg, sizeof msg - 1, 0);
+	if (len <= 0) {
 		_exit(1);
+	}
+	msg[len] = 0;
+	int n = 0;
+	for (char *p = msg; p < msg + len && n < (int)(sizeof opt / sizeof opt[0]); p += strlen(p) + 1) {
+		opt[n++] = p;
 	}
 	const char *netns = NULL, *hostname = NULL, *root = NULL;
 	long uid = 0, gid = 0;
@@ -384,8 +402,8 @@ __attribute__((constructor)) static void cri_runtimed_pause(int argc, char **arg
 	sa.sa_handler = on_child;
 	sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
 	sigaction(SIGCHLD, &sa, NULL);
-	if (argc >= 3 && strcmp(argv[2], CONFINED_ARG) == 0) {
-		confined(argc - 3, argv + 3);
+	if (by_shim()) {
+		confined();
 	} else {
 		drop_startup_pages(open("/proc/self/smaps", O_RDONLY | O_CLOEXEC));
 	}
@@ -398,11 +416,6 @@ import "C"
 
 // Arg is the argument that selects the pause mode.
 const Arg = "pause"
-
-// ConfinedArg follows Arg when the shim starts pause itself (see the C
-// code's confined): options follow it, the sync socket is fd 3 and the
-// binary fd 4.
-const ConfinedArg = "--confined"
 
 // ContainerPath is where the binary is mounted inside the pause rootfs.
 const ContainerPath = "/pause"
