@@ -128,7 +128,7 @@ type Runtime struct {
 	// pod's shim, without an OCI runtime, confined as runc would confine
 	// it; pods it cannot start so fall back to the runtime) or "runc"
 	// (the pod's OCI runtime, always).
-	SandboxStart string `toml:"sandbox_start" comment:"Who starts the built-in pause: shim (the pod's shim, without the OCI runtime: one runtime process less per pod; pods it cannot start so, such as systemd cgroups, AppArmor/SELinux labels, Localhost seccomp, privileged or sandbox_image, use the runtime) or runc (the pod's OCI runtime)."`
+	SandboxStart string `toml:"sandbox_start" comment:"Who starts the built-in pause: shim (the pod's shim, without the OCI runtime: one runtime process less per pod; pods it cannot start so, such as systemd cgroups on a host not on cgroup v2 alone, AppArmor/SELinux labels, Localhost seccomp, privileged or sandbox_image, use the runtime) or runc (the pod's OCI runtime)."`
 	// CgroupDriver is cgroupfs, or systemd when systemd runs the node.
 	CgroupDriver string `toml:"cgroup_driver" comment:"cgroupfs or systemd; empty picks systemd when systemd runs the node."`
 	// DefaultCgroupParent holds the cgroups of pods whose config names no
