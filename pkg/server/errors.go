@@ -125,6 +125,9 @@ var sentinelCodes = []struct {
 	{netns.ErrNotFound, codes.NotFound},
 	{stats.ErrNotFound, codes.NotFound},
 	{userns.ErrUnsupported, codes.FailedPrecondition},
+	// A systemd cgroups path where the shim's own pause start needs a
+	// cgroupfs one: the daemon's mistake, not the request's.
+	{cgroups.ErrNotCgroupfs, codes.Internal},
 	// A CDI spec whose edits do not apply on this node (a device node
 	// missing on the host).
 	{cdi.ErrInject, codes.FailedPrecondition},
