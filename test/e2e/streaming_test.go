@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -399,6 +400,27 @@ func procCount(t *testing.T, pid int, dir string) int {
 	return len(ents)
 }
 
+// waitUserfaultfd waits up to 10 s for pid to hold a userfaultfd, the
+// one a shim registers its binary's pages with at its first trim; on a
+// kernel without asynchronous write-protect faults it never does, and
+// the wait ends.
+func waitUserfaultfd(t *testing.T, pid int) {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if l, _ := os.Readlink(filepath.Join(dir, e.Name())); l == "anon_inode:[userfaultfd]" {
+				return
+			}
+		}
+	}
+	t.Logf("pid %d holds no userfaultfd after 10 s", pid)
+}
+
 func daemonGoroutines(t *testing.T, d *framework.Daemon) int {
 	t.Helper()
 	resp, err := d.RuntimeClient().Status(testCtx(t), &runtimeapi.StatusRequest{Verbose: true})
@@ -477,6 +499,9 @@ func TestStreamingNoLeaks(t *testing.T) {
 		run(i)
 	}
 	time.Sleep(time.Second)
+	// And after the shim's first trim, which opens its userfaultfd once
+	// (at its first quiet tick after the pod's start, pkg/shim serve).
+	waitUserfaultfd(t, shimPid)
 	baseG, baseFD, baseShimFD := daemonGoroutines(t, d), procCount(t, d.Pid(), "fd"), procCount(t, shimPid, "fd")
 	for i := range 100 {
 		run(i)
