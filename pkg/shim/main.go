@@ -264,42 +264,26 @@ func serve(o options, ready func(string)) error {
 	// shim touches while it idles is scattered over the binary, and with
 	// the kernel's fault-around each touched page mapped 16 (1.9 MiB of
 	// an idle shim's RSS, 0.5–0.7 MiB without; test/bench/README.md).
-	// Not at once: the pod's start (the sandbox's and the first
-	// containers' creates and starts) follows right away, and with the
-	// pages dropped and fault-around off it would fault back, page by
-	// page, the code it runs. The first tick that saw no create or start
-	// since the one before does it.
-	var uffd io.Closer
-	defer func() {
-		if uffd != nil {
-			uffd.Close()
-		}
-	}()
+	if uffd, err := exepages.DisableFaultAround(); err != nil {
+		klog.V(2).InfoS("Binary pages keep fault-around", "err", err)
+	} else {
+		defer uffd.Close()
+	}
+	trimBinaryPages()
+	// Work after the first trim (GC cycles, gob types of the first calls,
+	// container starts) faults binary pages back in; they are dropped again
+	// once the shim is quiet and its RSS grew.
 	settle := time.NewTicker(trimCheck)
 	defer settle.Stop()
-	trimmedAt := -1 // not yet
-	startsSeen := s.starts.Load()
+	trimmedAt := exepages.ResidentPages()
 
 	for {
 		select {
 		case <-settle.C:
-			n := s.starts.Load()
-			switch {
-			case trimmedAt < 0 && n == startsSeen:
-				if f, err := exepages.DisableFaultAround(); err != nil {
-					klog.V(2).InfoS("Binary pages keep fault-around", "err", err)
-				} else {
-					uffd = f
-				}
-				trimBinaryPages()
-				trimmedAt = exepages.ResidentPages()
-			case trimmedAt >= 0 && exepages.ResidentPages() > trimmedAt+trimGrowth:
-				// Work after the first trim (GC cycles, gob types of new
-				// calls, container starts) faulted binary pages back in.
+			if exepages.ResidentPages() > trimmedAt+trimGrowth {
 				trimBinaryPages()
 				trimmedAt = exepages.ResidentPages()
 			}
-			startsSeen = n
 			// The state dir removed stands for a Shutdown the daemon
 			// could not send. Looked at on this tick rather than watched:
 			// an inotify instance per shim used up the 128 the kernel

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,9 +46,6 @@ type server struct {
 	events  *eventLog
 	ooms    *oomWatcher
 	stop    func(force bool) // asks Main to exit
-	// starts counts Create and Start calls: the binary's pages are
-	// first dropped once a tick passed without one (serve).
-	starts atomic.Int64
 
 	mu         sync.Mutex
 	containers map[string]*container

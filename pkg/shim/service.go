@@ -22,14 +22,12 @@ func (v *service) Ping(_ Empty, r *PingReply) error {
 }
 
 func (v *service) Create(req CreateRequest, r *State) error {
-	v.s.starts.Add(1)
 	st, err := v.s.create(v.s.ctx, req)
 	*r = st
 	return encodeError(err)
 }
 
 func (v *service) Start(req IDRequest, r *State) error {
-	v.s.starts.Add(1)
 	st, err := v.s.start(v.s.ctx, req.ID)
 	*r = st
 	return encodeError(err)

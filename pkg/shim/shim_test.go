@@ -781,30 +781,3 @@ func TestStateDirRemovedDeletesContainers(t *testing.T) {
 		t.Errorf("runc still knows container %s: %s", id, out)
 	}
 }
-
-// TestBinaryPagesDroppedOnceQuiet: a shim leaves its binary's pages and
-// the kernel's fault-around alone while the pod starts (its creates and
-// starts would fault the code back page by page), and turns fault-around
-// off and drops the pages once a tick passed without a create or start:
-// its userfaultfd shows up then.
-func TestBinaryPagesDroppedOnceQuiet(t *testing.T) {
-	h := newHarness(t, "/usr/sbin/runc", 0)
-	h.run([]string{"sleep", "1000"}, shimtest.BundleOptions{})
-	pid := h.c.Pid()
-	registered := func() bool {
-		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-		for _, fd := range fds {
-			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == "anon_inode:[userfaultfd]" {
-				return true
-			}
-		}
-		return false
-	}
-	deadline := time.Now().Add(time.Minute)
-	for !registered() {
-		if time.Now().After(deadline) {
-			t.Fatal("the shim never turned fault-around off for its binary after its container started")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}

@@ -500,7 +500,7 @@ func TestStreamingNoLeaks(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	// And after the shim's first trim, which opens its userfaultfd once
-	// (at its first quiet tick after the pod's start, pkg/shim serve).
+	// (pkg/shim serve; were it later, it would count as a leaked fd).
 	waitUserfaultfd(t, shimPid)
 	baseG, baseFD, baseShimFD := daemonGoroutines(t, d), procCount(t, d.Pid(), "fd"), procCount(t, shimPid, "fd")
 	for i := range 100 {
