@@ -64,7 +64,7 @@ func MakeProcess(l Layout, cgroupsPath string, res *specs.LinuxResources) ([]str
 	}
 	var procs []string
 	for _, root := range l.Mounts {
-		if err := mkdirLevels(root, dir, root == l.V2Root && l.Unified()); err != nil {
+		if err := mkdirLevels(root, dir, root == l.V2Root, l.Unified()); err != nil {
 			return nil, err
 		}
 		full := filepath.Join(root, dir)
@@ -84,20 +84,24 @@ func MakeProcess(l Layout, cgroupsPath string, res *specs.LinuxResources) ([]str
 }
 
 // mkdirLevels creates dir below root one level at a time, as runc does:
-// a new cpuset cgroup gets its parent's cpus and mems (it accepts no
-// process while they are empty), and on a unified host each level's
-// parent delegates its controllers to it.
-func mkdirLevels(root, dir string, unified bool) error {
+// a new v1 cpuset cgroup gets its parent's cpus and mems (it accepts no
+// process while they are empty; a v2 one with them empty uses its
+// parent's, and the v2 root has no cpuset.cpus to copy), and on a
+// unified host each level's parent delegates its controllers to it.
+func mkdirLevels(root, dir string, cgroup2, unified bool) error {
 	cur := root
 	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
 		parent := cur
 		cur = filepath.Join(cur, part)
-		if unified {
+		if cgroup2 && unified {
 			enableControllers(parent)
 		}
 		err := os.Mkdir(cur, 0o755)
 		if err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("create cgroup %s: %w", cur, err)
+		}
+		if cgroup2 {
+			continue
 		}
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 			b, err := os.ReadFile(filepath.Join(cur, f))
