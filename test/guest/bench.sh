@@ -52,6 +52,10 @@ cgroup_driver = "$driver"
 registry_config_path = "$d/certs.d"
 [cni]
 conf_dir = "$d/net.d"
+[nri]
+# Each daemon its own: two on the default socket race for it, and the
+# one that loses exits ("bind: address already in use").
+socket_path = "/run/bench-$driver/nri.sock"
 EOF
 	"$host/src/bin/cri-runtimed" --config "$d/config.toml" >"$out/bench-daemon-$driver.log" 2>&1 &
 	pids+=($!)
