@@ -48,13 +48,6 @@ const (
 	trimCheck = 2 * time.Second
 	// trimGrowth is the RSS growth, in pages, that triggers a trim.
 	trimGrowth = 128
-	// startQuiet is how long after a Create or Start, with no other,
-	// the shim looks whether to trim: a pod's start faults about 2 MiB of
-	// the binary back in, which waiting for the next tick left resident
-	// in the shims of a burst's last pods (5.2-5.7 MiB RSS each right
-	// after a 20-pod burst, 3.3 once trimmed). The pod's calls come
-	// within a few ms of each other.
-	startQuiet = 250 * time.Millisecond
 )
 
 type options struct {
@@ -229,7 +222,6 @@ func serve(o options, ready func(string)) error {
 		events:     newEventLog(),
 		ooms:       newOOMWatcher(cgroups.Unified()),
 		containers: map[string]*container{},
-		started:    make(chan struct{}, 1),
 		stop: func(force bool) {
 			select {
 			case stopCh <- force:
@@ -283,25 +275,15 @@ func serve(o options, ready func(string)) error {
 	// once the shim is quiet and its RSS grew.
 	settle := time.NewTicker(trimCheck)
 	defer settle.Stop()
-	quiet := time.NewTimer(startQuiet)
-	quiet.Stop()
-	defer quiet.Stop()
 	trimmedAt := exepages.ResidentPages()
-	trimIfGrown := func() {
-		if exepages.ResidentPages() > trimmedAt+trimGrowth {
-			trimBinaryPages()
-			trimmedAt = exepages.ResidentPages()
-		}
-	}
 
 	for {
 		select {
-		case <-s.started:
-			quiet.Reset(startQuiet)
-		case <-quiet.C:
-			trimIfGrown()
 		case <-settle.C:
-			trimIfGrown()
+			if exepages.ResidentPages() > trimmedAt+trimGrowth {
+				trimBinaryPages()
+				trimmedAt = exepages.ResidentPages()
+			}
 			// The state dir removed stands for a Shutdown the daemon
 			// could not send. Looked at on this tick rather than watched:
 			// an inotify instance per shim used up the 128 the kernel

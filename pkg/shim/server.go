@@ -46,9 +46,6 @@ type server struct {
 	events  *eventLog
 	ooms    *oomWatcher
 	stop    func(force bool) // asks Main to exit
-	// started is signalled when a Create or Start returns: serve trims
-	// the binary's pages startQuiet after the last one.
-	started chan struct{}
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -684,13 +681,4 @@ func (s *server) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.containers)
-}
-
-// startDone tells serve that a Create or Start returned (never blocks:
-// one pending signal is enough).
-func (s *server) startDone() {
-	select {
-	case s.started <- struct{}{}:
-	default:
-	}
 }

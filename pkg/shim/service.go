@@ -23,14 +23,12 @@ func (v *service) Ping(_ Empty, r *PingReply) error {
 
 func (v *service) Create(req CreateRequest, r *State) error {
 	st, err := v.s.create(v.s.ctx, req)
-	v.s.startDone()
 	*r = st
 	return encodeError(err)
 }
 
 func (v *service) Start(req IDRequest, r *State) error {
 	st, err := v.s.start(v.s.ctx, req.ID)
-	v.s.startDone()
 	*r = st
 	return encodeError(err)
 }
