@@ -304,7 +304,21 @@ func TestStreamingAttach(t *testing.T) {
 // is an error on that stream only.
 func TestStreamingPortForward(t *testing.T) {
 	d, pod, pc := streamEnv(t)
-	d.CreateStarted(t, pod, framework.ContainerConfig("nc", streamImage, "nc", "-ll", "-p", "8080", "-e", "echo", "hello"), pc)
+	id := d.CreateStarted(t, pod, framework.ContainerConfig("nc", streamImage, "nc", "-ll", "-p", "8080", "-e", "echo", "hello"), pc)
+	// Forwarded only once nc listens: on a loaded machine the first
+	// connection came before it, and client-go's forwarder stopped at
+	// that first refused connection (the local port then refused every
+	// later one).
+	framework.Eventually(t, 20*time.Second, func() (bool, string) {
+		tcp := d.ExecOK(t, id, "cat", "/proc/net/tcp", "/proc/net/tcp6")
+		for _, l := range strings.Split(tcp, "\n") {
+			// local_address :1F90 (8080, v4 or v6), state 0A (LISTEN)
+			if f := strings.Fields(l); len(f) > 3 && strings.HasSuffix(f[1], ":1F90") && f[3] == "0A" {
+				return true, ""
+			}
+		}
+		return false, "nc does not listen on 8080 yet:\n" + tcp
+	})
 
 	resp, err := d.RuntimeClient().PortForward(testCtx(t), &runtimeapi.PortForwardRequest{PodSandboxId: pod})
 	if err != nil {
