@@ -334,6 +334,17 @@ func (s *server) spawnPause(ctx context.Context, plan *pausePlan, place func(pid
 	if err := place(pid); err != nil {
 		return fail(fmt.Errorf("move pause into its cgroup: %w", err))
 	}
+	// A runc-run pause has runc's open-file limit, which runc's Go
+	// runtime raised to the hard limit; the shim's Go gives the children
+	// it starts their parent's original soft limit instead (1024 under
+	// systemd's default), so the pause gets the hard limit as soft too.
+	var nofile unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile); err == nil {
+		nofile.Cur = nofile.Max
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &nofile, nil); err != nil {
+			return fail(fmt.Errorf("set pause's open-file limit: %w", err))
+		}
+	}
 	if plan.oomScoreAdj != nil {
 		if err := os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(*plan.oomScoreAdj)), 0); err != nil {
 			return fail(fmt.Errorf("set pause's oom_score_adj: %w", err))

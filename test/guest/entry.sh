@@ -104,7 +104,7 @@ unit() {
 
 # Tests whose subject is cgroups, resources, OOM and stats, run with both
 # drivers; pod lifecycle tests run with both handlers.
-cgroup_tests='^(TestMemoryLimitOOM|TestResourceLimitsInCgroups|TestUpdateContainerResources|TestUpdatePodSandboxResources|TestPodCgroupCPUResize|TestContainerAndPodStats|TestStatsFiltersAndStreams|TestSwapLimit|TestPodCgroup|TestRuntimeConfig)$'
+cgroup_tests='^(TestMemoryLimitOOM|TestResourceLimitsInCgroups|TestUpdateContainerResources|TestUpdatePodSandboxResources|TestPodCgroupCPUResize|TestContainerAndPodStats|TestStatsFiltersAndStreams|TestSwapLimit|TestPodCgroup|TestRuntimeConfig|TestSandboxStartConfinement)$'
 pod_tests='^(TestPodSharedNamespaces|TestPodLifecycleErrors|TestNothingLeaks|TestRestartKeepsPodsRunning|TestShimDeath|TestContainerExitReasons|TestStopContainer|TestPIDNamespaceModes|TestContainerUser|TestExecSync|TestContainerLogs|TestMemoryLimitOOM|TestResourceLimitsInCgroups|TestUpdateContainerResources)$'
 # The smoke subset (make test): pod lifecycle in the daemon's own slice,
 # an OOM kill and the v2 stats, all with the systemd driver.
