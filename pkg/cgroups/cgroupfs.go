@@ -70,6 +70,13 @@ func (d *cgroupfs) RemovePod(ctx context.Context, parent string) error {
 	if err != nil {
 		return err
 	}
+	return removeEverywhere(ctx, l, dir)
+}
+
+// removeEverywhere removes the cgroup at dir (below the mount roots)
+// from every hierarchy of l, waiting while killed members leave; one
+// already gone counts as removed.
+func removeEverywhere(ctx context.Context, l Layout, dir string) error {
 	var errs []error
 	for _, root := range l.Mounts {
 		p := filepath.Join(root, dir)

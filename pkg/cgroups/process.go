@@ -206,14 +206,7 @@ func RemoveProcess(ctx context.Context, l Layout, cgroupsPath string) error {
 	if IsSystemdPath(cgroupsPath) {
 		return StopProcessScope(ctx, cgroupsPath)
 	}
-	var errs []error
-	for _, root := range l.Mounts {
-		p := filepath.Join(root, dir)
-		if err := rmdirBusy(ctx, p); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
+	return removeEverywhere(ctx, l, dir)
 }
 
 // KillProcess sends SIGKILL to every process of the process cgroup at
