@@ -62,6 +62,28 @@ func Trim() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return trim(regions)
+}
+
+// Mappings are the executable's read-only mappings, found once. They do
+// not change once the process runs (a static executable has no loader
+// relocating anything later), and a process that trims often saves the
+// /proc/self/smaps read each Trim makes: 0.26 ms and 100 KB of garbage.
+type Mappings struct{ regions []region }
+
+// ReadOnlyMappings finds the executable's read-only mappings.
+func ReadOnlyMappings() (*Mappings, error) {
+	regions, err := readOnlyRegions()
+	if err != nil {
+		return nil, err
+	}
+	return &Mappings{regions: regions}, nil
+}
+
+// Trim is Trim for these mappings.
+func (m *Mappings) Trim() (int, error) { return trim(m.regions) }
+
+func trim(regions []region) (int, error) {
 	dropped := 0
 	for _, r := range regions {
 		if r.cow {

@@ -125,19 +125,37 @@ func TestTrim(t *testing.T) {
 		_ = f.Sync()
 		f.Close()
 	}
-	// Fault the executable's pages in again after any earlier test.
-	before, _ := exeMappings(t, "")
-	n, err := Trim()
+	m, err := ReadOnlyMappings()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
-		t.Fatal("Trim dropped no mapping")
-	}
-	after, _ := exeMappings(t, "")
-	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
-	if after >= before {
-		t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
+	for _, tc := range []struct {
+		name string
+		trim func() (int, error)
+	}{
+		{"Trim", Trim},
+		{"Mappings.Trim", m.Trim},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Fault the executable's pages in again after any earlier test.
+			if _, err := os.ReadFile("/proc/self/exe"); err != nil {
+				t.Fatal(err)
+			}
+			runtime.GC()
+			before, _ := exeMappings(t, "")
+			n, err := tc.trim()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatal("no mapping dropped")
+			}
+			after, _ := exeMappings(t, "")
+			t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
+			if after >= before {
+				t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
+			}
+		})
 	}
 	if ResidentPages() <= 0 {
 		t.Error("ResidentPages() is not positive")

@@ -46,6 +46,9 @@ type server struct {
 	events  *eventLog
 	ooms    *oomWatcher
 	stop    func(force bool) // asks Main to exit
+	// started is signalled when a container (not a pause) has started:
+	// serve then trims the binary's pages.
+	started chan struct{}
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -681,4 +684,13 @@ func (s *server) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.containers)
+}
+
+// containerStarted tells serve that a container started (never blocks:
+// one pending signal is enough).
+func (s *server) containerStarted() {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
 }

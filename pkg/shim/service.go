@@ -23,12 +23,18 @@ func (v *service) Ping(_ Empty, r *PingReply) error {
 
 func (v *service) Create(req CreateRequest, r *State) error {
 	st, err := v.s.create(v.s.ctx, req)
+	if err == nil && req.Start && !req.Pause {
+		v.s.containerStarted()
+	}
 	*r = st
 	return encodeError(err)
 }
 
 func (v *service) Start(req IDRequest, r *State) error {
 	st, err := v.s.start(v.s.ctx, req.ID)
+	if err == nil {
+		v.s.containerStarted()
+	}
 	*r = st
 	return encodeError(err)
 }
