@@ -27,6 +27,9 @@ type Config struct {
 	State string `toml:"state" json:"stateDir" comment:"Volatile state: sockets, shim sockets, netns pins, per-pod files."`
 	// LogVerbosity is klog's -v level.
 	LogVerbosity int `toml:"log_verbosity" comment:"Log verbosity (klog -v, 0-10): 2 logs one line per pod, container and image lifecycle event, 4 and up are for debugging. The -v flag, when given, wins."`
+	// MaxProcs is the daemon's GOMAXPROCS; 0 chooses (see
+	// cmd/cri-runtimed's maxProcs).
+	MaxProcs int `toml:"max_procs" comment:"CPUs the daemon runs its Go code on at once (GOMAXPROCS). 0: 1 on a node of 2 CPUs or fewer (a CRI call is answered by one thread, without waking a second one), else Go's default. A GOMAXPROCS environment variable wins."`
 
 	GRPC    GRPC    `toml:"grpc"`
 	Image   Image   `toml:"image"`
@@ -303,6 +306,9 @@ func (c *Config) Validate() error {
 	abs("state", c.State)
 	abs("grpc.address", c.GRPC.Address)
 	abs("image.registry_config_path", c.Image.RegistryConfigPath)
+	if c.MaxProcs < 0 {
+		errs = append(errs, fmt.Sprintf("max_procs: %d is negative", c.MaxProcs))
+	}
 	if c.LogVerbosity < 0 || c.LogVerbosity > 10 {
 		errs = append(errs, fmt.Sprintf("log_verbosity: %d is not between 0 and 10", c.LogVerbosity))
 	}

@@ -55,6 +55,7 @@ var keys = []Key{
 	{Name: "state", Note: "sockets, shims and pods live under it"},
 	{Name: "log_verbosity", Group: GroupVerbosity, Note: "applies at once (a -v flag given on the command line wins); running shims keep their level",
 		copy: func(d, s *Config) { d.LogVerbosity = s.LogVerbosity }},
+	{Name: "max_procs", Note: "set once, at start"},
 	{Name: "grpc.", Note: noteGRPC},
 
 	{Name: "image.snapshotter", Note: "the snapshotter holding every image's snapshots is opened at start"},
