@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -530,7 +532,14 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 		unimplemented[i] = map[string]bool{}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
+	// The bench's own garbage collector runs between samples, not during
+	// them: decoding a full node's lists (500 containers' stats, 500
+	// images) leaves a GC cycle that otherwise ran during the next call,
+	// on a 2-CPU machine 0.1-0.2 ms added to whatever small call came
+	// after a large one, on either runtime.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	for s := range o.samples {
+		runtime.GC()
 		picks := make([]pick, len(calls))
 		for c := range calls {
 			picks[c] = pick{pod: rng.IntN(o.pods), ctr: rng.IntN(max(o.containers, 1)), img: rng.IntN(max(o.images, 1))}
