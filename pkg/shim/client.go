@@ -378,7 +378,9 @@ func start(ctx context.Context, binary string, args, env []string) (int, error) 
 		w.Close()
 		return 0, err
 	}
-	p, err := os.StartProcess(binary, append([]string{binary}, args...), &os.ProcAttr{
+	// argv[0] names the shim for ps: binary is its memfd image's
+	// /proc/<daemon>/fd/N.
+	p, err := os.StartProcess(binary, append([]string{BinaryName}, args...), &os.ProcAttr{
 		Dir:   "/",
 		Env:   env,
 		Files: []*os.File{devnull, devnull, devnull, w},

@@ -171,6 +171,7 @@ func serve(o options, ready func(string)) error {
 	if err := redirectOutput(filepath.Join(dir, logName)); err != nil {
 		return err
 	}
+	nameProcess()
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become subreaper: %w", err)
 	}
@@ -465,4 +466,20 @@ func (cs *connSet) closeAll() {
 	}
 	cs.mu.Unlock()
 	cs.wg.Wait()
+}
+
+// nameProcess sets the shim's command name (comm: what top and pgrep
+// show, cut to 15 bytes by the kernel) to its binary's. Started from its
+// memfd image, /proc/<daemon>/fd/N, it would be that fd's number, the
+// same for every shim. /proc/self/comm names the thread group's leader,
+// whichever thread writes it.
+func nameProcess() {
+	f, err := os.OpenFile("/proc/self/comm", os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString(BinaryName)
+		f.Close()
+	}
+	if err != nil {
+		klog.V(2).InfoS("Naming the shim's process", "err", err)
+	}
 }

@@ -781,3 +781,24 @@ func TestStateDirRemovedDeletesContainers(t *testing.T) {
 		t.Errorf("runc still knows container %s: %s", id, out)
 	}
 }
+
+// TestShimProcessName: ps, top and pgrep show the shim by its binary's
+// name (comm is cut to 15 bytes), not by the path it was started from.
+func TestShimProcessName(t *testing.T) {
+	h := newHarness(t, "/usr/sbin/runc", 0)
+	proc := fmt.Sprintf("/proc/%d/", h.c.Pid())
+	comm, err := os.ReadFile(proc + "comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(comm)), shim.BinaryName[:15]; got != want {
+		t.Errorf("comm %q, want %q", got, want)
+	}
+	cmdline, err := os.ReadFile(proc + "cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arg0, _, _ := strings.Cut(string(cmdline), "\x00"); arg0 != shim.BinaryName {
+		t.Errorf("argv[0] %q, want %q", arg0, shim.BinaryName)
+	}
+}

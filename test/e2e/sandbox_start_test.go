@@ -245,7 +245,7 @@ func compareConfinement(t *testing.T, runc, shim pauseFacts) {
 			t.Errorf("%s: runc's pause %q, the shim's %q", k, runc.status[k], shim.status[k])
 		}
 	}
-	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Uid", "Gid", "Groups", "Threads"} {
+	for _, k := range []string{"Name", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Uid", "Gid", "Groups", "Threads"} {
 		if runc.status[k] != shim.status[k] {
 			t.Errorf("%s: runc's pause %q, the shim's %q", k, runc.status[k], shim.status[k])
 		}

@@ -299,6 +299,9 @@ static void confined(void) {
 	static char msg[65536];
 	static char *opt[1024];
 	close(EXE_FD);
+	// A runc-run pause is named after /pause; this one would be named
+	// after the shim's fd it was started from.
+	prctl(PR_SET_NAME, "pause", 0, 0, 0);
 	// Sent once the shim has put the process in its cgroup.
 	ssize_t len = recv(SYNC_FD, msg, sizeof msg - 1, 0);
 	if (len <= 0) {
