@@ -68,7 +68,8 @@ const memoryTrimCheck = 30 * time.Second
 // on SIGHUP.
 // setVerbosity applies log_verbosity on reload; nil when -v was given.
 func serve(ctx context.Context, cfg *config.Config, load func() (*config.Config, error), setVerbosity func(int) error) error {
-	klog.InfoS("Starting cri-runtimed", "version", version.Version, "root", cfg.Root, "state", cfg.State, "maxProcs", maxProcs(cfg.MaxProcs))
+	procs := maxProcs(cfg.MaxProcs)
+	klog.InfoS("Starting cri-runtimed", "version", version.Version, "root", cfg.Root, "state", cfg.State, "maxProcs", procs)
 	for _, dir := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.GRPC.Address)} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)

@@ -111,10 +111,17 @@ func TestEvict(t *testing.T) {
 		t.Fatal("Evict advised no mapping")
 	}
 	after, random := exeMappings(t, "rr")
-	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
 	if !random {
 		t.Error("a read-only mapping of the executable lacks MADV_RANDOM after Evict")
 	}
+	checkShrank(t, before, after)
+}
+
+// checkShrank fails t unless the executable's resident read-only pages
+// (KiB, from exeMappings) shrank from before to after.
+func checkShrank(t *testing.T, before, after int) {
+	t.Helper()
+	t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
 	if after >= before {
 		t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
 	}
@@ -151,10 +158,7 @@ func TestTrim(t *testing.T) {
 				t.Fatal("no mapping dropped")
 			}
 			after, _ := exeMappings(t, "")
-			t.Logf("resident read-only pages of the executable: %d KiB before, %d KiB after", before, after)
-			if after >= before {
-				t.Errorf("resident read-only pages of the executable did not shrink: %d KiB before, %d KiB after", before, after)
-			}
+			checkShrank(t, before, after)
 		})
 	}
 	if ResidentPages() <= 0 {

@@ -279,7 +279,8 @@ func serve(o options, ready func(string)) error {
 	trimBinaryPages(bin)
 	// Work after the first trim (GC cycles, gob types of the first calls,
 	// container starts) faults binary pages back in; they are dropped again
-	// once the shim is quiet and its RSS grew.
+	// right after each container's start, and at a tick that finds the RSS
+	// grown.
 	settle := time.NewTicker(trimCheck)
 	defer settle.Stop()
 	trimmedAt := exepages.ResidentPages()
