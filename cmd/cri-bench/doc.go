@@ -14,7 +14,12 @@
 // pushes), then every call kubelet keeps making on such a node (list,
 // status, stats and image calls) is timed --samples times, sample by
 // sample and runtime by runtime, so that the runtimes share the machine's
-// load alike; then the list calls while --burst pods start at once, and
+// load alike. Each sample makes the calls in a new random order (the same
+// on every runtime; --fixed-order keeps the table's): a call timed right
+// after a large answer pays for the runtime's CPU gone idle while the
+// client decoded it, and a fixed order would charge that to one call.
+// --gap idles before each call, as kubelet's calls come seconds apart.
+// Then the list calls are timed while --burst pods start at once, and
 // the stop and removal of every pod. test/bench/scale.sh runs it against
 // cri-runtimed and the containerd peer.
 //

@@ -45,6 +45,8 @@ type options struct {
 	startScale      bool
 	samples         int
 	byRuntime       bool
+	fixedOrder      bool
+	gap             time.Duration
 	images          int
 	imageRepo       string
 	burst           int
@@ -82,6 +84,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.startScale, "start", false, "scale mode: start the containers (default: only created)")
 	fs.IntVar(&o.samples, "samples", 30, "scale mode: calls of each RPC")
 	fs.BoolVar(&o.byRuntime, "by-runtime", false, "scale mode: in each sample, each runtime makes every call in turn, so that a call follows the same runtime's previous call (default: each call goes to every runtime in turn, so a runtime's call may follow a long call of another one, idle all that time)")
+	fs.BoolVar(&o.fixedOrder, "fixed-order", false, "scale mode: make the calls in the table's order in every sample (default: in a new random order each sample, the same on every runtime, so that no call is always timed right after the same one: a runtime whose CPU went idle while the client decoded a large answer pays for waking it in its next call)")
+	fs.DurationVar(&o.gap, "gap", 0, "scale mode: idle time before each timed call (kubelet's calls come seconds apart, so a runtime answers them from idle; 0 times them back to back)")
 	fs.IntVar(&o.images, "images", 0, "scale mode: image tags to pull from --image-repo for the image calls (test/bench/pushimages --scale-images pushes them)")
 	fs.StringVar(&o.imageRepo, "image-repo", "docker.io/library/scale", "scale mode: repository of the images, tagged 000, 001, ...")
 	fs.IntVar(&o.burst, "burst", 20, "scale mode: pods started at once while the list calls are timed (0: no burst)")
@@ -102,8 +106,8 @@ func parseFlags(args []string) (*options, error) {
 	if o.pods < 1 {
 		return nil, errors.New("--pods must be at least 1")
 	}
-	if o.scale && (o.containers < 0 || o.samples < 1 || o.images < 0 || o.burst < 0) {
-		return nil, errors.New("--containers, --images and --burst must not be negative and --samples must be positive")
+	if o.scale && (o.containers < 0 || o.samples < 1 || o.images < 0 || o.burst < 0 || o.gap < 0) {
+		return nil, errors.New("--containers, --images, --burst and --gap must not be negative and --samples must be positive")
 	}
 	if o.command = strings.Fields(command); len(o.command) == 0 {
 		return nil, errors.New("--command is empty")

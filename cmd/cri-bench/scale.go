@@ -48,12 +48,16 @@ type scaleImage struct{ name, id string }
 
 // ScaleReport is the scale mode's result, as written by --json.
 type ScaleReport struct {
-	Pods        int        `json:"pods"`
-	Containers  int        `json:"containers_per_pod"`
-	Running     bool       `json:"containers_running"`
-	Images      int        `json:"images"`
-	Samples     int        `json:"samples"`
-	ByRuntime   bool       `json:"by_runtime,omitempty"`
+	Pods       int  `json:"pods"`
+	Containers int  `json:"containers_per_pod"`
+	Running    bool `json:"containers_running"`
+	Images     int  `json:"images"`
+	Samples    int  `json:"samples"`
+	ByRuntime  bool `json:"by_runtime,omitempty"`
+	// FixedOrder: every sample made the calls in CallOrder; else each
+	// sample in a new random order.
+	FixedOrder  bool       `json:"fixed_order,omitempty"`
+	GapMs       float64    `json:"gap_ms,omitempty"`
 	Burst       int        `json:"burst"`
 	HostNetwork bool       `json:"host_network"`
 	PodCgroups  string     `json:"pod_cgroup_prefix,omitempty"`
@@ -125,7 +129,7 @@ func runScale(o *options) error {
 	defer stop()
 	rep := &ScaleReport{
 		Pods: o.pods, Containers: o.containers, Running: o.startScale, Images: o.images,
-		Samples: o.samples, ByRuntime: o.byRuntime, Burst: o.burst, HostNetwork: o.hostNetwork, PodCgroups: o.podCgroupPrefix,
+		Samples: o.samples, ByRuntime: o.byRuntime, FixedOrder: o.fixedOrder, GapMs: ms(o.gap), Burst: o.burst, HostNetwork: o.hostNetwork, PodCgroups: o.podCgroupPrefix,
 		At: time.Now().UTC(),
 	}
 	rep.Load[0] = loadAvg()
@@ -544,7 +548,11 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 		for c := range calls {
 			picks[c] = pick{pod: rng.IntN(o.pods), ctr: rng.IntN(max(o.containers, 1)), img: rng.IntN(max(o.images, 1))}
 		}
-		for _, st := range sampleOrder(s, len(calls), len(targets), o.byRuntime) {
+		perm := rng.Perm(len(calls))
+		if o.fixedOrder {
+			perm = nil
+		}
+		for _, st := range sampleOrder(s, len(calls), len(targets), perm, o.byRuntime) {
 			if ctx.Err() != nil {
 				return
 			}
@@ -552,6 +560,9 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 			t := targets[i]
 			if unimplemented[i][c.name] {
 				continue
+			}
+			if o.gap > 0 {
+				time.Sleep(o.gap)
 			}
 			at := time.Now().UnixMilli()
 			d, items, err := timeOne(ctx, t, c, p)
@@ -591,21 +602,28 @@ type step struct{ c, i int }
 
 // sampleOrder is the order of sample s's calls: call by call, each on
 // every target in turn, or target by target, each making every call in
-// turn (byRuntime); the target that goes first alternates from sample to
-// sample.
-func sampleOrder(s, calls, targets int, byRuntime bool) []step {
+// turn (byRuntime); the calls in the order perm gives (nil: 0, 1, ...),
+// the same on every target; the target that goes first alternates from
+// sample to sample.
+func sampleOrder(s, calls, targets int, perm []int, byRuntime bool) []step {
+	call := func(k int) int {
+		if perm == nil {
+			return k
+		}
+		return perm[k]
+	}
 	order := make([]step, 0, calls*targets)
 	if byRuntime {
 		for k := range targets {
 			for c := range calls {
-				order = append(order, step{c: c, i: (k + s) % targets})
+				order = append(order, step{c: call(c), i: (k + s) % targets})
 			}
 		}
 		return order
 	}
 	for c := range calls {
 		for k := range targets {
-			order = append(order, step{c: c, i: (k + s) % targets})
+			order = append(order, step{c: call(c), i: (k + s) % targets})
 		}
 	}
 	return order
@@ -785,6 +803,14 @@ func (r *ScaleReport) WriteTable(w *os.File) {
 	order := "call by call"
 	if r.ByRuntime {
 		order = "runtime by runtime"
+	}
+	if r.FixedOrder {
+		order += ", in the table's order"
+	} else {
+		order += ", calls shuffled"
+	}
+	if r.GapMs > 0 {
+		order += fmt.Sprintf(", %g ms idle before each", r.GapMs)
 	}
 	fmt.Fprintf(w, "\nscale: %d pods × %d containers (%s), %d images, %d samples per call (%s), load %.1f → %.1f (timed calls: %.1f → %.1f)\n",
 		r.Pods, r.Containers, state, r.Images, r.Samples, order, r.Load[0], r.Load[1], r.TimedLoad[0], r.TimedLoad[1])

@@ -23,7 +23,7 @@
 #      (containerd-peer-stop.sh) unless they were running before the run.
 #
 # Environment:
-#   PODS (25), CONTAINERS (20), SCALE_IMAGES (500), SAMPLES (30), BURST (20),
+#   PODS (25), CONTAINERS (20), SCALE_IMAGES (500), SAMPLES (100), BURST (20),
 #   PARALLEL (4, workers creating and removing pods), RUNS (1),
 #   RESULTS (a new /tmp/cri-bench-scale-XXXX), CRI_RUNTIMED_BIN, CRI_BENCH_BIN,
 #   CONTAINERD (1; 0 measures cri-runtimed alone), DAEMON_FLAGS (extra
@@ -42,7 +42,7 @@ POD_CGROUPS=/cri-bench-scale
 PODS=${PODS:-25}
 CONTAINERS=${CONTAINERS:-20}
 SCALE_IMAGES=${SCALE_IMAGES:-500}
-SAMPLES=${SAMPLES:-30}
+SAMPLES=${SAMPLES:-100}
 BURST=${BURST:-20}
 PARALLEL=${PARALLEL:-4}
 RUNS=${RUNS:-1}
