@@ -582,19 +582,34 @@ func TestHostNetworkPod(t *testing.T) {
 	if got := strings.TrimSpace(d.ExecOK(t, id, "hostname")); got != host {
 		t.Errorf("hostname in a host-network pod = %q, want the node's %q", got, host)
 	}
-	hostIfaces, err := os.ReadDir("/sys/class/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ifaces := d.ExecOK(t, id, "ls", "/sys/class/net")
-	for _, i := range hostIfaces {
-		if !strings.Contains(ifaces, i.Name()) {
-			t.Errorf("interface %s of the node not seen in the host-network pod: %q", i.Name(), ifaces)
+	// Other tests' pods come and go meanwhile, each with a veth on the
+	// node: the interfaces the pod must see are those the node had both
+	// before and after it looked.
+	before := nodeInterfaces(t)
+	seen := strings.Fields(d.ExecOK(t, id, "ls", "/sys/class/net"))
+	after := nodeInterfaces(t)
+	for name := range before {
+		if after[name] && !slices.Contains(seen, name) {
+			t.Errorf("interface %s of the node not seen in the host-network pod: %q", name, seen)
 		}
 	}
 	if st := d.PodStatus(t, pod).Status; st.GetLinux().GetNamespaces().GetOptions().GetNetwork() != runtimeapi.NamespaceMode_NODE {
 		t.Errorf("pod status namespaces = %v, want network NODE", st.GetLinux().GetNamespaces().GetOptions())
 	}
+}
+
+// nodeInterfaces are the names in the node's /sys/class/net.
+func nodeInterfaces(t *testing.T) map[string]bool {
+	t.Helper()
+	entries, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	return names
 }
 
 // TestManyLayerImage: an image of 128 layers (beyond the ~90 whose
