@@ -582,6 +582,15 @@ func TestHostNetworkPod(t *testing.T) {
 	if got := strings.TrimSpace(d.ExecOK(t, id, "hostname")); got != host {
 		t.Errorf("hostname in a host-network pod = %q, want the node's %q", got, host)
 	}
+	// The node's own network namespace, not one named like it (a pod's
+	// has a lo and an eth0 too).
+	hostNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(d.ExecOK(t, id, "readlink", "/proc/self/ns/net")); got != hostNS {
+		t.Errorf("network namespace of a host-network pod's container = %s, want the node's %s", got, hostNS)
+	}
 	// Other tests' pods come and go meanwhile, each with a veth on the
 	// node: the interfaces the pod must see are those the node had both
 	// before and after it looked.
