@@ -41,6 +41,7 @@ func realPlugins(t *testing.T) (Options, string) {
 			t.Skipf("CNI plugin %s not installed: %v", p, err)
 		}
 	}
+	lockNetwork(t)
 	if _, err := net.InterfaceByName(itBridge); err == nil {
 		t.Fatalf("%s already exists; a previous run did not clean up", itBridge)
 	}
@@ -95,6 +96,23 @@ func realPlugins(t *testing.T) (Options, string) {
 		t.Fatal(err)
 	}
 	return opts, ipamDir
+}
+
+// lockNetwork waits until no other run of this test on the host holds
+// the bridge and subnet (two `go test` runs from different checkouts at
+// once), and holds them until the test and its cleanups are done.
+func lockNetwork(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "cri-runtimed-cni-"+itBridge+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock %s: %v", f.Name(), err)
+	}
+	// Registered first, so it runs after every cleanup registered later.
+	t.Cleanup(func() { f.Close() })
 }
 
 // removePortmapChains removes the portmap top-level chains and jumps that
