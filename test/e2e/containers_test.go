@@ -591,9 +591,10 @@ func TestHostNetworkPod(t *testing.T) {
 	if got := strings.TrimSpace(d.ExecOK(t, id, "readlink", "/proc/self/ns/net")); got != hostNS {
 		t.Errorf("network namespace of a host-network pod's container = %s, want the node's %s", got, hostNS)
 	}
-	// Other tests' pods come and go meanwhile, each with a veth on the
-	// node: the interfaces the pod must see are those the node had both
-	// before and after it looked.
+	// Veths come and go meanwhile (the kernel deletes an earlier test's
+	// pod's veth after its network namespace goes, asynchronously; another
+	// checkout's tests may run at once): the interfaces the pod must see
+	// are those the node had both before and after it looked.
 	before := nodeInterfaces(t)
 	seen := strings.Fields(d.ExecOK(t, id, "ls", "/sys/class/net"))
 	after := nodeInterfaces(t)
