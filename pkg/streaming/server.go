@@ -203,11 +203,17 @@ func (s *Server) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	err := s.http.Close()
 	<-s.served
+	// Closed outside the lock: a tracked connection's Close takes it to
+	// forget itself.
 	s.mu.Lock()
+	conns := make([]net.Conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 	done := make(chan struct{})
 	go func() { s.handlers.Wait(); close(done) }() // ends when the handlers do
 	select {

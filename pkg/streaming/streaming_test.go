@@ -131,3 +131,35 @@ func TestForwardPortHost(t *testing.T) {
 		t.Errorf("closed port: %v", err)
 	}
 }
+
+// TestCloseWithOpenConnection: a connection http.Server.Close leaves open
+// (one hijacked for a stream) is closed by Close, which returns.
+func TestCloseWithOpenConnection(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0"}, nopRuntime{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	s.mu.Lock()
+	s.conns[&trackedConn{Conn: server, s: s}] = struct{}{}
+	s.mu.Unlock()
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return with a stream's connection open")
+	}
+	if n, err := client.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read from the stream's connection after Close = %d, %v; want EOF", n, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) != 0 {
+		t.Fatalf("%d connections still tracked after Close", len(s.conns))
+	}
+}
