@@ -192,6 +192,35 @@ func TestStreamingExec(t *testing.T) {
 	}
 }
 
+// TestStreamingDaemonRestartDuringExec: the daemon stops within its grace
+// on SIGTERM while an exec stream is open (systemctl restart during
+// kubectl exec), the stream ends, and after the restart the container
+// takes a new exec.
+func TestStreamingDaemonRestartDuringExec(t *testing.T) {
+	d, pod, pc := streamEnv(t)
+	id := d.CreateStarted(t, pod, sleeper("c"), pc)
+	u := execURL(t, d, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"sh", "-c", "echo ready; sleep 1000"}, Stdout: true})
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- spdyExecutor(t, u).StreamWithContext(testCtx(t), remotecommand.StreamOptions{Stdout: &out})
+	}()
+	framework.Eventually(t, 20*time.Second, func() (bool, string) {
+		return strings.Contains(out.String(), "ready"), "the exec never wrote ready: " + out.String()
+	})
+	d.Restart(t) // fails the test if the daemon does not exit in time
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the exec stream stayed open after the daemon stopped")
+	}
+	u = execURL(t, d, &runtimeapi.ExecRequest{ContainerId: id, Cmd: []string{"echo", "again"}, Stdout: true})
+	var again bytes.Buffer
+	if err := spdyExecutor(t, u).StreamWithContext(testCtx(t), remotecommand.StreamOptions{Stdout: &again}); err != nil || again.String() != "again\n" {
+		t.Errorf("exec after the restart: %q, %v", again.String(), err)
+	}
+}
+
 // TestStreamingErrors: requests that must fail, and how.
 func TestStreamingErrors(t *testing.T) {
 	d, pod, pc := streamEnv(t)
