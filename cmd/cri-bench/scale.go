@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -548,11 +549,12 @@ func timeCalls(ctx context.Context, o *options, targets []*scaleTarget, calls []
 		for c := range calls {
 			picks[c] = pick{pod: rng.IntN(o.pods), ctr: rng.IntN(max(o.containers, 1)), img: rng.IntN(max(o.images, 1))}
 		}
+		// Drawn in either order, so that the picks are the same.
 		perm := rng.Perm(len(calls))
 		if o.fixedOrder {
-			perm = nil
+			slices.Sort(perm)
 		}
-		for _, st := range sampleOrder(s, len(calls), len(targets), perm, o.byRuntime) {
+		for _, st := range sampleOrder(s, len(targets), perm, o.byRuntime) {
 			if ctx.Err() != nil {
 				return
 			}
@@ -602,28 +604,21 @@ type step struct{ c, i int }
 
 // sampleOrder is the order of sample s's calls: call by call, each on
 // every target in turn, or target by target, each making every call in
-// turn (byRuntime); the calls in the order perm gives (nil: 0, 1, ...),
-// the same on every target; the target that goes first alternates from
-// sample to sample.
-func sampleOrder(s, calls, targets int, perm []int, byRuntime bool) []step {
-	call := func(k int) int {
-		if perm == nil {
-			return k
-		}
-		return perm[k]
-	}
-	order := make([]step, 0, calls*targets)
+// turn (byRuntime); the calls in perm's order, the same on every target;
+// the target that goes first alternates from sample to sample.
+func sampleOrder(s, targets int, perm []int, byRuntime bool) []step {
+	order := make([]step, 0, len(perm)*targets)
 	if byRuntime {
 		for k := range targets {
-			for c := range calls {
-				order = append(order, step{c: call(c), i: (k + s) % targets})
+			for _, c := range perm {
+				order = append(order, step{c: c, i: (k + s) % targets})
 			}
 		}
 		return order
 	}
-	for c := range calls {
+	for _, c := range perm {
 		for k := range targets {
-			order = append(order, step{c: call(c), i: (k + s) % targets})
+			order = append(order, step{c: c, i: (k + s) % targets})
 		}
 	}
 	return order
